@@ -1,0 +1,168 @@
+//! `labbook bench store`: throughput of the store on a fresh temporary notebook.
+//! Numbers and method are recorded in docs/performance.md.
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::{Kind, NewItem};
+use crate::store::{MetricPoint, NewRun, Store};
+
+#[derive(Debug, Clone)]
+pub struct StoreBench {
+    pub items: usize,
+    pub metrics: usize,
+    pub batch: usize,
+    pub searches: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoreBenchReport {
+    pub items: usize,
+    pub items_per_s: f64,
+    pub metric_points: usize,
+    pub metric_batch: usize,
+    pub metric_points_per_s: f64,
+    pub searches: usize,
+    pub search_p50_ms: f64,
+    pub search_p95_ms: f64,
+    pub search_p99_ms: f64,
+    pub db_bytes: u64,
+}
+
+/// Deterministic pseudo-random words so runs are comparable.
+struct Words(u64);
+
+const VOCAB: &[&str] = &[
+    "mamba",
+    "selective",
+    "scan",
+    "state",
+    "space",
+    "attention",
+    "hybrid",
+    "kernel",
+    "chunked",
+    "softmax",
+    "convolution",
+    "induction",
+    "copying",
+    "transformer",
+    "linear",
+    "recurrent",
+    "gating",
+    "norm",
+    "rope",
+    "extrapolation",
+    "benchmark",
+    "cuda",
+    "memory",
+    "throughput",
+    "ablation",
+    "sweep",
+    "baseline",
+    "perplexity",
+    "tokenizer",
+    "dataset",
+    "layer",
+    "depth",
+];
+
+impl Words {
+    fn next(&mut self) -> &'static str {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        VOCAB[(self.0 % VOCAB.len() as u64) as usize]
+    }
+    fn sentence(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchReport> {
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::io(std::env::temp_dir(), e))?;
+    let path = dir.path().join("bench.db");
+    let mut store = Store::open(&path, "bench")?;
+    let mut words = Words(0x9e37_79b9_7f4a_7c15);
+
+    progress(&format!("inserting {} items…", cfg.items));
+    let t = Instant::now();
+    for chunk in (0..cfg.items).collect::<Vec<_>>().chunks(1000) {
+        let news: Vec<NewItem> = chunk
+            .iter()
+            .map(|i| {
+                let mut n = NewItem::new(Kind::ALL[i % 4], words.sentence(6));
+                n.body = words.sentence(40);
+                n
+            })
+            .collect();
+        store.write(|tx, ctx| {
+            for n in &news {
+                crate::store::insert_item(tx, ctx, n)?;
+            }
+            Ok(())
+        })?;
+    }
+    let items_per_s = cfg.items as f64 / t.elapsed().as_secs_f64();
+
+    progress(&format!("inserting {} metric points…", cfg.metrics));
+    let run = store.create_run(&NewRun {
+        config: "bench".into(),
+        ..Default::default()
+    })?;
+    let keys = ["loss", "accuracy", "lr", "grad_norm"];
+    let t = Instant::now();
+    let mut step = 0i64;
+    let mut done = 0;
+    while done < cfg.metrics {
+        let n = cfg.batch.min(cfg.metrics - done);
+        let points: Vec<MetricPoint> = (0..n)
+            .map(|j| {
+                let k = keys[j % keys.len()];
+                if j % keys.len() == 0 {
+                    step += 1;
+                }
+                MetricPoint {
+                    step,
+                    key: k.to_string(),
+                    value: 1.0 / step as f64,
+                    wall_time: step as f64 * 0.01,
+                }
+            })
+            .collect();
+        store.append_metrics(run, &points, Some(step))?;
+        done += n;
+    }
+    let metric_points_per_s = cfg.metrics as f64 / t.elapsed().as_secs_f64();
+
+    progress(&format!("timing {} searches…", cfg.searches));
+    let mut lat = Vec::with_capacity(cfg.searches);
+    for _ in 0..cfg.searches {
+        let q = format!("{} {}", words.next(), words.next());
+        let t = Instant::now();
+        let hits = store.search(&q, None, 20)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(hits);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    drop(store);
+    let db_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(StoreBenchReport {
+        items: cfg.items,
+        items_per_s,
+        metric_points: cfg.metrics,
+        metric_batch: cfg.batch,
+        metric_points_per_s,
+        searches: cfg.searches,
+        search_p50_ms: pct(0.50),
+        search_p95_ms: pct(0.95),
+        search_p99_ms: pct(0.99),
+        db_bytes,
+    })
+}

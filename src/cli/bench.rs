@@ -1,0 +1,47 @@
+use anyhow::Result;
+use clap::{Args as ClapArgs, Subcommand};
+
+use super::Env;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Store speed on a fresh temporary notebook: item inserts, metric inserts, search latency.
+    Store(StoreArgs),
+}
+
+#[derive(ClapArgs)]
+struct StoreArgs {
+    /// Items to insert.
+    #[arg(long, default_value_t = 100_000)]
+    items: usize,
+    /// Metric points to insert.
+    #[arg(long, default_value_t = 1_000_000)]
+    metrics: usize,
+    /// Metric points per transaction (a training run flushes about once a second).
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// Search queries to time.
+    #[arg(long, default_value_t = 1_000)]
+    searches: usize,
+}
+
+pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
+    match a.what {
+        What::Store(args) => {
+            let cfg = labbook::bench::StoreBench {
+                items: args.items,
+                metrics: args.metrics,
+                batch: args.batch,
+                searches: args.searches,
+            };
+            let report = labbook::bench::store(&cfg, |msg| eprintln!("{msg}"))?;
+            super::output::json(&report)
+        }
+    }
+}

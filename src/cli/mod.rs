@@ -1,0 +1,186 @@
+//! Command-line interface: one module per subcommand, each an `Args` struct and a `cmd_*` fn.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use labbook::Store;
+use labbook::config::{self, AppConfig};
+
+mod add;
+mod backup;
+mod bench;
+mod comment;
+mod edit;
+mod export;
+mod import;
+mod init;
+mod link;
+mod list;
+mod output;
+mod rm;
+mod search;
+mod show;
+mod status;
+mod tag;
+
+/// A terminal-first lab notebook and experiment tracker.
+///
+/// With no command, shows the notebook's status. The notebook is `tracker.db`, found in the
+/// current directory or its parents (like git finds `.git`) and created on first use.
+#[derive(Parser)]
+#[command(name = "labbook", version, max_term_width = 100)]
+pub struct Cli {
+    /// Notebook file to use instead of the discovered `tracker.db`.
+    #[arg(long, global = true, env = "LABBOOK_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// App config to use instead of `configs/labbook.toml` beside the notebook.
+    #[arg(long, global = true, env = "LABBOOK_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a notebook (optionally seeded with an example Mamba project).
+    Init(init::Args),
+    /// Add a task, paper, idea or experiment.
+    Add(add::Args),
+    /// List items, filtered by kind, status, tag or link.
+    #[command(alias = "ls")]
+    List(list::Args),
+    /// Show one item (T-1, P-2, I-3, E-4) or run in full.
+    Show(show::Args),
+    /// Edit an item with flags, or in $EDITOR when no flag is given.
+    Edit(edit::Args),
+    /// Link two items (both ends see the link).
+    Link(link::LinkArgs),
+    /// Remove links between two items.
+    Unlink(link::UnlinkArgs),
+    /// Add or remove tags.
+    Tag(tag::Args),
+    /// Comment on an item.
+    Comment(comment::Args),
+    /// Full-text search over titles, bodies, comments, authors and tags.
+    Search(search::Args),
+    /// Archive an item (or delete it with --purge).
+    Rm(rm::Args),
+    /// Import papers from a BibTeX file.
+    Import(import::Args),
+    /// Export the notebook as Markdown, JSON or BibTeX.
+    Export(export::Args),
+    /// Copy the notebook to a new file with SQLite's online backup.
+    Backup(backup::Args),
+    /// Measure labbook's speed (see docs/performance.md).
+    Bench(bench::Args),
+}
+
+/// What every command gets: where the notebook is and who is working.
+pub struct Env {
+    pub db_path: PathBuf,
+    pub config: AppConfig,
+    pub json: bool,
+}
+
+impl Env {
+    pub fn open(&self) -> Result<Store> {
+        Ok(Store::open(&self.db_path, config::author(&self.config))?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // Keep usage errors to one line too; `--help` has the details.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            let _ = writeln!(std::io::stderr(), "{first}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming the problem; the chain adds context such as the file.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            let _ = writeln!(std::io::stderr(), "error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let db_path = config::discover_db(cli.db.as_deref(), &cwd);
+    let config_path = config::discover_config(cli.config.as_deref(), &db_path);
+    let config = AppConfig::load(&config_path)?;
+    init_logging(&db_path);
+    let env = Env {
+        db_path,
+        config,
+        json: cli.json,
+    };
+    tracing::info!(command = ?std::env::args().nth(1), "start");
+    match cli.command {
+        None => status::cmd_status(&env),
+        Some(Command::Init(a)) => init::cmd_init(&env, a),
+        Some(Command::Add(a)) => add::cmd_add(&env, a),
+        Some(Command::List(a)) => list::cmd_list(&env, a),
+        Some(Command::Show(a)) => show::cmd_show(&env, a),
+        Some(Command::Edit(a)) => edit::cmd_edit(&env, a),
+        Some(Command::Link(a)) => link::cmd_link(&env, a),
+        Some(Command::Unlink(a)) => link::cmd_unlink(&env, a),
+        Some(Command::Tag(a)) => tag::cmd_tag(&env, a),
+        Some(Command::Comment(a)) => comment::cmd_comment(&env, a),
+        Some(Command::Search(a)) => search::cmd_search(&env, a),
+        Some(Command::Rm(a)) => rm::cmd_rm(&env, a),
+        Some(Command::Import(a)) => import::cmd_import(&env, a),
+        Some(Command::Export(a)) => export::cmd_export(&env, a),
+        Some(Command::Backup(a)) => backup::cmd_backup(&env, a),
+        Some(Command::Bench(a)) => bench::cmd_bench(&env, a),
+    }
+}
+
+/// Logs go to a file (never the terminal, which the TUI owns): `LABBOOK_LOG_FILE`, or
+/// `labbook.log` in the user's state directory. Level from `LABBOOK_LOG` (default `info`).
+fn init_logging(_db: &Path) {
+    let path = std::env::var_os("LABBOOK_LOG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let base = std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
+                })?;
+            Some(base.join("labbook").join("labbook.log"))
+        });
+    let Some(path) = path else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LABBOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}

@@ -1,0 +1,40 @@
+//! Shared text/JSON output for commands.
+use std::io::Write;
+
+use anyhow::Result;
+use labbook::model::Item;
+use serde::Serialize;
+
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints items as an aligned table: ID, status, title, tags.
+pub fn item_table(items: &[Item]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let id_w = items
+        .iter()
+        .map(|i| i.id.to_string().len())
+        .max()
+        .unwrap_or(2);
+    let st_w = items.iter().map(|i| i.status.len()).max().unwrap_or(6);
+    for i in items {
+        let tags = if i.tags.is_empty() {
+            String::new()
+        } else {
+            format!("  #{}", i.tags.join(" #"))
+        };
+        let archived = if i.archived { "  (archived)" } else { "" };
+        writeln!(
+            out,
+            "{:<id_w$}  {:<st_w$}  {}{tags}{archived}",
+            i.id.to_string(),
+            i.status,
+            i.title
+        )?;
+    }
+    Ok(())
+}

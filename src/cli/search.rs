@@ -1,0 +1,32 @@
+use anyhow::Result;
+use clap::Args as ClapArgs;
+use labbook::model::Kind;
+
+use super::Env;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Words to find; the last one also matches as a prefix.
+    query: Vec<String>,
+    /// Only this kind.
+    #[arg(long, short = 'k')]
+    kind: Option<Kind>,
+    #[arg(long, short = 'n', default_value_t = 20)]
+    limit: usize,
+}
+
+pub fn cmd_search(env: &Env, a: Args) -> Result<()> {
+    let store = env.open()?;
+    let hits = store.search(&a.query.join(" "), a.kind, a.limit)?;
+    if env.json {
+        return super::output::json(&hits);
+    }
+    if hits.is_empty() {
+        println!("No matches.");
+    }
+    for h in hits {
+        println!("{:<6} {:<10} {}", h.id.to_string(), h.status, h.title);
+        println!("       {}", h.snippet.replace('\n', " "));
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Finding the notebook (`tracker.db`) and the app config (`configs/labbook.toml`),
+//! and who the current author is.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DB_FILE: &str = "tracker.db";
+pub const CONFIG_FILE: &str = "configs/labbook.toml";
+
+/// The app config. Unknown keys are errors so typos do not go unnoticed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default)]
+    pub user: UserConfig,
+    /// Sections owned by later features; kept as raw tables until they are read.
+    #[serde(default)]
+    pub keys: Option<toml::Table>,
+    #[serde(default)]
+    pub theme: Option<toml::Table>,
+    #[serde(default)]
+    pub github: Option<toml::Table>,
+    #[serde(default)]
+    pub runner: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: Option<String>,
+}
+
+impl AppConfig {
+    /// Parses config text; errors name the file and line.
+    pub fn parse(text: &str, file: &Path) -> Result<AppConfig> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            file: file.display().to_string(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+            msg: e.message().to_string(),
+        })
+    }
+
+    /// Loads `path` if it exists, else the default config.
+    pub fn load(path: &Path) -> Result<AppConfig> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => AppConfig::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppConfig::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where the notebook is: `explicit` (from `--db` or `LABBOOK_DB`), else the nearest
+/// `tracker.db` in `start` or its parents (like git finds `.git`), else `start/tracker.db`.
+pub fn discover_db(explicit: Option<&Path>, start: &Path) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    start
+        .ancestors()
+        .map(|d| d.join(DB_FILE))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| start.join(DB_FILE))
+}
+
+/// The config that belongs to a notebook: `LABBOOK_CONFIG` if set, else
+/// `configs/labbook.toml` beside the notebook, else in the nearest parent that has one.
+pub fn discover_config(explicit: Option<&Path>, db: &Path) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = dir.canonicalize().unwrap_or(dir);
+    dir.ancestors()
+        .map(|d| d.join(CONFIG_FILE))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join(CONFIG_FILE))
+}
+
+/// Author name: `[user] name` from the config, else `git config user.name`, else `$USER`.
+pub fn author(config: &AppConfig) -> String {
+    if let Some(name) = config
+        .user
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        return name.to_string();
+    }
+    let git = std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    git.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_db_in_parent_like_git() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(discover_db(None, &deep), deep.join(DB_FILE));
+        std::fs::write(root.path().join(DB_FILE), b"").unwrap();
+        assert_eq!(discover_db(None, &deep), root.path().join(DB_FILE));
+        let explicit = Path::new("/x/y.db");
+        assert_eq!(discover_db(Some(explicit), &deep), explicit);
+    }
+
+    #[test]
+    fn config_errors_name_file_and_line() {
+        let text = "[user]\nname = \"ada\"\nnmae = \"typo\"\n";
+        let err = AppConfig::parse(text, Path::new("configs/labbook.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("configs/labbook.toml:3:"), "{msg}");
+        let ok = AppConfig::parse("[user]\nname = \"ada\"\n", Path::new("x")).unwrap();
+        assert_eq!(author(&ok), "ada");
+    }
+}

@@ -1,0 +1,184 @@
+//! Whole-notebook exports: one readable Markdown document (the shared doc labbook
+//! replaces), JSON for scripts, and BibTeX for papers.
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::{Comment, Item, Kind, LinkView};
+use crate::store::{ListFilter, Run, RunFilter, Store};
+
+/// An item with everything attached to it.
+#[derive(Debug, Serialize)]
+pub struct ItemDetail {
+    #[serde(flatten)]
+    pub item: Item,
+    pub links: Vec<LinkView>,
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Notebook {
+    pub schema_version: i64,
+    pub exported_at: String,
+    pub items: Vec<ItemDetail>,
+    pub runs: Vec<Run>,
+}
+
+pub fn notebook(store: &Store) -> Result<Notebook> {
+    let items = store
+        .list(&ListFilter::default())?
+        .into_iter()
+        .map(|item| {
+            Ok(ItemDetail {
+                links: store.links_of(item.id)?,
+                comments: store.comments(item.id)?,
+                item,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Notebook {
+        schema_version: crate::store::schema_version(),
+        exported_at: crate::store::now(),
+        items,
+        runs: store.list_runs(&RunFilter::default())?,
+    })
+}
+
+/// The notebook as one Markdown document, grouped by kind, with links as cross-references.
+pub fn markdown(store: &Store) -> Result<String> {
+    let nb = notebook(store)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Lab notebook\n");
+    let _ = writeln!(out, "_Exported by labbook on {}._\n", nb.exported_at);
+    for kind in Kind::ALL {
+        let items: Vec<_> = nb.items.iter().filter(|d| d.item.kind == kind).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "## {}\n", kind.plural());
+        for d in items {
+            write_item(&mut out, d);
+        }
+    }
+    if !nb.runs.is_empty() {
+        let _ = writeln!(out, "## Runs\n");
+        let _ = writeln!(
+            out,
+            "| Run | Experiment | Status | Backend | Final metrics |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for r in &nb.runs {
+            let metrics = r
+                .final_metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                r.id,
+                r.experiment.map(|e| e.to_string()).unwrap_or_default(),
+                r.status,
+                r.backend.as_deref().unwrap_or(""),
+                metrics
+            );
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn write_item(out: &mut String, d: &ItemDetail) {
+    let i = &d.item;
+    let _ = writeln!(out, "### {} · {}\n", i.id, i.title);
+    let mut meta = vec![format!("**status** {}", i.status)];
+    if !i.tags.is_empty() {
+        meta.push(format!("**tags** {}", i.tags.join(", ")));
+    }
+    for (k, v) in i.fields.entries() {
+        if k != "bibtex" && k != "hypothesis" && k != "conclusion" {
+            meta.push(format!("**{}** {}", k.replace('_', " "), v));
+        }
+    }
+    meta.push(format!("**by** {} · {}", i.author, &i.created_at[..10]));
+    let _ = writeln!(out, "{}\n", meta.join(" · "));
+    if let Some(h) = &i.fields.hypothesis {
+        let _ = writeln!(out, "**Hypothesis.** {h}\n");
+    }
+    if !i.body.trim().is_empty() {
+        let _ = writeln!(out, "{}\n", i.body.trim_end());
+    }
+    if let Some(c) = &i.fields.conclusion {
+        let _ = writeln!(out, "**Conclusion.** {c}\n");
+    }
+    if !d.links.is_empty() {
+        let _ = writeln!(out, "Links:");
+        for l in &d.links {
+            let _ = writeln!(out, "- {} {} — {}", l.label, l.other, l.other_title);
+        }
+        out.push('\n');
+    }
+    if !d.comments.is_empty() {
+        let _ = writeln!(out, "Comments:");
+        for c in &d.comments {
+            let _ = writeln!(
+                out,
+                "- **{}** ({}): {}",
+                c.author,
+                &c.created_at[..10],
+                c.body
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// Every (non-archived) paper as BibTeX.
+pub fn bibtex(store: &Store) -> Result<String> {
+    let papers = store.list(&ListFilter {
+        kind: Some(Kind::Paper),
+        ..Default::default()
+    })?;
+    Ok(papers
+        .iter()
+        .map(crate::bibtex::entry_for)
+        .collect::<Vec<_>>()
+        .join("\n\n")
+        + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewItem;
+
+    #[test]
+    fn markdown_groups_by_kind_with_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("t.db"), "ada").unwrap();
+        let p = s
+            .add_item(NewItem::new(Kind::Paper, "Mamba paper"))
+            .unwrap()
+            .id;
+        let mut e = NewItem::new(Kind::Experiment, "Scan speed");
+        e.fields.hypothesis = Some("chunking helps".into());
+        let e = s.add_item(e).unwrap().id;
+        s.link(e, p, None).unwrap();
+        s.comment(e, "looks promising").unwrap();
+        let md = markdown(&s).unwrap();
+        let papers = md.find("## Papers").unwrap();
+        let exps = md.find("## Experiments").unwrap();
+        assert!(papers < exps);
+        assert!(md.contains("### E-1 · Scan speed"));
+        assert!(md.contains("**Hypothesis.** chunking helps"));
+        assert!(md.contains("- relates-to P-1 — Mamba paper"));
+        assert!(
+            md.contains("- relates-to E-1 — Scan speed"),
+            "link shown from the paper too"
+        );
+        assert!(md.contains("looks promising"));
+        assert!(!md.contains("## Tasks"), "empty kinds are left out");
+    }
+}

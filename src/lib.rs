@@ -1,0 +1,16 @@
+//! labbook: a terminal-first lab notebook and experiment tracker.
+//!
+//! This library does no terminal I/O; the `labbook` binary (`src/main.rs`, `src/cli/`)
+//! is a thin layer over it.
+pub mod bench;
+pub mod bibtex;
+pub mod config;
+pub mod editview;
+pub mod error;
+pub mod example;
+pub mod export;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::Store;

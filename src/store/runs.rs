@@ -1,0 +1,415 @@
+//! Training runs (`R-n`) and their metric streams.
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::Store;
+use super::items::rowid_of;
+use crate::error::{Error, Result};
+use crate::model::{ItemId, Kind, RunId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    QueuedRemote,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Crashed,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::QueuedRemote,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::Crashed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::QueuedRemote => "queued-remote",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Crashed => "crashed",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Crashed
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{s}` is not a run status (allowed: {})",
+                    RunStatus::ALL.map(|r| r.as_str()).join(", ")
+                ))
+            })
+    }
+}
+
+/// What a new run is created with.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub experiment: Option<ItemId>,
+    pub name: Option<String>,
+    pub config: String,
+    pub config_path: Option<String>,
+    pub git_commit: Option<String>,
+    pub git_diff: Option<String>,
+    pub seed: Option<i64>,
+    pub backend: Option<String>,
+    pub device: Option<String>,
+    pub host: Option<String>,
+    pub steps_total: Option<i64>,
+    pub sweep: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: RunId,
+    pub experiment: Option<ItemId>,
+    pub name: Option<String>,
+    pub config: String,
+    pub config_path: Option<String>,
+    pub git_commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_diff: Option<String>,
+    pub seed: Option<i64>,
+    pub backend: Option<String>,
+    pub device: Option<String>,
+    pub host: Option<String>,
+    pub status: RunStatus,
+    pub author: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub heartbeat_at: Option<String>,
+    pub pid: Option<i64>,
+    pub steps_total: Option<i64>,
+    pub steps_done: i64,
+    pub final_metrics: BTreeMap<String, f64>,
+    pub error: Option<String>,
+    pub sweep: Option<String>,
+}
+
+const RUN_COLS: &str =
+    "r.id, e.kind, e.num, r.name, r.config, r.config_path, r.git_commit, r.git_diff, r.seed,
+    r.backend, r.device, r.host, r.status, r.author, r.created_at, r.started_at, r.finished_at,
+    r.heartbeat_at, r.pid, r.steps_total, r.steps_done, r.final_metrics, r.error, r.sweep";
+
+fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
+    let conv = |i, e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let experiment = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?) {
+        (Some(k), Some(num)) => Some(ItemId {
+            kind: k.parse::<Kind>().map_err(|e| conv(1, e))?,
+            num,
+        }),
+        _ => None,
+    };
+    let status: String = r.get(12)?;
+    let metrics: Option<String> = r.get(21)?;
+    Ok(Run {
+        id: RunId(r.get(0)?),
+        experiment,
+        name: r.get(3)?,
+        config: r.get(4)?,
+        config_path: r.get(5)?,
+        git_commit: r.get(6)?,
+        git_diff: r.get(7)?,
+        seed: r.get(8)?,
+        backend: r.get(9)?,
+        device: r.get(10)?,
+        host: r.get(11)?,
+        status: status.parse().map_err(|e| conv(12, e))?,
+        author: r.get(13)?,
+        created_at: r.get(14)?,
+        started_at: r.get(15)?,
+        finished_at: r.get(16)?,
+        heartbeat_at: r.get(17)?,
+        pid: r.get(18)?,
+        steps_total: r.get(19)?,
+        steps_done: r.get(20)?,
+        final_metrics: metrics
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default(),
+        error: r.get(22)?,
+        sweep: r.get(23)?,
+    })
+}
+
+/// One metric value at one step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub step: i64,
+    pub key: String,
+    pub value: f64,
+    /// Seconds since the run started.
+    pub wall_time: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub experiment: Option<ItemId>,
+    pub status: Option<RunStatus>,
+}
+
+impl Store {
+    /// Creates a run in status `queued`. An experiment, if given, must exist and be an experiment.
+    pub fn create_run(&mut self, new: &NewRun) -> Result<RunId> {
+        self.write(|tx, ctx| {
+            let exp = match new.experiment {
+                Some(id) if id.kind != Kind::Experiment => {
+                    return Err(Error::Invalid(format!("{id} is not an experiment (E-n)")));
+                }
+                Some(id) => Some(rowid_of(tx, id)?),
+                None => None,
+            };
+            tx.execute(
+                "INSERT INTO runs (experiment_id, name, config, config_path, git_commit, git_diff, seed,
+                    backend, device, host, status, author, created_at, steps_total, sweep)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14)",
+                params![
+                    exp,
+                    new.name,
+                    new.config,
+                    new.config_path,
+                    new.git_commit,
+                    new.git_diff,
+                    new.seed,
+                    new.backend,
+                    new.device,
+                    new.host,
+                    ctx.author,
+                    ctx.now,
+                    new.steps_total,
+                    new.sweep
+                ],
+            )?;
+            Ok(RunId(tx.last_insert_rowid()))
+        })
+    }
+
+    pub fn get_run(&self, id: RunId) -> Result<Run> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs r LEFT JOIN items e ON e.id = r.experiment_id WHERE r.id = ?1"
+                ),
+                [id.0],
+                run_from_row,
+            )
+            .optional()?
+            .ok_or(Error::RunNotFound(id))
+    }
+
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let exp = filter
+            .experiment
+            .map(|id| rowid_of(&self.conn, id))
+            .transpose()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM runs r LEFT JOIN items e ON e.id = r.experiment_id
+             WHERE (?1 IS NULL OR r.experiment_id = ?1) AND (?2 IS NULL OR r.status = ?2)
+             ORDER BY r.id"
+        ))?;
+        let rows = stmt.query_map(
+            params![exp, filter.status.map(|s| s.as_str())],
+            run_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Marks a run as started by this process.
+    pub fn start_run(&mut self, id: RunId, pid: u32) -> Result<()> {
+        self.write(|tx, ctx| {
+            let n = tx.execute(
+                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?1), heartbeat_at = ?1,
+                    pid = ?2, finished_at = NULL, error = NULL WHERE id = ?3",
+                params![ctx.now, pid, id.0],
+            )?;
+            if n == 0 {
+                return Err(Error::RunNotFound(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends metric points in one transaction and refreshes the heartbeat.
+    /// Non-finite values are stored as NULL. Re-logging a (key, step) replaces it (resume).
+    pub fn append_metrics(
+        &mut self,
+        id: RunId,
+        points: &[MetricPoint],
+        steps_done: Option<i64>,
+    ) -> Result<()> {
+        self.write(|tx, ctx| {
+            let mut key_ids: HashMap<&str, i64> = HashMap::new();
+            {
+                let mut get_key = tx.prepare_cached(
+                    "INSERT INTO metric_keys (key) VALUES (?1) ON CONFLICT (key) DO UPDATE SET key = key RETURNING id",
+                )?;
+                for p in points {
+                    if !key_ids.contains_key(p.key.as_str()) {
+                        let kid: i64 = get_key.query_row([&p.key], |r| r.get(0))?;
+                        key_ids.insert(&p.key, kid);
+                    }
+                }
+            }
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO metrics (run_id, key_id, step, value, wall_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for p in points {
+                let value = p.value.is_finite().then_some(p.value);
+                ins.execute(params![id.0, key_ids[p.key.as_str()], p.step, value, p.wall_time])?;
+            }
+            tx.execute(
+                "UPDATE runs SET heartbeat_at = ?1, steps_done = coalesce(?2, steps_done) WHERE id = ?3",
+                params![ctx.now, steps_done, id.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records the outcome of a run.
+    pub fn finish_run(
+        &mut self,
+        id: RunId,
+        status: RunStatus,
+        final_metrics: &BTreeMap<String, f64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let metrics = serde_json::to_string(final_metrics).expect("metrics serialise");
+        self.write(|tx, ctx| {
+            let n = tx.execute(
+                "UPDATE runs SET status = ?1, finished_at = ?2, final_metrics = ?3, error = ?4 WHERE id = ?5",
+                params![status.as_str(), ctx.now, metrics, error, id.0],
+            )?;
+            if n == 0 {
+                return Err(Error::RunNotFound(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Metric keys logged for a run.
+    pub fn metric_keys(&self, id: RunId) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT k.key FROM metric_keys k WHERE k.id IN (SELECT DISTINCT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key",
+        )?;
+        let rows = stmt.query_map([id.0], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One metric's (step, value) series; non-finite points come back as NaN.
+    pub fn metric_series(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.step, m.value FROM metrics m JOIN metric_keys k ON k.id = m.key_id
+             WHERE m.run_id = ?1 AND k.key = ?2 ORDER BY m.step",
+        )?;
+        let rows = stmt.query_map(params![id.0, key], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::temp_store;
+    use super::*;
+    use crate::model::NewItem;
+
+    #[test]
+    fn run_lifecycle_and_metrics() {
+        let (_d, mut s) = temp_store();
+        let e = s
+            .add_item(NewItem::new(Kind::Experiment, "scan"))
+            .unwrap()
+            .id;
+        let run = s
+            .create_run(&NewRun {
+                experiment: Some(e),
+                config: "[model]\nkind = \"mamba\"\n".into(),
+                seed: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(run.to_string(), "R-1");
+        s.start_run(run, 42).unwrap();
+        let pts: Vec<_> = (0..5)
+            .map(|i| MetricPoint {
+                step: i,
+                key: "loss".into(),
+                value: if i == 3 {
+                    f64::NAN
+                } else {
+                    1.0 / (i + 1) as f64
+                },
+                wall_time: i as f64,
+            })
+            .collect();
+        s.append_metrics(run, &pts, Some(5)).unwrap();
+        let series = s.metric_series(run, "loss").unwrap();
+        assert_eq!(series.len(), 5);
+        assert_eq!(series[1], (1, 0.5));
+        assert!(series[3].1.is_nan());
+        let mut fin = BTreeMap::new();
+        fin.insert("loss".to_string(), 0.2);
+        s.finish_run(run, RunStatus::Succeeded, &fin, None).unwrap();
+        let r = s.get_run(run).unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert_eq!(r.experiment, Some(e));
+        assert_eq!(r.steps_done, 5);
+        assert_eq!(r.final_metrics["loss"], 0.2);
+        assert_eq!(s.metric_keys(run).unwrap(), vec!["loss"]);
+        let by_exp = RunFilter {
+            experiment: Some(e),
+            ..Default::default()
+        };
+        assert_eq!(s.list_runs(&by_exp).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn run_needs_an_experiment_id() {
+        let (_d, mut s) = temp_store();
+        let t = s.add_item(NewItem::new(Kind::Task, "t")).unwrap().id;
+        let err = s
+            .create_run(&NewRun {
+                experiment: Some(t),
+                config: String::new(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("not an experiment"), "{err}");
+        assert!(s.list_runs(&RunFilter::default()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,512 @@
+//! End-to-end tests of the real `labbook` binary on real notebook files.
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+struct Nb {
+    dir: tempfile::TempDir,
+}
+
+impl Nb {
+    fn new() -> Nb {
+        Nb {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("tracker.db")
+    }
+
+    /// `labbook` in the notebook's directory, isolated from the developer's environment.
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("labbook").unwrap();
+        c.current_dir(self.dir.path())
+            .env_remove("LABBOOK_DB")
+            .env_remove("LABBOOK_CONFIG")
+            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
+            .env("EDITOR", "false");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).assert().success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Runs a command that must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).assert().failure();
+        String::from_utf8(out.get_output().stderr.clone()).unwrap()
+    }
+
+    fn dump(&self) -> String {
+        self.ok(&["export", "json"])
+            .lines()
+            .filter(|l| !l.contains("exported_at"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[test]
+fn add_list_show_roundtrip_with_unicode_and_sql() {
+    let nb = Nb::new();
+    let title = "Ünïcödé \"quoted\" 'single' ; DROP TABLE items; -- 選択 🐍";
+    let out = nb.ok(&[
+        "add",
+        "task",
+        title,
+        "--tag",
+        "cuda",
+        "--assignee",
+        "bob",
+        "--priority",
+        "1",
+    ]);
+    assert_eq!(out.trim(), format!("T-1  {title}"));
+    assert!(
+        nb.db().exists(),
+        "tracker.db created in the current directory"
+    );
+    let item = nb.json(&["show", "T-1"]);
+    assert_eq!(item["item"]["title"], title);
+    assert_eq!(item["item"]["assignee"], "bob");
+    assert_eq!(item["item"]["priority"], 1);
+    assert_eq!(item["item"]["tags"][0], "cuda");
+    let list = nb.json(&["list", "task"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let text = nb.ok(&["list"]);
+    assert!(text.contains("T-1") && text.contains("#cuda"), "{text}");
+}
+
+#[test]
+fn db_is_found_in_parent_directories_and_overridable() {
+    let nb = Nb::new();
+    nb.ok(&["add", "idea", "top level"]);
+    let sub = nb.dir.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = nb
+        .cmd()
+        .current_dir(&sub)
+        .args(["list", "--json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v[0]["title"], "top level");
+    assert!(!sub.join("tracker.db").exists());
+
+    let other = nb.dir.path().join("other.db");
+    nb.cmd()
+        .env("LABBOOK_DB", &other)
+        .args(["add", "task", "elsewhere"])
+        .assert()
+        .success();
+    let via_flag = nb.json(&["list", "--db", other.to_str().unwrap()]);
+    assert_eq!(via_flag[0]["title"], "elsewhere");
+    assert_eq!(nb.json(&["list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn links_comments_history_tags_search() {
+    let nb = Nb::new();
+    nb.ok(&[
+        "add",
+        "paper",
+        "Mamba: Selective State Spaces",
+        "--authors",
+        "Albert Gu, Tri Dao",
+        "--year",
+        "2023",
+    ]);
+    nb.ok(&[
+        "add",
+        "idea",
+        "Hybrid layers",
+        "--body",
+        "Interleave attention with Mamba",
+    ]);
+    nb.ok(&[
+        "add",
+        "experiment",
+        "Induction heads",
+        "--hypothesis",
+        "hybrids extrapolate",
+        "--link",
+        "I-1",
+    ]);
+    let out = nb.ok(&["link", "I-1", "P-1"]);
+    assert_eq!(out.trim(), "I-1 motivated-by P-1");
+    let paper = nb.json(&["show", "P-1"]);
+    assert_eq!(paper["links"][0]["label"], "motivates");
+    assert_eq!(paper["links"][0]["other"], "I-1");
+    let idea = nb.json(&["show", "I-1"]);
+    let labels: Vec<_> = idea["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(labels, ["motivated-by", "tested-by"]);
+    let linked = nb.json(&["list", "--linked-to", "I-1"]);
+    assert_eq!(linked.as_array().unwrap().len(), 2);
+
+    nb.ok(&["comment", "E-1", "try a chunked kernel"]);
+    nb.ok(&["tag", "E-1", "Scan", "cuda"]);
+    nb.ok(&["tag", "E-1", "--remove", "cuda"]);
+    nb.ok(&[
+        "edit",
+        "E-1",
+        "--status",
+        "running",
+        "--set",
+        "conclusion=pending",
+    ]);
+    let e = nb.json(&["show", "E-1"]);
+    assert_eq!(e["item"]["tags"], serde_json::json!(["scan"]));
+    assert_eq!(e["item"]["status"], "running");
+    assert_eq!(e["comments"][0]["body"], "try a chunked kernel");
+    let fields: Vec<_> = e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"status") && fields.contains(&"conclusion") && fields.contains(&"tags"),
+        "{fields:?}"
+    );
+    let st = e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["field"] == "status")
+        .unwrap();
+    assert_eq!(
+        (st["old"].as_str(), st["new"].as_str()),
+        (Some("planned"), Some("running"))
+    );
+
+    let hits = nb.json(&["search", "chunked"]);
+    assert_eq!(hits[0]["id"], "E-1");
+    let hits = nb.json(&["search", "dao"]);
+    assert_eq!(hits[0]["id"], "P-1");
+    let hits = nb.json(&["search", "interleave", "attention"]);
+    assert_eq!(hits[0]["id"], "I-1");
+
+    nb.ok(&["unlink", "I-1", "P-1"]);
+    assert_eq!(
+        nb.json(&["show", "P-1"])["links"].as_array().unwrap().len(),
+        0
+    );
+}
+
+#[test]
+fn archive_restore_purge() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "a"]);
+    nb.ok(&["add", "task", "b"]);
+    nb.ok(&["rm", "T-1"]);
+    assert_eq!(nb.json(&["list"]).as_array().unwrap().len(), 1);
+    assert_eq!(nb.json(&["list", "--all"]).as_array().unwrap().len(), 2);
+    nb.ok(&["rm", "T-1", "--restore"]);
+    assert_eq!(nb.json(&["list"]).as_array().unwrap().len(), 2);
+    nb.ok(&["rm", "T-1", "--purge"]);
+    assert!(nb.fails(&["show", "T-1"]).contains("no item T-1"));
+}
+
+#[test]
+fn bibtex_import_export_and_dedupe() {
+    let nb = Nb::new();
+    let bib = nb.dir.path().join("refs.bib");
+    std::fs::write(
+        &bib,
+        "@article{gu2023mamba,\n title = {Mamba: Linear-Time Sequence Modeling with Selective State Spaces},\n author = {Gu, Albert and Dao, Tri},\n journal = {arXiv preprint arXiv:2312.00752},\n year = {2023}\n}\n\n@inproceedings{vaswani2017,\n title = {Attention Is All You Need},\n author = {Vaswani, Ashish},\n year = {2017},\n doi = {10.5555/3295222.3295349}\n}\n",
+    )
+    .unwrap();
+    let out = nb.ok(&["import", "bibtex", "refs.bib"]);
+    assert!(out.contains("2 added, 0 skipped"), "{out}");
+    let again = nb.json(&["import", "bibtex", "refs.bib"]);
+    assert_eq!(again["added"].as_array().unwrap().len(), 0);
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
+    let exported = nb.ok(&["export", "bibtex"]);
+    assert!(
+        exported.contains("gu2023mamba") && exported.contains("vaswani2017"),
+        "{exported}"
+    );
+    // The export re-imports into a fresh notebook with the same titles.
+    let nb2 = Nb::new();
+    std::fs::write(nb2.dir.path().join("out.bib"), &exported).unwrap();
+    nb2.ok(&["import", "bibtex", "out.bib"]);
+    let titles: Vec<_> = nb2
+        .json(&["list", "paper"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(titles.len(), 2);
+    assert!(titles[0].starts_with("Mamba"));
+}
+
+#[test]
+fn malformed_bibtex_names_file_and_line_and_adds_nothing() {
+    let nb = Nb::new();
+    std::fs::write(
+        nb.dir.path().join("bad.bib"),
+        "@article{ok,\n title = {Fine},\n year = {2020}\n}\n\n@article{broken,\n title = {Unclosed\n",
+    )
+    .unwrap();
+    let err = nb.fails(&["import", "bibtex", "bad.bib"]);
+    assert!(err.starts_with("error: bad.bib:"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert_eq!(
+        nb.json(&["list"]).as_array().unwrap().len(),
+        0,
+        "nothing half-imported"
+    );
+    let err = nb.fails(&["import", "bibtex", "missing.bib"]);
+    assert!(err.contains("missing.bib"), "{err}");
+}
+
+#[test]
+fn bad_input_is_one_line_nonzero_and_changes_nothing() {
+    let nb = Nb::new();
+    nb.ok(&["init", "--example"]);
+    let before = nb.dump();
+    let cases: &[(&[&str], &str)] = &[
+        (&["show", "T-999"], "no item T-999"),
+        (&["show", "X-1"], "not an item ID"),
+        (
+            &["edit", "T-1", "--status", "adopted"],
+            "`adopted` is not a task status",
+        ),
+        (
+            &["edit", "T-1", "--set", "year=2020"],
+            "a task has no field `year`",
+        ),
+        (
+            &["edit", "P-1", "--set", "year=soon"],
+            "invalid value `soon` for `year`",
+        ),
+        (
+            &["edit", "T-1", "--set", "due=2026-13-01"],
+            "a date YYYY-MM-DD",
+        ),
+        (
+            &["add", "task", "x", "--status", "adopted"],
+            "not a task status",
+        ),
+        (&["add", "task", "x", "--link", "P-999"], "no item P-999"),
+        (&["add", "task", "   "], "title cannot be empty"),
+        (&["link", "T-1", "T-1"], "cannot link T-1 to itself"),
+        (&["link", "T-1", "P-999"], "no item P-999"),
+        (
+            &["link", "T-1", "P-1", "--as", "likes"],
+            "unknown link relation `likes`",
+        ),
+        (&["unlink", "T-1", "P-2"], "not linked"),
+        (&["comment", "I-99", "hi"], "no item I-99"),
+        (&["tag", "T-1", "a,b"], "invalid tag"),
+        (&["rm", "E-42"], "no item E-42"),
+        (&["list", "--status", "nope"], "not a status"),
+        (&["list", "--linked-to", "T-77"], "no item T-77"),
+        (&["init", "--example"], "already has"),
+    ];
+    for (args, expect) in cases {
+        let err = nb.fails(args);
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected `{expect}` in {err}"
+        );
+        assert!(
+            err.starts_with("error: ") || err.starts_with("error:"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
+    }
+    // clap rejects an unknown kind before touching the database.
+    let err = nb.fails(&["add", "note", "x"]);
+    assert!(err.contains("unknown kind `note`"), "{err}");
+    assert_eq!(nb.dump(), before, "no failed command changed the notebook");
+}
+
+#[test]
+fn foreign_unreadable_newer_and_read_only_databases() {
+    let nb = Nb::new();
+    let text = nb.dir.path().join("notes.db");
+    std::fs::write(&text, "not a database").unwrap();
+    let err = nb.fails(&["--db", text.to_str().unwrap(), "list"]);
+    assert!(
+        err.contains("notes.db") && err.contains("not an SQLite file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "not a database");
+
+    let foreign = nb.dir.path().join("foreign.db");
+    rusqlite_like_foreign(&foreign);
+    let err = nb.fails(&["--db", foreign.to_str().unwrap(), "add", "task", "x"]);
+    assert!(err.contains("not a labbook database"), "{err}");
+
+    let missing_dir = nb.dir.path().join("nope/tracker.db");
+    let err = nb.fails(&["--db", missing_dir.to_str().unwrap(), "list"]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    nb.ok(&["add", "task", "keep me"]);
+    let mut perms = std::fs::metadata(nb.db()).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(nb.db(), perms).unwrap();
+    let err = nb.fails(&["add", "task", "x"]);
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let list = nb.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "reads still work");
+}
+
+/// An SQLite file made by another program (a table and no labbook marker).
+fn rusqlite_like_foreign(path: &Path) {
+    // Build it with the labbook binary's own SQLite via backup of an empty store would mark it
+    // as labbook's; instead write a minimal valid SQLite file with the sqlite3 CLI if present,
+    // else with Python's sqlite3, both standard on the CI image.
+    let ok = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table t(x)'); c.commit()",
+            path.to_str().unwrap(),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with sqlite3 is needed to build a foreign database"
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "x"]);
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('pragma user_version=99'); c.commit()", nb.db().to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let err = nb.fails(&["list"]);
+    assert!(err.contains("newer than this labbook supports"), "{err}");
+}
+
+#[test]
+fn editor_edit_applies_and_bad_edit_keeps_text() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "Write the scan", "--body", "old body"]);
+    // A scripted "editor" that rewrites the status and the body.
+    let script = nb.dir.path().join("ed.sh");
+    std::fs::write(&script, "#!/bin/sh\nsed -i 's/^status = \"todo\"/status = \"doing\"/; s/^old body$/new body/' \"$1\"\n").unwrap();
+    let ed = format!("sh {}", script.display());
+    nb.cmd()
+        .env("EDITOR", &ed)
+        .env_remove("VISUAL")
+        .args(["edit", "T-1"])
+        .assert()
+        .success();
+    let t = nb.json(&["show", "T-1"]);
+    assert_eq!(t["item"]["status"], "doing");
+    assert_eq!(t["item"]["body"], "new body");
+
+    let bad = nb.dir.path().join("bad.sh");
+    std::fs::write(&bad, "#!/bin/sh\nsed -i 's/^status = \"doing\"/status = \"maybe\"/; s/^new body$/precious words/' \"$1\"\n").unwrap();
+    let out = nb
+        .cmd()
+        .env("EDITOR", format!("sh {}", bad.display()))
+        .env_remove("VISUAL")
+        .args(["edit", "T-1"])
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("`maybe` is not a task status"), "{err}");
+    let kept = err
+        .split("kept in ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(')');
+    assert!(
+        std::fs::read_to_string(kept)
+            .unwrap()
+            .contains("precious words")
+    );
+    assert_eq!(nb.json(&["show", "T-1"])["item"]["body"], "new body");
+}
+
+#[test]
+fn exports_and_backup() {
+    let nb = Nb::new();
+    nb.ok(&["init", "--example"]);
+    let md = nb.ok(&["export", "markdown"]);
+    for heading in ["## Tasks", "## Papers", "## Ideas", "## Experiments"] {
+        assert!(md.contains(heading), "{heading}");
+    }
+    assert!(md.contains("Mamba: Linear-Time Sequence Modeling with Selective State Spaces"));
+    assert!(md.contains("motivated-by P-1"));
+    let json = nb.json(&["export", "json"]);
+    assert_eq!(json["items"].as_array().unwrap().len(), 16);
+    let bib = nb.ok(&["export", "bibtex"]);
+    assert_eq!(bib.matches("@misc{").count(), 4);
+    assert!(bib.contains("2312.00752"));
+
+    nb.ok(&["backup", "copy.db"]);
+    let copy = nb.dir.path().join("copy.db");
+    let list = nb.json(&["--db", copy.to_str().unwrap(), "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 16);
+    let err = nb.fails(&["backup", "copy.db"]);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn no_subcommand_prints_status() {
+    let nb = Nb::new();
+    let out = nb.ok(&[]);
+    assert!(out.contains("notebook is empty"), "{out}");
+    nb.ok(&["init", "--example"]);
+    let out = nb.ok(&[]);
+    assert!(out.contains("4 tasks") && out.contains("4 papers"), "{out}");
+    nb.cmd()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("import"));
+}
+
+#[test]
+fn author_comes_from_config() {
+    let nb = Nb::new();
+    std::fs::create_dir_all(nb.dir.path().join("configs")).unwrap();
+    std::fs::write(
+        nb.dir.path().join("configs/labbook.toml"),
+        "[user]\nname = \"Ada Lovelace\"\n",
+    )
+    .unwrap();
+    nb.ok(&["add", "task", "x"]);
+    assert_eq!(nb.json(&["show", "T-1"])["item"]["author"], "Ada Lovelace");
+    std::fs::write(
+        nb.dir.path().join("configs/labbook.toml"),
+        "[user]\nnmae = \"typo\"\n",
+    )
+    .unwrap();
+    let err = nb.fails(&["list"]);
+    assert!(err.contains("labbook.toml:2"), "{err}");
+}
