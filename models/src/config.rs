@@ -1,0 +1,641 @@
+//! Run configuration: a TOML file with `[model]`, `[task]` and `[train]` sections.
+//!
+//! Every error names the offending key (`section.key`) and, when the text is known, its line.
+use std::{fmt, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+use crate::model::{LmConfig, Positional, pattern_attn_every};
+
+/// Which model family a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Stack of Mamba (S6) blocks.
+    Mamba,
+    /// Mamba with input-independent Δ, B, C (S4-style LTI ablation).
+    MambaLti,
+    /// Stack of attention + MLP blocks.
+    Transformer,
+    /// Mamba and attention blocks mixed by `pattern` or `attn_every`.
+    Hybrid,
+}
+
+/// Positional information (`none | absolute | rope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionalKind {
+    /// No positional information.
+    #[default]
+    None,
+    /// Sinusoidal absolute embeddings.
+    Absolute,
+    /// Rotary embeddings in attention layers.
+    Rope,
+}
+
+/// Which generated task a run trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Recall `n_memorize` data tokens scattered in noise, after the marker tokens.
+    SelectiveCopying,
+    /// Predict the token that followed the trigger's first occurrence.
+    InductionHeads,
+    /// Character-level LM on the bundled Shakespeare excerpt.
+    CharLm,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Model family.
+    pub kind: ModelKind,
+    /// Width.
+    pub d_model: usize,
+    /// Number of residual blocks.
+    pub n_layers: usize,
+    /// Hybrid only: one letter per layer, `M` (Mamba) or `A` (attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Hybrid only: every k-th layer is attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_every: Option<usize>,
+    /// SSM state size N.
+    #[serde(default = "default_d_state")]
+    pub d_state: usize,
+    /// Mamba expansion factor.
+    #[serde(default = "default_expand")]
+    pub expand: usize,
+    /// Mamba conv kernel.
+    #[serde(default = "default_d_conv")]
+    pub d_conv: usize,
+    /// Mamba Δ rank; default ceil(d_model / 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dt_rank: Option<usize>,
+    /// Attention heads.
+    #[serde(default = "default_n_heads")]
+    pub n_heads: usize,
+    /// Attention MLP ratio.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: usize,
+    /// Positional information.
+    #[serde(default)]
+    pub positional: PositionalKind,
+}
+
+/// `[task]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Which task.
+    pub kind: TaskKind,
+    /// Vocabulary size (16 for the synthetic tasks; ≥ the corpus alphabet for char-lm).
+    pub vocab_size: usize,
+    /// Training sequence length (for selective copying: the noisy region before the markers).
+    pub seq_len: usize,
+    /// Sequence lengths evaluated; default `[seq_len]`.
+    #[serde(default)]
+    pub eval_seq_lens: Vec<usize>,
+    /// Selective copying: number of data tokens to memorise.
+    #[serde(default = "default_n_memorize")]
+    pub n_memorize: usize,
+    /// Sequences per evaluation length.
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: usize,
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps before cosine decay.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// Global gradient-norm clip; 0 disables.
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+    /// AdamW weight decay.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Evaluate every this many steps (and always at the end); 0 = only at the end.
+    #[serde(default)]
+    pub eval_every: u64,
+    /// Checkpoint every this many steps (and at the end); 0 = only at the end.
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    /// Seed for initialisation and data.
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_backend")]
+    pub backend: BackendChoice,
+}
+
+fn default_d_state() -> usize {
+    16
+}
+fn default_expand() -> usize {
+    2
+}
+fn default_d_conv() -> usize {
+    4
+}
+fn default_n_heads() -> usize {
+    4
+}
+fn default_mlp_ratio() -> usize {
+    4
+}
+fn default_n_memorize() -> usize {
+    16
+}
+fn default_eval_samples() -> usize {
+    64
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_backend() -> BackendChoice {
+    BackendChoice::Cpu
+}
+
+/// A whole run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// `[model]`.
+    pub model: ModelSection,
+    /// `[task]`.
+    pub task: TaskSection,
+    /// `[train]`.
+    pub train: TrainSection,
+}
+
+/// A configuration problem, naming the source, the line when known, and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// File name or `--set`.
+    pub origin: String,
+    /// 1-based line, when the error points into a text.
+    pub line: Option<usize>,
+    /// `section.key` when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    fn key(key: &str, message: impl Into<String>) -> Self {
+        ConfigError { origin: String::new(), line: None, key: Some(key.to_string()), message: message.into() }
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// `section.key` for the key written on `line` (1-based), using the nearest `[section]` above.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let key = here.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') || !here.contains('=') {
+        return None;
+    }
+    let section = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// 1-based line of `key = …` inside `[section]`, or of the `[section]` header when the key is
+/// absent.
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.split_once('.')?;
+    let mut in_section = false;
+    let mut header = None;
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.starts_with('[') {
+            in_section = l.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            if in_section {
+                header = Some(i + 1);
+            }
+            continue;
+        }
+        if in_section && l.split('=').next().map(str::trim) == Some(key) && l.contains('=') {
+            return Some(i + 1);
+        }
+    }
+    header
+}
+
+fn backtick_word(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+impl RunConfig {
+    /// Parses and validates a TOML text; `source` names it in errors (usually the path).
+    pub fn parse(text: &str, source: &str) -> Result<RunConfig, ConfigError> {
+        let cfg: RunConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let message = e.message().trim().to_string();
+            let mut key = line.and_then(|l| key_at_line(text, l));
+            if key.is_none() || message.starts_with("unknown field") || message.starts_with("missing field") {
+                // Name the field from the message; the span points at the key or its table.
+                if let Some(word) = backtick_word(&message) {
+                    let section = line
+                        .and_then(|l| text.lines().take(l).collect::<Vec<_>>().into_iter().rev().find_map(|x| {
+                            let x = x.trim();
+                            (x.starts_with('[') && x.ends_with(']'))
+                                .then(|| x.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+                        }))
+                        .filter(|s| ["model", "task", "train"].contains(&s.as_str()) && s != word);
+                    key = Some(match section {
+                        Some(s) => format!("{s}.{word}"),
+                        None => word.to_string(),
+                    });
+                }
+            }
+            ConfigError { origin: source.to_string(), line, key, message }
+        })?;
+        cfg.validate().map_err(|mut e| {
+            e.origin = source.to_string();
+            e.line = e.key.as_deref().and_then(|k| find_key_line(text, k));
+            e
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn from_file(path: &Path) -> Result<RunConfig, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// Applies a `--set section.key=value` override, then re-validates. `value` is parsed as a
+    /// TOML value (`8`, `1e-3`, `[256, 1024]`, `"rope"`); a bare word is taken as a string.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let err = |message: String| ConfigError {
+            origin: "--set".to_string(),
+            line: None,
+            key: Some(key.to_string()),
+            message,
+        };
+        let (section, field) = key
+            .split_once('.')
+            .ok_or_else(|| err("expected `section.key`, e.g. `train.lr`".to_string()))?;
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut root = toml::Table::try_from(&*self).map_err(|e| err(e.to_string()))?;
+        let table = root
+            .get_mut(section)
+            .and_then(|v| v.as_table_mut())
+            .ok_or_else(|| err(format!("unknown section `{section}` (expected model, task or train)")))?;
+        table.insert(field.to_string(), parsed);
+        let next: RunConfig = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.message().trim().to_string()))?;
+        next.validate().map_err(|mut e| {
+            e.origin = "--set".to_string();
+            e
+        })?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The configuration as TOML (the run's snapshot).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("a RunConfig always serialises")
+    }
+
+    /// The layer pattern, one letter per layer.
+    pub fn layer_pattern(&self) -> String {
+        let m = &self.model;
+        match m.kind {
+            ModelKind::Mamba | ModelKind::MambaLti => "M".repeat(m.n_layers),
+            ModelKind::Transformer => "A".repeat(m.n_layers),
+            ModelKind::Hybrid => match (&m.pattern, m.attn_every) {
+                (Some(p), _) => p.to_uppercase(),
+                (None, Some(k)) => pattern_attn_every(m.n_layers, k),
+                (None, None) => "M".repeat(m.n_layers),
+            },
+        }
+    }
+
+    /// The model configuration this run builds.
+    pub fn lm_config(&self) -> LmConfig {
+        let m = &self.model;
+        LmConfig::new(self.task.vocab_size, m.d_model, self.layer_pattern())
+            .with_d_state(m.d_state)
+            .with_expand(m.expand)
+            .with_d_conv(m.d_conv)
+            .with_dt_rank(m.dt_rank)
+            .with_lti(m.kind == ModelKind::MambaLti)
+            .with_n_heads(m.n_heads)
+            .with_mlp_ratio(m.mlp_ratio)
+            .with_positional(match m.positional {
+                PositionalKind::None => Positional::None,
+                PositionalKind::Absolute => Positional::Absolute,
+                PositionalKind::Rope => Positional::Rope,
+            })
+    }
+
+    /// Evaluation lengths (`[seq_len]` when none are given).
+    pub fn eval_lens(&self) -> Vec<usize> {
+        if self.task.eval_seq_lens.is_empty() { vec![self.task.seq_len] } else { self.task.eval_seq_lens.clone() }
+    }
+
+    /// Checks ranges and cross-field rules; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (m, t, r) = (&self.model, &self.task, &self.train);
+        let positive = |key: &str, v: usize| {
+            if v == 0 { Err(ConfigError::key(key, "must be at least 1")) } else { Ok(()) }
+        };
+        positive("model.d_model", m.d_model)?;
+        positive("model.n_layers", m.n_layers)?;
+        positive("model.d_state", m.d_state)?;
+        positive("model.expand", m.expand)?;
+        positive("model.d_conv", m.d_conv)?;
+        positive("model.n_heads", m.n_heads)?;
+        positive("model.mlp_ratio", m.mlp_ratio)?;
+        if m.dt_rank == Some(0) {
+            return Err(ConfigError::key("model.dt_rank", "must be at least 1"));
+        }
+        if m.kind == ModelKind::Hybrid {
+            match (&m.pattern, m.attn_every) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::key("model.attn_every", "give either `pattern` or `attn_every`, not both"));
+                }
+                (None, None) => {
+                    return Err(ConfigError::key(
+                        "model.pattern",
+                        "kind = \"hybrid\" needs `pattern` (e.g. \"MMMA\") or `attn_every`",
+                    ));
+                }
+                (Some(p), None) => {
+                    if let Some(bad) = p.chars().find(|c| !matches!(c, 'M' | 'A' | 'm' | 'a')) {
+                        return Err(ConfigError::key(
+                            "model.pattern",
+                            format!("letter `{bad}` is not M (Mamba) or A (attention)"),
+                        ));
+                    }
+                    if p.chars().count() != m.n_layers {
+                        return Err(ConfigError::key(
+                            "model.pattern",
+                            format!("pattern \"{p}\" has {} layers but n_layers = {}", p.chars().count(), m.n_layers),
+                        ));
+                    }
+                }
+                (None, Some(k)) => {
+                    if k == 0 || k > m.n_layers {
+                        return Err(ConfigError::key(
+                            "model.attn_every",
+                            format!("must be between 1 and n_layers = {}", m.n_layers),
+                        ));
+                    }
+                }
+            }
+        } else {
+            if m.pattern.is_some() {
+                return Err(ConfigError::key("model.pattern", "only used with kind = \"hybrid\""));
+            }
+            if m.attn_every.is_some() {
+                return Err(ConfigError::key("model.attn_every", "only used with kind = \"hybrid\""));
+            }
+        }
+        if self.layer_pattern().contains('A') {
+            if !m.d_model.is_multiple_of(m.n_heads) {
+                return Err(ConfigError::key(
+                    "model.n_heads",
+                    format!("d_model = {} is not divisible by n_heads = {}", m.d_model, m.n_heads),
+                ));
+            }
+            if m.positional == PositionalKind::Rope && !(m.d_model / m.n_heads).is_multiple_of(2) {
+                return Err(ConfigError::key("model.positional", "rope needs an even head size (d_model / n_heads)"));
+            }
+        }
+        // [task]
+        positive("task.eval_samples", t.eval_samples)?;
+        match t.kind {
+            TaskKind::SelectiveCopying => {
+                if t.vocab_size < 3 {
+                    return Err(ConfigError::key(
+                        "task.vocab_size",
+                        "selective copying needs at least 3 tokens (noise, marker, data)",
+                    ));
+                }
+                positive("task.n_memorize", t.n_memorize)?;
+                for (key, len) in std::iter::once(("task.seq_len", t.seq_len))
+                    .chain(t.eval_seq_lens.iter().map(|&l| ("task.eval_seq_lens", l)))
+                {
+                    if len < t.n_memorize {
+                        return Err(ConfigError::key(
+                            key,
+                            format!("length {len} cannot hold n_memorize = {} data tokens", t.n_memorize),
+                        ));
+                    }
+                }
+            }
+            TaskKind::InductionHeads => {
+                if t.vocab_size < 3 {
+                    return Err(ConfigError::key("task.vocab_size", "induction heads needs at least 3 tokens"));
+                }
+                for (key, len) in std::iter::once(("task.seq_len", t.seq_len))
+                    .chain(t.eval_seq_lens.iter().map(|&l| ("task.eval_seq_lens", l)))
+                {
+                    if len < 4 {
+                        return Err(ConfigError::key(key, format!("length {len} is too short (at least 4)")));
+                    }
+                }
+            }
+            TaskKind::CharLm => {
+                let corpus = crate::tasks::CharCorpus::bundled();
+                if t.vocab_size < corpus.vocab_size() {
+                    return Err(ConfigError::key(
+                        "task.vocab_size",
+                        format!("the bundled corpus has {} distinct characters; vocab_size must be at least that", corpus.vocab_size()),
+                    ));
+                }
+                for (key, len) in std::iter::once(("task.seq_len", t.seq_len))
+                    .chain(t.eval_seq_lens.iter().map(|&l| ("task.eval_seq_lens", l)))
+                {
+                    if len < 2 || len + 1 > corpus.valid_len() {
+                        return Err(ConfigError::key(
+                            key,
+                            format!("length {len} must be between 2 and {}", corpus.valid_len() - 1),
+                        ));
+                    }
+                }
+            }
+        }
+        // [train]
+        if r.steps == 0 {
+            return Err(ConfigError::key("train.steps", "must be at least 1"));
+        }
+        positive("train.batch_size", r.batch_size)?;
+        if !(r.lr.is_finite() && r.lr > 0.0) {
+            return Err(ConfigError::key("train.lr", "must be a positive number"));
+        }
+        if r.warmup_steps > r.steps {
+            return Err(ConfigError::key(
+                "train.warmup_steps",
+                format!("warmup_steps = {} exceeds steps = {}", r.warmup_steps, r.steps),
+            ));
+        }
+        if !(r.grad_clip.is_finite() && r.grad_clip >= 0.0) {
+            return Err(ConfigError::key("train.grad_clip", "must be ≥ 0 (0 disables clipping)"));
+        }
+        if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
+            return Err(ConfigError::key("train.weight_decay", "must be ≥ 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[model]
+kind = "hybrid"
+d_model = 64
+n_layers = 4
+pattern = "MMMA"
+d_state = 16
+n_heads = 4
+positional = "rope"
+
+[task]
+kind = "induction-heads"
+vocab_size = 16
+seq_len = 256
+eval_seq_lens = [256, 1024, 4096]
+
+[train]
+steps = 2000
+batch_size = 8
+lr = 1e-3
+warmup_steps = 100
+grad_clip = 1.0
+eval_every = 200
+seed = 0
+backend = "cpu"
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let cfg = RunConfig::parse(GOOD, "x.toml").unwrap();
+        assert_eq!(cfg.layer_pattern(), "MMMA");
+        assert_eq!(cfg.model.positional, PositionalKind::Rope);
+        assert_eq!(cfg.eval_lens(), vec![256, 1024, 4096]);
+        let again = RunConfig::parse(&cfg.to_toml_string(), "snapshot").unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = GOOD.replace("d_state = 16", "d_stat = 16");
+        let e = RunConfig::parse(&text, "x.toml").unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert_eq!(e.key.as_deref(), Some("model.d_stat"), "{e}");
+        assert!(e.to_string().starts_with("x.toml:7: `model.d_stat`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = GOOD.replace("batch_size = 8", "batch_size = \"eight\"");
+        let e = RunConfig::parse(&text, "x.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("train.batch_size"), "{e}");
+        assert_eq!(e.line, Some(18), "{e}");
+    }
+
+    #[test]
+    fn pattern_length_mismatch_is_reported_at_its_line() {
+        let text = GOOD.replace("\"MMMA\"", "\"MMA\"");
+        let e = RunConfig::parse(&text, "x.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("model.pattern"));
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("n_layers = 4"), "{e}");
+    }
+
+    #[test]
+    fn heads_must_divide_width() {
+        let text = GOOD.replace("n_heads = 4", "n_heads = 5");
+        let e = RunConfig::parse(&text, "x.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("model.n_heads"));
+        assert_eq!(e.line, Some(8));
+    }
+
+    #[test]
+    fn bad_backend_and_kind_are_reported() {
+        let e = RunConfig::parse(&GOOD.replace("\"cpu\"", "\"gpu\""), "x.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("train.backend"), "{e}");
+        assert!(e.message.contains("gpu"), "{e}");
+        let e = RunConfig::parse(&GOOD.replace("\"hybrid\"", "\"rnn\""), "x.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("model.kind"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_and_revalidates() {
+        let mut cfg = RunConfig::parse(GOOD, "x.toml").unwrap();
+        cfg.set("train.lr", "3e-4").unwrap();
+        assert_eq!(cfg.train.lr, 3e-4);
+        cfg.set("model.positional", "absolute").unwrap();
+        assert_eq!(cfg.model.positional, PositionalKind::Absolute);
+        cfg.set("task.eval_seq_lens", "[256, 512]").unwrap();
+        assert_eq!(cfg.task.eval_seq_lens, vec![256, 512]);
+        let before = cfg.clone();
+        let e = cfg.set("model.n_layers", "3").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("model.pattern"), "{e}");
+        assert_eq!(cfg, before, "a failed --set leaves the config unchanged");
+        let e = cfg.set("train.nope", "1").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert!(cfg.set("lr", "1").is_err());
+    }
+}

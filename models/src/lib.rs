@@ -1,0 +1,17 @@
+//! labbook's training engine: Mamba (S6), Transformer and hybrid language models in Burn,
+//! generated synthetic tasks, a run-config format and a training loop with no terminal I/O.
+//!
+//! The app calls [`config::RunConfig::parse`] / [`config::RunConfig::set`], then
+//! [`train::train`] with a [`train::TrainObserver`], or [`train::bench_train`].
+pub mod backend;
+pub mod config;
+pub mod model;
+pub mod scan;
+pub mod tasks;
+pub mod train;
+
+pub use backend::{BackendChoice, BackendError};
+pub use config::{ConfigError, RunConfig};
+pub use train::{
+    BenchResult, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, bench_train, train,
+};

@@ -1,0 +1,157 @@
+//! Causal multi-head attention block (pre-norm residual: attention then MLP).
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+/// Position information used by a model.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Positional {
+    /// No positional information (attention is then permutation-equivariant up to the mask).
+    None,
+    /// Fixed sinusoidal absolute embeddings added to the token embeddings.
+    Absolute,
+    /// Rotary embeddings applied to queries and keys in each attention layer.
+    Rope,
+}
+
+/// Configuration of one attention block.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model width.
+    pub d_model: usize,
+    /// Number of heads; must divide `d_model`.
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// MLP hidden size = mlp_ratio · d_model.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    /// Whether queries and keys get rotary embeddings.
+    #[config(default = false)]
+    pub rope: bool,
+}
+
+impl AttentionConfig {
+    /// Initialises the block.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AttentionBlock<B> {
+        assert!(self.d_model.is_multiple_of(self.n_heads), "d_model must be divisible by n_heads");
+        let d = self.d_model;
+        AttentionBlock {
+            norm1: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
+            qkv: LinearConfig::new(d, 3 * d).with_bias(false).init(device),
+            out: LinearConfig::new(d, d).with_bias(false).init(device),
+            norm2: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
+            fc1: LinearConfig::new(d, self.mlp_ratio * d).init(device),
+            fc2: LinearConfig::new(self.mlp_ratio * d, d).init(device),
+            n_heads: self.n_heads,
+            rope: self.rope,
+        }
+    }
+}
+
+/// `x = x + MHA(RMSNorm(x)); x = x + MLP(RMSNorm(x))`.
+#[derive(Module, Debug)]
+pub struct AttentionBlock<B: Backend> {
+    /// Pre-attention norm.
+    pub norm1: RmsNorm<B>,
+    /// Fused Q, K, V projection `[d, 3d]`.
+    pub qkv: Linear<B>,
+    /// Output projection `[d, d]`.
+    pub out: Linear<B>,
+    /// Pre-MLP norm.
+    pub norm2: RmsNorm<B>,
+    /// MLP up projection.
+    pub fc1: Linear<B>,
+    /// MLP down projection.
+    pub fc2: Linear<B>,
+    n_heads: usize,
+    rope: bool,
+}
+
+impl<B: Backend> AttentionBlock<B> {
+    /// `[batch, L, d_model] → [batch, L, d_model]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attention(self.norm1.forward(x));
+        let h = gelu(self.fc1.forward(self.norm2.forward(x.clone()))); // [batch, L, mlp·d]
+        x + self.fc2.forward(h)
+    }
+
+    /// Causal multi-head self-attention: `[batch, L, d] → [batch, L, d]`.
+    fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let (h, dh) = (self.n_heads, d / self.n_heads);
+        let device = x.device();
+        let qkv = self.qkv.forward(x); // [batch, L, 3d]
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d, d)
+                .reshape([batch, len, h, dh])
+                .swap_dims(1, 2) // [batch, H, L, dh]
+        };
+        let (mut q, mut k, v) = (split(0), split(1), split(2));
+        if self.rope {
+            let (cos, sin) = rope_tables::<B>(len, dh, &device); // [1, 1, L, dh/2] each
+            q = apply_rope(q, cos.clone(), sin.clone());
+            k = apply_rope(k, cos, sin);
+        }
+        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [batch, H, L, L]
+        let scores = scores + causal_mask::<B>(len, &device); // [batch, H, L, L]
+        let attn = softmax(scores, 3); // [batch, H, L, L]
+        let o = attn.matmul(v); // [batch, H, L, dh]
+        self.out.forward(o.swap_dims(1, 2).reshape([batch, len, d])) // [batch, L, d]
+    }
+}
+
+/// Additive causal mask `[1, 1, L, L]`: 0 on and below the diagonal, −1e9 above.
+fn causal_mask<B: Backend>(len: usize, device: &B::Device) -> Tensor<B, 4> {
+    let mut m = vec![0.0f32; len * len];
+    for i in 0..len {
+        for j in i + 1..len {
+            m[i * len + j] = -1e9;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [1, 1, len, len]), device)
+}
+
+/// Rotary tables `cos, sin` of shape `[1, 1, L, dh/2]` (base 10000, rotate-half convention).
+fn rope_tables<B: Backend>(len: usize, dh: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let half = dh / 2;
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for p in 0..len {
+        for i in 0..half {
+            let theta = (p as f64) * 10000f64.powf(-2.0 * i as f64 / dh as f64);
+            cos.push(theta.cos() as f32);
+            sin.push(theta.sin() as f32);
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(cos, [1, 1, len, half]), device),
+        Tensor::from_data(TensorData::new(sin, [1, 1, len, half]), device),
+    )
+}
+
+/// `[batch, H, L, dh] → same`, rotating the two halves of each head.
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 4>, sin: Tensor<B, 4>) -> Tensor<B, 4> {
+    let dh = x.dims()[3];
+    let half = dh / 2;
+    let x1 = x.clone().narrow(3, 0, half); // [batch, H, L, dh/2]
+    let x2 = x.narrow(3, half, half); // [batch, H, L, dh/2]
+    let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+    let r2 = x1 * sin + x2 * cos;
+    Tensor::cat(vec![r1, r2], 3) // [batch, H, L, dh]
+}
+
+/// Sinusoidal absolute position table `[1, L, d]`.
+pub fn sinusoidal_positions<B: Backend>(len: usize, d: usize, device: &B::Device) -> Tensor<B, 3> {
+    let mut pe = vec![0.0f32; len * d];
+    for p in 0..len {
+        for i in 0..d {
+            let freq = 10000f64.powf(-((i / 2 * 2) as f64) / d as f64);
+            let angle = p as f64 * freq;
+            pe[p * d + i] = if i % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
+        }
+    }
+    Tensor::from_data(TensorData::new(pe, [1, len, d]), device)
+}

@@ -1,0 +1,141 @@
+//! Language-model wrapper: embedding → blocks (Mamba / attention, from a layer pattern) →
+//! final RMSNorm → LM head.
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
+use super::mamba::{MambaBlock, MambaConfig};
+use crate::scan::ScanBackend;
+
+/// Configuration of a full language model.
+#[derive(Config, Debug)]
+pub struct LmConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// One letter per layer: `M` = Mamba, `A` = attention (e.g. `"MMMA"`).
+    pub pattern: String,
+    /// SSM state size.
+    #[config(default = 16)]
+    pub d_state: usize,
+    /// Mamba expansion factor.
+    #[config(default = 2)]
+    pub expand: usize,
+    /// Mamba conv kernel.
+    #[config(default = 4)]
+    pub d_conv: usize,
+    /// Mamba Δ rank (`None` = ceil(d_model/16)).
+    #[config(default = "None")]
+    pub dt_rank: Option<usize>,
+    /// Use the LTI (S4-style) ablation in Mamba layers.
+    #[config(default = false)]
+    pub lti: bool,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Attention MLP ratio.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    /// Positional information.
+    #[config(default = "Positional::None")]
+    pub positional: Positional,
+}
+
+/// A layer pattern of `M`/`A` letters for `n_layers` with an attention layer every `k`-th
+/// position (1-based: `attn_every = 2, n_layers = 4` gives `"MAMA"`).
+pub fn pattern_attn_every(n_layers: usize, k: usize) -> String {
+    (1..=n_layers).map(|i| if k > 0 && i % k == 0 { 'A' } else { 'M' }).collect()
+}
+
+impl LmConfig {
+    /// The Mamba mixer configuration used for `M` layers.
+    pub fn mamba(&self) -> MambaConfig {
+        MambaConfig::new(self.d_model)
+            .with_d_state(self.d_state)
+            .with_expand(self.expand)
+            .with_d_conv(self.d_conv)
+            .with_dt_rank(self.dt_rank)
+            .with_lti(self.lti)
+    }
+
+    /// The attention configuration used for `A` layers.
+    pub fn attention(&self) -> AttentionConfig {
+        AttentionConfig::new(self.d_model)
+            .with_n_heads(self.n_heads)
+            .with_mlp_ratio(self.mlp_ratio)
+            .with_rope(self.positional == Positional::Rope)
+    }
+
+    /// Initialises the model. Panics on a pattern letter other than `M`/`A` (validated earlier
+    /// by the run config).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Lm<B> {
+        let blocks = self
+            .pattern
+            .chars()
+            .map(|ch| match ch {
+                'M' | 'm' => Block::Mamba(self.mamba().init_block(device)),
+                'A' | 'a' => Block::Attention(self.attention().init(device)),
+                other => panic!("layer pattern letter `{other}` is not M or A"),
+            })
+            .collect();
+        Lm {
+            embedding: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
+            blocks,
+            norm_f: RmsNormConfig::new(self.d_model).with_epsilon(1e-5).init(device),
+            head: LinearConfig::new(self.d_model, self.vocab_size).with_bias(false).init(device),
+            absolute_positions: self.positional == Positional::Absolute,
+        }
+    }
+}
+
+/// One residual block of either kind.
+#[derive(Module, Debug)]
+pub enum Block<B: Backend> {
+    /// `x + Mamba(RMSNorm(x))`.
+    Mamba(MambaBlock<B>),
+    /// Pre-norm attention + MLP.
+    Attention(AttentionBlock<B>),
+}
+
+impl<B: ScanBackend> Block<B> {
+    /// `[batch, L, d_model] → [batch, L, d_model]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            Block::Mamba(b) => b.forward(x),
+            Block::Attention(b) => b.forward(x),
+        }
+    }
+}
+
+/// Embedding + blocks + final norm + head.
+#[derive(Module, Debug)]
+pub struct Lm<B: Backend> {
+    /// Token embedding `[vocab, d_model]`.
+    pub embedding: Embedding<B>,
+    /// Residual blocks in pattern order.
+    pub blocks: Vec<Block<B>>,
+    /// Final RMSNorm.
+    pub norm_f: RmsNorm<B>,
+    /// LM head `[d_model, vocab]`, no bias.
+    pub head: Linear<B>,
+    absolute_positions: bool,
+}
+
+impl<B: ScanBackend> Lm<B> {
+    /// Token ids `[batch, L]` → logits `[batch, L, vocab]`.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [_, len] = tokens.dims();
+        let mut x = self.embedding.forward(tokens); // [batch, L, d_model]
+        if self.absolute_positions {
+            let (d, device) = (x.dims()[2], x.device());
+            x = x + sinusoidal_positions::<B>(len, d, &device); // [batch, L, d_model]
+        }
+        for block in &self.blocks {
+            x = block.forward(x); // [batch, L, d_model]
+        }
+        self.head.forward(self.norm_f.forward(x)) // [batch, L, vocab]
+    }
+}

@@ -1,0 +1,554 @@
+//! The training loop: AdamW, linear warm-up then cosine decay, global gradient-norm clipping,
+//! periodic evaluation and checkpoints. No terminal I/O: progress goes to a [`TrainObserver`].
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::backend::{BackendChoice, BackendError, CpuBackend};
+use crate::config::{ConfigError, RunConfig, TaskKind};
+use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
+use crate::scan::ScanBackend;
+use crate::tasks::{Batch, Rng, Task};
+
+/// Receives progress from [`train`]. Called on the training thread; keep it cheap.
+pub trait TrainObserver {
+    /// After every optimiser step: `loss`, `accuracy`, `lr`, `grad_norm`, `tokens_per_s`
+    /// (and `bits_per_char` for char-lm).
+    fn on_step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]);
+    /// After an evaluation: `eval/loss@L`, `eval/acc@L` (and `eval/bits_per_char@L`) per length.
+    fn on_eval(&mut self, step: u64, metrics: &[(String, f64)]);
+    /// After a checkpoint was written to the directory `path`.
+    fn on_checkpoint(&mut self, _step: u64, _path: &Path) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl TrainObserver for NoopObserver {
+    fn on_step(&mut self, _: u64, _: u64, _: &[(String, f64)]) {}
+    fn on_eval(&mut self, _: u64, _: &[(String, f64)]) {}
+}
+
+/// Options that are not part of the run configuration.
+#[derive(Debug)]
+pub struct TrainOptions<'a> {
+    /// Where checkpoints go (`model.mpk`, `optim.mpk`, `state.json`); `None` = no checkpoints.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Set to `true` from another thread to stop after the current step.
+    pub cancel: &'a AtomicBool,
+    /// A checkpoint directory written by an earlier run of the same config to continue from.
+    pub resume_from: Option<PathBuf>,
+}
+
+/// What a run achieved.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrainSummary {
+    /// Optimiser steps completed (including resumed ones).
+    pub steps: u64,
+    /// Last step metrics followed by the last evaluation metrics.
+    pub final_metrics: Vec<(String, f64)>,
+    /// Best value of every evaluation metric (max for accuracies, min for losses).
+    pub best_metrics: Vec<(String, f64)>,
+    /// Wall-clock seconds of this call.
+    pub wall_time_s: f64,
+    /// True when stopped through `TrainOptions::cancel`.
+    pub cancelled: bool,
+    /// Trainable parameters.
+    pub n_params: usize,
+    /// The last checkpoint directory written, if any.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The requested backend is not available in this build.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The loss became NaN or infinite.
+    #[error("training diverged: loss is {loss} at step {step}; lower `train.lr` or set `train.grad_clip`")]
+    NonFinite {
+        /// Step at which it happened.
+        step: u64,
+        /// The offending value.
+        loss: f64,
+    },
+    /// Writing or reading a checkpoint failed.
+    #[error("checkpoint `{}`: {message}", path.display())]
+    Checkpoint {
+        /// File or directory involved.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A benchmark argument is invalid.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+/// The CPU training backend.
+pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
+
+/// Trains the configured model on the configured task, dispatching on `train.backend`.
+pub fn train(cfg: &RunConfig, opts: TrainOptions, obs: &mut dyn TrainObserver) -> Result<TrainSummary, TrainError> {
+    cfg.validate()?;
+    cfg.train.backend.check_available()?;
+    match cfg.train.backend {
+        BackendChoice::Cpu => train_with::<CpuTrainBackend>(cfg, opts, obs, &Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(index) => train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
+            cfg,
+            opts,
+            obs,
+            &burn::backend::cuda::CudaDevice { index },
+        ),
+        #[cfg(not(feature = "cuda"))]
+        other @ BackendChoice::Cuda(_) => Err(BackendError::CudaNotCompiled(other.to_string()).into()),
+    }
+}
+
+/// Learning rate at `step` (1-based): linear warm-up to `lr`, then cosine decay to `lr / 10`.
+pub fn lr_at(step: u64, total: u64, warmup: u64, lr: f64) -> f64 {
+    if warmup > 0 && step <= warmup {
+        return lr * step as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let progress = ((step - warmup.min(step)) as f64 / span).clamp(0.0, 1.0);
+    let min = lr * 0.1;
+    min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+fn tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2>) {
+    let shape = [batch.batch, batch.len];
+    (
+        Tensor::from_data(TensorData::new(batch.inputs.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.targets.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.weights.clone(), shape), device),
+    )
+}
+
+/// Weighted cross-entropy and number of correct argmax predictions on weighted positions.
+/// `logits: [batch, L, vocab]`, `targets: [batch, L]`, `weights: [batch, L]`.
+pub fn masked_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    weights: Tensor<B, 2>,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let [b, l, _] = logits.dims();
+    let logp = log_softmax(logits.clone(), 2); // [batch, L, vocab]
+    let picked = logp.gather(2, targets.clone().unsqueeze_dim::<3>(2)).reshape([b, l]); // [batch, L]
+    let count = weights.clone().sum().clamp_min(1.0); // [1]
+    let loss = (picked * weights.clone()).sum().neg() / count; // [1]
+    let pred = logits.detach().argmax(2).reshape([b, l]); // [batch, L]
+    let correct = (pred.equal(targets).float() * weights.detach()).sum(); // [1]
+    (loss, correct)
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    t.into_scalar().elem::<f64>()
+}
+
+struct GradSquares<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let sq = g.square().sum(); // [1]
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+struct GradScale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads.register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Global L2 norm of all gradients; rescales them to `max_norm` when above it (0 = no clip).
+fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    let mut sq = GradSquares::<B> { grads, total: None };
+    model.visit(&mut sq);
+    let norm = sq.total.map(|t| scalar(t).sqrt()).unwrap_or(0.0);
+    if max_norm > 0.0 && norm > max_norm && norm.is_finite() {
+        model.visit(&mut GradScale { grads, factor: max_norm / (norm + 1e-6) });
+    }
+    norm
+}
+
+fn has_attention(pattern: &str) -> bool {
+    pattern.contains('A')
+}
+
+/// Sequences per evaluation batch at input length `len` (keeps `[L, L]` attention bounded).
+fn eval_batch(len: usize, attention: bool, batch_size: usize) -> usize {
+    let cap = if attention { (1usize << 23) / (len * len).max(1) } else { (1usize << 16) / len.max(1) };
+    cap.clamp(1, batch_size.max(1) * 4)
+}
+
+/// Evaluation metrics for every configured length on fixed held-out samples.
+fn evaluate<B: ScanBackend>(model: &Lm<B>, cfg: &RunConfig, task: &Task, device: &B::Device) -> Vec<(String, f64)> {
+    let attention = has_attention(&cfg.layer_pattern());
+    let mut out = Vec::new();
+    for len in cfg.eval_lens() {
+        let mut rng = Rng::new(cfg.train.seed, (1 << 40) + len as u64);
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0.0);
+        let mut left = cfg.task.eval_samples;
+        let per = eval_batch(task.input_len(len), attention, cfg.train.batch_size);
+        while left > 0 {
+            let n = per.min(left);
+            left -= n;
+            let batch = task.sample(&mut rng, n, len, true);
+            let weight: f64 = batch.weights.iter().map(|&w| w as f64).sum();
+            let (x, y, w) = tensors::<B>(&batch, device);
+            let (loss, corr) = masked_loss(model.forward(x), y, w);
+            loss_sum += scalar(loss) * weight;
+            correct += scalar(corr);
+            count += weight;
+        }
+        let loss = loss_sum / count.max(1.0);
+        out.push((format!("eval/loss@{len}"), loss));
+        out.push((format!("eval/acc@{len}"), correct / count.max(1.0)));
+        if cfg.task.kind == TaskKind::CharLm {
+            out.push((format!("eval/bits_per_char@{len}"), loss / std::f64::consts::LN_2));
+        }
+    }
+    out
+}
+
+fn update_best(best: &mut Vec<(String, f64)>, metrics: &[(String, f64)]) {
+    for (k, v) in metrics {
+        let higher = k.contains("acc");
+        match best.iter_mut().find(|(bk, _)| bk == k) {
+            Some((_, bv)) => {
+                if (higher && *v > *bv) || (!higher && *v < *bv) {
+                    *bv = *v;
+                }
+            }
+            None => best.push((k.clone(), *v)),
+        }
+    }
+}
+
+type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() }
+}
+
+fn save_checkpoint<B, O>(dir: &Path, model: &Lm<B>, optim: &O, step: u64, cfg: &RunConfig) -> Result<(), TrainError>
+where
+    B: AutodiffBackend + ScanBackend,
+    O: Optimizer<Lm<B>, B>,
+{
+    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
+    let rec = Rec::new();
+    model.clone().save_file(dir.join("model"), &rec).map_err(|e| ckpt_err(dir, e))?;
+    Recorder::<B>::record(&rec, optim.to_record(), dir.join("optim")).map_err(|e| ckpt_err(dir, e))?;
+    let state = serde_json::json!({ "step": step, "config": cfg.to_toml_string() });
+    std::fs::write(dir.join("state.json"), state.to_string()).map_err(|e| ckpt_err(dir, e))?;
+    Ok(())
+}
+
+/// Trains on an explicit autodiff backend and device (what [`train`] dispatches to).
+pub fn train_with<B>(
+    cfg: &RunConfig,
+    opts: TrainOptions,
+    obs: &mut dyn TrainObserver,
+    device: &B::Device,
+) -> Result<TrainSummary, TrainError>
+where
+    B: AutodiffBackend + ScanBackend,
+    B::InnerBackend: ScanBackend,
+{
+    cfg.validate()?;
+    let started = Instant::now();
+    let t = &cfg.train;
+    B::seed(device, t.seed);
+    let mut model: Lm<B> = cfg.lm_config().init(device);
+    let n_params = model.num_params();
+    let mut optim = AdamWConfig::new()
+        .with_beta_2(0.95)
+        .with_epsilon(1e-8)
+        .with_weight_decay(t.weight_decay as f32)
+        .init::<B, Lm<B>>();
+    let mut start = 0u64;
+    if let Some(dir) = &opts.resume_from {
+        let rec = Rec::new();
+        model = model.load_file(dir.join("model"), &rec, device).map_err(|e| ckpt_err(dir, e))?;
+        let orec = Recorder::<B>::load(&rec, dir.join("optim"), device).map_err(|e| ckpt_err(dir, e))?;
+        optim = optim.load_record(orec);
+        let state = std::fs::read_to_string(dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
+        let state: serde_json::Value = serde_json::from_str(&state).map_err(|e| ckpt_err(dir, e))?;
+        start = state["step"].as_u64().ok_or_else(|| ckpt_err(dir, "state.json has no step"))?;
+    }
+    let task = Task::from_config(&cfg.task);
+    let char_lm = cfg.task.kind == TaskKind::CharLm;
+    let mut last_step: Vec<(String, f64)> = Vec::new();
+    let mut last_eval: Vec<(String, f64)> = Vec::new();
+    let mut best: Vec<(String, f64)> = Vec::new();
+    let mut checkpoint = None;
+    let mut cancelled = false;
+    let mut step = start;
+    while step < t.steps {
+        if opts.cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            break;
+        }
+        step += 1;
+        let t0 = Instant::now();
+        let batch = task.sample(&mut Rng::new(t.seed, step), t.batch_size, cfg.task.seq_len, false);
+        let (x, y, w) = tensors::<B>(&batch, device);
+        let (loss, correct) = masked_loss(model.forward(x), y, w);
+        let loss_v = scalar(loss.clone());
+        if !loss_v.is_finite() {
+            return Err(TrainError::NonFinite { step, loss: loss_v });
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grad_norm = clip_grad_norm(&model, &mut grads, t.grad_clip);
+        let lr = lr_at(step, t.steps, t.warmup_steps, t.lr);
+        model = optim.step(lr, model, grads);
+        let scored: f64 = batch.weights.iter().map(|&v| v as f64).sum();
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        last_step = vec![
+            ("loss".to_string(), loss_v),
+            ("accuracy".to_string(), scalar(correct) / scored.max(1.0)),
+            ("lr".to_string(), lr),
+            ("grad_norm".to_string(), grad_norm),
+            ("tokens_per_s".to_string(), (batch.batch * batch.len) as f64 / secs),
+        ];
+        if char_lm {
+            last_step.push(("bits_per_char".to_string(), loss_v / std::f64::consts::LN_2));
+        }
+        obs.on_step(step, t.steps, &last_step);
+        if (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps {
+            last_eval = evaluate(&model.valid(), cfg, &task, device);
+            update_best(&mut best, &last_eval);
+            obs.on_eval(step, &last_eval);
+        }
+        if let Some(dir) = &opts.checkpoint_dir
+            && t.checkpoint_every > 0
+            && step.is_multiple_of(t.checkpoint_every)
+            && step != t.steps
+        {
+            save_checkpoint(dir, &model, &optim, step, cfg)?;
+            checkpoint = Some(dir.clone());
+            obs.on_checkpoint(step, dir);
+        }
+    }
+    if let Some(dir) = &opts.checkpoint_dir
+        && step > start
+    {
+        save_checkpoint(dir, &model, &optim, step, cfg)?;
+        checkpoint = Some(dir.clone());
+        obs.on_checkpoint(step, dir);
+    }
+    let mut final_metrics = last_step;
+    final_metrics.extend(last_eval);
+    Ok(TrainSummary {
+        steps: step,
+        final_metrics,
+        best_metrics: best,
+        wall_time_s: started.elapsed().as_secs_f64(),
+        cancelled,
+        n_params,
+        checkpoint,
+    })
+}
+
+/// Throughput of forward + backward + AdamW for one model shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchResult {
+    /// `mamba`, `transformer` or `hybrid`.
+    pub model: String,
+    /// Layer pattern used.
+    pub pattern: String,
+    /// Backend name (e.g. `cpu (flex)`).
+    pub backend: String,
+    /// Width.
+    pub d_model: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Sequence length.
+    pub seq_len: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Timed steps (after warm-up).
+    pub steps: usize,
+    /// Warm-up steps (not timed).
+    pub warmup_steps: usize,
+    /// Median milliseconds per step.
+    pub ms_per_step: f64,
+    /// Fastest step in milliseconds.
+    pub ms_per_step_min: f64,
+    /// batch · seq_len / median step time.
+    pub tokens_per_s: f64,
+    /// Trainable parameters.
+    pub n_params: usize,
+}
+
+/// Benchmarks training steps (median over `steps` after 2 warm-up steps) on `backend`.
+/// `model` is `mamba`, `transformer` (rope) or `hybrid` (attention every 2nd layer).
+pub fn bench_train(
+    model: &str,
+    d_model: usize,
+    layers: usize,
+    seq_len: usize,
+    batch: usize,
+    steps: usize,
+    backend: BackendChoice,
+) -> Result<BenchResult, TrainError> {
+    backend.check_available()?;
+    match backend {
+        BackendChoice::Cpu => bench_train_with::<CpuTrainBackend>(
+            model,
+            d_model,
+            layers,
+            seq_len,
+            batch,
+            steps,
+            &Default::default(),
+            &format!("cpu ({})", crate::backend::CPU_BACKEND_NAME),
+        ),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(index) => bench_train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
+            model,
+            d_model,
+            layers,
+            seq_len,
+            batch,
+            steps,
+            &burn::backend::cuda::CudaDevice { index },
+            &backend.to_string(),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        other @ BackendChoice::Cuda(_) => Err(BackendError::CudaNotCompiled(other.to_string()).into()),
+    }
+}
+
+/// [`bench_train`] on an explicit backend (used to compare CPU backends).
+#[allow(clippy::too_many_arguments)]
+pub fn bench_train_with<B>(
+    model: &str,
+    d_model: usize,
+    layers: usize,
+    seq_len: usize,
+    batch: usize,
+    steps: usize,
+    device: &B::Device,
+    backend_name: &str,
+) -> Result<BenchResult, TrainError>
+where
+    B: AutodiffBackend + ScanBackend,
+{
+    let bad = |m: String| Err(TrainError::InvalidArgument(m));
+    if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
+        return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
+    }
+    let (pattern, positional) = match model {
+        "mamba" => ("M".repeat(layers), Positional::None),
+        "transformer" => ("A".repeat(layers), Positional::Rope),
+        "hybrid" => (pattern_attn_every(layers, 2), Positional::Rope),
+        other => return bad(format!("bench: unknown model `{other}` (expected mamba, transformer or hybrid)")),
+    };
+    let n_heads = if d_model.is_multiple_of(4) && (d_model / 4).is_multiple_of(2) { 4 } else { 1 };
+    let vocab = 16;
+    B::seed(device, 0);
+    let mut lm: Lm<B> = LmConfig::new(vocab, d_model, pattern.clone())
+        .with_n_heads(n_heads)
+        .with_positional(positional)
+        .init(device);
+    let n_params = lm.num_params();
+    let mut optim = AdamWConfig::new().init::<B, Lm<B>>();
+    let task = Task::InductionHeads { vocab };
+    let warmup = 2;
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let mut b = task.sample(&mut Rng::new(0, i as u64), batch, seq_len, false);
+        b.weights.iter_mut().for_each(|w| *w = 1.0); // full LM loss: every position scored
+        let t0 = Instant::now();
+        let (x, y, w) = tensors::<B>(&b, device);
+        let (loss, _) = masked_loss(lm.forward(x), y, w);
+        let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = optim.step(1e-3, lm, grads);
+        // Force the step to finish before stopping the clock.
+        let _ = scalar(lm.head.weight.val().sum());
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2])
+    };
+    Ok(BenchResult {
+        model: model.to_string(),
+        pattern,
+        backend: backend_name.to_string(),
+        d_model,
+        layers,
+        seq_len,
+        batch,
+        steps,
+        warmup_steps: warmup,
+        ms_per_step: median,
+        ms_per_step_min: times[0],
+        tokens_per_s: (batch * seq_len) as f64 / (median / 1e3),
+        n_params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        assert!((lr_at(1, 100, 10, 1.0) - 0.1).abs() < 1e-12);
+        assert!((lr_at(10, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!(lr_at(50, 100, 10, 1.0) < 1.0);
+        assert!((lr_at(100, 100, 10, 1.0) - 0.1).abs() < 1e-9);
+        assert!((lr_at(1, 100, 0, 1.0) - 1.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn masked_loss_only_counts_weighted_positions() {
+        type B = CpuBackend;
+        let device = Default::default();
+        // Two positions, vocab 2; only the second is scored and predicted correctly.
+        let logits = Tensor::<B, 3>::from_data(TensorData::new(vec![5.0f32, 0.0, 0.0, 5.0], [1, 2, 2]), &device);
+        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 1], [1, 2]), &device);
+        let weights = Tensor::<B, 2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &device);
+        let (loss, correct) = masked_loss(logits, targets, weights);
+        let expected = (1.0 + (-5.0f64).exp()).ln();
+        assert!((scalar(loss) - expected).abs() < 1e-5);
+        assert_eq!(scalar(correct), 1.0);
+    }
+}

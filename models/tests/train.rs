@@ -1,0 +1,169 @@
+//! End-to-end training checks: overfitting one batch, the smoke config, cancellation,
+//! checkpoints and resume, divergence reporting.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::{Autodiff, Flex};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use labbook_models::model::{Lm, LmConfig, Positional};
+use labbook_models::tasks::{Rng, Task};
+use labbook_models::train::masked_loss;
+use labbook_models::{RunConfig, TrainError, TrainObserver, TrainOptions, train};
+
+type B = Autodiff<Flex>;
+
+fn overfit(pattern: &str) -> (f64, f64) {
+    let device = Default::default();
+    burn::tensor::backend::Backend::seed(&device, 0);
+    let task = Task::SelectiveCopying { vocab: 8, n_memorize: 3 };
+    let batch = task.sample(&mut Rng::new(0, 0), 4, 8, false);
+    let shape = [batch.batch, batch.len];
+    let x = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.inputs.clone(), shape), &device);
+    let y = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.targets.clone(), shape), &device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(batch.weights.clone(), shape), &device);
+    let mut model: Lm<B> = LmConfig::new(8, 16, pattern.to_string())
+        .with_d_state(4)
+        .with_n_heads(2)
+        .with_positional(Positional::Rope)
+        .init(&device);
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init::<B, Lm<B>>();
+    let mut first = None;
+    let mut last = f64::NAN;
+    for _ in 0..150 {
+        let (loss, _) = masked_loss(model.forward(x.clone()), y.clone(), w.clone());
+        last = loss.clone().into_scalar().elem::<f64>();
+        first.get_or_insert(last);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    (first.unwrap(), last)
+}
+
+#[test]
+fn mamba_overfits_one_batch() {
+    let (first, last) = overfit("MM");
+    assert!(first > 1.0, "initial loss {first} should be near ln(6)");
+    assert!(last < 0.05, "loss after 150 steps: {last} (from {first})");
+}
+
+#[test]
+fn hybrid_overfits_one_batch() {
+    let (first, last) = overfit("MA");
+    assert!(last < 0.05, "loss after 150 steps: {last} (from {first})");
+}
+
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<(u64, Vec<(String, f64)>)>,
+    evals: Vec<(u64, Vec<(String, f64)>)>,
+    checkpoints: Vec<(u64, PathBuf)>,
+    cancel_at: Option<(u64, &'static AtomicBool)>,
+}
+
+impl TrainObserver for Recorder {
+    fn on_step(&mut self, step: u64, _total: u64, metrics: &[(String, f64)]) {
+        self.steps.push((step, metrics.to_vec()));
+        if let Some((at, flag)) = self.cancel_at
+            && step == at
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+    fn on_eval(&mut self, step: u64, metrics: &[(String, f64)]) {
+        self.evals.push((step, metrics.to_vec()));
+    }
+    fn on_checkpoint(&mut self, step: u64, path: &Path) {
+        self.checkpoints.push((step, path.to_path_buf()));
+    }
+}
+
+fn smoke() -> RunConfig {
+    RunConfig::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke.toml"))).unwrap()
+}
+
+fn metric(m: &[(String, f64)], key: &str) -> f64 {
+    m.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("metric {key} in {m:?}")).1
+}
+
+#[test]
+fn smoke_config_trains_and_reports_metrics() {
+    let cfg = smoke();
+    let cancel = AtomicBool::new(false);
+    let mut rec = Recorder::default();
+    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let summary = train(&cfg, opts, &mut rec).unwrap();
+    assert_eq!(summary.steps, cfg.train.steps);
+    assert!(!summary.cancelled);
+    assert_eq!(rec.steps.len() as u64, cfg.train.steps);
+    for key in ["loss", "accuracy", "lr", "grad_norm", "tokens_per_s"] {
+        assert!(metric(&rec.steps[0].1, key).is_finite(), "{key}");
+    }
+    let (eval_step, eval) = rec.evals.last().unwrap();
+    assert_eq!(*eval_step, cfg.train.steps);
+    for key in ["eval/loss@16", "eval/acc@16", "eval/loss@32", "eval/acc@32"] {
+        let v = metric(eval, key);
+        assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
+    }
+    assert!(metric(&summary.best_metrics, "eval/acc@32") >= metric(eval, "eval/acc@32"));
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn cancel_checkpoints_and_resume_continues() {
+    let dir = std::env::temp_dir().join(format!("labbook-models-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = smoke();
+    let mut rec = Recorder { cancel_at: Some((2, &CANCEL)), ..Default::default() };
+    let opts = TrainOptions { checkpoint_dir: Some(dir.clone()), cancel: &CANCEL, resume_from: None };
+    let summary = train(&cfg, opts, &mut rec).unwrap();
+    assert!(summary.cancelled);
+    assert_eq!(summary.steps, 2);
+    assert_eq!(rec.checkpoints, vec![(2, dir.clone())]);
+    assert!(dir.join("model.mpk").exists() && dir.join("state.json").exists());
+
+    let not_cancelled = AtomicBool::new(false);
+    let mut rec2 = Recorder::default();
+    let opts = TrainOptions { checkpoint_dir: None, cancel: &not_cancelled, resume_from: Some(dir.clone()) };
+    let summary = train(&cfg, opts, &mut rec2).unwrap();
+    assert_eq!(summary.steps, cfg.train.steps);
+    assert_eq!(rec2.steps.first().map(|s| s.0), Some(3), "resumes after step 2");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn divergence_is_a_clear_error() {
+    let mut cfg = smoke();
+    cfg.set("train.lr", "1e30").unwrap();
+    cfg.set("train.grad_clip", "0").unwrap();
+    cfg.set("train.steps", "20").unwrap();
+    cfg.set("train.warmup_steps", "0").unwrap();
+    let cancel = AtomicBool::new(false);
+    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    match train(&cfg, opts, &mut labbook_models::NoopObserver) {
+        Err(e @ TrainError::NonFinite { .. }) => assert!(e.to_string().contains("step"), "{e}"),
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+}
+
+#[test]
+fn cuda_backend_without_feature_is_reported() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let mut cfg = smoke();
+    cfg.set("train.backend", "cuda").unwrap();
+    let cancel = AtomicBool::new(false);
+    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let e = train(&cfg, opts, &mut labbook_models::NoopObserver).unwrap_err();
+    assert!(e.to_string().contains("--features cuda"), "{e}");
+}
+
+#[test]
+fn bench_train_reports_throughput() {
+    let r = labbook_models::bench_train("hybrid", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu).unwrap();
+    assert!(r.ms_per_step > 0.0 && r.tokens_per_s > 0.0);
+    assert_eq!(r.pattern, "MA");
+    assert!(labbook_models::bench_train("rnn", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu).is_err());
+}
