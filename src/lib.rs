@@ -10,6 +10,7 @@ pub mod error;
 pub mod example;
 pub mod export;
 pub mod model;
+pub mod recorder;
 pub mod store;
 
 pub use error::{Error, Result};

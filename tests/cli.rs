@@ -510,3 +510,86 @@ fn author_comes_from_config() {
     let err = nb.fails(&["list"]);
     assert!(err.contains("labbook.toml:2"), "{err}");
 }
+
+fn smoke_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml")
+}
+
+#[test]
+fn run_records_config_metrics_and_outcome() {
+    let nb = Nb::new();
+    nb.ok(&["add", "experiment", "smoke"]);
+    let cfg = smoke_config();
+    let out = nb.json(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--experiment",
+        "E-1",
+        "--set",
+        "train.steps=4",
+    ]);
+    assert_eq!(out["run"], "R-1");
+    assert_eq!(out["status"], "succeeded");
+    assert_eq!(out["steps"], 4);
+    let loss = out["final_metrics"]["loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    let run = nb.json(&["show", "R-1"]);
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["experiment"], "E-1");
+    assert_eq!(run["steps_done"], 4);
+    assert!(
+        run["config"].as_str().unwrap().contains("steps = 4"),
+        "the snapshot has the override"
+    );
+    assert!(
+        nb.dir.path().join("runs/R-1").is_dir(),
+        "checkpoint directory"
+    );
+    // Metrics were streamed into the notebook.
+    let db = labbook::Store::open(&nb.db(), "t").unwrap();
+    let loss = db.metric_series(labbook::model::RunId(1), "loss").unwrap();
+    assert_eq!(loss.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn bad_run_requests_fail_before_any_row() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "not an experiment"]);
+    let bad = nb.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(smoke_config())
+        .unwrap()
+        .replace("lr = 3e-3", "lr = 3e-3\nlearning_rate = 1");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("learning_rate"))
+        .unwrap()
+        + 1;
+    let err = nb.fails(&["run", bad.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("bad.toml:{line}")) && err.contains("learning_rate"),
+        "{err}"
+    );
+    let cfg = smoke_config();
+    let cfg = cfg.to_str().unwrap();
+    let err = nb.fails(&["run", cfg, "--set", "train.nope=1"]);
+    assert!(err.contains("nope"), "{err}");
+    let err = nb.fails(&["run", cfg, "--set", "model.pattern=MMM"]);
+    assert!(err.contains("pattern"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let err = nb.fails(&["run", cfg, "--set", "train.backend=cuda"]);
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    let err = nb.fails(&["run", cfg, "--experiment", "T-1"]);
+    assert!(err.contains("not an experiment"), "{err}");
+    let err = nb.fails(&["run", cfg, "--experiment", "E-9"]);
+    assert!(err.contains("no item E-9"), "{err}");
+    assert_eq!(
+        nb.json(&["export", "json"])["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "no half-made run"
+    );
+}

@@ -13,6 +13,29 @@ pub struct Args {
 enum What {
     /// Store speed on a fresh temporary notebook: item inserts, metric inserts, search latency.
     Store(StoreArgs),
+    /// Training speed of one model shape: forward + backward + AdamW, median ms per step.
+    Train(TrainArgs),
+}
+
+#[derive(ClapArgs)]
+struct TrainArgs {
+    /// mamba, transformer or hybrid.
+    #[arg(long, default_value = "mamba")]
+    model: String,
+    #[arg(long, default_value_t = 64)]
+    d_model: usize,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed steps (after warm-up).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    backend: labbook_models::backend::BackendChoice,
 }
 
 #[derive(ClapArgs)]
@@ -42,6 +65,12 @@ pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
             };
             let report = labbook::bench::store(&cfg, |msg| eprintln!("{msg}"))?;
             super::output::json(&report)
+        }
+        What::Train(t) => {
+            let r = labbook_models::train::bench_train(
+                &t.model, t.d_model, t.layers, t.seq_len, t.batch, t.steps, t.backend,
+            )?;
+            super::output::json(&r)
         }
     }
 }

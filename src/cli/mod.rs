@@ -20,6 +20,7 @@ mod link;
 mod list;
 mod output;
 mod rm;
+mod run;
 mod search;
 mod show;
 mod status;
@@ -76,6 +77,8 @@ enum Command {
     Export(export::Args),
     /// Copy the notebook to a new file with SQLite's online backup.
     Backup(backup::Args),
+    /// Train a model from a run config and record the run (R-n) in the notebook.
+    Run(run::Args),
     /// Measure labbook's speed (see docs/performance.md).
     Bench(bench::Args),
 }
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Import(a)) => import::cmd_import(&env, a),
         Some(Command::Export(a)) => export::cmd_export(&env, a),
         Some(Command::Backup(a)) => backup::cmd_backup(&env, a),
+        Some(Command::Run(a)) => run::cmd_run(&env, a),
         Some(Command::Bench(a)) => bench::cmd_bench(&env, a),
     }
 }

@@ -1,0 +1,277 @@
+//! Recording a training run of the engine in the notebook: the run row (config snapshot,
+//! commit, host, seed, backend), buffered metric streams, and the outcome.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use labbook_models::config::RunConfig;
+use labbook_models::train::{TrainObserver, TrainOptions, TrainSummary, train};
+
+use crate::error::{Error, Result};
+use crate::model::ItemId;
+use crate::model::RunId;
+use crate::store::{MetricPoint, NewRun, RunStatus, Store};
+
+/// Metric points are written at most this often (and at the end), so a crash loses at most
+/// about a second of metrics while logging stays far below 1% of step time.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where the code came from, captured when the run is created.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub git_commit: Option<String>,
+    pub git_diff: Option<String>,
+    pub host: Option<String>,
+}
+
+/// Largest dirty diff stored with a run; bigger diffs are cut with a note.
+const MAX_DIFF: usize = 512 * 1024;
+
+impl Provenance {
+    /// Reads the git commit and uncommitted diff of the working directory, and the host name.
+    pub fn capture(dir: &Path) -> Provenance {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let git_commit = git(&["rev-parse", "HEAD"]).map(|s| s.trim().to_string());
+        let git_diff = git_commit
+            .as_ref()
+            .and(git(&["diff", "HEAD"]))
+            .map(|mut d| {
+                if d.len() > MAX_DIFF {
+                    let mut cut = MAX_DIFF;
+                    while !d.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    d.truncate(cut);
+                    d.push_str("\n[diff truncated by labbook]\n");
+                }
+                d
+            });
+        Provenance {
+            git_commit,
+            git_diff,
+            host: hostname(),
+        }
+    }
+}
+
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::process::Command::new("hostname")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        })
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// Creates run `R-n` for a validated config (nothing is written if validation fails).
+pub fn create_run(
+    store: &mut Store,
+    cfg: &RunConfig,
+    config_path: Option<&Path>,
+    experiment: Option<ItemId>,
+    provenance: &Provenance,
+) -> Result<RunId> {
+    cfg.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+    cfg.train
+        .backend
+        .check_available()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    store.create_run(&NewRun {
+        experiment,
+        name: config_path
+            .and_then(|p| p.file_stem())
+            .map(|s| s.to_string_lossy().into_owned()),
+        config: cfg.to_toml_string(),
+        config_path: config_path.map(|p| p.display().to_string()),
+        git_commit: provenance.git_commit.clone(),
+        git_diff: provenance.git_diff.clone(),
+        seed: Some(cfg.train.seed as i64),
+        backend: Some(cfg.train.backend.to_string()),
+        device: Some(match cfg.train.backend {
+            labbook_models::backend::BackendChoice::Cpu => {
+                format!("cpu ({})", labbook_models::backend::CPU_BACKEND_NAME)
+            }
+            other => other.to_string(),
+        }),
+        host: provenance.host.clone(),
+        steps_total: Some(cfg.train.steps as i64),
+        sweep: None,
+    })
+}
+
+/// Progress shown to whoever runs the training (a progress bar, a TUI, nothing).
+pub trait Progress {
+    fn step(&mut self, _step: u64, _total: u64, _metrics: &[(String, f64)]) {}
+    fn eval(&mut self, _step: u64, _metrics: &[(String, f64)]) {}
+}
+
+impl Progress for () {}
+
+/// A [`TrainObserver`] that streams metrics into the notebook.
+struct Recorder<'a> {
+    store: &'a mut Store,
+    run: RunId,
+    started: Instant,
+    buffer: Vec<MetricPoint>,
+    last_flush: Instant,
+    step: u64,
+    progress: &'a mut dyn Progress,
+    error: Option<Error>,
+}
+
+impl Recorder<'_> {
+    fn push(&mut self, step: u64, metrics: &[(String, f64)]) {
+        let wall = self.started.elapsed().as_secs_f64();
+        self.buffer.extend(metrics.iter().map(|(k, v)| MetricPoint {
+            step: step as i64,
+            key: k.clone(),
+            value: *v,
+            wall_time: wall,
+        }));
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buffer.is_empty() && self.error.is_none() {
+            let _ = self
+                .store
+                .append_metrics(self.run, &[], Some(self.step as i64));
+        } else if let Err(e) =
+            self.store
+                .append_metrics(self.run, &self.buffer, Some(self.step as i64))
+        {
+            // Keep the points for the next try; the run continues and reports at the end.
+            tracing::warn!(run = %self.run, error = %e, "metric flush failed");
+            self.error = Some(e);
+            return;
+        } else {
+            self.error = None;
+        }
+        self.buffer.clear();
+        self.last_flush = Instant::now();
+    }
+}
+
+impl TrainObserver for Recorder<'_> {
+    fn on_step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]) {
+        self.step = step;
+        self.push(step, metrics);
+        self.progress.step(step, total, metrics);
+    }
+
+    fn on_eval(&mut self, step: u64, metrics: &[(String, f64)]) {
+        self.push(step, metrics);
+        self.progress.eval(step, metrics);
+    }
+}
+
+/// The outcome of [`train_run`].
+#[derive(Debug, serde::Serialize)]
+pub struct RunOutcome {
+    pub run: RunId,
+    pub status: RunStatus,
+    pub steps: u64,
+    pub final_metrics: BTreeMap<String, f64>,
+    pub wall_time_s: f64,
+    pub error: Option<String>,
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Trains run `run` (already created) and records everything about it in the notebook.
+/// Training errors are recorded as a failed run and returned in the outcome, not as `Err`;
+/// `Err` means the notebook itself could not be written.
+pub fn train_run(
+    store: &mut Store,
+    run: RunId,
+    cfg: &RunConfig,
+    checkpoint_dir: &Path,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
+    store.start_run(run, std::process::id())?;
+    let started = Instant::now();
+    let mut rec = Recorder {
+        store,
+        run,
+        started,
+        buffer: Vec::new(),
+        last_flush: Instant::now(),
+        step: 0,
+        progress,
+        error: None,
+    };
+    let result = train(
+        cfg,
+        TrainOptions {
+            checkpoint_dir: Some(checkpoint_dir.to_path_buf()),
+            cancel,
+            resume_from: None,
+        },
+        &mut rec,
+    );
+    rec.flush();
+    let steps_done = rec.step;
+    if let Some(e) = rec.error.take() {
+        return Err(e);
+    }
+    let (status, metrics, error, checkpoint, steps) = match result {
+        Ok(summary) => {
+            let status = if summary.cancelled {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Succeeded
+            };
+            let metrics = summary_metrics(&summary);
+            (
+                status,
+                metrics,
+                None,
+                summary.checkpoint.clone(),
+                summary.steps,
+            )
+        }
+        Err(e) => (
+            RunStatus::Failed,
+            BTreeMap::new(),
+            Some(e.to_string()),
+            None,
+            steps_done,
+        ),
+    };
+    store.finish_run(run, status, &metrics, error.as_deref())?;
+    Ok(RunOutcome {
+        run,
+        status,
+        steps,
+        final_metrics: metrics,
+        wall_time_s: started.elapsed().as_secs_f64(),
+        error,
+        checkpoint,
+    })
+}
+
+/// Final metrics as stored: the last values, plus `best/…` for evaluation metrics.
+fn summary_metrics(s: &TrainSummary) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = s.final_metrics.iter().cloned().collect();
+    for (k, v) in &s.best_metrics {
+        m.insert(format!("best/{k}"), *v);
+    }
+    m
+}
