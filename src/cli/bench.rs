@@ -13,6 +13,18 @@ pub struct Args {
 enum What {
     /// Store speed on a fresh temporary notebook: item inserts, metric inserts, search latency.
     Store(StoreArgs),
+    /// TUI speed: first frame and filter keystroke latency on a large temporary notebook.
+    Tui(TuiArgs),
+}
+
+#[derive(ClapArgs)]
+struct TuiArgs {
+    /// Items in the temporary notebook.
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// Runs in the temporary notebook.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
 }
 
 #[derive(ClapArgs)]
@@ -41,6 +53,10 @@ pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
                 searches: args.searches,
             };
             let report = labbook::bench::store(&cfg, |msg| eprintln!("{msg}"))?;
+            super::output::json(&report)
+        }
+        What::Tui(args) => {
+            let report = crate::tui::bench::run(args.items, args.runs, |msg| eprintln!("{msg}"))?;
             super::output::json(&report)
         }
     }
