@@ -17,6 +17,8 @@ pub mod worker;
 
 #[cfg(test)]
 mod snapshots;
+#[cfg(test)]
+mod state_tests;
 
 use std::path::Path;
 use std::sync::mpsc;

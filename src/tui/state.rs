@@ -100,7 +100,8 @@ pub enum ConfirmKind {
 pub enum Mode {
     Normal,
     Filter,
-    Help,
+    /// Help, scrolled by this many lines.
+    Help(u16),
     Search(SearchState),
     Picker(PickerState),
     Form(FormState),
@@ -265,7 +266,12 @@ impl App {
                 let (text, id) = if tab == RUNS_TAB {
                     let r = &self.runs[i];
                     (
-                        format!("{} {} {}", r.id, r.name.as_deref().unwrap_or(""), r.config),
+                        format!(
+                            "{} {} {}",
+                            r.id,
+                            r.name.as_deref().unwrap_or(""),
+                            r.config_path.as_deref().unwrap_or("")
+                        ),
                         None,
                     )
                 } else {
@@ -452,7 +458,7 @@ impl App {
         use crossterm::event::KeyCode;
         match &self.mode {
             Mode::Normal => self.keymap.action(e),
-            Mode::Help => Some(Action::Cancel),
+            Mode::Help(_) => Some(self.keymap.action(e).unwrap_or(Action::Cancel)),
             Mode::Confirm(..) => Some(match e.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Action::Submit,
                 _ => Action::Cancel,
@@ -487,7 +493,20 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mode = std::mem::replace(&mut app.mode, Mode::Normal);
     match mode {
         Mode::Normal => normal(app, action),
-        Mode::Help => Vec::new(),
+        Mode::Help(s) => {
+            let s = match action {
+                Action::Down | Action::ScrollDetailDown => Some(s.saturating_add(1)),
+                Action::Up | Action::ScrollDetailUp => Some(s.saturating_sub(1)),
+                Action::PageDown => Some(s.saturating_add(10)),
+                Action::PageUp => Some(s.saturating_sub(10)),
+                Action::Top => Some(0),
+                _ => None,
+            };
+            if let Some(s) = s {
+                app.mode = Mode::Help(s);
+            }
+            Vec::new()
+        }
         Mode::Filter => filter(app, action),
         Mode::Search(s) => search(app, s, action),
         Mode::Picker(p) => picker(app, p, action),
@@ -593,7 +612,7 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
     let page = app.page() as isize;
     match action {
         Action::Quit => return vec![Effect::Quit],
-        Action::Help => app.mode = Mode::Help,
+        Action::Help => app.mode = Mode::Help(0),
         Action::Reload => return vec![Effect::Send(Request::LoadAll)],
         Action::NextTab | Action::PrevTab | Action::Tab(_) => {
             let tab = match action {

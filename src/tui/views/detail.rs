@@ -24,7 +24,7 @@ fn field(t: &Theme, name: &str, value: String) -> Line<'static> {
 }
 
 /// The lines of an item's detail and the index of the selected link's line.
-pub fn item_lines(app: &App, item: &Item) -> (Vec<Line<'static>>, Option<usize>) {
+pub fn item_lines(app: &App, item: &Item, width: usize) -> (Vec<Line<'static>>, Option<usize>) {
     let t = &app.theme;
     let mut out = vec![
         Line::from(vec![
@@ -96,11 +96,23 @@ pub fn item_lines(app: &App, item: &Item) -> (Vec<Line<'static>>, Option<usize>)
         if sel {
             selected_line = Some(out.len());
         }
+        // One line per link, so the cursor and clicks stay on it.
+        let id = l.other.to_string();
+        let status = format!("  ({})", l.other_status);
+        let room = width.saturating_sub(2 + id.len() + 2 + status.chars().count());
+        let (title, status) = if room >= 12 {
+            (super::truncate(&l.other_title, room), status)
+        } else {
+            (
+                super::truncate(&l.other_title, width.saturating_sub(4 + id.len())),
+                String::new(),
+            )
+        };
         out.push(Line::from(vec![
             Span::styled(if sel { "▸ " } else { "  " }, style),
-            Span::styled(l.other.to_string(), t.link().patch(style)),
-            Span::styled(format!("  {}", l.other_title), style),
-            Span::styled(format!("  ({})", l.other_status), t.dim()),
+            Span::styled(id, t.link().patch(style)),
+            Span::styled(format!("  {title}"), style),
+            Span::styled(status, t.dim()),
         ]));
     }
     if !item.body.trim().is_empty() {
@@ -166,7 +178,7 @@ pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
         Line::from(vec![
             Span::styled(format!("{}  ", r.id), t.dim()),
             Span::styled(
-                r.name.clone().unwrap_or_else(|| r.config.clone()),
+                r.name.clone().unwrap_or_else(|| "(unnamed run)".into()),
                 Style::new().add_modifier(Modifier::BOLD),
             ),
         ]),
@@ -184,7 +196,7 @@ pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
         }
     };
     opt("experiment", r.experiment.map(|e| e.to_string()));
-    opt("config", Some(r.config.clone()));
+    opt("config", r.config_path.clone());
     opt("sweep", r.sweep.clone());
     opt("seed", r.seed.map(|s| s.to_string()));
     opt("backend", r.backend.clone());
@@ -198,9 +210,10 @@ pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
             None => r.steps_done.to_string(),
         }),
     );
-    opt("created", Some(r.created_at.clone()));
-    opt("started", r.started_at.clone());
-    opt("finished", r.finished_at.clone());
+    let when = |s: &String| s.chars().take(16).collect::<String>().replace('T', " ");
+    opt("created", Some(when(&r.created_at)));
+    opt("started", r.started_at.as_ref().map(when));
+    opt("finished", r.finished_at.as_ref().map(when));
     opt("author", Some(r.author.clone()));
     if let Some(e) = &r.error {
         out.push(Line::from(vec![
@@ -215,6 +228,15 @@ pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
     }
     for (k, v) in &r.final_metrics {
         out.push(field(t, k, format!("{v}")));
+    }
+    if !r.config.trim().is_empty() {
+        out.push(Line::from(""));
+        out.push(section(t, "Config"));
+        out.extend(
+            r.config
+                .lines()
+                .map(|l| Line::from(Span::styled(l.to_string(), t.dim()))),
+        );
     }
     out
 }
@@ -234,7 +256,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             .filter(|(i, _)| i.id == item.id)
             .map(|(i, _)| i)
             .unwrap_or(item);
-        item_lines(app, item)
+        item_lines(app, item, block.inner(area).width as usize)
     } else if let Some(r) = app.run_at(app.view().selected) {
         (run_lines(app, r), None)
     } else {

@@ -38,13 +38,13 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
     }
     out.push(Line::from(""));
     out.push(Line::from(Span::styled(
-        "Mouse: click selects, wheel scrolls. Keys: [keys] in configs/labbook.toml.",
+        "Mouse: click selects, wheel scrolls. Rebind keys in [keys].",
         t.dim(),
     )));
     out
 }
 
-pub fn render(frame: &mut Frame, app: &App) {
+pub fn render(frame: &mut Frame, app: &App, scroll: u16) {
     let t = &app.theme;
     let all = lines(app);
     let area = frame.area();
@@ -53,8 +53,22 @@ pub fn render(frame: &mut Frame, app: &App) {
     let popup = centered(area, w, area.height.saturating_sub(2));
     let block = Block::bordered()
         .border_style(t.border(true))
-        .title(Span::styled(" Help · any key closes ", t.title()));
+        .title(Span::styled(" Help ", t.title()));
     let inner = block.inner(popup);
+    let rows = if two_cols {
+        all.len().div_ceil(2)
+    } else {
+        all.len()
+    };
+    let more = rows > inner.height as usize;
+    let block = block.title_bottom(Span::styled(
+        if more {
+            " j/k scroll · any other key closes "
+        } else {
+            " any key closes "
+        },
+        t.dim(),
+    ));
     frame.render_widget(Clear, popup);
     frame.render_widget(block, popup);
     if two_cols {
@@ -64,9 +78,12 @@ pub fn render(frame: &mut Frame, app: &App) {
             .find(|&i| all[i].spans.is_empty() || all[i].to_string().is_empty())
             .unwrap_or(mid);
         let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(inner);
-        frame.render_widget(Paragraph::new(all[..split].to_vec()), l);
-        frame.render_widget(Paragraph::new(all[split + 1..].to_vec()), r);
+        frame.render_widget(Paragraph::new(all[..split].to_vec()).scroll((scroll, 0)), l);
+        frame.render_widget(
+            Paragraph::new(all[split + 1..].to_vec()).scroll((scroll, 0)),
+            r,
+        );
     } else {
-        frame.render_widget(Paragraph::new(all), inner);
+        frame.render_widget(Paragraph::new(all).scroll((scroll, 0)), inner);
     }
 }

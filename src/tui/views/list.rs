@@ -215,7 +215,7 @@ pub fn short_authors(a: Option<&str>) -> String {
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let v = app.view();
-    let focused = app.focus == Focus::List && !matches!(app.mode, Mode::Help);
+    let focused = app.focus == Focus::List && !matches!(app.mode, Mode::Help(_));
     let mut title = vec![Span::styled(format!(" {} ", TABS[app.tab]), t.title())];
     if !v.filter.is_empty() {
         title.push(Span::styled(
@@ -363,7 +363,8 @@ mod tests {
     fn columns_drop_least_important_first() {
         let heads = |w| fitting(0, w).iter().map(|c| c.head).collect::<Vec<_>>();
         assert_eq!(heads(200).len(), 8);
-        assert_eq!(heads(40), vec!["ID", "Title", "Status"]);
+        assert_eq!(heads(36), vec!["ID", "Title", "Status"]);
+        assert_eq!(heads(40), vec!["ID", "Title", "Status", "Who"]);
         assert!(!heads(70).contains(&"Updated"));
     }
 

@@ -23,7 +23,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     detail::render(frame, app, a.detail);
     status_line(frame, app, a.status);
     match &app.mode {
-        Mode::Help => help::render(frame, app),
+        Mode::Help(scroll) => help::render(frame, app, *scroll),
         Mode::Search(s) => picker::render_search(frame, app, s),
         Mode::Picker(p) => picker::render_link(frame, app, p),
         Mode::Form(f) => form::render(frame, app, f),
@@ -79,20 +79,28 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
         ))
     } else {
         let k = |name: &str| app.keymap.hint(name);
-        let mut hints = vec![
-            (k("help"), "help"),
-            (k("add"), "add"),
-            (k("edit"), "edit"),
-            (k("status"), "status"),
-            (k("link"), "link"),
-            (k("filter"), "filter"),
-            (k("search"), "search"),
-            (k("back"), "back"),
-            (k("quit"), "quit"),
-        ];
-        if app.tab == 1 {
-            hints.insert(5, (k("import"), "import"));
-            hints.insert(6, (k("open"), "open"));
+        let mut hints = vec![(k("help"), "help"), (k("quit"), "quit")];
+        if app.tab == super::state::RUNS_TAB {
+            hints.extend([
+                (k("sort"), "sort"),
+                (k("filter"), "filter"),
+                (k("search"), "search"),
+            ]);
+        } else {
+            hints.extend([
+                (k("add"), "add"),
+                (k("edit"), "edit"),
+                (k("status"), "status"),
+                (k("link"), "link"),
+            ]);
+            if app.tab == 1 {
+                hints.extend([(k("import"), "import"), (k("open"), "open")]);
+            }
+            hints.extend([
+                (k("filter"), "filter"),
+                (k("search"), "search"),
+                (k("back"), "back"),
+            ]);
         }
         let mut spans = Vec::new();
         if !app.view().filter.is_empty() {
