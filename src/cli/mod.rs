@@ -47,6 +47,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Create a notebook (optionally seeded with an example Mamba project).
     Init(init::Args),

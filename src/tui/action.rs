@@ -5,6 +5,8 @@ use labbook::model::{ItemId, ItemPatch, NewItem, Relation};
 use super::worker::{Reply, Request};
 
 /// What the user (through the keymap) or the outside world did.
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Action {
     // Application
@@ -74,6 +76,8 @@ pub enum Action {
 }
 
 /// Side effects `update` asks for; the run loop performs them.
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Effect {
     Send(Request),

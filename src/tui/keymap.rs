@@ -157,12 +157,8 @@ pub struct Key {
 
 impl Key {
     pub fn from_event(e: &KeyEvent) -> Key {
-        let code = match e.code {
-            KeyCode::BackTab => KeyCode::BackTab,
-            c => c,
-        };
         Key {
-            code,
+            code: e.code,
             ctrl: e.modifiers.contains(KeyModifiers::CONTROL),
             alt: e.modifiers.contains(KeyModifiers::ALT),
         }

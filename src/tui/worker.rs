@@ -13,6 +13,8 @@ use labbook::store::{ListFilter, Run, RunFilter};
 /// How often the worker checks whether another process changed the notebook.
 pub const POLL: Duration = Duration::from_millis(500);
 
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Request {
     LoadAll,
@@ -51,6 +53,8 @@ pub struct Detail {
     pub history: Vec<HistoryEntry>,
 }
 
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Reply {
     Data(Data),
