@@ -357,6 +357,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_parses() {
+        let text = include_str!("../../configs/labbook.toml");
+        let cfg = labbook::config::AppConfig::parse(text, std::path::Path::new("x")).unwrap();
+        let k = Keymap::from_config(cfg.keys.as_ref()).unwrap();
+        assert!(matches!(
+            k.action(&ev(KeyCode::Char('L'), KeyModifiers::SHIFT)),
+            Some(Action::Link)
+        ));
+        crate::tui::theme::Theme::from_config(cfg.theme.as_ref(), false).unwrap();
+    }
+
+    #[test]
     fn config_rebinds_and_help_follows() {
         let t: toml::Table = toml::from_str("quit = \"Q\"\nadd = [\"n\", \"ctrl-n\"]").unwrap();
         let k = Keymap::from_config(Some(&t)).unwrap();
