@@ -106,7 +106,14 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
         if !app.view().filter.is_empty() {
             spans.push(Span::styled(format!("/{} ", app.view().filter), t.key()));
         }
+        // Whole hints only: drop the ones that do not fit rather than cutting one.
+        let mut used: usize = spans.iter().map(|s| s.width()).sum();
         for (key, what) in hints {
+            let w = key.chars().count() + what.chars().count() + 3;
+            if used + w > area.width as usize + 2 {
+                break;
+            }
+            used += w;
             spans.push(Span::styled(key, t.key()));
             spans.push(Span::styled(format!(" {what}  "), t.dim()));
         }
