@@ -271,3 +271,69 @@ fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Re
         Request::Shutdown => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labbook::model::Kind;
+    use std::sync::mpsc;
+
+    fn next_data(rx: &Receiver<Reply>) -> Data {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("a reply") {
+                Reply::Data(d) => return d,
+                Reply::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn next_done(rx: &Receiver<Reply>) -> (String, Option<ItemId>) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("a reply") {
+                Reply::Done { msg, select } => return (msg, select),
+                Reply::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn answers_requests_and_notices_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracker.db");
+        let store = Store::open(&path, "ui").unwrap();
+        let (req_tx, req_rx) = mpsc::channel();
+        let (rep_tx, rep_rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || run(store, req_rx, rep_tx));
+
+        req_tx
+            .send(Request::Add(NewItem::new(Kind::Task, "From the TUI")))
+            .unwrap();
+        let (msg, select) = next_done(&rep_rx);
+        assert!(msg.starts_with("added T-1"), "{msg}");
+        assert_eq!(select.unwrap().to_string(), "T-1");
+        assert_eq!(next_data(&rep_rx).items.len(), 1);
+
+        let bib = dir.path().join("refs.bib");
+        std::fs::write(
+            &bib,
+            "@article{gu2023mamba, title={Mamba}, author={Gu, Albert and Dao, Tri}, year={2023}}",
+        )
+        .unwrap();
+        req_tx.send(Request::ImportBibtex(bib)).unwrap();
+        assert_eq!(next_done(&rep_rx).0, "imported 1 papers, skipped 0");
+        assert_eq!(next_data(&rep_rx).items.len(), 2);
+
+        // Another connection (another process, in real life) writes: the worker reloads.
+        let mut other = Store::open(&path, "cli").unwrap();
+        other
+            .add_item(NewItem::new(Kind::Idea, "From the CLI"))
+            .unwrap();
+        let d = next_data(&rep_rx);
+        assert!(d.items.iter().any(|i| i.title == "From the CLI"));
+
+        req_tx.send(Request::Shutdown).unwrap();
+        worker.join().unwrap();
+    }
+}
