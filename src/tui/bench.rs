@@ -27,6 +27,9 @@ pub struct TuiBenchReport {
     pub first_frame_ms: f64,
     pub open_ms: f64,
     pub load_ms: f64,
+    /// Parts of `load_ms`: the worker's queries, then building the state from them.
+    pub load_query_ms: f64,
+    pub load_state_ms: f64,
     pub render_ms: f64,
     pub keystrokes: usize,
     /// One filter keystroke: `update` (fuzzy filter of the tab) + a full render.
@@ -156,10 +159,13 @@ pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenc
     let open_ms = ms(t0);
     let t = Instant::now();
     let data = worker::load(&store)?;
+    let load_query_ms = ms(t);
+    let t1 = Instant::now();
     let mut app = App::new("bench.db".into(), Keymap::default(), Theme::default());
     update(&mut app, Action::Resize(w, h));
     update(&mut app, Action::Worker(Reply::Data(data)));
     let load_ms = ms(t);
+    let load_state_ms = ms(t1);
     let t = Instant::now();
     let mut term = Terminal::new(TestBackend::new(w, h))?;
     term.draw(|f| views::render(f, &app))?;
@@ -201,6 +207,8 @@ pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenc
         first_frame_ms,
         open_ms,
         load_ms,
+        load_query_ms,
+        load_state_ms,
         render_ms,
         keystrokes: lat.len(),
         keystroke_p50_ms: pct(&mut lat, 0.50),

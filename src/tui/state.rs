@@ -262,26 +262,24 @@ impl App {
             let mut buf = Vec::new();
             let fts = self.fts.as_ref().filter(|(fq, _)| *fq == q).map(|(_, s)| s);
             let matcher = &mut self.matcher;
+            // A query that is an ID (`t-12`, `R3`) also matches that row.
+            let item_id = q.parse::<ItemId>().ok();
+            let run_id = q.parse::<RunId>().ok();
             rows.retain(|&i| {
-                let (text, id) = if tab == RUNS_TAB {
+                if tab == RUNS_TAB {
                     let r = &self.runs[i];
-                    (
-                        format!(
-                            "{} {} {}",
-                            r.id,
-                            r.name.as_deref().unwrap_or(""),
-                            r.config_path.as_deref().unwrap_or("")
-                        ),
-                        None,
-                    )
-                } else {
-                    let it = &self.items[tab][i];
-                    (format!("{} {}", it.id, it.title), Some(it.id))
-                };
+                    let name = r.name.as_deref().or(r.config_path.as_deref()).unwrap_or("");
+                    return pattern
+                        .score(Utf32Str::new(name, &mut buf), matcher)
+                        .is_some()
+                        || run_id == Some(r.id);
+                }
+                let it = &self.items[tab][i];
                 pattern
-                    .score(Utf32Str::new(&text, &mut buf), matcher)
+                    .score(Utf32Str::new(&it.title, &mut buf), matcher)
                     .is_some()
-                    || id.is_some_and(|id| fts.is_some_and(|s| s.contains(&id)))
+                    || fts.is_some_and(|s| s.contains(&it.id))
+                    || item_id == Some(it.id)
             });
         }
         let key = sort_keys(tab)[v.sort.min(sort_keys(tab).len() - 1)];

@@ -138,7 +138,9 @@ pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
         if last_poll.elapsed() >= POLL {
             last_poll = Instant::now();
             let v = data_version(&store);
+            // Only other connections' commits change it, so our own writes do not reload twice.
             if v != version {
+                version = v;
                 tracing::debug!("notebook changed on disk; reloading");
                 let mut replies = handle(&mut store, Request::LoadAll, &mut shown);
                 if let Some(id) = shown {
@@ -151,7 +153,6 @@ pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
                 }
             }
         }
-        version = data_version(&store);
     }
 }
 
