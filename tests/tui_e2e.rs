@@ -29,6 +29,12 @@ impl Tmux {
             .output()
             .expect("run tmux");
         assert!(out.status.success(), "tmux new-session failed: {out:?}");
+        // Deliver Esc at once (tmux otherwise waits to see if it starts a sequence, and
+        // an Esc followed quickly by a key arrives as Alt+key).
+        let _ = t
+            .cmd()
+            .args(["set-option", "-sg", "escape-time", "0"])
+            .output();
         t
     }
 

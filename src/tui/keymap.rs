@@ -318,7 +318,8 @@ pub fn text_action(e: &KeyEvent) -> Option<Action> {
         KeyCode::Char('n') if ctrl => Action::NextField,
         KeyCode::Char('r') if ctrl => Action::CycleRelation,
         KeyCode::Char('p') if ctrl => Action::PrevField,
-        KeyCode::Char(c) if !ctrl => Action::Char(c),
+        // Alt+key is what a terminal makes of a fast Esc then key; it is not text.
+        KeyCode::Char(c) if !ctrl && !e.modifiers.contains(KeyModifiers::ALT) => Action::Char(c),
         _ => return None,
     })
 }
