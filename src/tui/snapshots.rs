@@ -328,3 +328,28 @@ fn tag_prompt() {
         keys(app, a)
     });
 }
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let screens: Vec<Vec<Action>> = vec![
+        vec![],
+        vec![Action::Enter, Action::Down],
+        vec![Action::Tab(1)],
+        vec![Action::Tab(4)],
+        vec![Action::Help, Action::PageDown],
+        vec![Action::Add, Action::Submit],
+        vec![Action::Link, Action::Char('m')],
+        vec![Action::Search, Action::Char('m')],
+        vec![Action::Filter, Action::Char('q')],
+        vec![Action::Archive],
+        vec![Action::Comment, Action::Char('x')],
+    ];
+    for (w, h) in [(1, 1), (10, 3), (30, 8), (60, 12), (69, 20)] {
+        for actions in &screens {
+            let mut app = loaded_app(w, h);
+            keys(&mut app, actions.clone());
+            let s = screen(&app);
+            assert_eq!(s.lines().count(), h as usize);
+        }
+    }
+}
