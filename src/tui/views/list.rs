@@ -109,7 +109,8 @@ fn fmt_metric(v: f64) -> String {
     if v.abs() >= 1000.0 || (v != 0.0 && v.abs() < 0.001) {
         format!("{v:.2e}")
     } else {
-        format!("{v:.3}")
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
