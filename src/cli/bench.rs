@@ -15,6 +15,8 @@ enum What {
     Store(StoreArgs),
     /// Training speed of one model shape: forward + backward + AdamW, median ms per step.
     Train(TrainArgs),
+    /// TUI speed: first frame and filter keystroke latency on a large temporary notebook.
+    Tui(TuiArgs),
 }
 
 #[derive(ClapArgs)]
@@ -36,6 +38,16 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     backend: labbook_models::backend::BackendChoice,
+}
+
+#[derive(ClapArgs)]
+struct TuiArgs {
+    /// Items in the temporary notebook.
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// Runs in the temporary notebook.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
 }
 
 #[derive(ClapArgs)]
@@ -71,6 +83,10 @@ pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
                 &t.model, t.d_model, t.layers, t.seq_len, t.batch, t.steps, t.backend,
             )?;
             super::output::json(&r)
+        }
+        What::Tui(args) => {
+            let report = crate::tui::bench::run(args.items, args.runs, |msg| eprintln!("{msg}"))?;
+            super::output::json(&report)
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn cmd_edit(env: &Env, a: Args) -> Result<()> {
 
 /// Opens the item's text view in `$VISUAL`/`$EDITOR`. If the result does not parse,
 /// the edited file is kept and its path is in the error, so no typing is lost.
-fn edit_in_editor(item: &labbook::model::Item) -> Result<ItemPatch> {
+pub(crate) fn edit_in_editor(item: &labbook::model::Item) -> Result<ItemPatch> {
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".to_string());

@@ -1,5 +1,5 @@
 //! Command-line interface: one module per subcommand, each an `Args` struct and a `cmd_*` fn.
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ mod add;
 mod backup;
 mod bench;
 mod comment;
-mod edit;
+pub(crate) mod edit;
 mod export;
 mod import;
 mod init;
@@ -28,7 +28,8 @@ mod tag;
 
 /// A terminal-first lab notebook and experiment tracker.
 ///
-/// With no command, shows the notebook's status. The notebook is `tracker.db`, found in the
+/// With no command, opens the full-screen TUI (or, when stdout is not a terminal, prints
+/// the notebook's status). The notebook is `tracker.db`, found in the
 /// current directory or its parents (like git finds `.git`) and created on first use.
 #[derive(Parser)]
 #[command(name = "labbook", version, max_term_width = 100)]
@@ -47,6 +48,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Create a notebook (optionally seeded with an example Mamba project).
     Init(init::Args),
@@ -79,6 +81,8 @@ enum Command {
     Backup(backup::Args),
     /// Train a model from a run config and record the run (R-n) in the notebook.
     Run(run::Args),
+    /// Print a short status of the notebook (what `labbook` prints when not on a terminal).
+    Status,
     /// Measure labbook's speed (see docs/performance.md).
     Bench(bench::Args),
 }
@@ -136,7 +140,10 @@ fn run(cli: Cli) -> Result<()> {
     };
     tracing::info!(command = ?std::env::args().nth(1), "start");
     match cli.command {
-        None => status::cmd_status(&env),
+        None if !env.json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
+            crate::tui::run(&env.db_path, &env.config, config::author(&env.config))
+        }
+        None | Some(Command::Status) => status::cmd_status(&env),
         Some(Command::Init(a)) => init::cmd_init(&env, a),
         Some(Command::Add(a)) => add::cmd_add(&env, a),
         Some(Command::List(a)) => list::cmd_list(&env, a),

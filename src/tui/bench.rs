@@ -1,0 +1,220 @@
+//! `labbook bench tui`: first-frame time and keystroke-to-frame latency on a large
+//! temporary notebook, rendered to a `TestBackend` (so it measures our code, not the
+//! terminal). Method and numbers are in docs/performance.md.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use labbook::Store;
+use labbook::model::{Kind, NewItem, Relation};
+use labbook::store::{NewRun, RunStatus, insert_item, insert_link};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde::Serialize;
+
+use super::action::Action;
+use super::state::{App, update};
+use super::worker::{self, Reply};
+use super::{keymap::Keymap, theme::Theme, views};
+
+#[derive(Debug, Serialize)]
+pub struct TuiBenchReport {
+    pub items: usize,
+    pub runs: usize,
+    pub width: u16,
+    pub height: u16,
+    /// Open the store + load every list + build the state + render the first frame.
+    pub first_frame_ms: f64,
+    pub open_ms: f64,
+    pub load_ms: f64,
+    /// Parts of `load_ms`: the worker's queries, then building the state from them.
+    pub load_query_ms: f64,
+    pub load_state_ms: f64,
+    pub render_ms: f64,
+    pub keystrokes: usize,
+    /// One filter keystroke: `update` (fuzzy filter of the tab) + a full render.
+    pub keystroke_p50_ms: f64,
+    pub keystroke_p99_ms: f64,
+    pub keystroke_max_ms: f64,
+    /// The FTS query the worker runs per filter keystroke, off the UI thread.
+    pub fts_filter_p50_ms: f64,
+    pub fts_filter_p99_ms: f64,
+}
+
+const VOCAB: &[&str] = &[
+    "mamba",
+    "selective",
+    "scan",
+    "state",
+    "space",
+    "attention",
+    "hybrid",
+    "kernel",
+    "chunked",
+    "softmax",
+    "convolution",
+    "induction",
+    "copying",
+    "transformer",
+    "linear",
+    "recurrent",
+    "gating",
+    "norm",
+    "rope",
+    "extrapolation",
+    "benchmark",
+    "cuda",
+    "memory",
+    "throughput",
+    "ablation",
+    "sweep",
+    "baseline",
+    "perplexity",
+    "tokenizer",
+    "dataset",
+    "layer",
+    "depth",
+];
+
+struct Words(u64);
+
+impl Words {
+    fn next(&mut self) -> &'static str {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        VOCAB[(self.0 % VOCAB.len() as u64) as usize]
+    }
+    fn sentence(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenchReport> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.db");
+    {
+        progress(&format!(
+            "building a notebook with {items} items and {runs} runs…"
+        ));
+        let mut store = Store::open(&path, "bench")?;
+        let mut words = Words(0x9e37_79b9_7f4a_7c15);
+        let mut ids = Vec::with_capacity(items);
+        for chunk in (0..items).collect::<Vec<_>>().chunks(1000) {
+            let news: Vec<NewItem> = chunk
+                .iter()
+                .map(|i| {
+                    let kind = Kind::ALL[i % 4];
+                    let mut n = NewItem::new(kind, words.sentence(6));
+                    n.body = words.sentence(40);
+                    n.tags = vec![words.next().to_string()];
+                    if kind == Kind::Paper {
+                        n.fields.year = Some(2015 + (*i as i64 % 10));
+                        n.fields.authors = Some("Ada Lovelace, Alan Turing".into());
+                    }
+                    n
+                })
+                .collect();
+            let made = store.write(|tx, ctx| {
+                news.iter()
+                    .map(|n| insert_item(tx, ctx, n).map(|i| i.id))
+                    .collect::<labbook::Result<Vec<_>>>()
+            })?;
+            ids.extend(made);
+        }
+        // A link for every other item, so link counts are realistic.
+        store.write(|tx, ctx| {
+            for w in ids.windows(2).step_by(2) {
+                insert_link(tx, ctx, w[0], w[1], Relation::RelatesTo)?;
+            }
+            Ok(())
+        })?;
+        for r in 0..runs {
+            let id = store.create_run(&NewRun {
+                name: Some(format!("run-{r}")),
+                config: "configs/bench.toml".into(),
+                steps_total: Some(1000),
+                ..Default::default()
+            })?;
+            let metrics = BTreeMap::from([("loss".to_string(), 1.0 / (r + 1) as f64)]);
+            store.finish_run(id, RunStatus::Succeeded, &metrics, None)?;
+        }
+    }
+
+    progress("timing the first frame…");
+    let (w, h) = (160, 48);
+    let t0 = Instant::now();
+    let store = Store::open(&path, "bench")?;
+    let open_ms = ms(t0);
+    let t = Instant::now();
+    let data = worker::load(&store)?;
+    let load_query_ms = ms(t);
+    let t1 = Instant::now();
+    let mut app = App::new("bench.db".into(), Keymap::default(), Theme::default());
+    update(&mut app, Action::Resize(w, h));
+    update(&mut app, Action::Worker(Reply::Data(data)));
+    let load_ms = ms(t);
+    let load_state_ms = ms(t1);
+    let t = Instant::now();
+    let mut term = Terminal::new(TestBackend::new(w, h))?;
+    term.draw(|f| views::render(f, &app))?;
+    let render_ms = ms(t);
+    let first_frame_ms = ms(t0);
+
+    progress("timing filter keystrokes…");
+    let queries = [
+        "selective scan",
+        "mamba kernel",
+        "attention",
+        "cuda memory",
+        "xyz",
+    ];
+    let mut lat = Vec::new();
+    let mut fts = Vec::new();
+    for tab in 0..4 {
+        update(&mut app, Action::Tab(tab));
+        for q in queries {
+            update(&mut app, Action::Filter);
+            for c in q.chars() {
+                let t = Instant::now();
+                update(&mut app, Action::Char(c));
+                term.draw(|f| views::render(f, &app))?;
+                lat.push(ms(t));
+                let t = Instant::now();
+                let prefix = app.view().filter.clone();
+                std::hint::black_box(store.search(&prefix, Some(Kind::ALL[tab]), 500)?);
+                fts.push(ms(t));
+            }
+            update(&mut app, Action::Cancel);
+        }
+    }
+    Ok(TuiBenchReport {
+        items,
+        runs,
+        width: w,
+        height: h,
+        first_frame_ms,
+        open_ms,
+        load_ms,
+        load_query_ms,
+        load_state_ms,
+        render_ms,
+        keystrokes: lat.len(),
+        keystroke_p50_ms: pct(&mut lat, 0.50),
+        keystroke_p99_ms: pct(&mut lat, 0.99),
+        keystroke_max_ms: pct(&mut lat, 1.0),
+        fts_filter_p50_ms: pct(&mut fts, 0.50),
+        fts_filter_p99_ms: pct(&mut fts, 0.99),
+    })
+}

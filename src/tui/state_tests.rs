@@ -1,0 +1,316 @@
+//! Unit tests of state transitions: pure `update` on fixed data, checking the state
+//! and the effects it asks for.
+use labbook::model::{Item, Kind, Relation};
+
+use super::action::{Action, Effect};
+use super::snapshots::{data, id, item, loaded_app};
+use super::state::{App, ConfirmKind, Focus, Mode, Sel, update};
+use super::worker::{Data, Reply, Request};
+
+fn run(app: &mut App, actions: Vec<Action>) -> Vec<Effect> {
+    actions.into_iter().flat_map(|a| update(app, a)).collect()
+}
+
+fn typed(s: &str) -> Vec<Action> {
+    s.chars().map(Action::Char).collect()
+}
+
+fn sent(fx: &[Effect]) -> Vec<&Request> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Send(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn add_validates_then_sends_and_selects_the_new_item() {
+    let mut app = loaded_app(120, 40);
+    // Empty title: the form stays open with an error, nothing is sent.
+    let fx = run(&mut app, vec![Action::Add, Action::Submit]);
+    assert!(sent(&fx).is_empty());
+    let Mode::Form(f) = &app.mode else {
+        panic!("form closed")
+    };
+    assert_eq!(f.fields[0].error.as_deref(), Some("a title is required"));
+
+    let mut a = typed("Profile the scan");
+    a.push(Action::Submit);
+    let fx = run(&mut app, a);
+    let [Request::Add(new)] = sent(&fx)[..] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(new.title, "Profile the scan");
+    assert_eq!(new.kind, Kind::Task);
+    assert!(matches!(&app.mode, Mode::Form(f) if f.saving));
+
+    // The worker reports success, then the reloaded data with the new item.
+    let t4 = item(Kind::Task, 4, "Profile the scan", "todo", &[]);
+    let mut d = data();
+    d.items.push(t4);
+    let fx = run(
+        &mut app,
+        vec![
+            Action::Worker(Reply::Done {
+                msg: "added T-4".into(),
+                select: Some(id(Kind::Task, 4)),
+            }),
+            Action::Worker(Reply::Data(d)),
+        ],
+    );
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 4))));
+    assert!(matches!(sent(&fx)[..], [Request::Detail(i)] if *i == id(Kind::Task, 4)));
+}
+
+#[test]
+fn failed_save_keeps_the_form_and_its_text() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::Add];
+    a.extend(typed("X"));
+    a.push(Action::Submit);
+    a.push(Action::Worker(Reply::Failed(
+        "notebook is read-only".into(),
+    )));
+    run(&mut app, a);
+    let Mode::Form(f) = &app.mode else {
+        panic!("form closed")
+    };
+    assert_eq!(f.value("title"), "X");
+    assert_eq!(f.error.as_deref(), Some("notebook is read-only"));
+    assert!(!f.saving);
+}
+
+#[test]
+fn edit_sends_only_changed_fields() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::EditFields, Action::NextField, Action::ClearInput];
+    a.extend(typed("done"));
+    a.push(Action::Submit);
+    let fx = run(&mut app, a);
+    let [Request::Update(target, patch)] = sent(&fx)[..] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*target, id(Kind::Task, 1));
+    assert_eq!(patch.status.as_deref(), Some("done"));
+    assert!(patch.title.is_none() && patch.tags.is_none() && patch.fields.is_empty());
+}
+
+#[test]
+fn status_key_cycles_to_the_next_status() {
+    let mut app = loaded_app(120, 40);
+    let fx = run(&mut app, vec![Action::CycleStatus]);
+    let [Request::Update(_, patch)] = sent(&fx)[..] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(patch.status.as_deref(), Some("done")); // doing → done
+}
+
+#[test]
+fn link_picker_fuzzy_matches_across_kinds() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::Link];
+    a.extend(typed("attention"));
+    let fx = run(&mut app, a);
+    assert!(fx.is_empty());
+    let Mode::Picker(p) = &app.mode else { panic!() };
+    assert_eq!(p.matches.first(), Some(&id(Kind::Paper, 2)));
+    assert!(
+        !p.matches.contains(&id(Kind::Task, 1)),
+        "an item does not link to itself"
+    );
+    let fx = run(&mut app, vec![Action::CycleRelation, Action::Submit]);
+    let [Request::Link(a, b, rel)] = sent(&fx)[..] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!((*a, *b), (id(Kind::Task, 1), id(Kind::Paper, 2)));
+    // Task→paper defaults to relates-to; one ctrl-r moves to the next relation.
+    assert_eq!(*rel, Relation::MotivatedBy);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn follow_a_link_and_come_back() {
+    let mut app = loaded_app(120, 40);
+    // Focus the links; the second one (relates-to P-1) is followed.
+    let fx = run(&mut app, vec![Action::Enter, Action::Down, Action::Enter]);
+    assert_eq!(app.tab, 1);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Paper, 1))));
+    assert_eq!(app.focus, Focus::List);
+    assert!(matches!(sent(&fx)[..], [Request::Detail(i)] if *i == id(Kind::Paper, 1)));
+    // Go somewhere else, then back twice.
+    run(&mut app, vec![Action::Down]);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Paper, 2))));
+    run(&mut app, vec![Action::Back]);
+    assert_eq!(app.tab, 0);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
+    run(&mut app, vec![Action::Back]);
+    assert!(
+        app.message
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("nothing to go back")
+    );
+}
+
+#[test]
+fn back_clears_a_filter_that_hides_the_target() {
+    let mut app = loaded_app(120, 40);
+    run(&mut app, vec![Action::Enter, Action::Enter]); // → E-1
+    assert_eq!(app.tab, 3);
+    run(&mut app, vec![Action::Tab(0), Action::Filter]);
+    run(&mut app, typed("cuda"));
+    run(&mut app, vec![Action::Submit, Action::Tab(3), Action::Back]);
+    // Back goes to T-1 on Tasks although `cuda` hid it.
+    assert_eq!(app.tab, 0);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
+    assert!(app.view().filter.is_empty());
+}
+
+#[test]
+fn filter_matches_titles_fuzzily_and_bodies_via_fts() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::Filter];
+    a.extend(typed("cuda"));
+    let fx = run(&mut app, a);
+    let titles: Vec<&str> = (0..app.visible.len())
+        .map(|r| app.item_at(r).unwrap().title.as_str())
+        .collect();
+    assert_eq!(titles, vec!["Port the scan to CUDA"]);
+    // Each keystroke asks the worker for body matches of the current text.
+    let searches: Vec<&str> = sent(&fx)
+        .iter()
+        .filter_map(|r| match r {
+            Request::Search {
+                query,
+                for_filter: true,
+                ..
+            } => Some(query.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(searches, vec!["c", "cu", "cud", "cuda"]);
+    // A stale reply is ignored; the current one adds T-2 (matched in its body).
+    let hit = |q: &str| {
+        Action::Worker(Reply::SearchHits {
+            query: q.into(),
+            for_filter: true,
+            hits: vec![(id(Kind::Task, 2), String::new(), String::new())],
+        })
+    };
+    run(&mut app, vec![hit("cud")]);
+    assert_eq!(app.visible.len(), 1);
+    run(&mut app, vec![hit("cuda")]);
+    assert_eq!(app.visible.len(), 2);
+    // Enter keeps the filter; Esc in normal mode clears it.
+    run(&mut app, vec![Action::Submit]);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.view().filter, "cuda");
+    run(&mut app, vec![Action::Leave]);
+    assert_eq!(app.visible.len(), 3);
+}
+
+#[test]
+fn global_search_jumps_across_kinds_and_back_returns() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::Search];
+    a.extend(typed("P-2"));
+    run(&mut app, a);
+    let Mode::Search(s) = &app.mode else { panic!() };
+    assert_eq!(s.hits[0].0, id(Kind::Paper, 2), "an exact ID is a hit");
+    run(&mut app, vec![Action::Submit]);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Paper, 2))));
+    run(&mut app, vec![Action::Back]);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
+}
+
+#[test]
+fn quit_asks_only_when_an_edit_is_unsaved() {
+    let mut app = loaded_app(120, 40);
+    assert!(matches!(
+        run(&mut app, vec![Action::Quit])[..],
+        [Effect::Quit]
+    ));
+    let mut a = vec![Action::Add];
+    a.extend(typed("half-typed"));
+    a.push(Action::Quit);
+    assert!(run(&mut app, a).is_empty());
+    assert!(matches!(app.mode, Mode::Confirm(ConfirmKind::Quit, _)));
+    // "No" returns to the form with the text intact.
+    run(&mut app, vec![Action::Cancel]);
+    let Mode::Form(f) = &app.mode else { panic!() };
+    assert_eq!(f.value("title"), "half-typed");
+    run(&mut app, vec![Action::Quit]);
+    assert!(matches!(
+        run(&mut app, vec![Action::Submit])[..],
+        [Effect::Quit]
+    ));
+}
+
+#[test]
+fn archive_and_delete_ask_first() {
+    let mut app = loaded_app(120, 40);
+    assert!(run(&mut app, vec![Action::Delete, Action::Cancel]).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    let fx = run(&mut app, vec![Action::Archive, Action::Submit]);
+    assert!(matches!(sent(&fx)[..], [Request::Archive(i)] if *i == id(Kind::Task, 1)));
+}
+
+#[test]
+fn tag_prompt_splits_adds_and_removes() {
+    let mut app = loaded_app(120, 40);
+    let mut a = vec![Action::Tag];
+    a.extend(typed("cuda +fast -repro"));
+    a.push(Action::Submit);
+    let fx = run(&mut app, a);
+    let [Request::Retag(_, add, rm)] = sent(&fx)[..] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(add, &vec!["cuda".to_string(), "fast".to_string()]);
+    assert_eq!(rm, &vec!["repro".to_string()]);
+}
+
+#[test]
+fn papers_open_and_copy_key() {
+    let mut app = loaded_app(120, 40);
+    run(&mut app, vec![Action::Tab(1)]);
+    let fx = run(&mut app, vec![Action::OpenUrl, Action::CopyKey]);
+    assert!(matches!(&fx[0], Effect::OpenUrl(u) if u == "https://arxiv.org/abs/2312.00752"));
+    assert!(matches!(&fx[1], Effect::Copy(k) if k == "gu2023mamba"));
+}
+
+#[test]
+fn mouse_click_selects_and_wheel_scrolls() {
+    let mut app = loaded_app(120, 40);
+    // Row 0 is the tab bar, row 1 the list border, row 2 its header: row 4 is T-2... T-3.
+    run(&mut app, vec![Action::Click { col: 5, row: 5 }]);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 3))));
+    run(
+        &mut app,
+        vec![Action::ScrollAt {
+            col: 5,
+            row: 5,
+            down: false,
+        }],
+    );
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
+    // Clicking a tab label switches tabs.
+    let x = super::views::layout::tab_labels(&app)[4].0 + 2;
+    run(&mut app, vec![Action::Click { col: x, row: 0 }]);
+    assert_eq!(app.tab, 4);
+}
+
+#[test]
+fn reload_keeps_the_selection_and_runs_are_read_only() {
+    let mut app = loaded_app(120, 40);
+    run(&mut app, vec![Action::Down]);
+    let mut d: Data = data();
+    d.items.retain(|i: &Item| i.id != id(Kind::Task, 1));
+    run(&mut app, vec![Action::Worker(Reply::Data(d))]);
+    assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 2))));
+    run(&mut app, vec![Action::Tab(4)]);
+    assert!(run(&mut app, vec![Action::EditFields, Action::Add]).is_empty());
+    assert!(app.message.as_ref().unwrap().1, "an error explains why");
+}

@@ -1,0 +1,89 @@
+//! The help overlay, generated from the keymap (so it matches configured keys).
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+use super::centered;
+use crate::tui::keymap::TEXT_KEYS;
+use crate::tui::state::App;
+
+pub fn lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut out = Vec::new();
+    let mut section = "";
+    for (sec, keys, help) in app.keymap.help_rows() {
+        if sec != section {
+            if !section.is_empty() {
+                out.push(Line::from(""));
+            }
+            out.push(Line::from(Span::styled(sec.to_string(), t.heading())));
+            section = sec;
+        }
+        out.push(Line::from(vec![
+            Span::styled(format!("  {keys:<18}"), t.key()),
+            Span::raw(help.to_string()),
+        ]));
+    }
+    out.push(Line::from(""));
+    out.push(Line::from(Span::styled(
+        "In fields and pickers",
+        t.heading(),
+    )));
+    for (k, h) in TEXT_KEYS {
+        out.push(Line::from(vec![
+            Span::styled(format!("  {k:<18}"), t.key()),
+            Span::raw(h.to_string()),
+        ]));
+    }
+    out.push(Line::from(""));
+    out.push(Line::from(Span::styled(
+        "Mouse: click selects, wheel scrolls. Rebind keys in [keys].",
+        t.dim(),
+    )));
+    out
+}
+
+pub fn render(frame: &mut Frame, app: &App, scroll: u16) {
+    let t = &app.theme;
+    let all = lines(app);
+    let area = frame.area();
+    let two_cols = area.width >= 120;
+    let w = if two_cols { 116 } else { 64 };
+    let popup = centered(area, w, area.height.saturating_sub(2));
+    let block = Block::bordered()
+        .border_style(t.border(true))
+        .title(Span::styled(" Help ", t.title()));
+    let inner = block.inner(popup);
+    let rows = if two_cols {
+        all.len().div_ceil(2)
+    } else {
+        all.len()
+    };
+    let more = rows > inner.height as usize;
+    let block = block.title_bottom(Span::styled(
+        if more {
+            " j/k scroll · any other key closes "
+        } else {
+            " any key closes "
+        },
+        t.dim(),
+    ));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(block, popup);
+    if two_cols {
+        // Split at a section boundary near the middle.
+        let mid = all.len() / 2;
+        let split = (mid..all.len())
+            .find(|&i| all[i].spans.is_empty() || all[i].to_string().is_empty())
+            .unwrap_or(mid);
+        let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(inner);
+        frame.render_widget(Paragraph::new(all[..split].to_vec()).scroll((scroll, 0)), l);
+        frame.render_widget(
+            Paragraph::new(all[split + 1..].to_vec()).scroll((scroll, 0)),
+            r,
+        );
+    } else {
+        frame.render_widget(Paragraph::new(all).scroll((scroll, 0)), inner);
+    }
+}

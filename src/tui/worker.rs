@@ -1,0 +1,340 @@
+//! The database thread: owns its own `Store`, answers `Request`s over a channel and
+//! reports `Reply`s back, so the UI never blocks on SQLite. It also polls
+//! `PRAGMA data_version` so writes by other processes show up without a restart.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use labbook::Store;
+use labbook::model::{Comment, HistoryEntry, Item, ItemId, ItemPatch, LinkView, NewItem, Relation};
+use labbook::store::{ListFilter, Run, RunFilter};
+
+/// How often the worker checks whether another process changed the notebook.
+pub const POLL: Duration = Duration::from_millis(500);
+
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Request {
+    LoadAll,
+    Detail(ItemId),
+    Add(NewItem),
+    Update(ItemId, ItemPatch),
+    Retag(ItemId, Vec<String>, Vec<String>),
+    Comment(ItemId, String),
+    Link(ItemId, ItemId, Relation),
+    Archive(ItemId),
+    Purge(ItemId),
+    /// Full-text search; `for_filter` results narrow the current list, else they feed global search.
+    Search {
+        query: String,
+        kind: Option<labbook::model::Kind>,
+        for_filter: bool,
+    },
+    ImportBibtex(PathBuf),
+    Shutdown,
+}
+
+/// Everything the lists need, loaded in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Data {
+    pub items: Vec<Item>,
+    /// Links per item rowid.
+    pub link_counts: HashMap<i64, i64>,
+    pub runs: Vec<Run>,
+}
+
+/// What the detail pane shows beyond the item itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Detail {
+    pub links: Vec<LinkView>,
+    pub comments: Vec<Comment>,
+    pub history: Vec<HistoryEntry>,
+}
+
+// Messages are moved once per event; boxing the big variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Data(Data),
+    Detail(ItemId, Item, Detail),
+    /// A write succeeded; `select` is the item to show.
+    Done {
+        msg: String,
+        select: Option<ItemId>,
+    },
+    Failed(String),
+    SearchHits {
+        query: String,
+        for_filter: bool,
+        hits: Vec<(ItemId, String, String)>,
+    },
+}
+
+/// Loads the lists (used by the worker and the benchmark).
+pub fn load(store: &Store) -> labbook::Result<Data> {
+    Ok(Data {
+        items: store.list(&ListFilter::default())?,
+        link_counts: store.link_counts()?,
+        runs: store.list_runs(&RunFilter::default())?,
+    })
+}
+
+pub fn load_detail(store: &Store, id: ItemId) -> labbook::Result<(Item, Detail)> {
+    Ok((
+        store.get(id)?,
+        Detail {
+            links: store.links_of(id)?,
+            comments: store.comments(id)?,
+            history: store.history(id)?,
+        },
+    ))
+}
+
+fn data_version(store: &Store) -> i64 {
+    store
+        .conn()
+        .pragma_query_value(None, "data_version", |r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// Runs the worker loop until `Shutdown` or the UI hangs up. `wake` is called after
+/// each reply so the UI can redraw.
+pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
+    let mut version = data_version(&store);
+    let mut shown: Option<ItemId> = None;
+    let mut last_poll = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(POLL) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Coalesce: take everything queued; only the last detail request matters.
+        let mut batch: Vec<Request> = first.into_iter().collect();
+        batch.extend(rx.try_iter());
+        if let Some(last_detail) = batch.iter().rposition(|r| matches!(r, Request::Detail(_))) {
+            let mut i = 0;
+            batch.retain(|r| {
+                let keep = !matches!(r, Request::Detail(_)) || i == last_detail;
+                i += 1;
+                keep
+            });
+        }
+        for req in batch {
+            if matches!(req, Request::Shutdown) {
+                return;
+            }
+            if let Request::Detail(id) = req {
+                shown = Some(id);
+            }
+            for reply in handle(&mut store, req, &mut shown) {
+                if tx.send(reply).is_err() {
+                    return;
+                }
+            }
+        }
+        if last_poll.elapsed() >= POLL {
+            last_poll = Instant::now();
+            let v = data_version(&store);
+            // Only other connections' commits change it, so our own writes do not reload twice.
+            if v != version {
+                version = v;
+                tracing::debug!("notebook changed on disk; reloading");
+                let mut replies = handle(&mut store, Request::LoadAll, &mut shown);
+                if let Some(id) = shown {
+                    replies.extend(handle(&mut store, Request::Detail(id), &mut shown));
+                }
+                for r in replies {
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Reply> {
+    let fail = |e: labbook::Error| vec![Reply::Failed(e.to_string())];
+    let write = |store: &mut Store,
+                 shown: &mut Option<ItemId>,
+                 r: labbook::Result<(String, Option<ItemId>)>| {
+        match r {
+            Ok((msg, select)) => {
+                let mut out = vec![Reply::Done { msg, select }];
+                out.extend(handle(store, Request::LoadAll, shown));
+                if let Some(id) = select.or(*shown) {
+                    *shown = Some(id);
+                    out.extend(handle(store, Request::Detail(id), shown));
+                }
+                out
+            }
+            Err(e) => vec![Reply::Failed(e.to_string())],
+        }
+    };
+    match req {
+        Request::LoadAll => match load(store) {
+            Ok(d) => vec![Reply::Data(d)],
+            Err(e) => fail(e),
+        },
+        Request::Detail(id) => match load_detail(store, id) {
+            Ok((item, d)) => vec![Reply::Detail(id, item, d)],
+            Err(labbook::Error::NotFound(_)) => Vec::new(),
+            Err(e) => fail(e),
+        },
+        Request::Add(new) => {
+            let r = store
+                .add_item(new)
+                .map(|i| (format!("added {}  {}", i.id, i.title), Some(i.id)));
+            write(store, shown, r)
+        }
+        Request::Update(id, patch) => {
+            let r = store
+                .update(id, &patch)
+                .map(|i| (format!("saved {}", i.id), Some(i.id)));
+            write(store, shown, r)
+        }
+        Request::Retag(id, add, remove) => {
+            let r = store.retag(id, &add, &remove).map(|i| {
+                let tags = if i.tags.is_empty() {
+                    "no tags".to_string()
+                } else {
+                    i.tags.join(", ")
+                };
+                (format!("{}: {tags}", i.id), Some(i.id))
+            });
+            write(store, shown, r)
+        }
+        Request::Comment(id, text) => {
+            let r = store
+                .comment(id, &text)
+                .map(|_| (format!("commented on {id}"), Some(id)));
+            write(store, shown, r)
+        }
+        Request::Link(a, b, rel) => {
+            let r = store.link(a, b, Some(rel)).map(|(rel, new)| {
+                let what = if new { "linked" } else { "already linked" };
+                (format!("{what}: {a} {rel} {b}"), Some(a))
+            });
+            write(store, shown, r)
+        }
+        Request::Archive(id) => {
+            let r = store.archive(id, true).map(|_| {
+                *shown = None;
+                (
+                    format!("archived {id} (`labbook rm {id} --restore` brings it back)"),
+                    None,
+                )
+            });
+            write(store, shown, r)
+        }
+        Request::Purge(id) => {
+            let r = store.purge(id).map(|_| {
+                *shown = None;
+                (format!("deleted {id}"), None)
+            });
+            write(store, shown, r)
+        }
+        Request::Search {
+            query,
+            kind,
+            for_filter,
+        } => match store.search(&query, kind, if for_filter { 500 } else { 30 }) {
+            Ok(hits) => vec![Reply::SearchHits {
+                query,
+                for_filter,
+                hits: hits
+                    .into_iter()
+                    .map(|h| (h.id, h.title, h.snippet))
+                    .collect(),
+            }],
+            Err(e) => fail(e),
+        },
+        Request::ImportBibtex(path) => {
+            let r = std::fs::read_to_string(&path)
+                .map_err(|e| labbook::Error::io(&path, e))
+                .and_then(|text| store.import_bibtex(&text, &path.display().to_string()))
+                .map(|rep| {
+                    let first = rep.added.first().map(|(_, id)| *id);
+                    (
+                        format!(
+                            "imported {} papers, skipped {}",
+                            rep.added.len(),
+                            rep.skipped.len()
+                        ),
+                        first,
+                    )
+                });
+            write(store, shown, r)
+        }
+        Request::Shutdown => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labbook::model::Kind;
+    use std::sync::mpsc;
+
+    fn next_data(rx: &Receiver<Reply>) -> Data {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("a reply") {
+                Reply::Data(d) => return d,
+                Reply::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn next_done(rx: &Receiver<Reply>) -> (String, Option<ItemId>) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("a reply") {
+                Reply::Done { msg, select } => return (msg, select),
+                Reply::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn answers_requests_and_notices_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracker.db");
+        let store = Store::open(&path, "ui").unwrap();
+        let (req_tx, req_rx) = mpsc::channel();
+        let (rep_tx, rep_rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || run(store, req_rx, rep_tx));
+
+        req_tx
+            .send(Request::Add(NewItem::new(Kind::Task, "From the TUI")))
+            .unwrap();
+        let (msg, select) = next_done(&rep_rx);
+        assert!(msg.starts_with("added T-1"), "{msg}");
+        assert_eq!(select.unwrap().to_string(), "T-1");
+        assert_eq!(next_data(&rep_rx).items.len(), 1);
+
+        let bib = dir.path().join("refs.bib");
+        std::fs::write(
+            &bib,
+            "@article{gu2023mamba, title={Mamba}, author={Gu, Albert and Dao, Tri}, year={2023}}",
+        )
+        .unwrap();
+        req_tx.send(Request::ImportBibtex(bib)).unwrap();
+        assert_eq!(next_done(&rep_rx).0, "imported 1 papers, skipped 0");
+        assert_eq!(next_data(&rep_rx).items.len(), 2);
+
+        // Another connection (another process, in real life) writes: the worker reloads.
+        let mut other = Store::open(&path, "cli").unwrap();
+        other
+            .add_item(NewItem::new(Kind::Idea, "From the CLI"))
+            .unwrap();
+        let d = next_data(&rep_rx);
+        assert!(d.items.iter().any(|i| i.title == "From the CLI"));
+
+        req_tx.send(Request::Shutdown).unwrap();
+        worker.join().unwrap();
+    }
+}

@@ -1,0 +1,235 @@
+//! End-to-end test of the TUI: runs the real binary inside tmux, drives it with keys,
+//! reads the screen with `capture-pane`, then checks the notebook on disk.
+//! Needs tmux (CI installs it); without it this test fails with a clear message.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use labbook::Store;
+use labbook::model::{ItemId, Kind, Relation};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    fn start(socket: String, width: u16, height: u16, shell_cmd: &str) -> Tmux {
+        let t = Tmux { socket };
+        let out = t
+            .cmd()
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", "e2e"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(shell_cmd)
+            .output()
+            .expect("run tmux");
+        assert!(out.status.success(), "tmux new-session failed: {out:?}");
+        // Deliver Esc at once (tmux otherwise waits to see if it starts a sequence, and
+        // an Esc followed quickly by a key arrives as Alt+key).
+        let _ = t
+            .cmd()
+            .args(["set-option", "-sg", "escape-time", "0"])
+            .output();
+        t
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "e2e"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn type_text(&self, text: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "e2e", "-l", text])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "e2e"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd()
+            .args(["has-session", "-t", "e2e"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Waits until every needle is on screen; fails with the screen if not.
+    fn wait_for(&self, needles: &[&str]) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if needles.iter().all(|n| s.contains(n)) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!("timed out waiting for {needles:?}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+fn require_tmux() {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "tmux is required for the TUI end-to-end test but was not found on PATH; \
+         install it (e.g. `apt-get install -y tmux`) and rerun"
+    );
+}
+
+fn labbook(db: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_labbook"))
+        .env("LABBOOK_DB", db)
+        .env("LABBOOK_LOG_FILE", db.with_extension("log"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "labbook {args:?}: {out:?}");
+}
+
+fn tui_command(db: &Path) -> String {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_labbook"));
+    format!(
+        "env LABBOOK_DB='{}' LABBOOK_LOG_FILE='{}' LABBOOK_CONFIG=/nonexistent/labbook.toml '{}'",
+        db.display(),
+        db.with_extension("log").display(),
+        bin.display()
+    )
+}
+
+#[test]
+fn create_link_filter_follow_back_quit() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    labbook(&db, &["init", "--example"]);
+    let socket = format!("labbook-e2e-{}", std::process::id());
+    let tmux = Tmux::start(socket, 120, 40, &tui_command(&db));
+
+    tmux.wait_for(&["Tasks 4", "Papers 4", "T-1"]);
+
+    // Create a task with the form.
+    tmux.keys(&["a"]);
+    tmux.wait_for(&["New task", "title"]);
+    tmux.type_text("Profile the selective scan kernel");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&[
+        "added T-5",
+        "Tasks 5",
+        "T-5  Profile the selective scan kernel",
+    ]);
+
+    // Link it to a paper through the fuzzy picker.
+    tmux.keys(&["L"]);
+    tmux.wait_for(&["Link T-5 to"]);
+    tmux.type_text("attention is all");
+    tmux.wait_for(&["P-3   Attention Is All You Need"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["linked: T-5 relates-to P-3", "Links (1)"]);
+
+    // Filter the task list as we type.
+    tmux.keys(&["/"]);
+    tmux.type_text("profile scan");
+    let s = tmux.wait_for(&["/profile scan"]);
+    assert!(!s.contains("T-2 "), "filter should hide other tasks:\n{s}");
+    tmux.keys(&["Enter"]);
+
+    // Follow the link to the paper, then come back.
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["┌ Papers", "P-3  Attention Is All You Need"]);
+    tmux.keys(&["BSpace"]);
+    tmux.wait_for(&["┌ Tasks", "T-5  Profile the selective scan kernel"]);
+
+    // Help comes from the keymap and closes on any key.
+    tmux.keys(&["?"]);
+    tmux.wait_for(&["Help", "follow link"]);
+    tmux.keys(&["Escape"]);
+
+    // Quit: no edit is pending, so it just quits.
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while tmux.alive() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "q did not quit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The notebook has the task and the link.
+    let store = Store::open(&db, "check").unwrap();
+    let t5 = ItemId {
+        kind: Kind::Task,
+        num: 5,
+    };
+    assert_eq!(
+        store.get(t5).unwrap().title,
+        "Profile the selective scan kernel"
+    );
+    let links = store.links_of(t5).unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].other.to_string(), "P-3");
+    assert_eq!(links[0].relation, Relation::RelatesTo);
+}
+
+#[test]
+fn writes_by_another_process_show_up_live() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    labbook(&db, &["add", "task", "First task"]);
+    let socket = format!("labbook-e2e-live-{}", std::process::id());
+    let tmux = Tmux::start(socket, 100, 30, &tui_command(&db));
+    tmux.wait_for(&["Tasks 1", "First task"]);
+    // The CLI writes while the TUI runs; the TUI notices without a restart.
+    labbook(&db, &["add", "task", "Added from the CLI"]);
+    tmux.wait_for(&["Tasks 2", "Added from the CLI"]);
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn empty_notebook_shows_what_to_do() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    let socket = format!("labbook-e2e-empty-{}", std::process::id());
+    let tmux = Tmux::start(socket, 80, 24, &tui_command(&db));
+    tmux.wait_for(&["This notebook is empty", "labbook init --example"]);
+    tmux.keys(&["q"]);
+}
