@@ -17,13 +17,33 @@ fn main() {
         for model in ["mamba", "transformer", "hybrid"] {
             let r = match backend.as_str() {
                 "flex" => bench_train_with::<Autodiff<Flex>>(
-                    model, d_model, layers, seq_len, batch, steps, &Default::default(), "cpu (flex)",
+                    model,
+                    d_model,
+                    layers,
+                    seq_len,
+                    batch,
+                    steps,
+                    &Default::default(),
+                    "cpu (flex)",
                 ),
                 "ndarray" => bench_train_with::<Autodiff<NdArray>>(
-                    model, d_model, layers, seq_len, batch, steps, &Default::default(), "cpu (ndarray)",
+                    model,
+                    d_model,
+                    layers,
+                    seq_len,
+                    batch,
+                    steps,
+                    &Default::default(),
+                    "cpu (ndarray)",
                 ),
                 "cuda" => labbook_models::bench_train(
-                    model, d_model, layers, seq_len, batch, steps, labbook_models::BackendChoice::Cuda(0),
+                    model,
+                    d_model,
+                    layers,
+                    seq_len,
+                    batch,
+                    steps,
+                    labbook_models::BackendChoice::Cuda(0),
                 ),
                 other => panic!("unknown backend {other}"),
             };

@@ -24,7 +24,9 @@ impl TrainObserver for Print {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: run CONFIG [section.key=value...]");
+    let path = args
+        .next()
+        .expect("usage: run CONFIG [section.key=value...]");
     let mut cfg = RunConfig::from_file(path.as_ref()).unwrap_or_else(|e| panic!("{e}"));
     for kv in args {
         let (k, v) = kv.split_once('=').expect("override as section.key=value");
@@ -32,7 +34,11 @@ fn main() {
     }
     let cancel = AtomicBool::new(false);
     let every = (cfg.train.steps / 20).max(1);
-    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
     let summary = train(&cfg, opts, &mut Print { every }).unwrap_or_else(|e| panic!("{e}"));
     println!("summary {}", serde_json::to_string(&summary).unwrap());
 }

@@ -20,7 +20,9 @@ pub enum BackendChoice {
 pub enum BackendError {
     #[error("unknown backend `{0}`: expected `cpu`, `cuda` or `cuda:N`")]
     Unknown(String),
-    #[error("backend `{0}` needs CUDA, but this binary was built without it; rebuild with `--features cuda`")]
+    #[error(
+        "backend `{0}` needs CUDA, but this binary was built without it; rebuild with `--features cuda`"
+    )]
     CudaNotCompiled(String),
 }
 
@@ -83,8 +85,14 @@ mod tests {
         assert_eq!("cuda".parse(), Ok(BackendChoice::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(BackendChoice::Cuda(3)));
         assert_eq!(BackendChoice::Cuda(3).to_string(), "cuda:3");
-        assert!(matches!("gpu".parse::<BackendChoice>(), Err(BackendError::Unknown(_))));
-        assert!(matches!("cuda:x".parse::<BackendChoice>(), Err(BackendError::Unknown(_))));
+        assert!(matches!(
+            "gpu".parse::<BackendChoice>(),
+            Err(BackendError::Unknown(_))
+        ));
+        assert!(matches!(
+            "cuda:x".parse::<BackendChoice>(),
+            Err(BackendError::Unknown(_))
+        ));
     }
 
     #[test]

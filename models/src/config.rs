@@ -212,7 +212,12 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     fn key(key: &str, message: impl Into<String>) -> Self {
-        ConfigError { origin: String::new(), line: None, key: Some(key.to_string()), message: message.into() }
+        ConfigError {
+            origin: String::new(),
+            line: None,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
     }
 }
 
@@ -276,15 +281,26 @@ impl RunConfig {
             let line = e.span().map(|s| line_of(text, s.start));
             let message = e.message().trim().to_string();
             let mut key = line.and_then(|l| key_at_line(text, l));
-            if key.is_none() || message.starts_with("unknown field") || message.starts_with("missing field") {
+            if key.is_none()
+                || message.starts_with("unknown field")
+                || message.starts_with("missing field")
+            {
                 // Name the field from the message; the span points at the key or its table.
                 if let Some(word) = backtick_word(&message) {
                     let section = line
-                        .and_then(|l| text.lines().take(l).collect::<Vec<_>>().into_iter().rev().find_map(|x| {
-                            let x = x.trim();
-                            (x.starts_with('[') && x.ends_with(']'))
-                                .then(|| x.trim_matches(|c| c == '[' || c == ']').trim().to_string())
-                        }))
+                        .and_then(|l| {
+                            text.lines()
+                                .take(l)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev()
+                                .find_map(|x| {
+                                    let x = x.trim();
+                                    (x.starts_with('[') && x.ends_with(']')).then(|| {
+                                        x.trim_matches(|c| c == '[' || c == ']').trim().to_string()
+                                    })
+                                })
+                        })
                         .filter(|s| ["model", "task", "train"].contains(&s.as_str()) && s != word);
                     key = Some(match section {
                         Some(s) => format!("{s}.{word}"),
@@ -292,7 +308,12 @@ impl RunConfig {
                     });
                 }
             }
-            ConfigError { origin: source.to_string(), line, key, message }
+            ConfigError {
+                origin: source.to_string(),
+                line,
+                key,
+                message,
+            }
         })?;
         cfg.validate().map_err(|mut e| {
             e.origin = source.to_string();
@@ -334,7 +355,11 @@ impl RunConfig {
         let table = root
             .get_mut(section)
             .and_then(|v| v.as_table_mut())
-            .ok_or_else(|| err(format!("unknown section `{section}` (expected model, task or train)")))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "unknown section `{section}` (expected model, task or train)"
+                ))
+            })?;
         table.insert(field.to_string(), parsed);
         let next: RunConfig = toml::Value::Table(root)
             .try_into()
@@ -386,14 +411,22 @@ impl RunConfig {
 
     /// Evaluation lengths (`[seq_len]` when none are given).
     pub fn eval_lens(&self) -> Vec<usize> {
-        if self.task.eval_seq_lens.is_empty() { vec![self.task.seq_len] } else { self.task.eval_seq_lens.clone() }
+        if self.task.eval_seq_lens.is_empty() {
+            vec![self.task.seq_len]
+        } else {
+            self.task.eval_seq_lens.clone()
+        }
     }
 
     /// Checks ranges and cross-field rules; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (m, t, r) = (&self.model, &self.task, &self.train);
         let positive = |key: &str, v: usize| {
-            if v == 0 { Err(ConfigError::key(key, "must be at least 1")) } else { Ok(()) }
+            if v == 0 {
+                Err(ConfigError::key(key, "must be at least 1"))
+            } else {
+                Ok(())
+            }
         };
         positive("model.d_model", m.d_model)?;
         positive("model.n_layers", m.n_layers)?;
@@ -408,7 +441,10 @@ impl RunConfig {
         if m.kind == ModelKind::Hybrid {
             match (&m.pattern, m.attn_every) {
                 (Some(_), Some(_)) => {
-                    return Err(ConfigError::key("model.attn_every", "give either `pattern` or `attn_every`, not both"));
+                    return Err(ConfigError::key(
+                        "model.attn_every",
+                        "give either `pattern` or `attn_every`, not both",
+                    ));
                 }
                 (None, None) => {
                     return Err(ConfigError::key(
@@ -426,7 +462,11 @@ impl RunConfig {
                     if p.chars().count() != m.n_layers {
                         return Err(ConfigError::key(
                             "model.pattern",
-                            format!("pattern \"{p}\" has {} layers but n_layers = {}", p.chars().count(), m.n_layers),
+                            format!(
+                                "pattern \"{p}\" has {} layers but n_layers = {}",
+                                p.chars().count(),
+                                m.n_layers
+                            ),
                         ));
                     }
                 }
@@ -441,21 +481,33 @@ impl RunConfig {
             }
         } else {
             if m.pattern.is_some() {
-                return Err(ConfigError::key("model.pattern", "only used with kind = \"hybrid\""));
+                return Err(ConfigError::key(
+                    "model.pattern",
+                    "only used with kind = \"hybrid\"",
+                ));
             }
             if m.attn_every.is_some() {
-                return Err(ConfigError::key("model.attn_every", "only used with kind = \"hybrid\""));
+                return Err(ConfigError::key(
+                    "model.attn_every",
+                    "only used with kind = \"hybrid\"",
+                ));
             }
         }
         if self.layer_pattern().contains('A') {
             if !m.d_model.is_multiple_of(m.n_heads) {
                 return Err(ConfigError::key(
                     "model.n_heads",
-                    format!("d_model = {} is not divisible by n_heads = {}", m.d_model, m.n_heads),
+                    format!(
+                        "d_model = {} is not divisible by n_heads = {}",
+                        m.d_model, m.n_heads
+                    ),
                 ));
             }
             if m.positional == PositionalKind::Rope && !(m.d_model / m.n_heads).is_multiple_of(2) {
-                return Err(ConfigError::key("model.positional", "rope needs an even head size (d_model / n_heads)"));
+                return Err(ConfigError::key(
+                    "model.positional",
+                    "rope needs an even head size (d_model / n_heads)",
+                ));
             }
         }
         // [task]
@@ -475,20 +527,29 @@ impl RunConfig {
                     if len < t.n_memorize {
                         return Err(ConfigError::key(
                             key,
-                            format!("length {len} cannot hold n_memorize = {} data tokens", t.n_memorize),
+                            format!(
+                                "length {len} cannot hold n_memorize = {} data tokens",
+                                t.n_memorize
+                            ),
                         ));
                     }
                 }
             }
             TaskKind::InductionHeads => {
                 if t.vocab_size < 3 {
-                    return Err(ConfigError::key("task.vocab_size", "induction heads needs at least 3 tokens"));
+                    return Err(ConfigError::key(
+                        "task.vocab_size",
+                        "induction heads needs at least 3 tokens",
+                    ));
                 }
                 for (key, len) in std::iter::once(("task.seq_len", t.seq_len))
                     .chain(t.eval_seq_lens.iter().map(|&l| ("task.eval_seq_lens", l)))
                 {
                     if len < 4 {
-                        return Err(ConfigError::key(key, format!("length {len} is too short (at least 4)")));
+                        return Err(ConfigError::key(
+                            key,
+                            format!("length {len} is too short (at least 4)"),
+                        ));
                     }
                 }
             }
@@ -497,7 +558,10 @@ impl RunConfig {
                 if t.vocab_size < corpus.vocab_size() {
                     return Err(ConfigError::key(
                         "task.vocab_size",
-                        format!("the bundled corpus has {} distinct characters; vocab_size must be at least that", corpus.vocab_size()),
+                        format!(
+                            "the bundled corpus has {} distinct characters; vocab_size must be at least that",
+                            corpus.vocab_size()
+                        ),
                     ));
                 }
                 for (key, len) in std::iter::once(("task.seq_len", t.seq_len))
@@ -506,7 +570,10 @@ impl RunConfig {
                     if len < 2 || len + 1 > corpus.valid_len() {
                         return Err(ConfigError::key(
                             key,
-                            format!("length {len} must be between 2 and {}", corpus.valid_len() - 1),
+                            format!(
+                                "length {len} must be between 2 and {}",
+                                corpus.valid_len() - 1
+                            ),
                         ));
                     }
                 }
@@ -523,11 +590,17 @@ impl RunConfig {
         if r.warmup_steps > r.steps {
             return Err(ConfigError::key(
                 "train.warmup_steps",
-                format!("warmup_steps = {} exceeds steps = {}", r.warmup_steps, r.steps),
+                format!(
+                    "warmup_steps = {} exceeds steps = {}",
+                    r.warmup_steps, r.steps
+                ),
             ));
         }
         if !(r.grad_clip.is_finite() && r.grad_clip >= 0.0) {
-            return Err(ConfigError::key("train.grad_clip", "must be ≥ 0 (0 disables clipping)"));
+            return Err(ConfigError::key(
+                "train.grad_clip",
+                "must be ≥ 0 (0 disables clipping)",
+            ));
         }
         if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
             return Err(ConfigError::key("train.weight_decay", "must be ≥ 0"));
@@ -591,7 +664,7 @@ backend = "cpu"
         let text = GOOD.replace("batch_size = 8", "batch_size = \"eight\"");
         let e = RunConfig::parse(&text, "x.toml").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("train.batch_size"), "{e}");
-        assert_eq!(e.line, Some(18), "{e}");
+        assert_eq!(e.line, Some(19), "{e}");
     }
 
     #[test]

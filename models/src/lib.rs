@@ -13,5 +13,6 @@ pub mod train;
 pub use backend::{BackendChoice, BackendError};
 pub use config::{ConfigError, RunConfig};
 pub use train::{
-    BenchResult, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, bench_train, train,
+    BenchResult, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, bench_train,
+    train,
 };

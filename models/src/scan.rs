@@ -80,7 +80,14 @@ pub fn selective_scan<B: ScanBackend>(
     c: Tensor<B, 3>,     // [batch, L, N]
     d: Tensor<B, 1>,     // [d_inner]
 ) -> Tensor<B, 3> {
-    check_shapes(&u.dims(), &delta.dims(), &a.dims(), &b.dims(), &c.dims(), &d.dims());
+    check_shapes(
+        &u.dims(),
+        &delta.dims(),
+        &a.dims(),
+        &b.dims(),
+        &c.dims(),
+        &d.dims(),
+    );
     let y = B::selective_scan(
         u.into_primitive().tensor(),
         delta.into_primitive().tensor(),
@@ -92,10 +99,24 @@ pub fn selective_scan<B: ScanBackend>(
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_inner]
 }
 
-fn check_shapes(u: &[usize; 3], delta: &[usize; 3], a: &[usize; 2], b: &[usize; 3], c: &[usize; 3], d: &[usize; 1]) {
-    assert_eq!(u, delta, "selective_scan: u and delta must have the same shape");
+fn check_shapes(
+    u: &[usize; 3],
+    delta: &[usize; 3],
+    a: &[usize; 2],
+    b: &[usize; 3],
+    c: &[usize; 3],
+    d: &[usize; 1],
+) {
+    assert_eq!(
+        u, delta,
+        "selective_scan: u and delta must have the same shape"
+    );
     assert_eq!(a[0], u[2], "selective_scan: a must be [d_inner, N]");
-    assert_eq!(b, &[u[0], u[1], a[1]], "selective_scan: b must be [batch, L, N]");
+    assert_eq!(
+        b,
+        &[u[0], u[1], a[1]],
+        "selective_scan: b must be [batch, L, N]"
+    );
     assert_eq!(c, b, "selective_scan: c must be [batch, L, N]");
     assert_eq!(d[0], u[2], "selective_scan: d must be [d_inner]");
 }
@@ -140,7 +161,11 @@ fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize;
     (v, dims)
 }
 
-fn upload<B: Backend, const D: usize>(v: Vec<f32>, dims: [usize; D], device: &B::Device) -> FloatTensor<B> {
+fn upload<B: Backend, const D: usize>(
+    v: Vec<f32>,
+    dims: [usize; D],
+    device: &B::Device,
+) -> FloatTensor<B> {
     Tensor::<B, D>::from_data(TensorData::new(v, dims), device)
         .into_primitive()
         .tensor()
@@ -170,6 +195,8 @@ pub(crate) struct HostGrads {
     dd: Vec<f32>,
 }
 
+// Kernels index several slices with the same counter; explicit indices read clearest here.
+#[allow(clippy::needless_range_loop)]
 impl HostInputs {
     fn load<B: Backend>(
         u: FloatTensor<B>,
@@ -185,7 +212,18 @@ impl HostInputs {
         let (b, _) = download::<B, 3>(b);
         let (c, _) = download::<B, 3>(c);
         let (d, _) = download::<B, 1>(d);
-        Self { batch, len, channels, state, u, delta, a, b, c, d }
+        Self {
+            batch,
+            len,
+            channels,
+            state,
+            u,
+            delta,
+            a,
+            b,
+            c,
+            d,
+        }
     }
 
     /// `y` as `[batch, L, d_inner]`, parallel over (batch, channel).
@@ -310,7 +348,12 @@ type ScanState<B> = [FloatTensor<B>; 6];
 impl<B: ScanBackend> Backward<B, 6> for ScanBackwardOp {
     type State = ScanState<B>;
 
-    fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 6>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let grad = grads.consume::<B>(&ops.node);
         let [u, delta, a, b, c, d] = ops.state;
         let outs = B::selective_scan_backward(u, delta, a, b, c, d, grad);
@@ -339,7 +382,11 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             c.node.clone(),
             d.node.clone(),
         ];
-        match ScanBackwardOp.prepare::<C>(nodes).compute_bound().stateful() {
+        match ScanBackwardOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let state = [
                     u.primitive.clone(),
@@ -349,7 +396,14 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
                     c.primitive.clone(),
                     d.primitive.clone(),
                 ];
-                let y = B::selective_scan(u.primitive, delta.primitive, a.primitive, b.primitive, c.primitive, d.primitive);
+                let y = B::selective_scan(
+                    u.primitive,
+                    delta.primitive,
+                    a.primitive,
+                    b.primitive,
+                    c.primitive,
+                    d.primitive,
+                );
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::selective_scan(

@@ -32,7 +32,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as u128 * n as u128 >> 53) as usize
+        (((self.next_u64() >> 11) as u128 * n as u128) >> 53) as usize
     }
 }
 
@@ -80,7 +80,11 @@ impl CharCorpus {
             .map(|c| alphabet.binary_search(&c).expect("char in alphabet") as i64)
             .collect::<Vec<_>>();
         let split = ids.len() * 9 / 10;
-        CharCorpus { alphabet, ids, split }
+        CharCorpus {
+            alphabet,
+            ids,
+            split,
+        }
     }
 
     /// Distinct characters.
@@ -100,7 +104,9 @@ impl CharCorpus {
 
     /// Decodes ids back to text (unknown ids become `?`).
     pub fn decode(&self, ids: &[i64]) -> String {
-        ids.iter().map(|&i| self.alphabet.get(i as usize).copied().unwrap_or('?')).collect()
+        ids.iter()
+            .map(|&i| self.alphabet.get(i as usize).copied().unwrap_or('?'))
+            .collect()
     }
 }
 
@@ -127,8 +133,13 @@ impl Task {
     /// The generator for a validated `[task]` section.
     pub fn from_config(t: &TaskSection) -> Task {
         match t.kind {
-            TaskKind::SelectiveCopying => Task::SelectiveCopying { vocab: t.vocab_size, n_memorize: t.n_memorize },
-            TaskKind::InductionHeads => Task::InductionHeads { vocab: t.vocab_size },
+            TaskKind::SelectiveCopying => Task::SelectiveCopying {
+                vocab: t.vocab_size,
+                n_memorize: t.n_memorize,
+            },
+            TaskKind::InductionHeads => Task::InductionHeads {
+                vocab: t.vocab_size,
+            },
             TaskKind::CharLm => Task::CharLm(CharCorpus::bundled()),
         }
     }
@@ -189,10 +200,16 @@ impl Task {
                     out.weights.push(1.0);
                 }
                 Task::CharLm(corpus) => {
-                    let (lo, hi) = if valid { (corpus.split, corpus.ids.len()) } else { (0, corpus.split) };
+                    let (lo, hi) = if valid {
+                        (corpus.split, corpus.ids.len())
+                    } else {
+                        (0, corpus.split)
+                    };
                     let start = lo + rng.below(hi - lo - len);
-                    out.inputs.extend_from_slice(&corpus.ids[start..start + len]);
-                    out.targets.extend_from_slice(&corpus.ids[start + 1..start + len + 1]);
+                    out.inputs
+                        .extend_from_slice(&corpus.ids[start..start + len]);
+                    out.targets
+                        .extend_from_slice(&corpus.ids[start + 1..start + len + 1]);
                     out.weights.extend(std::iter::repeat_n(1.0, len));
                 }
             }
@@ -207,7 +224,10 @@ mod tests {
 
     #[test]
     fn selective_copying_targets_are_the_data_tokens_in_order() {
-        let task = Task::SelectiveCopying { vocab: 16, n_memorize: 4 };
+        let task = Task::SelectiveCopying {
+            vocab: 16,
+            n_memorize: 4,
+        };
         let b = task.sample(&mut Rng::new(3, 0), 5, 20, false);
         assert_eq!(b.len, 24);
         for s in 0..5 {

@@ -78,7 +78,9 @@ pub enum TrainError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// The loss became NaN or infinite.
-    #[error("training diverged: loss is {loss} at step {step}; lower `train.lr` or set `train.grad_clip`")]
+    #[error(
+        "training diverged: loss is {loss} at step {step}; lower `train.lr` or set `train.grad_clip`"
+    )]
     NonFinite {
         /// Step at which it happened.
         step: u64,
@@ -102,7 +104,11 @@ pub enum TrainError {
 pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
 
 /// Trains the configured model on the configured task, dispatching on `train.backend`.
-pub fn train(cfg: &RunConfig, opts: TrainOptions, obs: &mut dyn TrainObserver) -> Result<TrainSummary, TrainError> {
+pub fn train(
+    cfg: &RunConfig,
+    opts: TrainOptions,
+    obs: &mut dyn TrainObserver,
+) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
     cfg.train.backend.check_available()?;
     match cfg.train.backend {
@@ -115,7 +121,9 @@ pub fn train(cfg: &RunConfig, opts: TrainOptions, obs: &mut dyn TrainObserver) -
             &burn::backend::cuda::CudaDevice { index },
         ),
         #[cfg(not(feature = "cuda"))]
-        other @ BackendChoice::Cuda(_) => Err(BackendError::CudaNotCompiled(other.to_string()).into()),
+        other @ BackendChoice::Cuda(_) => {
+            Err(BackendError::CudaNotCompiled(other.to_string()).into())
+        }
     }
 }
 
@@ -130,7 +138,10 @@ pub fn lr_at(step: u64, total: u64, warmup: u64, lr: f64) -> f64 {
     min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-fn tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2>) {
+fn tensors<B: Backend>(
+    batch: &Batch,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2>) {
     let shape = [batch.batch, batch.len];
     (
         Tensor::from_data(TensorData::new(batch.inputs.clone(), shape), device),
@@ -148,7 +159,9 @@ pub fn masked_loss<B: Backend>(
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let [b, l, _] = logits.dims();
     let logp = log_softmax(logits.clone(), 2); // [batch, L, vocab]
-    let picked = logp.gather(2, targets.clone().unsqueeze_dim::<3>(2)).reshape([b, l]); // [batch, L]
+    let picked = logp
+        .gather(2, targets.clone().unsqueeze_dim::<3>(2))
+        .reshape([b, l]); // [batch, L]
     let count = weights.clone().sum().clamp_min(1.0); // [1]
     let loss = (picked * weights.clone()).sum().neg() / count; // [1]
     let pred = logits.detach().argmax(2).reshape([b, l]); // [batch, L]
@@ -185,18 +198,26 @@ struct GradScale<'a> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
         }
     }
 }
 
 /// Global L2 norm of all gradients; rescales them to `max_norm` when above it (0 = no clip).
-fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> f64 {
     let mut sq = GradSquares::<B> { grads, total: None };
     model.visit(&mut sq);
     let norm = sq.total.map(|t| scalar(t).sqrt()).unwrap_or(0.0);
     if max_norm > 0.0 && norm > max_norm && norm.is_finite() {
-        model.visit(&mut GradScale { grads, factor: max_norm / (norm + 1e-6) });
+        model.visit(&mut GradScale {
+            grads,
+            factor: max_norm / (norm + 1e-6),
+        });
     }
     norm
 }
@@ -207,12 +228,21 @@ fn has_attention(pattern: &str) -> bool {
 
 /// Sequences per evaluation batch at input length `len` (keeps `[L, L]` attention bounded).
 fn eval_batch(len: usize, attention: bool, batch_size: usize) -> usize {
-    let cap = if attention { (1usize << 23) / (len * len).max(1) } else { (1usize << 16) / len.max(1) };
+    let cap = if attention {
+        (1usize << 23) / (len * len).max(1)
+    } else {
+        (1usize << 16) / len.max(1)
+    };
     cap.clamp(1, batch_size.max(1) * 4)
 }
 
 /// Evaluation metrics for every configured length on fixed held-out samples.
-fn evaluate<B: ScanBackend>(model: &Lm<B>, cfg: &RunConfig, task: &Task, device: &B::Device) -> Vec<(String, f64)> {
+fn evaluate<B: ScanBackend>(
+    model: &Lm<B>,
+    cfg: &RunConfig,
+    task: &Task,
+    device: &B::Device,
+) -> Vec<(String, f64)> {
     let attention = has_attention(&cfg.layer_pattern());
     let mut out = Vec::new();
     for len in cfg.eval_lens() {
@@ -235,7 +265,10 @@ fn evaluate<B: ScanBackend>(model: &Lm<B>, cfg: &RunConfig, task: &Task, device:
         out.push((format!("eval/loss@{len}"), loss));
         out.push((format!("eval/acc@{len}"), correct / count.max(1.0)));
         if cfg.task.kind == TaskKind::CharLm {
-            out.push((format!("eval/bits_per_char@{len}"), loss / std::f64::consts::LN_2));
+            out.push((
+                format!("eval/bits_per_char@{len}"),
+                loss / std::f64::consts::LN_2,
+            ));
         }
     }
     out
@@ -258,18 +291,31 @@ fn update_best(best: &mut Vec<(String, f64)>, metrics: &[(String, f64)]) {
 type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() }
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
-fn save_checkpoint<B, O>(dir: &Path, model: &Lm<B>, optim: &O, step: u64, cfg: &RunConfig) -> Result<(), TrainError>
+fn save_checkpoint<B, O>(
+    dir: &Path,
+    model: &Lm<B>,
+    optim: &O,
+    step: u64,
+    cfg: &RunConfig,
+) -> Result<(), TrainError>
 where
     B: AutodiffBackend + ScanBackend,
     O: Optimizer<Lm<B>, B>,
 {
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let rec = Rec::new();
-    model.clone().save_file(dir.join("model"), &rec).map_err(|e| ckpt_err(dir, e))?;
-    Recorder::<B>::record(&rec, optim.to_record(), dir.join("optim")).map_err(|e| ckpt_err(dir, e))?;
+    model
+        .clone()
+        .save_file(dir.join("model"), &rec)
+        .map_err(|e| ckpt_err(dir, e))?;
+    Recorder::<B>::record(&rec, optim.to_record(), dir.join("optim"))
+        .map_err(|e| ckpt_err(dir, e))?;
     let state = serde_json::json!({ "step": step, "config": cfg.to_toml_string() });
     std::fs::write(dir.join("state.json"), state.to_string()).map_err(|e| ckpt_err(dir, e))?;
     Ok(())
@@ -300,12 +346,19 @@ where
     let mut start = 0u64;
     if let Some(dir) = &opts.resume_from {
         let rec = Rec::new();
-        model = model.load_file(dir.join("model"), &rec, device).map_err(|e| ckpt_err(dir, e))?;
-        let orec = Recorder::<B>::load(&rec, dir.join("optim"), device).map_err(|e| ckpt_err(dir, e))?;
+        model = model
+            .load_file(dir.join("model"), &rec, device)
+            .map_err(|e| ckpt_err(dir, e))?;
+        let orec =
+            Recorder::<B>::load(&rec, dir.join("optim"), device).map_err(|e| ckpt_err(dir, e))?;
         optim = optim.load_record(orec);
-        let state = std::fs::read_to_string(dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
-        let state: serde_json::Value = serde_json::from_str(&state).map_err(|e| ckpt_err(dir, e))?;
-        start = state["step"].as_u64().ok_or_else(|| ckpt_err(dir, "state.json has no step"))?;
+        let state =
+            std::fs::read_to_string(dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&state).map_err(|e| ckpt_err(dir, e))?;
+        start = state["step"]
+            .as_u64()
+            .ok_or_else(|| ckpt_err(dir, "state.json has no step"))?;
     }
     let task = Task::from_config(&cfg.task);
     let char_lm = cfg.task.kind == TaskKind::CharLm;
@@ -322,7 +375,12 @@ where
         }
         step += 1;
         let t0 = Instant::now();
-        let batch = task.sample(&mut Rng::new(t.seed, step), t.batch_size, cfg.task.seq_len, false);
+        let batch = task.sample(
+            &mut Rng::new(t.seed, step),
+            t.batch_size,
+            cfg.task.seq_len,
+            false,
+        );
         let (x, y, w) = tensors::<B>(&batch, device);
         let (loss, correct) = masked_loss(model.forward(x), y, w);
         let loss_v = scalar(loss.clone());
@@ -340,7 +398,10 @@ where
             ("accuracy".to_string(), scalar(correct) / scored.max(1.0)),
             ("lr".to_string(), lr),
             ("grad_norm".to_string(), grad_norm),
-            ("tokens_per_s".to_string(), (batch.batch * batch.len) as f64 / secs),
+            (
+                "tokens_per_s".to_string(),
+                (batch.batch * batch.len) as f64 / secs,
+            ),
         ];
         if char_lm {
             last_step.push(("bits_per_char".to_string(), loss_v / std::f64::consts::LN_2));
@@ -436,18 +497,22 @@ pub fn bench_train(
             &format!("cpu ({})", crate::backend::CPU_BACKEND_NAME),
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(index) => bench_train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
-            model,
-            d_model,
-            layers,
-            seq_len,
-            batch,
-            steps,
-            &burn::backend::cuda::CudaDevice { index },
-            &backend.to_string(),
-        ),
+        BackendChoice::Cuda(index) => {
+            bench_train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
+                model,
+                d_model,
+                layers,
+                seq_len,
+                batch,
+                steps,
+                &burn::backend::cuda::CudaDevice { index },
+                &backend.to_string(),
+            )
+        }
         #[cfg(not(feature = "cuda"))]
-        other @ BackendChoice::Cuda(_) => Err(BackendError::CudaNotCompiled(other.to_string()).into()),
+        other @ BackendChoice::Cuda(_) => {
+            Err(BackendError::CudaNotCompiled(other.to_string()).into())
+        }
     }
 }
 
@@ -474,9 +539,17 @@ where
         "mamba" => ("M".repeat(layers), Positional::None),
         "transformer" => ("A".repeat(layers), Positional::Rope),
         "hybrid" => (pattern_attn_every(layers, 2), Positional::Rope),
-        other => return bad(format!("bench: unknown model `{other}` (expected mamba, transformer or hybrid)")),
+        other => {
+            return bad(format!(
+                "bench: unknown model `{other}` (expected mamba, transformer or hybrid)"
+            ));
+        }
     };
-    let n_heads = if d_model.is_multiple_of(4) && (d_model / 4).is_multiple_of(2) { 4 } else { 1 };
+    let n_heads = if d_model.is_multiple_of(4) && (d_model / 4).is_multiple_of(2) {
+        4
+    } else {
+        1
+    };
     let vocab = 16;
     B::seed(device, 0);
     let mut lm: Lm<B> = LmConfig::new(vocab, d_model, pattern.clone())
@@ -543,9 +616,14 @@ mod tests {
         type B = CpuBackend;
         let device = Default::default();
         // Two positions, vocab 2; only the second is scored and predicted correctly.
-        let logits = Tensor::<B, 3>::from_data(TensorData::new(vec![5.0f32, 0.0, 0.0, 5.0], [1, 2, 2]), &device);
-        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 1], [1, 2]), &device);
-        let weights = Tensor::<B, 2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &device);
+        let logits = Tensor::<B, 3>::from_data(
+            TensorData::new(vec![5.0f32, 0.0, 0.0, 5.0], [1, 2, 2]),
+            &device,
+        );
+        let targets =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 1], [1, 2]), &device);
+        let weights =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &device);
         let (loss, correct) = masked_loss(logits, targets, weights);
         let expected = (1.0 + (-5.0f64).exp()).ln();
         assert!((scalar(loss) - expected).abs() < 1e-5);

@@ -17,18 +17,34 @@ struct Golden {
 
 impl Golden {
     fn load() -> Self {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mamba_tiny.safetensors");
-        Golden { bytes: std::fs::read(path).expect("golden file in models/tests/data") }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/mamba_tiny.safetensors"
+        );
+        Golden {
+            bytes: std::fs::read(path).expect("golden file in models/tests/data"),
+        }
     }
 
     fn get(&self, name: &str) -> (Vec<f64>, Vec<usize>) {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("tensor {name} in golden file"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("tensor {name} in golden file"));
         let data = t.data();
         let v = match t.dtype() {
-            Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
             other => panic!("unexpected dtype {other:?} for {name}"),
         };
         (v, t.shape().to_vec())
@@ -38,7 +54,10 @@ impl Golden {
         self.get(&format!("config.{name}")).0[0] as usize
     }
 
-    fn tensor<B: burn::tensor::backend::Backend, const D: usize>(&self, name: &str) -> Tensor<B, D> {
+    fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
+        &self,
+        name: &str,
+    ) -> Tensor<B, D> {
         let (v, shape) = self.get(name);
         let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
         Tensor::from_data(TensorData::new(v, shape), &Default::default())
@@ -47,7 +66,12 @@ impl Golden {
 
 fn rel_err(out: &[f64], reference: &[f64]) -> f64 {
     assert_eq!(out.len(), reference.len());
-    let num: f64 = out.iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    let num: f64 = out
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = reference.iter().map(|b| b * b).sum::<f64>().sqrt();
     num / den
 }
@@ -71,17 +95,22 @@ fn load_stack<B: ScanBackend>(g: &Golden) -> Vec<MambaBlock<B>> {
             let mut block = cfg.init_block::<B>(&Default::default());
             block.norm.gamma = Param::from_tensor(g.tensor(&p("norm.weight")));
             let m = &mut block.mixer;
-            m.in_proj.weight = Param::from_tensor(g.tensor::<B, 2>(&p("mixer.in_proj.weight")).transpose());
-            m.conv_weight = Param::from_tensor(g.tensor::<B, 3>(&p("mixer.conv1d.weight")).reshape([di, k]));
+            m.in_proj.weight =
+                Param::from_tensor(g.tensor::<B, 2>(&p("mixer.in_proj.weight")).transpose());
+            m.conv_weight =
+                Param::from_tensor(g.tensor::<B, 3>(&p("mixer.conv1d.weight")).reshape([di, k]));
             m.conv_bias = Param::from_tensor(g.tensor(&p("mixer.conv1d.bias")));
             let x_proj = m.x_proj.as_mut().unwrap();
-            x_proj.weight = Param::from_tensor(g.tensor::<B, 2>(&p("mixer.x_proj.weight")).transpose());
+            x_proj.weight =
+                Param::from_tensor(g.tensor::<B, 2>(&p("mixer.x_proj.weight")).transpose());
             let dt_proj = m.dt_proj.as_mut().unwrap();
-            dt_proj.weight = Param::from_tensor(g.tensor::<B, 2>(&p("mixer.dt_proj.weight")).transpose());
+            dt_proj.weight =
+                Param::from_tensor(g.tensor::<B, 2>(&p("mixer.dt_proj.weight")).transpose());
             dt_proj.bias = Some(Param::from_tensor(g.tensor(&p("mixer.dt_proj.bias"))));
             m.a_log = Param::from_tensor(g.tensor(&p("mixer.A_log")));
             m.d = Param::from_tensor(g.tensor(&p("mixer.D")));
-            m.out_proj.weight = Param::from_tensor(g.tensor::<B, 2>(&p("mixer.out_proj.weight")).transpose());
+            m.out_proj.weight =
+                Param::from_tensor(g.tensor::<B, 2>(&p("mixer.out_proj.weight")).transpose());
             block
         })
         .collect()
@@ -97,6 +126,7 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
     }
     let (ry, _) = g.get("output.y");
     let e = rel_err(&host(y.clone()), &ry);
+    eprintln!("output.y: rel err {e:.2e}");
     assert!(e <= TOL, "output y: rel err {e}");
 
     let grads = (y * g.tensor::<B, 3>("input.r")).sum().backward();
@@ -104,6 +134,7 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
     let mut check = |name: String, ours: Vec<f64>| {
         let (reference, _) = g.get(&format!("grad.{name}"));
         let e = rel_err(&ours, &reference);
+        eprintln!("grad.{name}: rel err {e:.2e}");
         assert!(e <= TOL, "grad.{name}: rel err {e}");
         checked.push(name);
     };
@@ -112,22 +143,56 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
         let p = |n: &str| format!("layers.{i}.{n}");
         let m = &block.mixer;
         let di = m.conv_weight.dims()[0];
-        check(p("norm.weight"), host(block.norm.gamma.val().grad(&grads).unwrap()));
-        check(p("mixer.in_proj.weight"), host(m.in_proj.weight.val().grad(&grads).unwrap().transpose()));
-        check(p("mixer.conv1d.weight"), host(m.conv_weight.val().grad(&grads).unwrap().reshape([di, 1, 4])));
-        check(p("mixer.conv1d.bias"), host(m.conv_bias.val().grad(&grads).unwrap()));
+        check(
+            p("norm.weight"),
+            host(block.norm.gamma.val().grad(&grads).unwrap()),
+        );
+        check(
+            p("mixer.in_proj.weight"),
+            host(m.in_proj.weight.val().grad(&grads).unwrap().transpose()),
+        );
+        check(
+            p("mixer.conv1d.weight"),
+            host(
+                m.conv_weight
+                    .val()
+                    .grad(&grads)
+                    .unwrap()
+                    .reshape([di, 1, 4]),
+            ),
+        );
+        check(
+            p("mixer.conv1d.bias"),
+            host(m.conv_bias.val().grad(&grads).unwrap()),
+        );
         let x_proj = m.x_proj.as_ref().unwrap();
-        check(p("mixer.x_proj.weight"), host(x_proj.weight.val().grad(&grads).unwrap().transpose()));
+        check(
+            p("mixer.x_proj.weight"),
+            host(x_proj.weight.val().grad(&grads).unwrap().transpose()),
+        );
         let dt_proj = m.dt_proj.as_ref().unwrap();
-        check(p("mixer.dt_proj.weight"), host(dt_proj.weight.val().grad(&grads).unwrap().transpose()));
-        check(p("mixer.dt_proj.bias"), host(dt_proj.bias.as_ref().unwrap().val().grad(&grads).unwrap()));
+        check(
+            p("mixer.dt_proj.weight"),
+            host(dt_proj.weight.val().grad(&grads).unwrap().transpose()),
+        );
+        check(
+            p("mixer.dt_proj.bias"),
+            host(dt_proj.bias.as_ref().unwrap().val().grad(&grads).unwrap()),
+        );
         check(p("mixer.A_log"), host(m.a_log.val().grad(&grads).unwrap()));
         check(p("mixer.D"), host(m.d.val().grad(&grads).unwrap()));
-        check(p("mixer.out_proj.weight"), host(m.out_proj.weight.val().grad(&grads).unwrap().transpose()));
+        check(
+            p("mixer.out_proj.weight"),
+            host(m.out_proj.weight.val().grad(&grads).unwrap().transpose()),
+        );
     }
     // Every gradient in the file was compared.
     let st = SafeTensors::deserialize(&g.bytes).unwrap();
-    let in_file = st.names().into_iter().filter(|n| n.starts_with("grad.")).count();
+    let in_file = st
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("grad."))
+        .count();
     assert_eq!(checked.len(), in_file, "compared {checked:?}");
 }
 

@@ -7,9 +7,18 @@ use labbook_models::scan::{ScanBackend, selective_scan, selective_scan_reference
 
 fn rel_err<B: Backend, const D: usize>(out: Tensor<B, D>, reference: Tensor<B, D>) -> f64 {
     let o = out.into_data().convert::<f64>().into_vec::<f64>().unwrap();
-    let r = reference.into_data().convert::<f64>().into_vec::<f64>().unwrap();
+    let r = reference
+        .into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .unwrap();
     assert_eq!(o.len(), r.len());
-    let num: f64 = o.iter().zip(&r).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    let num: f64 = o
+        .iter()
+        .zip(&r)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = r.iter().map(|b| b * b).sum::<f64>().sqrt();
     num / den.max(1e-30)
 }
@@ -33,7 +42,9 @@ fn inputs<B: Backend>(seed: u64, [batch, len, ch, n]: [usize; 4]) -> Inputs<B> {
         u: Tensor::random([batch, len, ch], normal, &dev),
         // Δ in a realistic positive range, A negative.
         delta: (pre.exp() + 1.0).log() * 0.5,
-        a: Tensor::<B, 2>::random([ch, n], Distribution::Normal(0.0, 0.5), &dev).exp().neg(),
+        a: Tensor::<B, 2>::random([ch, n], Distribution::Normal(0.0, 0.5), &dev)
+            .exp()
+            .neg(),
         b: Tensor::random([batch, len, n], normal, &dev),
         c: Tensor::random([batch, len, n], normal, &dev),
         d: Tensor::random([ch], normal, &dev),
@@ -41,15 +52,31 @@ fn inputs<B: Backend>(seed: u64, [batch, len, ch, n]: [usize; 4]) -> Inputs<B> {
     }
 }
 
-const SHAPES: [[usize; 4]; 5] = [[1, 1, 1, 1], [2, 7, 3, 4], [3, 13, 5, 16], [2, 33, 8, 3], [1, 64, 4, 16]];
+const SHAPES: [[usize; 4]; 5] = [
+    [1, 1, 1, 1],
+    [2, 7, 3, 4],
+    [3, 13, 5, 16],
+    [2, 33, 8, 3],
+    [1, 64, 4, 16],
+];
 
 fn forward_matches<B: ScanBackend>() {
     for (seed, shape) in SHAPES.into_iter().enumerate() {
         let x = inputs::<B>(seed as u64 + 10, shape);
-        let fast = selective_scan(x.u.clone(), x.delta.clone(), x.a.clone(), x.b.clone(), x.c.clone(), x.d.clone());
+        let fast = selective_scan(
+            x.u.clone(),
+            x.delta.clone(),
+            x.a.clone(),
+            x.b.clone(),
+            x.c.clone(),
+            x.d.clone(),
+        );
         let slow = selective_scan_reference(x.u, x.delta, x.a, x.b, x.c, x.d);
         let e = rel_err(fast, slow);
-        assert!(e <= 1e-5, "shape {shape:?} seed {seed}: forward rel err {e}");
+        assert!(
+            e <= 1e-5,
+            "shape {shape:?} seed {seed}: forward rel err {e}"
+        );
     }
 }
 
@@ -74,9 +101,23 @@ fn gradients_match<B: AutodiffBackend + ScanBackend>() {
             let c = x.c.clone().detach().require_grad();
             let d = x.d.clone().detach().require_grad();
             let y = if fast {
-                selective_scan(u.clone(), delta.clone(), a.clone(), b.clone(), c.clone(), d.clone())
+                selective_scan(
+                    u.clone(),
+                    delta.clone(),
+                    a.clone(),
+                    b.clone(),
+                    c.clone(),
+                    d.clone(),
+                )
             } else {
-                selective_scan_reference(u.clone(), delta.clone(), a.clone(), b.clone(), c.clone(), d.clone())
+                selective_scan_reference(
+                    u.clone(),
+                    delta.clone(),
+                    a.clone(),
+                    b.clone(),
+                    c.clone(),
+                    d.clone(),
+                )
             };
             let grads = (y * x.r.clone()).sum().backward();
             (
@@ -98,7 +139,10 @@ fn gradients_match<B: AutodiffBackend + ScanBackend>() {
             ("d", rel_err(f.5, s.5)),
         ];
         for (name, e) in errs {
-            assert!(e <= 1e-4, "shape {shape:?} seed {seed}: d{name} rel err {e}");
+            assert!(
+                e <= 1e-4,
+                "shape {shape:?} seed {seed}: d{name} rel err {e}"
+            );
         }
     }
 }

@@ -15,8 +15,11 @@ type B = Autodiff<Flex>;
 
 fn overfit(pattern: &str) -> (f64, f64) {
     let device = Default::default();
-    burn::tensor::backend::Backend::seed(&device, 0);
-    let task = Task::SelectiveCopying { vocab: 8, n_memorize: 3 };
+    <B as burn::tensor::backend::Backend>::seed(&device, 0);
+    let task = Task::SelectiveCopying {
+        vocab: 8,
+        n_memorize: 3,
+    };
     let batch = task.sample(&mut Rng::new(0, 0), 4, 8, false);
     let shape = [batch.batch, batch.len];
     let x = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.inputs.clone(), shape), &device);
@@ -79,11 +82,18 @@ impl TrainObserver for Recorder {
 }
 
 fn smoke() -> RunConfig {
-    RunConfig::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke.toml"))).unwrap()
+    RunConfig::from_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/smoke.toml"
+    )))
+    .unwrap()
 }
 
 fn metric(m: &[(String, f64)], key: &str) -> f64 {
-    m.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("metric {key} in {m:?}")).1
+    m.iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("metric {key} in {m:?}"))
+        .1
 }
 
 #[test]
@@ -91,7 +101,11 @@ fn smoke_config_trains_and_reports_metrics() {
     let cfg = smoke();
     let cancel = AtomicBool::new(false);
     let mut rec = Recorder::default();
-    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
     let summary = train(&cfg, opts, &mut rec).unwrap();
     assert_eq!(summary.steps, cfg.train.steps);
     assert!(!summary.cancelled);
@@ -115,8 +129,15 @@ fn cancel_checkpoints_and_resume_continues() {
     let dir = std::env::temp_dir().join(format!("labbook-models-ckpt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = smoke();
-    let mut rec = Recorder { cancel_at: Some((2, &CANCEL)), ..Default::default() };
-    let opts = TrainOptions { checkpoint_dir: Some(dir.clone()), cancel: &CANCEL, resume_from: None };
+    let mut rec = Recorder {
+        cancel_at: Some((2, &CANCEL)),
+        ..Default::default()
+    };
+    let opts = TrainOptions {
+        checkpoint_dir: Some(dir.clone()),
+        cancel: &CANCEL,
+        resume_from: None,
+    };
     let summary = train(&cfg, opts, &mut rec).unwrap();
     assert!(summary.cancelled);
     assert_eq!(summary.steps, 2);
@@ -125,10 +146,18 @@ fn cancel_checkpoints_and_resume_continues() {
 
     let not_cancelled = AtomicBool::new(false);
     let mut rec2 = Recorder::default();
-    let opts = TrainOptions { checkpoint_dir: None, cancel: &not_cancelled, resume_from: Some(dir.clone()) };
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &not_cancelled,
+        resume_from: Some(dir.clone()),
+    };
     let summary = train(&cfg, opts, &mut rec2).unwrap();
     assert_eq!(summary.steps, cfg.train.steps);
-    assert_eq!(rec2.steps.first().map(|s| s.0), Some(3), "resumes after step 2");
+    assert_eq!(
+        rec2.steps.first().map(|s| s.0),
+        Some(3),
+        "resumes after step 2"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -140,7 +169,11 @@ fn divergence_is_a_clear_error() {
     cfg.set("train.steps", "20").unwrap();
     cfg.set("train.warmup_steps", "0").unwrap();
     let cancel = AtomicBool::new(false);
-    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
     match train(&cfg, opts, &mut labbook_models::NoopObserver) {
         Err(e @ TrainError::NonFinite { .. }) => assert!(e.to_string().contains("step"), "{e}"),
         other => panic!("expected NonFinite, got {other:?}"),
@@ -155,15 +188,31 @@ fn cuda_backend_without_feature_is_reported() {
     let mut cfg = smoke();
     cfg.set("train.backend", "cuda").unwrap();
     let cancel = AtomicBool::new(false);
-    let opts = TrainOptions { checkpoint_dir: None, cancel: &cancel, resume_from: None };
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
     let e = train(&cfg, opts, &mut labbook_models::NoopObserver).unwrap_err();
     assert!(e.to_string().contains("--features cuda"), "{e}");
 }
 
 #[test]
 fn bench_train_reports_throughput() {
-    let r = labbook_models::bench_train("hybrid", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu).unwrap();
+    let r = labbook_models::bench_train(
+        "hybrid",
+        16,
+        2,
+        16,
+        2,
+        2,
+        labbook_models::BackendChoice::Cpu,
+    )
+    .unwrap();
     assert!(r.ms_per_step > 0.0 && r.tokens_per_s > 0.0);
     assert_eq!(r.pattern, "MA");
-    assert!(labbook_models::bench_train("rnn", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu).is_err());
+    assert!(
+        labbook_models::bench_train("rnn", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu)
+            .is_err()
+    );
 }

@@ -35,7 +35,10 @@ pub struct AttentionConfig {
 impl AttentionConfig {
     /// Initialises the block.
     pub fn init<B: Backend>(&self, device: &B::Device) -> AttentionBlock<B> {
-        assert!(self.d_model.is_multiple_of(self.n_heads), "d_model must be divisible by n_heads");
+        assert!(
+            self.d_model.is_multiple_of(self.n_heads),
+            "d_model must be divisible by n_heads"
+        );
         let d = self.d_model;
         AttentionBlock {
             norm1: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
@@ -115,7 +118,11 @@ fn causal_mask<B: Backend>(len: usize, device: &B::Device) -> Tensor<B, 4> {
 }
 
 /// Rotary tables `cos, sin` of shape `[1, 1, L, dh/2]` (base 10000, rotate-half convention).
-fn rope_tables<B: Backend>(len: usize, dh: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+fn rope_tables<B: Backend>(
+    len: usize,
+    dh: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let half = dh / 2;
     let mut cos = Vec::with_capacity(len * half);
     let mut sin = Vec::with_capacity(len * half);

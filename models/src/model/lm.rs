@@ -47,7 +47,9 @@ pub struct LmConfig {
 /// A layer pattern of `M`/`A` letters for `n_layers` with an attention layer every `k`-th
 /// position (1-based: `attn_every = 2, n_layers = 4` gives `"MAMA"`).
 pub fn pattern_attn_every(n_layers: usize, k: usize) -> String {
-    (1..=n_layers).map(|i| if k > 0 && i % k == 0 { 'A' } else { 'M' }).collect()
+    (1..=n_layers)
+        .map(|i| if k > 0 && i % k == 0 { 'A' } else { 'M' })
+        .collect()
 }
 
 impl LmConfig {
@@ -84,8 +86,12 @@ impl LmConfig {
         Lm {
             embedding: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
             blocks,
-            norm_f: RmsNormConfig::new(self.d_model).with_epsilon(1e-5).init(device),
-            head: LinearConfig::new(self.d_model, self.vocab_size).with_bias(false).init(device),
+            norm_f: RmsNormConfig::new(self.d_model)
+                .with_epsilon(1e-5)
+                .init(device),
+            head: LinearConfig::new(self.d_model, self.vocab_size)
+                .with_bias(false)
+                .init(device),
             absolute_positions: self.positional == Positional::Absolute,
         }
     }
@@ -93,6 +99,7 @@ impl LmConfig {
 
 /// One residual block of either kind.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Block<B: Backend> {
     /// `x + Mamba(RMSNorm(x))`.
     Mamba(MambaBlock<B>),

@@ -51,7 +51,10 @@ impl MambaConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mamba<B> {
         let (di, n, r, k) = (self.d_inner(), self.d_state, self.dt_rank(), self.d_conv);
         let conv_bound = 1.0 / (k as f64).sqrt(); // PyTorch conv1d default, fan_in = 1·k
-        let conv = Initializer::Uniform { min: -conv_bound, max: conv_bound };
+        let conv = Initializer::Uniform {
+            min: -conv_bound,
+            max: conv_bound,
+        };
         // A_log[d, n] = log(n + 1)  (S4D-real).
         let a_log = Tensor::<B, 1, Int>::arange(1..n as i64 + 1, device)
             .float()
@@ -69,16 +72,23 @@ impl MambaConfig {
                 Some(Param::from_tensor(c)),
             )
         } else {
-            let x_proj = LinearConfig::new(di, r + 2 * n).with_bias(false).init(device);
+            let x_proj = LinearConfig::new(di, r + 2 * n)
+                .with_bias(false)
+                .init(device);
             let bound = (r as f64).powf(-0.5);
             let mut dt_proj = LinearConfig::new(r, di)
-                .with_initializer(Initializer::Uniform { min: -bound, max: bound })
+                .with_initializer(Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
                 .init(device);
             dt_proj.bias = Some(Param::from_tensor(self.dt_bias_init::<B>(di, device)));
             (Some(x_proj), Some(dt_proj), None, None, None)
         };
         Mamba {
-            in_proj: LinearConfig::new(self.d_model, 2 * di).with_bias(false).init(device),
+            in_proj: LinearConfig::new(self.d_model, 2 * di)
+                .with_bias(false)
+                .init(device),
             conv_weight: conv.init([di, k], device),
             conv_bias: conv.init([di], device),
             x_proj,
@@ -88,7 +98,9 @@ impl MambaConfig {
             lti_c,
             a_log: Param::from_tensor(a_log),
             d: Initializer::Ones.init([di], device),
-            out_proj: LinearConfig::new(di, self.d_model).with_bias(false).init(device),
+            out_proj: LinearConfig::new(di, self.d_model)
+                .with_bias(false)
+                .init(device),
             d_inner: di,
             d_state: n,
             dt_rank: r,
@@ -208,7 +220,9 @@ impl MambaConfig {
     /// A residual block around this mixer.
     pub fn init_block<B: Backend>(&self, device: &B::Device) -> MambaBlock<B> {
         MambaBlock {
-            norm: RmsNormConfig::new(self.d_model).with_epsilon(1e-5).init(device),
+            norm: RmsNormConfig::new(self.d_model)
+                .with_epsilon(1e-5)
+                .init(device),
             mixer: self.init(device),
         }
     }
