@@ -48,6 +48,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing the big `Args` would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Create a notebook (optionally seeded with an example Mamba project).
     Init(init::Args),

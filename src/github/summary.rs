@@ -191,7 +191,7 @@ mod tests {
             .unwrap();
         let md = run_summary_markdown(&store, r2).unwrap();
         assert!(md.contains("| loss | 0.25 |"), "{md}");
-        assert!(md.contains(&format!("| model.d_conv | 4 | 8 |")), "{md}");
+        assert!(md.contains("| model.d_conv | 4 | 8 |"), "{md}");
         assert!(!md.contains("model.lr"), "{md}");
         assert!(md.contains("Commit: 0123456789abcdef"), "{md}");
         let _ = r1;

@@ -714,7 +714,8 @@ impl Syncer<'_> {
         marker: &str,
         cache: &mut HashMap<i64, Vec<IssueComment>>,
     ) -> Result<Option<i64>> {
-        if !cache.contains_key(&number) {
+        let known = cache.contains_key(&number);
+        if !known {
             let repo = self.repo().to_string();
             let mut all = Vec::new();
             let mut next = Some(format!(
