@@ -752,3 +752,28 @@ fn bad_token_is_one_clear_error_and_changes_nothing() {
     assert_eq!(w.store.sync_summary().unwrap().linked, 0);
     assert!(w.fake.state().issues.is_empty());
 }
+
+#[test]
+fn one_sync_at_a_time_and_stale_locks_are_taken_over() {
+    let mut w = world();
+    w.add(Kind::Task, "T");
+    let now = labbook::store::now();
+    let lock = |w: &World, pid: &str| {
+        w.store
+            .conn()
+            .execute(
+                "INSERT OR REPLACE INTO gh_state (repo, key, value) VALUES (?1, 'lock', ?2)",
+                [REPO.to_string(), format!("{pid} {now}")],
+            )
+            .unwrap();
+    };
+    lock(&w, "1"); // pid 1 is alive: another sync holds the lock
+    let err = w.sync().unwrap_err().to_string();
+    assert!(err.contains("another sync"), "{err}");
+    assert!(w.fake.state().log.is_empty(), "nothing was sent");
+    lock(&w, "999999999"); // a killed sync
+    assert_eq!(w.sync().unwrap().created, 1);
+    // Released after a sync, also after a failed one.
+    assert!(w.sync_opts(Some(0)).is_err());
+    assert_eq!(w.sync().unwrap().created, 0);
+}

@@ -399,6 +399,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn builds_for_https_and_enterprise_urls() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let token = Token::new("t0ken").unwrap();
+            for url in ["https://api.github.com", "https://ghe.example.com/api/v3/"] {
+                let c = Client::new(&GithubConfig::new("a/b", url), &token).unwrap();
+                assert_eq!(
+                    c.relative(&format!(
+                        "{}/repos/a/b/issues?page=2",
+                        url.trim_end_matches('/')
+                    )),
+                    "/repos/a/b/issues?page=2"
+                );
+            }
+        });
+    }
+
+    #[test]
     fn link_header_next() {
         let h = r#"<http://x/repos/a/b/issues?page=2>; rel="next", <http://x/repos/a/b/issues?page=5>; rel="last""#;
         assert_eq!(

@@ -161,6 +161,7 @@ pub fn sync_with(
                 ..Default::default()
             },
             max_requests: opts.max_requests,
+            used_urls: Vec::new(),
         };
         let out = s.run().await;
         s.report.requests = s.client.requests;
@@ -190,6 +191,7 @@ struct Syncer<'a> {
     client: Client,
     report: SyncReport,
     max_requests: Option<u64>,
+    used_urls: Vec<String>,
 }
 
 fn gh_ctx(ctx: &Ctx) -> Ctx {
@@ -216,20 +218,76 @@ impl Syncer<'_> {
     }
 
     async fn run(&mut self) -> Result<()> {
+        self.lock()?;
+        let out = self.run_locked().await;
+        let repo = self.repo().to_string();
+        let unlock = self.store.write(|tx, _| {
+            tx.execute(
+                "DELETE FROM gh_state WHERE repo = ?1 AND key = 'lock'",
+                [&repo],
+            )?;
+            Ok(())
+        });
+        out.and(unlock)
+    }
+
+    /// One sync per notebook and repo at a time: two concurrent creates of the same item
+    /// could both miss each other's marker. A lock left by a killed process (its pid is
+    /// gone, or it is over an hour old) is taken over.
+    fn lock(&mut self) -> Result<()> {
+        let repo = self.repo().to_string();
+        let me = std::process::id();
+        self.store.write(|tx, ctx| {
+            if let Some(v) = get_state(tx, &repo, "lock")? {
+                let mut parts = v.splitn(2, ' ');
+                let pid: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let at = parts.next().unwrap_or("");
+                let old = chrono::DateTime::parse_from_rfc3339(at)
+                    .map(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc) > chrono::Duration::hours(1))
+                    .unwrap_or(true);
+                let alive = pid != 0
+                    && (pid == me || !cfg!(target_os = "linux") || std::path::Path::new(&format!("/proc/{pid}")).exists());
+                if alive && !old {
+                    return Err(Error::Github(format!(
+                        "another sync of this notebook with {repo} is running (pid {pid}); try again when it ends"
+                    )));
+                }
+            }
+            set_state(tx, &repo, "lock", &format!("{me} {}", ctx.now))
+        })
+    }
+
+    async fn run_locked(&mut self) -> Result<()> {
         self.pull_issues().await?;
         self.pull_comments().await?;
         self.create_issues().await?;
         self.push_changes().await?;
         self.push_comments().await?;
         let repo = self.repo().to_string();
-        self.store
-            .write(|tx, ctx| set_state(tx, &repo, "last_sync", &ctx.now))?;
+        let used = std::mem::take(&mut self.used_urls);
+        self.store.write(|tx, ctx| {
+            set_state(tx, &repo, "last_sync", &ctx.now)?;
+            // Drop cached pages of old cursors; keep the ones this sync used.
+            let stale: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT url FROM gh_etags WHERE url LIKE ?1")?;
+                let rows = stmt.query_map([format!("/repos/{repo}/%")], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()?
+                    .into_iter()
+                    .filter(|u| !used.contains(u))
+                    .collect()
+            };
+            for u in stale {
+                tx.execute("DELETE FROM gh_etags WHERE url = ?1", [u])?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
     /// GET a list page, replaying the cached page on 304. Returns (body, next link).
     async fn get_page(&mut self, path: &str) -> Result<(String, Option<String>, Option<String>)> {
         self.budget()?;
+        self.used_urls.push(path.to_string());
         let cached: Option<(String, String, Option<String>)> = self
             .store
             .conn()
@@ -277,12 +335,11 @@ impl Syncer<'_> {
             let (body, link, etag) = self.get_page(&path).await?;
             let issues: Vec<Issue> = serde_json::from_str(&body)
                 .map_err(|e| Error::Github(format!("unexpected issue list from GitHub: {e}")))?;
-            let kinds = self.cfg.kinds.clone();
             let mut events = Vec::new();
             let mut counts = Counts::default();
             self.store.write(|tx, ctx| {
                 for issue in &issues {
-                    pull_issue(tx, ctx, &repo, &kinds, issue, &mut counts, &mut events)?;
+                    pull_issue(tx, ctx, &repo, issue, &mut counts, &mut events)?;
                 }
                 if let Some(last) = issues.last() {
                     set_state(tx, &repo, "issues_since", &last.updated_at)?;
@@ -750,7 +807,6 @@ fn pull_issue(
     tx: &Transaction,
     ctx: &Ctx,
     repo: &str,
-    kinds: &[Kind],
     issue: &Issue,
     counts: &mut Counts,
     events: &mut Vec<String>,
@@ -803,7 +859,6 @@ fn pull_issue(
                 return Ok(());
             }
             None => {
-                let _ = kinds;
                 return import_issue(tx, &gh, ctx, repo, issue, counts, events);
             }
         },
