@@ -777,3 +777,21 @@ fn one_sync_at_a_time_and_stale_locks_are_taken_over() {
     assert!(w.sync_opts(Some(0)).is_err());
     assert_eq!(w.sync().unwrap().created, 0);
 }
+
+#[test]
+fn an_item_github_refuses_does_not_block_the_rest() {
+    let mut w = world();
+    let bad = w.add(Kind::Task, "REJECT me");
+    let good = w.add(Kind::Task, "Fine");
+    w.fake.state().reject_titles_with = Some("REJECT".into());
+    let r = w.sync().unwrap();
+    assert_eq!(r.created, 1);
+    assert_eq!(r.skipped.len(), 1);
+    assert!(r.skipped[0].starts_with("T-1: "), "{:?}", r.skipped);
+    assert!(w.store.sync_state(bad).unwrap().is_none());
+    assert!(w.store.sync_state(good).unwrap().is_some());
+    assert_eq!(w.store.sync_summary().unwrap().pending, 0);
+    w.fake.state().reject_titles_with = None;
+    assert_eq!(w.sync().unwrap().created, 1);
+    w.assert_no_duplicates();
+}

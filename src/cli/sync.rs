@@ -52,6 +52,9 @@ pub fn cmd_sync(env: &Env, a: Args) -> Result<()> {
         "synced with {}: {what} ({} requests)",
         report.repo, report.requests
     );
+    for s in &report.skipped {
+        println!("not synced: {s}");
+    }
     if summary.conflicts > 0 {
         println!(
             "{} conflict(s): see `labbook conflicts`, settle with `labbook resolve ID FIELD --mine|--theirs|--edit`",

@@ -71,6 +71,8 @@ pub struct FakeState {
     pub rate_remaining: u64,
     /// Unix second when the primary rate limit refills.
     pub rate_reset: u64,
+    /// Creates whose title contains this are refused with 422 (a validation error).
+    pub reject_titles_with: Option<String>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -192,6 +194,7 @@ impl FakeGithub {
             rate_limit: 5000,
             rate_remaining: 5000,
             rate_reset: unix_now() + 3600,
+            reject_titles_with: None,
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -698,6 +701,12 @@ fn create_issue(s: &mut FakeState, req: &Request, base: &str) -> Response {
     let body = v["body"].as_str().unwrap_or("");
     if body.chars().count() > 65_536 {
         return too_long("body");
+    }
+    if s.reject_titles_with
+        .as_deref()
+        .is_some_and(|r| title.contains(r))
+    {
+        return too_long_or("title", "title is not allowed here");
     }
     let login = s.login.clone();
     let n = s.create_issue(title, body, &[], &login);

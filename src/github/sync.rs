@@ -47,6 +47,8 @@ pub struct SyncReport {
     pub comments_out: usize,
     /// Conflicts found by this sync.
     pub conflicts: usize,
+    /// Items GitHub refused (422 validation errors); the rest of the sync went on.
+    pub skipped: Vec<String>,
     /// HTTP requests sent (304s included).
     pub requests: u64,
     /// Human-readable events, one per change (for `--verbose`).
@@ -167,6 +169,12 @@ pub fn sync_with(
         s.report.requests = s.client.requests;
         out.map(|()| s.report)
     })
+}
+
+/// A definite refusal of one item (422 Validation Failed), as opposed to a failure of
+/// the whole sync (auth, network, rate limit).
+fn is_rejection(e: &Error) -> bool {
+    matches!(e, Error::Github(m) if m.starts_with("GitHub answered 422"))
 }
 
 pub(crate) fn check_repo(repo: &str) -> Result<()> {
@@ -434,8 +442,28 @@ impl Syncer<'_> {
                 self.adopt(id, &issue)?;
                 continue;
             }
-            self.create_one(id).await?;
+            match self.create_one(id).await {
+                Err(e) if is_rejection(&e) => {
+                    self.skip(id, e)?;
+                }
+                other => other?,
+            }
         }
+        Ok(())
+    }
+
+    /// Records an item GitHub refused and forgets its unconfirmed create (nothing was
+    /// created: a 422 is a definite answer).
+    fn skip(&mut self, id: ItemId, e: Error) -> Result<()> {
+        let msg = format!("{id}: {e}");
+        tracing::warn!(%msg, "github refused an item");
+        self.store.write(|tx, _| {
+            let rowid = crate::store::items::rowid_of(tx, id)?;
+            tx.execute("DELETE FROM gh_pending WHERE item_id = ?1", [rowid])?;
+            Ok(())
+        })?;
+        self.report.events.push(format!("skipped {msg}"));
+        self.report.skipped.push(msg);
         Ok(())
     }
 
@@ -632,10 +660,17 @@ impl Syncer<'_> {
                 }
             }
             self.budget()?;
-            let resp = self
+            let resp = match self
                 .client
                 .patch(&format!("/repos/{repo}/issues/{number}"), &payload)
-                .await?;
+                .await
+            {
+                Err(e) if is_rejection(&e) => {
+                    self.skip(id, e)?;
+                    continue;
+                }
+                other => other?,
+            };
             let issue: Issue = resp.json()?;
             let remote = issue.proj(item.kind);
             let mut stored = stored;
