@@ -133,6 +133,8 @@ fn conflicts_are_listed_and_resolved_from_the_cli() {
     let (ok, out, err) = nb.run(Some(TOKEN), &["sync"]);
     assert!(ok, "{err}");
     assert!(out.contains("1 conflict"), "{out}");
+    let (_, out, _) = nb.run(None, &["show", "T-1"]);
+    assert!(out.contains("github: lab/nb#1 (conflict"), "{out}");
     let (_, out, _) = nb.run(None, &["conflicts"]);
     assert!(out.contains("T-1 Mine (#1): title"), "{out}");
     assert!(out.contains("theirs: Theirs"), "{out}");
