@@ -795,3 +795,36 @@ fn an_item_github_refuses_does_not_block_the_rest() {
     assert_eq!(w.sync().unwrap().created, 1);
     w.assert_no_duplicates();
 }
+
+#[test]
+fn a_deleted_issue_does_not_block_the_rest() {
+    let mut w = world();
+    let gone = w.add(Kind::Task, "Will be deleted on GitHub");
+    let kept = w.add(Kind::Task, "Kept");
+    w.sync().unwrap();
+    let n = w.issue_of(gone);
+    w.fake.state().delete_issue(n);
+    w.store
+        .update(
+            gone,
+            &ItemPatch {
+                title: Some("Edited".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    w.store.comment(gone, "into the void").unwrap();
+    w.store
+        .update(
+            kept,
+            &ItemPatch {
+                title: Some("Kept, edited".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let r = w.sync().unwrap();
+    assert_eq!(r.pushed, 1, "{:?}", r.skipped);
+    assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
+    assert_eq!(w.fake.state().issue(w.issue_of(kept)).title, "Kept, edited");
+}

@@ -149,6 +149,12 @@ impl FakeState {
         self.next_comment_id
     }
 
+    /// Deletes an issue (and its comments), as an admin can on GitHub.
+    pub fn delete_issue(&mut self, number: u64) {
+        self.issues.retain(|i| i.number != number);
+        self.comments.retain(|c| c.issue != number);
+    }
+
     pub fn comments_on(&self, issue: u64) -> Vec<&FakeComment> {
         self.comments.iter().filter(|c| c.issue == issue).collect()
     }

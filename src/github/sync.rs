@@ -171,10 +171,13 @@ pub fn sync_with(
     })
 }
 
-/// A definite refusal of one item (422 Validation Failed), as opposed to a failure of
-/// the whole sync (auth, network, rate limit).
+/// A definite refusal of one item (422 Validation Failed, 410 Gone, 404 on one issue:
+/// deleted or transferred), as opposed to a failure of the whole sync (auth, network,
+/// rate limit). The list itself answering 404 (wrong repo) is not one of these.
 fn is_rejection(e: &Error) -> bool {
-    matches!(e, Error::Github(m) if m.starts_with("GitHub answered 422"))
+    matches!(e, Error::Github(m) if m.starts_with("GitHub answered 422")
+        || m.starts_with("GitHub answered 410")
+        || m.contains("(404 /repos/") && m.contains("/issues/"))
 }
 
 pub(crate) fn check_repo(repo: &str) -> Result<()> {
@@ -755,7 +758,21 @@ impl Syncer<'_> {
             let mut attempt = 0;
             loop {
                 self.budget()?;
-                match self.client.post(&path, &json!({ "body": body })).await? {
+                let sent = match self.client.post(&path, &json!({ "body": body })).await {
+                    Err(e) if is_rejection(&e) => {
+                        // Refused for good (deleted issue, validation): nothing was posted.
+                        self.store.write(|tx, _| {
+                            tx.execute("DELETE FROM gh_comments WHERE comment_id = ?1", [cid])?;
+                            Ok(())
+                        })?;
+                        let msg = format!("a comment of {item_id}: {e}");
+                        self.report.events.push(format!("skipped {msg}"));
+                        self.report.skipped.push(msg);
+                        break;
+                    }
+                    other => other?,
+                };
+                match sent {
                     Sent::Done(resp) => {
                         let c: IssueComment = resp.json()?;
                         self.map_comment(cid, c.id)?;
