@@ -170,7 +170,7 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((mine, theirs, number, repo)) = row else {
+            let Some((_mine, theirs, number, repo)) = row else {
                 return Err(Error::Invalid(format!("{id} has no conflict on `{field}`")));
             };
             let theirs = theirs.unwrap_or_default();
@@ -182,9 +182,7 @@ impl Store {
                 Resolution::Theirs => Some(theirs.clone()),
                 Resolution::Value(v) => Some(v),
             };
-            if let Some(v) = value
-                && Some(&v) != mine.as_ref()
-            {
+            if let Some(v) = value {
                 let item = get_item(tx, id)?;
                 let mut target = super::render::local_proj(&item, "");
                 target.set(field, &v);
