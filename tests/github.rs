@@ -828,3 +828,33 @@ fn a_deleted_issue_does_not_block_the_rest() {
     assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
     assert_eq!(w.fake.state().issue(w.issue_of(kept)).title, "Kept, edited");
 }
+
+#[test]
+fn enterprise_api_prefix_and_comment_pagination() {
+    let mut w = world();
+    w.cfg.api_url = format!("{}/api/v3", w.fake.url());
+    let t = w.add(Kind::Task, "Busy thread");
+    w.sync().unwrap();
+    let n = w.issue_of(t);
+    {
+        let mut s = w.fake.state();
+        for k in 0..230 {
+            s.add_comment(n, &format!("remote {k}"), "bob");
+        }
+    }
+    for k in 0..3 {
+        w.store.comment(t, &format!("local {k}")).unwrap();
+    }
+    let r = w.sync().unwrap();
+    assert_eq!((r.comments_in, r.comments_out), (230, 3));
+    assert!(
+        w.fake
+            .state()
+            .log
+            .iter()
+            .any(|l| l.1.starts_with("/api/v3/repos/") && l.1.contains("page=3"))
+    );
+    let r = w.sync().unwrap();
+    assert_eq!((r.comments_in, r.comments_out), (0, 0));
+    w.assert_no_duplicates();
+}

@@ -151,6 +151,35 @@ fn conflicts_are_listed_and_resolved_from_the_cli() {
     let (_, out, _) = nb.run(None, &["show", "T-1", "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["item"]["title"], "Theirs");
+
+    // --edit: the editor gets mine (and theirs as comments); what it saves goes both ways.
+    assert!(nb.run(None, &["edit", "T-1", "--body", "mine"]).0);
+    fake.state().issue_mut(1).body = Some("theirs".into());
+    assert!(nb.run(Some(TOKEN), &["sync"]).0);
+    let out = nb
+        .cmd(None)
+        .env("EDITOR", "sed -i 1s/.*/merged/")
+        .env("PATH", "/usr/bin:/bin")
+        .args(["resolve", "T-1", "body", "--edit"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(nb.run(Some(TOKEN), &["sync"]).0);
+    let (_, out, _) = nb.run(None, &["show", "T-1", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["item"]["body"], "merged");
+    assert!(
+        fake.state()
+            .issue(1)
+            .body
+            .as_deref()
+            .unwrap()
+            .starts_with("merged\n")
+    );
 }
 
 #[test]
