@@ -198,3 +198,73 @@ fn sync_without_a_github_section_says_what_to_add() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no [github] section"), "{err}");
 }
+
+#[test]
+fn sync_killed_with_sigkill_resumes_without_duplicates() {
+    let fake = FakeGithub::start("lab/nb", TOKEN).unwrap();
+    {
+        let mut s = fake.state();
+        for k in 0..150 {
+            s.create_issue(&format!("Remote {k}"), "", &[], "alice");
+        }
+    }
+    let nb = Nb::new(&fake.url(), "");
+    for k in 0..15 {
+        assert!(nb.run(None, &["add", "idea", &format!("Local {k}")]).0);
+    }
+    fake.set_faults(labbook::github::fake::Faults {
+        delay: Some(std::time::Duration::from_millis(60)),
+        ..Default::default()
+    });
+    // Kill -9 at several points of successive runs.
+    let mut partial = Vec::new();
+    for wait_ms in [300u64, 300, 500, 500] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labbook"))
+            .current_dir(nb.dir.path())
+            .env_remove("LABBOOK_DB")
+            .env_remove("LABBOOK_CONFIG")
+            .env("PATH", nb.dir.path())
+            .env("LABBOOK_LOG_FILE", nb.dir.path().join("labbook.log"))
+            .env("GITHUB_TOKEN", TOKEN)
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (_, status, _) = nb.run(None, &[]);
+        let linked: usize = status
+            .lines()
+            .find_map(|l| l.strip_prefix("GitHub: "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        partial.push(linked);
+    }
+    assert!(
+        partial.iter().any(|n| (1..165).contains(n)),
+        "at least one run was killed half-way: {partial:?}"
+    );
+    fake.set_faults(Default::default());
+    eprintln!("linked after each kill: {partial:?}");
+    let (ok, _, err) = nb.run(Some(TOKEN), &["sync"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = nb.run(Some(TOKEN), &["sync"]);
+    assert!(ok);
+    assert!(out.contains("already in step"), "{out}");
+    let s = fake.state();
+    assert_eq!(s.issues.len(), 165, "one issue per local item, none twice");
+    for k in 1..=15 {
+        assert_eq!(s.issues_with(&format!("<!-- labbook:I-{k} -->")).len(), 1);
+    }
+    drop(s);
+    let (_, out, _) = nb.run(None, &["list", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        165,
+        "each remote issue imported once"
+    );
+}
