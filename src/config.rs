@@ -21,9 +21,70 @@ pub struct AppConfig {
     #[serde(default)]
     pub theme: Option<toml::Table>,
     #[serde(default)]
-    pub github: Option<toml::Table>,
+    pub github: Option<GithubConfig>,
     #[serde(default)]
     pub runner: Option<toml::Table>,
+}
+
+/// `[github]`: which repository `labbook sync` keeps in step with the notebook.
+/// The token is never part of the config (see `docs/github.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// `owner/name`.
+    pub repo: String,
+    /// REST API root: `https://api.github.com`, `https://HOST/api/v3` for GitHub Enterprise.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Item kinds that become issues.
+    #[serde(default = "default_kinds")]
+    pub kinds: Vec<crate::model::Kind>,
+    /// Minimum pause between two writes (POST/PATCH), as GitHub asks of integrations.
+    #[serde(default = "default_write_interval_ms")]
+    pub write_interval_ms: u64,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Retries of a failed read or idempotent write (5xx, timeouts, dropped connections).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The longest rate-limit wait `sync` sits through before giving up (it resumes later).
+    #[serde(default = "default_max_wait_secs")]
+    pub max_wait_secs: u64,
+}
+
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_kinds() -> Vec<crate::model::Kind> {
+    crate::model::Kind::ALL.to_vec()
+}
+fn default_write_interval_ms() -> u64 {
+    1000
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_max_wait_secs() -> u64 {
+    900
+}
+
+impl GithubConfig {
+    /// A config for `repo` at `api_url` with the defaults for everything else.
+    pub fn new(repo: &str, api_url: &str) -> GithubConfig {
+        GithubConfig {
+            repo: repo.into(),
+            api_url: api_url.into(),
+            kinds: default_kinds(),
+            write_interval_ms: default_write_interval_ms(),
+            timeout_secs: default_timeout_secs(),
+            retries: default_retries(),
+            max_wait_secs: default_max_wait_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -136,5 +197,19 @@ mod tests {
         assert!(msg.starts_with("configs/labbook.toml:3:"), "{msg}");
         let ok = AppConfig::parse("[user]\nname = \"ada\"\n", Path::new("x")).unwrap();
         assert_eq!(author(&ok), "ada");
+    }
+
+    #[test]
+    fn github_section_is_typed() {
+        let text = "[github]\nrepo = \"lab/nb\"\nkinds = [\"task\", \"idea\"]\n";
+        let cfg = AppConfig::parse(text, Path::new("x")).unwrap();
+        let gh = cfg.github.unwrap();
+        assert_eq!(gh.repo, "lab/nb");
+        assert_eq!(gh.api_url, "https://api.github.com");
+        assert_eq!(gh.kinds.len(), 2);
+        let err = AppConfig::parse("[github]\nrepo = \"a/b\"\ntoken = \"x\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token"), "{err}");
     }
 }

@@ -72,6 +72,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A GitHub sync failure (never contains the token).
+    #[error("GitHub sync: {0}")]
+    Github(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

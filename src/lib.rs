@@ -9,6 +9,7 @@ pub mod editview;
 pub mod error;
 pub mod example;
 pub mod export;
+pub mod github;
 pub mod model;
 pub mod recorder;
 pub mod store;

@@ -12,6 +12,7 @@ mod add;
 mod backup;
 mod bench;
 mod comment;
+mod conflicts;
 pub(crate) mod edit;
 mod export;
 mod import;
@@ -24,6 +25,7 @@ mod run;
 mod search;
 mod show;
 mod status;
+mod sync;
 mod tag;
 
 /// A terminal-first lab notebook and experiment tracker.
@@ -85,6 +87,12 @@ enum Command {
     Status,
     /// Measure labbook's speed (see docs/performance.md).
     Bench(bench::Args),
+    /// Two-way sync with the GitHub repo in `[github]` (see docs/github.md).
+    Sync(sync::Args),
+    /// List fields changed both here and on GitHub since the last sync.
+    Conflicts(conflicts::ConflictsArgs),
+    /// Settle a sync conflict: keep yours, take GitHub's, or edit the value.
+    Resolve(conflicts::ResolveArgs),
 }
 
 /// What every command gets: where the notebook is and who is working.
@@ -160,6 +168,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Backup(a)) => backup::cmd_backup(&env, a),
         Some(Command::Run(a)) => run::cmd_run(&env, a),
         Some(Command::Bench(a)) => bench::cmd_bench(&env, a),
+        Some(Command::Sync(a)) => sync::cmd_sync(&env, a),
+        Some(Command::Conflicts(a)) => conflicts::cmd_conflicts(&env, a),
+        Some(Command::Resolve(a)) => conflicts::cmd_resolve(&env, a),
     }
 }
 

@@ -45,6 +45,14 @@ fn show_item(store: &Store, id: ItemId, with_history: bool, json: bool) -> Resul
     if !item.tags.is_empty() {
         println!("tags: {}", item.tags.join(", "));
     }
+    if let Some(s) = store.sync_state(id)? {
+        let state = match s.status {
+            labbook::github::SyncStatus::Synced => "in step",
+            labbook::github::SyncStatus::Modified => "changed here since the last sync",
+            labbook::github::SyncStatus::Conflict => "conflict: see `labbook conflicts`",
+        };
+        println!("github: {}#{} ({state})", s.repo, s.issue);
+    }
     for (k, v) in item.fields.entries() {
         if k == "bibtex" {
             continue;

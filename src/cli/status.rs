@@ -23,6 +23,20 @@ pub fn cmd_status(env: &Env) -> Result<()> {
         .map(|(k, n)| format!("{n} {}", k.plural().to_lowercase()))
         .collect();
     println!("{} · {} runs", parts.join(" · "), runs.len());
+    let sync = store.sync_summary()?;
+    if sync.linked > 0 || sync.conflicts > 0 {
+        let last = sync
+            .last_sync
+            .as_deref()
+            .map(|t| format!(" · last sync {}", &t[..t.len().min(16)]))
+            .unwrap_or_default();
+        let conflicts = if sync.conflicts > 0 {
+            format!(" · {} conflict(s): labbook conflicts", sync.conflicts)
+        } else {
+            String::new()
+        };
+        println!("GitHub: {} items synced{conflicts}{last}", sync.linked);
+    }
     if total == 0 {
         println!("\nThe notebook is empty. Next steps:");
         println!("  labbook init --example          seed an example Mamba project");

@@ -83,6 +83,15 @@ pub(crate) fn get_item(conn: &rusqlite::Connection, id: ItemId) -> Result<Item> 
     .ok_or(Error::NotFound(id))
 }
 
+pub(crate) fn get_item_by_rowid(conn: &rusqlite::Connection, rowid: i64) -> Result<Item> {
+    conn.query_row(
+        &format!("SELECT {ITEM_COLS} FROM items WHERE id = ?1"),
+        [rowid],
+        item_from_row,
+    )
+    .map_err(Error::from)
+}
+
 fn record(
     tx: &Transaction,
     ctx: &Ctx,
@@ -184,7 +193,12 @@ pub fn insert_item(tx: &Transaction, ctx: &Ctx, new: &NewItem) -> Result<Item> {
     get_item(tx, id)
 }
 
-fn apply_patch(tx: &Transaction, ctx: &Ctx, id: ItemId, patch: &ItemPatch) -> Result<Item> {
+pub(crate) fn apply_patch(
+    tx: &Transaction,
+    ctx: &Ctx,
+    id: ItemId,
+    patch: &ItemPatch,
+) -> Result<Item> {
     let item = get_item(tx, id)?;
     let rowid = item.rowid;
     let mut changed = false;

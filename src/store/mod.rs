@@ -8,7 +8,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::{Error, Result};
 
-mod items;
+pub(crate) mod items;
 mod links;
 mod runs;
 mod search;
@@ -23,12 +23,15 @@ pub use search::SearchHit;
 const APPLICATION_ID: i64 = 0x4c42_4b31;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("schema.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("schema.sql")),
+        M::up(include_str!("sync.sql")),
+    ])
 }
 
 /// Number of schema versions this binary knows.
 pub fn schema_version() -> i64 {
-    1
+    2
 }
 
 /// How long a writer waits for another process's transaction before giving up.

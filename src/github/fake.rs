@@ -1,0 +1,762 @@
+//! A stateful fake of the GitHub REST API subset that sync uses, served over real HTTP on
+//! 127.0.0.1 (std `TcpListener`, one thread per connection, `Connection: close`).
+//!
+//! Used by the tests and by `cargo run --example fake-github` to try sync offline.
+//! It implements issues (list with `state`/`since`/`sort`/`direction`/Link pagination,
+//! get, create, update), comments (per issue and repo-wide), ETag/304 (304s do not use
+//! rate limit), rate-limit headers and switchable faults ([`Faults`]).
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Faults to inject; all off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Probability of answering 500 or 502 before doing anything.
+    pub error_rate: f64,
+    /// Probability of dropping the connection before doing anything.
+    pub drop_rate: f64,
+    /// Probability (writes only) of applying the write, then dropping the connection.
+    pub drop_after_write_rate: f64,
+    /// Delay before every answer.
+    pub delay: Option<Duration>,
+    /// After this many requests, drop every connection (a network cut / a kill).
+    pub cut_after: Option<u64>,
+    /// Every Nth request gets a 429 with `retry-after: 1` (secondary rate limit).
+    pub secondary_every: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeIssue {
+    pub number: u64,
+    pub title: String,
+    pub body: Option<String>,
+    pub state: String,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub user: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub is_pr: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeComment {
+    pub id: u64,
+    pub issue: u64,
+    pub body: String,
+    pub user: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Everything the fake knows. Tests may read and change it through [`FakeGithub::state`].
+#[derive(Debug)]
+pub struct FakeState {
+    pub token: String,
+    pub repo: String,
+    /// Login of the token's user (author of what sync creates).
+    pub login: String,
+    pub issues: Vec<FakeIssue>,
+    pub comments: Vec<FakeComment>,
+    pub faults: Faults,
+    /// Every request: (method, path with query, status answered; 0 = dropped).
+    pub log: Vec<(String, String, u16)>,
+    pub rate_limit: u64,
+    pub rate_remaining: u64,
+    /// Unix second when the primary rate limit refills.
+    pub rate_reset: u64,
+    /// Creates whose title contains this are refused with 422 (a validation error).
+    pub reject_titles_with: Option<String>,
+    next_comment_id: u64,
+    rng: u64,
+}
+
+impl FakeState {
+    fn rand(&mut self) -> f64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Adds an issue as a GitHub user would. Returns its number.
+    pub fn create_issue(&mut self, title: &str, body: &str, labels: &[&str], user: &str) -> u64 {
+        let number = self.next_number();
+        let now = now();
+        self.issues.push(FakeIssue {
+            number,
+            title: title.into(),
+            body: Some(body.into()),
+            state: "open".into(),
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            assignees: vec![],
+            user: user.into(),
+            created_at: now.clone(),
+            updated_at: now,
+            is_pr: false,
+        });
+        number
+    }
+
+    /// Adds a pull request (listed with issues, as on GitHub).
+    pub fn create_pr(&mut self, title: &str) -> u64 {
+        let n = self.create_issue(title, "a PR", &[], "alice");
+        self.issue_mut(n).is_pr = true;
+        n
+    }
+
+    fn next_number(&self) -> u64 {
+        self.issues.iter().map(|i| i.number).max().unwrap_or(0) + 1
+    }
+
+    pub fn issue(&self, number: u64) -> &FakeIssue {
+        self.issues
+            .iter()
+            .find(|i| i.number == number)
+            .expect("no such fake issue")
+    }
+
+    /// Mutable access that also bumps `updated_at`, as any edit on GitHub does.
+    pub fn issue_mut(&mut self, number: u64) -> &mut FakeIssue {
+        let now = now();
+        let i = self
+            .issues
+            .iter_mut()
+            .find(|i| i.number == number)
+            .expect("no such fake issue");
+        i.updated_at = now;
+        i
+    }
+
+    pub fn add_comment(&mut self, issue: u64, body: &str, user: &str) -> u64 {
+        self.next_comment_id += 1;
+        let now = now();
+        self.comments.push(FakeComment {
+            id: self.next_comment_id,
+            issue,
+            body: body.into(),
+            user: user.into(),
+            created_at: now.clone(),
+            updated_at: now,
+        });
+        self.next_comment_id
+    }
+
+    /// Deletes an issue (and its comments), as an admin can on GitHub.
+    pub fn delete_issue(&mut self, number: u64) {
+        self.issues.retain(|i| i.number != number);
+        self.comments.retain(|c| c.issue != number);
+    }
+
+    pub fn comments_on(&self, issue: u64) -> Vec<&FakeComment> {
+        self.comments.iter().filter(|c| c.issue == issue).collect()
+    }
+
+    /// Issues (not PRs) whose body carries `marker`.
+    pub fn issues_with(&self, marker: &str) -> Vec<&FakeIssue> {
+        self.issues
+            .iter()
+            .filter(|i| !i.is_pr && i.body.as_deref().is_some_and(|b| b.contains(marker)))
+            .collect()
+    }
+
+    /// Requests answered (any status) since the log was last cleared.
+    pub fn request_count(&self) -> usize {
+        self.log.len()
+    }
+}
+
+/// A running fake server. Dropping it stops accepting connections.
+pub struct FakeGithub {
+    addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeGithub {
+    /// Starts on a free port of 127.0.0.1 for repo `owner/name`, accepting `token`.
+    pub fn start(repo: &str, token: &str) -> std::io::Result<FakeGithub> {
+        Self::start_on("127.0.0.1:0", repo, token)
+    }
+
+    pub fn start_on(addr: &str, repo: &str, token: &str) -> std::io::Result<FakeGithub> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(FakeState {
+            token: token.into(),
+            repo: repo.into(),
+            login: "labbook-bot".into(),
+            issues: vec![],
+            comments: vec![],
+            faults: Faults::default(),
+            log: vec![],
+            rate_limit: 5000,
+            rate_remaining: 5000,
+            rate_reset: unix_now() + 3600,
+            reject_titles_with: None,
+            next_comment_id: 1000,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let st = st.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve(conn, &st);
+                    });
+                }
+            }
+        });
+        Ok(FakeGithub { addr, state, stop })
+    }
+
+    /// `http://127.0.0.1:PORT` — use as `api_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.state().faults = faults;
+    }
+}
+
+impl Drop for FakeGithub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    target: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
+    let query = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), pct_decode(v))
+        })
+        .collect();
+    Ok(Request {
+        method,
+        path: path.to_string(),
+        query,
+        target: target.clone(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn serve(mut conn: TcpStream, state: &Mutex<FakeState>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = read_request(&conn)?;
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    // Decide faults first.
+    let (delay, fault) = {
+        let mut s = lock();
+        let n = s.log.len() as u64 + 1;
+        let f = s.faults.clone();
+        let fault = if f.cut_after.is_some_and(|c| n > c) || s.rand() < f.drop_rate {
+            Some(0)
+        } else if s.rand() < f.error_rate {
+            Some(if s.rand() < 0.5 { 500 } else { 502 })
+        } else if f
+            .secondary_every
+            .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+        {
+            Some(429)
+        } else {
+            None
+        };
+        (f.delay, fault)
+    };
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
+    let resp = match fault {
+        Some(0) => {
+            lock().log.push((req.method.clone(), req.target.clone(), 0));
+            return Ok(()); // dropped: close without an answer
+        }
+        Some(429) => Response {
+            status: 429,
+            headers: vec![("retry-after".into(), "1".into())],
+            body: json!({"message": "You have exceeded a secondary rate limit."}).to_string(),
+        },
+        Some(code) => Response {
+            status: code,
+            headers: vec![],
+            body: json!({"message": "Server Error"}).to_string(),
+        },
+        None => {
+            let mut s = lock();
+            let resp = handle(&mut s, &req);
+            let write = req.method != "GET";
+            if write && resp.status < 300 && {
+                let p = s.faults.drop_after_write_rate;
+                s.rand() < p
+            } {
+                s.log.push((req.method.clone(), req.target.clone(), 0));
+                return Ok(()); // applied, but the answer is lost
+            }
+            resp
+        }
+    };
+    let mut s = lock();
+    s.log
+        .push((req.method.clone(), req.target.clone(), resp.status));
+    let mut headers = resp.headers;
+    headers.push(("x-ratelimit-limit".into(), s.rate_limit.to_string()));
+    headers.push(("x-ratelimit-remaining".into(), s.rate_remaining.to_string()));
+    headers.push(("x-ratelimit-reset".into(), s.rate_reset.to_string()));
+    drop(s);
+    let reason = match resp.status {
+        200 => "OK",
+        201 => "Created",
+        304 => "Not Modified",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        _ => "Status",
+    };
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", resp.status);
+    for (k, v) in &headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = if resp.status == 304 { "" } else { &resp.body };
+    out.push_str(&format!(
+        "content-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    conn.write_all(out.as_bytes())?;
+    conn.flush()
+}
+
+fn err(status: u16, message: &str) -> Response {
+    Response {
+        status,
+        headers: vec![],
+        body: json!({ "message": message }).to_string(),
+    }
+}
+
+fn handle(s: &mut FakeState, req: &Request) -> Response {
+    let auth = req.headers.get("authorization").map(String::as_str);
+    let ok_auth =
+        auth == Some(&format!("Bearer {}", s.token)) || auth == Some(&format!("token {}", s.token));
+    if !ok_auth {
+        return err(401, "Bad credentials");
+    }
+    // Primary rate limit (304s are free, as on GitHub).
+    let now = unix_now();
+    if now >= s.rate_reset {
+        s.rate_remaining = s.rate_limit;
+        s.rate_reset = now + 3600;
+    }
+    if s.rate_remaining == 0 {
+        return err(403, "API rate limit exceeded for user.");
+    }
+    let path = req.path.strip_prefix("/api/v3").unwrap_or(&req.path);
+    let prefix = format!("/repos/{}/", s.repo);
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return err(404, "Not Found");
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    let base = format!(
+        "http://{}{}",
+        req.headers.get("host").cloned().unwrap_or_default(),
+        if req.path.starts_with("/api/v3") {
+            "/api/v3"
+        } else {
+            ""
+        }
+    );
+    let resp = match (req.method.as_str(), segs.as_slice()) {
+        ("GET", ["issues"]) => list_issues(s, req, &base),
+        ("POST", ["issues"]) => create_issue(s, req, &base),
+        ("GET", ["issues", "comments"]) => list_repo_comments(s, req, &base),
+        ("GET", ["issues", n]) => match n.parse().ok().and_then(|n| find(s, n)) {
+            Some(i) => ok(200, issue_json(&s.issues[i], &base, &s.repo)),
+            None => err(404, "Not Found"),
+        },
+        ("PATCH", ["issues", n]) => match n.parse().ok().and_then(|n| find(s, n)) {
+            Some(i) => update_issue(s, i, req, &base),
+            None => err(404, "Not Found"),
+        },
+        ("GET", ["issues", n, "comments"]) => match n.parse::<u64>() {
+            Ok(n) if find(s, n).is_some() => {
+                let all: Vec<Value> = s
+                    .comments
+                    .iter()
+                    .filter(|c| c.issue == n)
+                    .map(|c| comment_json(c, &base, &s.repo))
+                    .collect();
+                paginate(req, &base, all)
+            }
+            _ => err(404, "Not Found"),
+        },
+        ("POST", ["issues", n, "comments"]) => match n.parse::<u64>() {
+            Ok(n) if find(s, n).is_some() => {
+                let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                let body = v["body"].as_str().unwrap_or("").to_string();
+                if body.chars().count() > 65_536 {
+                    return too_long("body");
+                }
+                let login = s.login.clone();
+                let id = s.add_comment(n, &body, &login);
+                let c = s.comments.iter().find(|c| c.id == id).unwrap();
+                ok(201, comment_json(c, &base, &s.repo))
+            }
+            _ => err(404, "Not Found"),
+        },
+        _ => err(404, "Not Found"),
+    };
+    if resp.status != 304 {
+        s.rate_remaining = s.rate_remaining.saturating_sub(1);
+    }
+    resp
+}
+
+fn too_long(field: &str) -> Response {
+    Response {
+        status: 422,
+        headers: vec![],
+        body: json!({"message": "Validation Failed", "errors": [{"resource": "Issue", "field": field, "code": "custom", "message": format!("{field} is too long (maximum is 65536 characters)")}]}).to_string(),
+    }
+}
+
+fn find(s: &FakeState, n: u64) -> Option<usize> {
+    s.issues.iter().position(|i| i.number == n)
+}
+
+fn ok(status: u16, v: Value) -> Response {
+    Response {
+        status,
+        headers: vec![],
+        body: v.to_string(),
+    }
+}
+
+fn issue_json(i: &FakeIssue, base: &str, repo: &str) -> Value {
+    let mut v = json!({
+        "id": i.number * 10 + 7,
+        "number": i.number,
+        "title": i.title,
+        "body": i.body,
+        "state": i.state,
+        "labels": i.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "assignee": i.assignees.first().map(|a| json!({"login": a})),
+        "assignees": i.assignees.iter().map(|a| json!({"login": a})).collect::<Vec<_>>(),
+        "user": {"login": i.user},
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "url": format!("{base}/repos/{repo}/issues/{}", i.number),
+        "html_url": format!("https://github.com/{repo}/issues/{}", i.number),
+    });
+    if i.is_pr {
+        v["pull_request"] = json!({"url": format!("{base}/repos/{repo}/pulls/{}", i.number)});
+    }
+    v
+}
+
+fn comment_json(c: &FakeComment, base: &str, repo: &str) -> Value {
+    json!({
+        "id": c.id,
+        "body": c.body,
+        "user": {"login": c.user},
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "issue_url": format!("{base}/repos/{repo}/issues/{}", c.issue),
+    })
+}
+
+/// Pages `all` by `per_page`/`page`, with a Link header and a content ETag.
+fn paginate(req: &Request, base: &str, all: Vec<Value>) -> Response {
+    let per_page: usize = req
+        .query
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: usize = req
+        .query
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let last = all.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let body = Value::Array(items).to_string();
+    let mut headers = Vec::new();
+    let path = req.path.clone();
+    let link_for = |p: usize| {
+        let mut q: Vec<String> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "page")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        q.push(format!("page={p}"));
+        format!(
+            "<{base}{}?{}>",
+            path.strip_prefix("/api/v3").unwrap_or(&path),
+            q.join("&")
+        )
+    };
+    if page < last {
+        headers.push((
+            "link".into(),
+            format!(
+                "{}; rel=\"next\", {}; rel=\"last\"",
+                link_for(page + 1),
+                link_for(last)
+            ),
+        ));
+    }
+    let etag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        headers.hash(&mut h);
+        format!("W/\"{:016x}\"", h.finish())
+    };
+    if req.headers.get("if-none-match") == Some(&etag) {
+        return Response {
+            status: 304,
+            headers: vec![("etag".into(), etag)],
+            body: String::new(),
+        };
+    }
+    headers.push(("etag".into(), etag));
+    Response {
+        status: 200,
+        headers,
+        body,
+    }
+}
+
+fn sort_filter<T>(
+    req: &Request,
+    mut v: Vec<T>,
+    created: impl Fn(&T) -> (&str, u64),
+    updated: impl Fn(&T) -> (&str, u64),
+) -> Vec<T> {
+    if let Some(since) = req.query.get("since") {
+        v.retain(|x| updated(x).0 >= since.as_str());
+    }
+    let by_updated = req.query.get("sort").map(String::as_str) == Some("updated");
+    let key = |x: &T| {
+        if by_updated {
+            let (t, n) = updated(x);
+            (t.to_string(), n)
+        } else {
+            let (t, n) = created(x);
+            (t.to_string(), n)
+        }
+    };
+    v.sort_by_key(key);
+    if req.query.get("direction").map(String::as_str) != Some("asc") {
+        v.reverse();
+    }
+    v
+}
+
+fn list_issues(s: &FakeState, req: &Request, base: &str) -> Response {
+    let state = req.query.get("state").map(String::as_str).unwrap_or("open");
+    let issues: Vec<&FakeIssue> = s
+        .issues
+        .iter()
+        .filter(|i| state == "all" || i.state == state)
+        .collect();
+    let issues = sort_filter(
+        req,
+        issues,
+        |i| (i.created_at.as_str(), i.number),
+        |i| (i.updated_at.as_str(), i.number),
+    );
+    let all = issues
+        .into_iter()
+        .map(|i| issue_json(i, base, &s.repo))
+        .collect();
+    paginate(req, base, all)
+}
+
+fn list_repo_comments(s: &FakeState, req: &Request, base: &str) -> Response {
+    let comments: Vec<&FakeComment> = s.comments.iter().collect();
+    let comments = sort_filter(
+        req,
+        comments,
+        |c| (c.created_at.as_str(), c.id),
+        |c| (c.updated_at.as_str(), c.id),
+    );
+    let all = comments
+        .into_iter()
+        .map(|c| comment_json(c, base, &s.repo))
+        .collect();
+    paginate(req, base, all)
+}
+
+fn str_list(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| {
+                x.as_str()
+                    .or_else(|| x["name"].as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    })
+}
+
+fn create_issue(s: &mut FakeState, req: &Request, base: &str) -> Response {
+    let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+    let Some(title) = v["title"].as_str().filter(|t| !t.trim().is_empty()) else {
+        return too_long_or("title", "title is missing");
+    };
+    let body = v["body"].as_str().unwrap_or("");
+    if body.chars().count() > 65_536 {
+        return too_long("body");
+    }
+    if s.reject_titles_with
+        .as_deref()
+        .is_some_and(|r| title.contains(r))
+    {
+        return too_long_or("title", "title is not allowed here");
+    }
+    let login = s.login.clone();
+    let n = s.create_issue(title, body, &[], &login);
+    let i = find(s, n).unwrap();
+    if let Some(l) = str_list(&v["labels"]) {
+        s.issues[i].labels = l;
+    }
+    if let Some(a) = str_list(&v["assignees"]) {
+        s.issues[i].assignees = a;
+    }
+    ok(201, issue_json(&s.issues[i], base, &s.repo))
+}
+
+fn too_long_or(field: &str, msg: &str) -> Response {
+    Response {
+        status: 422,
+        headers: vec![],
+        body: json!({"message": "Validation Failed", "errors": [{"field": field, "code": "missing_field", "message": msg}]}).to_string(),
+    }
+}
+
+fn update_issue(s: &mut FakeState, i: usize, req: &Request, base: &str) -> Response {
+    let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+    if let Some(b) = v["body"].as_str()
+        && b.chars().count() > 65_536
+    {
+        return too_long("body");
+    }
+    let number = s.issues[i].number;
+    let issue = s.issue_mut(number);
+    if let Some(t) = v["title"].as_str() {
+        issue.title = t.into();
+    }
+    if let Some(b) = v["body"].as_str() {
+        issue.body = Some(b.into());
+    }
+    if let Some(st) = v["state"].as_str() {
+        issue.state = st.into();
+    }
+    if let Some(l) = str_list(&v["labels"]) {
+        issue.labels = l;
+    }
+    if let Some(a) = str_list(&v["assignees"]) {
+        issue.assignees = a;
+    }
+    ok(200, issue_json(&s.issues[i], base, &s.repo))
+}
