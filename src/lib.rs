@@ -4,6 +4,7 @@
 //! is a thin layer over it.
 pub mod bench;
 pub mod bibtex;
+pub mod compare;
 pub mod config;
 pub mod editview;
 pub mod error;

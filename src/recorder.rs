@@ -86,6 +86,18 @@ pub fn create_run(
     experiment: Option<ItemId>,
     provenance: &Provenance,
 ) -> Result<RunId> {
+    create_run_in_sweep(store, cfg, config_path, experiment, provenance, None)
+}
+
+/// [`create_run`], recording the run as part of sweep `sweep`.
+pub fn create_run_in_sweep(
+    store: &mut Store,
+    cfg: &RunConfig,
+    config_path: Option<&Path>,
+    experiment: Option<ItemId>,
+    provenance: &Provenance,
+    sweep: Option<&str>,
+) -> Result<RunId> {
     cfg.validate().map_err(|e| Error::Invalid(e.to_string()))?;
     cfg.train
         .backend
@@ -110,7 +122,7 @@ pub fn create_run(
         }),
         host: provenance.host.clone(),
         steps_total: Some(cfg.train.steps as i64),
-        sweep: None,
+        sweep: sweep.map(str::to_string),
     })
 }
 
@@ -205,6 +217,35 @@ pub fn train_run(
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
+    train_run_resuming(store, run, cfg, checkpoint_dir, None, cancel, progress)
+}
+
+/// The directory of run `run`'s checkpoints and log: `runs/R-n/` beside the notebook.
+pub fn run_dir(db_path: &Path, run: RunId) -> PathBuf {
+    db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("runs")
+        .join(run.to_string())
+}
+
+/// Whether `dir` holds a checkpoint the engine can resume from.
+pub fn has_checkpoint(dir: &Path) -> bool {
+    dir.join("state.json").is_file() && dir.join("model.mpk").is_file()
+}
+
+/// [`train_run`], continuing from the checkpoint in `resume_from` when given.
+pub fn train_run_resuming(
+    store: &mut Store,
+    run: RunId,
+    cfg: &RunConfig,
+    checkpoint_dir: &Path,
+    resume_from: Option<&Path>,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
     store.start_run(run, std::process::id())?;
     let started = Instant::now();
     let mut rec = Recorder {
@@ -222,7 +263,7 @@ pub fn train_run(
         TrainOptions {
             checkpoint_dir: Some(checkpoint_dir.to_path_buf()),
             cancel,
-            resume_from: None,
+            resume_from: resume_from.map(Path::to_path_buf),
         },
         &mut rec,
     );

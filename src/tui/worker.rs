@@ -92,6 +92,9 @@ pub fn load_detail(store: &Store, id: ItemId) -> labbook::Result<(Item, Detail)>
     ))
 }
 
+/// How often the TUI looks for runs whose worker died.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn data_version(store: &Store) -> i64 {
     store
         .conn()
@@ -102,6 +105,9 @@ fn data_version(store: &Store) -> i64 {
 /// Runs the worker loop until `Shutdown` or the UI hangs up. `wake` is called after
 /// each reply so the UI can redraw.
 pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
+    // Runs whose worker died are marked crashed on start, and every few seconds after.
+    let _ = store.reap_crashed();
+    let mut last_reap = Instant::now();
     let mut version = data_version(&store);
     let mut shown: Option<ItemId> = None;
     let mut last_poll = Instant::now();
@@ -137,6 +143,10 @@ pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
         }
         if last_poll.elapsed() >= POLL {
             last_poll = Instant::now();
+            if last_reap.elapsed() >= REAP_EVERY {
+                last_reap = Instant::now();
+                let _ = store.reap_crashed();
+            }
             let v = data_version(&store);
             // Only other connections' commits change it, so our own writes do not reload twice.
             if v != version {
