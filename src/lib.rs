@@ -11,7 +11,9 @@ pub mod error;
 pub mod example;
 pub mod export;
 pub mod model;
+pub mod plot;
 pub mod recorder;
+pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};

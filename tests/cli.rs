@@ -817,3 +817,57 @@ fn detach_with_bad_config_or_backend_fails_before_any_row() {
     // Resuming a run that never checkpointed is a clear error.
     assert!(nb.fails(&["run", "--resume", "R-9"]).contains("R-9"));
 }
+
+#[test]
+fn plot_and_report_write_pngs_and_markdown() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    nb.ok(&[
+        "add",
+        "experiment",
+        "pattern scan",
+        "--hypothesis",
+        "AM beats MA",
+    ]);
+    let cfg = smoke_config();
+    let cfg = cfg.to_str().unwrap();
+    nb.ok(&["run", cfg, "-e", "E-1", "--set", "train.steps=20"]);
+    nb.ok(&[
+        "run",
+        cfg,
+        "-e",
+        "E-1",
+        "--set",
+        "train.steps=20",
+        "--set",
+        "model.pattern=AM",
+    ]);
+    let png = nb.dir.path().join("loss.png");
+    nb.ok(&[
+        "plot",
+        "R-1",
+        "R-2",
+        "--metric",
+        "loss",
+        "--out",
+        png.to_str().unwrap(),
+        "--log",
+        "--smooth",
+        "3",
+    ]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert!(
+        nb.fails(&["plot", "R-1", "--metric", "nope", "--out", "x.png"])
+            .contains("nope")
+    );
+    let out = nb.ok(&["report", "E-1"]);
+    assert!(out.contains("report.md"), "{out}");
+    let md = std::fs::read_to_string(nb.dir.path().join("reports/E-1/report.md")).unwrap();
+    assert!(
+        md.contains("AM beats MA") && md.contains("| R-2 |") && md.contains("model.pattern"),
+        "{md}"
+    );
+    assert!(md.contains("![loss](loss.png)"), "{md}");
+    assert!(nb.dir.path().join("reports/E-1/loss.png").exists());
+}

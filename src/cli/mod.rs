@@ -20,6 +20,7 @@ mod init;
 mod link;
 mod list;
 mod output;
+mod plot;
 mod rm;
 mod run;
 mod runs;
@@ -89,6 +90,10 @@ enum Command {
     Cancel(cancel::Args),
     /// Compare runs: the config keys that differ, final and best metrics.
     Compare(runs::CompareArgs),
+    /// Draw metric curves of runs into a PNG.
+    Plot(plot::Args),
+    /// Write a Markdown report of an experiment with PNG plots of its runs.
+    Report(plot::ReportArgs),
     #[command(hide = true)]
     RunWorker(run::WorkerArgs),
     #[command(hide = true)]
@@ -184,6 +189,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Runs(a)) => runs::cmd_runs(&env, a),
         Some(Command::Cancel(a)) => cancel::cmd_cancel(&env, a),
         Some(Command::Compare(a)) => runs::cmd_compare(&env, a),
+        Some(Command::Plot(a)) => plot::cmd_plot(&env, a),
+        Some(Command::Report(a)) => plot::cmd_report(&env, a),
         Some(Command::RunWorker(a)) => run::cmd_worker(&env, a),
         Some(Command::SweepWorker(a)) => run::cmd_sweep_worker(&env, a),
     }
