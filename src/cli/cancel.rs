@@ -2,6 +2,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
+use labbook::lifecycle::signal_stop;
 use labbook::model::RunId;
 use labbook::store::{RunStatus, pid_alive};
 
@@ -18,24 +19,6 @@ pub struct Args {
     /// Seconds --wait waits before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     timeout: u64,
-}
-
-/// Asks a worker to stop: SIGTERM, which it handles like Ctrl-C (checkpoint, then cancelled).
-fn signal_stop(pid: i64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("bad pid"))?;
-        // SAFETY: plain kill(2) on a pid read from the notebook and checked to be alive.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        Err(std::io::Error::other("cancelling needs a Unix system"))
-    }
 }
 
 pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {

@@ -46,6 +46,9 @@ pub enum Action {
     Link,
     Archive,
     Delete,
+    // Runs
+    ToggleLogScale,
+    CycleSmoothing,
     // Papers
     ImportBibtex,
     OpenUrl,

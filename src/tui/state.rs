@@ -132,6 +132,12 @@ pub struct App {
     pub focus: Focus,
     pub link_sel: usize,
     pub detail: Option<(Item, Detail)>,
+    /// Curves and log tail of the selected run.
+    pub run_view: Option<super::worker::RunView>,
+    /// Run curves on a log y axis.
+    pub log_scale: bool,
+    /// Moving-average window of the run curves (1 = raw).
+    pub smoothing: usize,
     pub detail_scroll: u16,
     pub mode: Mode,
     pub back: Vec<Loc>,
@@ -159,6 +165,9 @@ impl App {
             focus: Focus::List,
             link_sel: 0,
             detail: None,
+            run_view: None,
+            log_scale: false,
+            smoothing: 1,
             detail_scroll: 0,
             mode: Mode::Normal,
             back: Vec::new(),
@@ -400,6 +409,9 @@ impl App {
             Some(Sel::Item(id)) if self.detail.as_ref().is_none_or(|(i, _)| i.id != id) => {
                 vec![Effect::Send(Request::Detail(id))]
             }
+            Some(Sel::Run(id)) if self.run_view.as_ref().is_none_or(|v| v.run != id) => {
+                vec![Effect::Send(Request::RunView(id))]
+            }
             _ => Vec::new(),
         }
     }
@@ -518,7 +530,21 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
     match reply {
         Reply::Data(d) => {
             app.apply_data(d);
-            return app.detail_effects();
+            let mut fx = app.detail_effects();
+            // A selected run that is still going gets fresh curves with every reload.
+            if fx.is_empty()
+                && let Some(Sel::Run(id)) = app.selected()
+                && app
+                    .runs
+                    .iter()
+                    .any(|r| r.id == id && !r.status.is_finished())
+            {
+                fx.push(Effect::Send(Request::RunView(id)));
+            }
+            return fx;
+        }
+        Reply::RunView(v) => {
+            app.run_view = Some(v);
         }
         Reply::Detail(id, item, d) => {
             if app.detail.as_ref().is_none_or(|(i, _)| i.id != id) {
@@ -755,6 +781,18 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 });
             }
         }
+        Action::Archive if app.tab == RUNS_TAB => {
+            // On the Runs tab, `d` stops the selected run (graceful, resumable: no question).
+            match app.run_at(app.view().selected) {
+                Some(r) if !r.status.is_finished() => {
+                    let id = r.id;
+                    app.info(format!("stopping {id}…"));
+                    return vec![Effect::Send(Request::CancelRun(id))];
+                }
+                Some(r) => app.error(format!("{} is already {}", r.id, r.status)),
+                None => app.error("no run selected"),
+            }
+        }
         Action::Archive | Action::Delete => {
             if let Some(item) = needs_item(app) {
                 let what = if matches!(action, Action::Archive) {
@@ -764,6 +802,22 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 };
                 app.mode = Mode::Confirm(what, Box::new(Mode::Normal));
             }
+        }
+        Action::ToggleLogScale => {
+            app.log_scale = !app.log_scale;
+            app.info(if app.log_scale {
+                "curves: log scale"
+            } else {
+                "curves: linear scale"
+            });
+        }
+        Action::CycleSmoothing => {
+            app.smoothing = match app.smoothing {
+                1 => 10,
+                10 => 50,
+                _ => 1,
+            };
+            app.info(format!("curves: smoothing {}", app.smoothing));
         }
         Action::ImportBibtex => {
             app.mode = Mode::Prompt(PromptState {

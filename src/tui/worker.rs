@@ -33,6 +33,10 @@ pub enum Request {
         for_filter: bool,
     },
     ImportBibtex(PathBuf),
+    /// Curves and log tail of a run.
+    RunView(labbook::model::RunId),
+    /// Stop a run (queued: cancelled; running: SIGTERM to its worker).
+    CancelRun(labbook::model::RunId),
     Shutdown,
 }
 
@@ -65,11 +69,65 @@ pub enum Reply {
         select: Option<ItemId>,
     },
     Failed(String),
+    RunView(RunView),
     SearchHits {
         query: String,
         for_filter: bool,
         hits: Vec<(ItemId, String, String)>,
     },
+}
+
+/// A run's curves (metric, points) and the last lines of its log, for the run view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub run: labbook::model::RunId,
+    pub curves: Vec<(String, Vec<(f64, f64)>)>,
+    pub log_tail: Vec<String>,
+}
+
+/// Most points per curve sent to the chart (evenly thinned; the last point is kept).
+const MAX_CHART_POINTS: usize = 600;
+
+/// Loads the run view: loss, accuracy and the first eval accuracy, and 12 log lines.
+pub fn load_run_view(store: &Store, id: labbook::model::RunId) -> labbook::Result<RunView> {
+    let keys = store.metric_keys(id)?;
+    let mut wanted: Vec<String> = ["loss", "accuracy"]
+        .into_iter()
+        .filter(|k| keys.iter().any(|x| x == k))
+        .map(str::to_string)
+        .collect();
+    wanted.extend(keys.iter().find(|k| k.starts_with("eval/acc")).cloned());
+    let mut curves = Vec::new();
+    for k in wanted {
+        let s = store.metric_series(id, &k)?;
+        let stride = s.len().div_ceil(MAX_CHART_POINTS).max(1);
+        let mut pts: Vec<(f64, f64)> = s
+            .iter()
+            .step_by(stride)
+            .map(|&(x, y)| (x as f64, y))
+            .collect();
+        if let Some(&(x, y)) = s.last()
+            && pts.last().map(|p| p.0) != Some(x as f64)
+        {
+            pts.push((x as f64, y));
+        }
+        curves.push((k, pts));
+    }
+    let log = labbook::recorder::run_dir(store.path(), id).join("log.txt");
+    let log_tail = std::fs::read_to_string(&log)
+        .map(|t| {
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(12)..]
+                .iter()
+                .map(|l| l.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RunView {
+        run: id,
+        curves,
+        log_tail,
+    })
 }
 
 /// Loads the lists (used by the worker and the benchmark).
@@ -277,6 +335,14 @@ fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Re
                         first,
                     )
                 });
+            write(store, shown, r)
+        }
+        Request::RunView(id) => match load_run_view(store, id) {
+            Ok(v) => vec![Reply::RunView(v)],
+            Err(e) => vec![Reply::Failed(e.to_string())],
+        },
+        Request::CancelRun(id) => {
+            let r = labbook::lifecycle::request_stop(store, id).map(|msg| (msg, None));
             write(store, shown, r)
         }
         Request::Shutdown => Vec::new(),
