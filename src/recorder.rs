@@ -144,6 +144,10 @@ struct Recorder<'a> {
     step: u64,
     progress: &'a mut dyn Progress,
     error: Option<Error>,
+    /// Time spent in this observer (buffering, flushing): the cost of logging.
+    spent: std::time::Duration,
+    points: u64,
+    flushes: u64,
 }
 
 impl Recorder<'_> {
@@ -161,6 +165,7 @@ impl Recorder<'_> {
     }
 
     fn flush(&mut self) {
+        self.flushes += 1;
         if self.buffer.is_empty() && self.error.is_none() {
             let _ = self
                 .store
@@ -183,13 +188,19 @@ impl Recorder<'_> {
 
 impl TrainObserver for Recorder<'_> {
     fn on_step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]) {
+        let t = Instant::now();
         self.step = step;
+        self.points += metrics.len() as u64;
         self.push(step, metrics);
+        self.spent += t.elapsed();
         self.progress.step(step, total, metrics);
     }
 
     fn on_eval(&mut self, step: u64, metrics: &[(String, f64)]) {
+        let t = Instant::now();
+        self.points += metrics.len() as u64;
         self.push(step, metrics);
+        self.spent += t.elapsed();
         self.progress.eval(step, metrics);
     }
 }
@@ -204,6 +215,10 @@ pub struct RunOutcome {
     pub wall_time_s: f64,
     pub error: Option<String>,
     pub checkpoint: Option<PathBuf>,
+    /// Seconds spent recording metrics (buffering and writing to the notebook).
+    pub logging_s: f64,
+    pub metric_points: u64,
+    pub flushes: u64,
 }
 
 /// Trains run `run` (already created) and records everything about it in the notebook.
@@ -257,6 +272,9 @@ pub fn train_run_resuming(
         step: 0,
         progress,
         error: None,
+        spent: std::time::Duration::ZERO,
+        points: 0,
+        flushes: 0,
     };
     let result = train(
         cfg,
@@ -267,7 +285,10 @@ pub fn train_run_resuming(
         },
         &mut rec,
     );
+    let t = Instant::now();
     rec.flush();
+    rec.spent += t.elapsed();
+    let (logging_s, metric_points, flushes) = (rec.spent.as_secs_f64(), rec.points, rec.flushes);
     let steps_done = rec.step;
     if let Some(e) = rec.error.take() {
         return Err(e);
@@ -305,6 +326,9 @@ pub fn train_run_resuming(
         wall_time_s: started.elapsed().as_secs_f64(),
         error,
         checkpoint,
+        logging_s,
+        metric_points,
+        flushes,
     })
 }
 
