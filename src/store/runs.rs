@@ -536,6 +536,65 @@ mod tests {
     }
 
     #[test]
+    fn claim_cancel_requeue_and_reap() {
+        let (_d, mut s) = temp_store();
+        let host = crate::recorder::hostname();
+        let new = || NewRun {
+            config: String::new(),
+            host: host.clone(),
+            ..Default::default()
+        };
+        // A queued run can be claimed once; a cancelled one cannot be claimed.
+        let a = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(a, std::process::id()).unwrap());
+        assert!(!s.claim_run(a, std::process::id()).unwrap());
+        let b = s.create_run(&new()).unwrap();
+        assert!(s.cancel_queued(b).unwrap());
+        assert!(!s.claim_run(b, 1).unwrap());
+        assert_eq!(s.get_run(b).unwrap().status, RunStatus::Cancelled);
+        // Healthy (our own pid, fresh heartbeat): left alone.
+        assert!(s.reap_crashed().unwrap().is_empty());
+        // Dead pid on this host: crashed, metrics kept.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let c = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(c, dead).unwrap());
+        let p = MetricPoint {
+            step: 1,
+            key: "loss".into(),
+            value: 1.0,
+            wall_time: 0.1,
+        };
+        s.append_metrics(c, &[p], Some(1)).unwrap();
+        // Alive pid but a heartbeat older than 15 s: crashed too.
+        let d = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(d, std::process::id()).unwrap());
+        s.conn
+            .execute(
+                "UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+                [d.0],
+            )
+            .unwrap();
+        assert_eq!(s.reap_crashed().unwrap(), vec![c, d]);
+        let rc = s.get_run(c).unwrap();
+        assert_eq!(rc.status, RunStatus::Crashed);
+        assert!(rc.error.unwrap().contains("died"));
+        assert_eq!(s.metric_series(c, "loss").unwrap().len(), 1);
+        assert!(s.get_run(d).unwrap().error.unwrap().contains("heartbeat"));
+        assert_eq!(s.get_run(a).unwrap().status, RunStatus::Running);
+        // Stopped runs can be requeued for resume; running ones cannot.
+        s.requeue_run(c).unwrap();
+        assert_eq!(s.get_run(c).unwrap().status, RunStatus::Queued);
+        assert!(
+            s.requeue_run(a)
+                .unwrap_err()
+                .to_string()
+                .contains("running")
+        );
+    }
+
+    #[test]
     fn run_needs_an_experiment_id() {
         let (_d, mut s) = temp_store();
         let t = s.add_item(NewItem::new(Kind::Task, "t")).unwrap().id;
