@@ -69,7 +69,12 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
         "search everything, jump to a hit",
         &["s", "ctrl-f"],
     ),
-    ("add", "Edit", "add an item to this tab", &["a"]),
+    (
+        "add",
+        "Edit",
+        "add an item to this tab · start a run",
+        &["a"],
+    ),
     ("edit", "Edit", "edit fields in a form", &["e"]),
     ("edit_body", "Edit", "edit in $EDITOR", &["E"]),
     ("status", "Edit", "next status", &["x", "space"]),

@@ -80,6 +80,8 @@ pub enum PromptKind {
     Tag(ItemId),
     Comment(ItemId),
     Import,
+    /// Start a detached run: a config file, optionally followed by `--set k=v` etc.
+    LaunchRun,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -731,7 +733,12 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Add => match tab_kind(app.tab) {
             Some(kind) => app.mode = Mode::Form(FormState::add(kind)),
-            None => app.error("runs are recorded by `labbook run`, not added here"),
+            None => {
+                app.mode = Mode::Prompt(PromptState {
+                    kind: PromptKind::LaunchRun,
+                    input: "configs/".into(),
+                })
+            }
         },
         Action::EditFields => {
             if let Some(item) = needs_item(app) {
@@ -1117,7 +1124,13 @@ fn prompt(app: &mut App, mut p: PromptState, action: Action) -> Vec<Effect> {
                 app.mode = Mode::Prompt(p);
                 return Vec::new();
             }
+            if p.kind == PromptKind::LaunchRun {
+                let args = text.split_whitespace().map(str::to_string).collect();
+                app.info("starting the run…");
+                return vec![Effect::LaunchRun(args)];
+            }
             let req = match p.kind {
+                PromptKind::LaunchRun => unreachable!("handled above"),
                 PromptKind::Comment(id) => Request::Comment(id, text),
                 PromptKind::Import => Request::ImportBibtex(expand_home(&text)),
                 PromptKind::Tag(id) => {
