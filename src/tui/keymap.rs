@@ -77,7 +77,12 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
     ),
     ("edit", "Edit", "edit fields in a form", &["e"]),
     ("edit_body", "Edit", "edit in $EDITOR", &["E"]),
-    ("status", "Edit", "next status", &["x", "space"]),
+    (
+        "status",
+        "Edit",
+        "next status · mark a run to compare",
+        &["x", "space"],
+    ),
     ("tag", "Edit", "tag (+add -remove)", &["t"]),
     ("comment", "Edit", "comment", &["c"]),
     ("link", "Edit", "link to any item (fuzzy picker)", &["L"]),

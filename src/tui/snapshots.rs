@@ -396,3 +396,37 @@ fn run_view_with_curves_and_log() {
         )
     });
 }
+
+#[test]
+fn compare_marked_runs() {
+    use crate::tui::worker::{CompareView, Reply};
+    let curve = |k: f64| -> Vec<(f64, f64)> {
+        (1..=100)
+            .map(|s| (s as f64, 3.0 * (-(s as f64) / k).exp() + 0.1))
+            .collect()
+    };
+    let view = || CompareView {
+        runs: vec![RunId(1), RunId(2)],
+        curves: vec![(
+            "loss".into(),
+            vec![(RunId(1), curve(20.0)), (RunId(2), curve(50.0))],
+        )],
+        keys: vec![(
+            "model.kind".into(),
+            vec!["mamba".into(), "mamba-lti".into()],
+        )],
+        finals: vec![("final loss".into(), vec!["0.0123".into(), "-".into()])],
+    };
+    snap("compare_runs", |app| {
+        keys(
+            app,
+            vec![
+                Action::Tab(4),
+                Action::CycleStatus,
+                Action::Down,
+                Action::CycleStatus,
+                Action::Worker(Reply::Compare(view())),
+            ],
+        )
+    });
+}

@@ -136,6 +136,10 @@ pub struct App {
     pub detail: Option<(Item, Detail)>,
     /// Curves and log tail of the selected run.
     pub run_view: Option<super::worker::RunView>,
+    /// Runs marked for comparison (space/x on the Runs tab), in marking order.
+    pub marked_runs: Vec<RunId>,
+    /// The comparison of the marked runs, when two or more are marked.
+    pub compare_view: Option<super::worker::CompareView>,
     /// Run curves on a log y axis.
     pub log_scale: bool,
     /// Moving-average window of the run curves (1 = raw).
@@ -168,6 +172,8 @@ impl App {
             link_sel: 0,
             detail: None,
             run_view: None,
+            marked_runs: Vec::new(),
+            compare_view: None,
             log_scale: false,
             smoothing: 1,
             detail_scroll: 0,
@@ -533,6 +539,9 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
         Reply::Data(d) => {
             app.apply_data(d);
             let mut fx = app.detail_effects();
+            if app.tab == RUNS_TAB && app.marked_runs.len() >= 2 {
+                fx.push(Effect::Send(Request::CompareRuns(app.marked_runs.clone())));
+            }
             // A selected run that is still going gets fresh curves with every reload.
             if fx.is_empty()
                 && let Some(Sel::Run(id)) = app.selected()
@@ -547,6 +556,11 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
         }
         Reply::RunView(v) => {
             app.run_view = Some(v);
+        }
+        Reply::Compare(v) => {
+            if v.runs == app.marked_runs {
+                app.compare_view = Some(v);
+            }
         }
         Reply::Detail(id, item, d) => {
             if app.detail.as_ref().is_none_or(|(i, _)| i.id != id) {
@@ -749,6 +763,33 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(item) = needs_item(app) {
                 return vec![Effect::EditInEditor(item.id)];
             }
+        }
+        Action::CycleStatus if app.tab == RUNS_TAB => {
+            // On the Runs tab, space/x marks runs to compare (two or more: overlaid curves).
+            let Some(id) = app.run_at(app.view().selected).map(|r| r.id) else {
+                return Vec::new();
+            };
+            if let Some(pos) = app.marked_runs.iter().position(|r| *r == id) {
+                app.marked_runs.remove(pos);
+            } else {
+                app.marked_runs.push(id);
+            }
+            app.compare_view = None;
+            let marked = app
+                .marked_runs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if app.marked_runs.len() >= 2 {
+                app.info(format!("comparing {marked}"));
+                return vec![Effect::Send(Request::CompareRuns(app.marked_runs.clone()))];
+            }
+            app.info(if marked.is_empty() {
+                "no runs marked".to_string()
+            } else {
+                format!("marked {marked}; mark another to compare")
+            });
         }
         Action::CycleStatus => {
             if let Some(item) = needs_item(app) {

@@ -354,3 +354,25 @@ fn runs_tab_launches_stops_and_loads_run_views() {
     assert!(app.log_scale);
     assert_eq!(app.smoothing, 10);
 }
+
+#[test]
+fn marking_two_runs_asks_for_a_comparison() {
+    use labbook::model::RunId;
+    let mut app = loaded_app(160, 48);
+    let fx = run(&mut app, vec![Action::Tab(4), Action::CycleStatus]);
+    assert!(
+        !sent(&fx)
+            .iter()
+            .any(|r| matches!(r, Request::CompareRuns(_)))
+    );
+    let fx = run(&mut app, vec![Action::Down, Action::CycleStatus]);
+    assert!(
+        sent(&fx)
+            .iter()
+            .any(|r| matches!(r, Request::CompareRuns(v) if v == &[RunId(1), RunId(2)])),
+        "{fx:?}"
+    );
+    // Unmarking one leaves a single run: no comparison.
+    run(&mut app, vec![Action::CycleStatus]);
+    assert_eq!(app.marked_runs, vec![RunId(1)]);
+}

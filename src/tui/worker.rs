@@ -35,6 +35,8 @@ pub enum Request {
     ImportBibtex(PathBuf),
     /// Curves and log tail of a run.
     RunView(labbook::model::RunId),
+    /// Several runs side by side: overlaid curves and the config keys that differ.
+    CompareRuns(Vec<labbook::model::RunId>),
     /// Stop a run (queued: cancelled; running: SIGTERM to its worker).
     CancelRun(labbook::model::RunId),
     Shutdown,
@@ -70,6 +72,7 @@ pub enum Reply {
     },
     Failed(String),
     RunView(RunView),
+    Compare(CompareView),
     SearchHits {
         query: String,
         for_filter: bool,
@@ -83,6 +86,78 @@ pub struct RunView {
     pub run: labbook::model::RunId,
     pub curves: Vec<(String, Vec<(f64, f64)>)>,
     pub log_tail: Vec<String>,
+}
+
+/// One run's points of one metric.
+pub type RunCurve = (labbook::model::RunId, Vec<(f64, f64)>);
+
+/// Runs compared in the TUI: per metric, one curve per run; the differing config keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareView {
+    pub runs: Vec<labbook::model::RunId>,
+    /// (metric, [(run, points)]).
+    pub curves: Vec<(String, Vec<RunCurve>)>,
+    /// (key, value per run).
+    pub keys: Vec<(String, Vec<String>)>,
+    /// (metric, final value per run) for loss and accuracy.
+    pub finals: Vec<(String, Vec<String>)>,
+}
+
+/// Loads a comparison of `runs` for the Runs tab.
+pub fn load_compare_view(
+    store: &Store,
+    runs: &[labbook::model::RunId],
+) -> labbook::Result<CompareView> {
+    let cmp = labbook::compare::compare(store, runs)?;
+    let mut curves = Vec::new();
+    for metric in ["loss", "accuracy"] {
+        let mut per_run = Vec::new();
+        for &id in runs {
+            let v = load_run_view(store, id)?;
+            if let Some((_, pts)) = v.curves.into_iter().find(|(k, _)| k == metric) {
+                per_run.push((id, pts));
+            }
+        }
+        if !per_run.is_empty() {
+            curves.push((metric.to_string(), per_run));
+        }
+    }
+    let keys = cmp
+        .keys
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                cmp.runs
+                    .iter()
+                    .map(|r| r.config[k].clone().unwrap_or_else(|| "-".into()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let finals = ["loss", "accuracy"]
+        .iter()
+        .map(|m| {
+            (
+                format!("final {m}"),
+                cmp.runs
+                    .iter()
+                    .map(|r| {
+                        r.final_metrics
+                            .get(*m)
+                            .map(|v| format!("{v:.4}"))
+                            .unwrap_or_else(|| "-".into())
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(CompareView {
+        runs: runs.to_vec(),
+        curves,
+        keys,
+        finals,
+    })
 }
 
 /// Most points per curve sent to the chart (evenly thinned; the last point is kept).
@@ -339,6 +414,10 @@ fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Re
         }
         Request::RunView(id) => match load_run_view(store, id) {
             Ok(v) => vec![Reply::RunView(v)],
+            Err(e) => vec![Reply::Failed(e.to_string())],
+        },
+        Request::CompareRuns(ids) => match load_compare_view(store, &ids) {
+            Ok(v) => vec![Reply::Compare(v)],
             Err(e) => vec![Reply::Failed(e.to_string())],
         },
         Request::CancelRun(id) => {

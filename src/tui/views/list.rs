@@ -145,6 +145,9 @@ fn cells(app: &App, row: usize, cols: &[&Col], title_w: usize) -> Vec<Cell<'stat
                 c.width as usize
             };
             let cell = match c.head {
+                "ID" if app.marked_runs.contains(&r.id) => {
+                    Cell::from(Span::styled(format!("*{}", r.id), t.key()))
+                }
                 "ID" => Cell::from(r.id.to_string()),
                 "Name" => Cell::from(truncate(r.name.as_deref().unwrap_or(&r.config), w)),
                 "Exp" => Cell::from(r.experiment.map(|e| e.to_string()).unwrap_or_default()),
