@@ -262,6 +262,7 @@ pub fn train_run_resuming(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
     store.start_run(run, std::process::id())?;
+    let beat = Heartbeat::start(store, run);
     let started = Instant::now();
     let mut rec = Recorder {
         store,
@@ -288,6 +289,7 @@ pub fn train_run_resuming(
     let t = Instant::now();
     rec.flush();
     rec.spent += t.elapsed();
+    drop(beat);
     let (logging_s, metric_points, flushes) = (rec.spent.as_secs_f64(), rec.points, rec.flushes);
     let steps_done = rec.step;
     if let Some(e) = rec.error.take() {
@@ -332,6 +334,58 @@ pub fn train_run_resuming(
     })
 }
 
+/// Seconds between heartbeats of a training run; a run is presumed crashed after
+/// [`crate::store::STALE_HEARTBEAT`] without one.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A thread with its own connection that refreshes a run's heartbeat every
+/// [`HEARTBEAT_EVERY`] while training, so a long step or evaluation (no metric flush)
+/// never makes a healthy run look dead. Stops when dropped.
+struct Heartbeat {
+    done: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(store: &Store, run: RunId) -> Heartbeat {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let path = store.path().to_path_buf();
+        let author = store.author().to_string();
+        let stop = done.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("heartbeat {run}"))
+            .spawn(move || {
+                let Ok(mut s) = Store::open(&path, author) else {
+                    return;
+                };
+                loop {
+                    let t = Instant::now();
+                    while t.elapsed() < HEARTBEAT_EVERY {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    if let Err(e) = s.heartbeat(run) {
+                        tracing::warn!(run = %run, error = %e, "heartbeat failed");
+                    }
+                }
+            })
+            .ok();
+        Heartbeat { done, thread }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Final metrics as stored: the last values, plus `best/…` for evaluation metrics.
 fn summary_metrics(s: &TrainSummary) -> BTreeMap<String, f64> {
     let mut m: BTreeMap<String, f64> = s.final_metrics.iter().cloned().collect();
@@ -339,4 +393,31 @@ fn summary_metrics(s: &TrainSummary) -> BTreeMap<String, f64> {
         m.insert(format!("best/{k}"), *v);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_thread_beats_without_metric_flushes() {
+        let (_d, mut s) = crate::store::test_util::temp_store();
+        let run = s
+            .create_run(&NewRun {
+                config: String::new(),
+                ..Default::default()
+            })
+            .unwrap();
+        s.start_run(run, std::process::id()).unwrap();
+        let old = "2000-01-01T00:00:00.000Z";
+        s.conn()
+            .execute("UPDATE runs SET heartbeat_at = ?1", [old])
+            .unwrap();
+        let beat = Heartbeat::start(&s, run);
+        std::thread::sleep(HEARTBEAT_EVERY + std::time::Duration::from_millis(700));
+        drop(beat);
+        let r = s.get_run(run).unwrap();
+        assert!(r.heartbeat_at.as_deref().unwrap() > old, "{r:?}");
+        assert!(s.reap_crashed().unwrap().is_empty());
+    }
 }

@@ -319,9 +319,6 @@ impl Progress for LogLines {
     }
 }
 
-/// Seconds between heartbeats of a worker (a run is presumed crashed after 15 s without one).
-const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
 pub fn cmd_worker(env: &Env, a: WorkerArgs) -> Result<()> {
     let mut store = env.open()?;
     let run = store.get_run(a.run)?;
@@ -350,31 +347,6 @@ pub fn cmd_worker(env: &Env, a: WorkerArgs) -> Result<()> {
         // SIGINT and SIGTERM (ctrlc's "termination" feature): stop after a checkpoint.
         let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
     }
-    // The heartbeat goes on in its own thread and connection, so a long step or
-    // evaluation never makes a healthy run look dead.
-    let done = Arc::new(AtomicBool::new(false));
-    let beat = {
-        let done = done.clone();
-        let path = env.db_path.clone();
-        let author = store.author().to_string();
-        let id = a.run;
-        std::thread::spawn(move || {
-            let Ok(mut s) = labbook::Store::open(&path, author) else {
-                return;
-            };
-            while !done.load(Ordering::SeqCst) {
-                let t = std::time::Instant::now();
-                while t.elapsed() < HEARTBEAT_EVERY && !done.load(Ordering::SeqCst) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                if !done.load(Ordering::SeqCst)
-                    && let Err(e) = s.heartbeat(id)
-                {
-                    tracing::warn!(run = %id, error = %e, "heartbeat failed");
-                }
-            }
-        })
-    };
     let mut progress = LogLines {
         last: std::time::Instant::now(),
     };
@@ -387,8 +359,6 @@ pub fn cmd_worker(env: &Env, a: WorkerArgs) -> Result<()> {
         &cancel,
         &mut progress,
     );
-    done.store(true, Ordering::SeqCst);
-    let _ = beat.join();
     let outcome = outcome?;
     println!(
         "{} {} after {} steps in {:.1}s{}",
