@@ -248,7 +248,7 @@ fn abs_db(env: &Env) -> Result<PathBuf> {
     Ok(std::path::absolute(&env.db_path)?)
 }
 
-/// Starts `labbook run-worker R-n` in its own process group, detached from this terminal,
+/// Starts `labbook run-worker R-n` in its own session, detached from this terminal,
 /// with stdout and stderr appended to `runs/R-n/log.txt`. Returns the worker's pid.
 fn spawn_worker(env: &Env, run: RunId, resume: bool) -> Result<u32> {
     let dir = recorder::run_dir(&env.db_path, run);
@@ -263,8 +263,9 @@ fn spawn_worker(env: &Env, run: RunId, resume: bool) -> Result<u32> {
     Ok(child.id())
 }
 
-/// The same binary, with the notebook and app config of this process, in a new process
-/// group (so Ctrl-C in the terminal or closing the TUI does not reach it).
+/// The same binary, with the notebook and app config of this process, in a new session
+/// and process group (so Ctrl-C in the terminal, closing it, or quitting the TUI does not
+/// reach it).
 fn worker_command(env: &Env, log: &std::path::Path) -> Result<std::process::Command> {
     let exe = std::env::current_exe().context("cannot find the labbook executable")?;
     let out = std::fs::OpenOptions::new()
@@ -286,7 +287,16 @@ fn worker_command(env: &Env, log: &std::path::Path) -> Result<std::process::Comm
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
+        // SAFETY: setsid(2) is async-signal-safe; it only detaches the child into its own
+        // session and process group (no terminal: no SIGHUP or Ctrl-C from ours).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     Ok(cmd)
 }
