@@ -4,14 +4,18 @@
 //! is a thin layer over it.
 pub mod bench;
 pub mod bibtex;
+pub mod compare;
 pub mod config;
 pub mod editview;
 pub mod error;
 pub mod example;
 pub mod export;
 pub mod github;
+pub mod lifecycle;
 pub mod model;
+pub mod plot;
 pub mod recorder;
+pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -86,6 +86,18 @@ pub fn create_run(
     experiment: Option<ItemId>,
     provenance: &Provenance,
 ) -> Result<RunId> {
+    create_run_in_sweep(store, cfg, config_path, experiment, provenance, None)
+}
+
+/// [`create_run`], recording the run as part of sweep `sweep`.
+pub fn create_run_in_sweep(
+    store: &mut Store,
+    cfg: &RunConfig,
+    config_path: Option<&Path>,
+    experiment: Option<ItemId>,
+    provenance: &Provenance,
+    sweep: Option<&str>,
+) -> Result<RunId> {
     cfg.validate().map_err(|e| Error::Invalid(e.to_string()))?;
     cfg.train
         .backend
@@ -110,7 +122,7 @@ pub fn create_run(
         }),
         host: provenance.host.clone(),
         steps_total: Some(cfg.train.steps as i64),
-        sweep: None,
+        sweep: sweep.map(str::to_string),
     })
 }
 
@@ -132,6 +144,10 @@ struct Recorder<'a> {
     step: u64,
     progress: &'a mut dyn Progress,
     error: Option<Error>,
+    /// Time spent in this observer (buffering, flushing): the cost of logging.
+    spent: std::time::Duration,
+    points: u64,
+    flushes: u64,
 }
 
 impl Recorder<'_> {
@@ -149,6 +165,7 @@ impl Recorder<'_> {
     }
 
     fn flush(&mut self) {
+        self.flushes += 1;
         if self.buffer.is_empty() && self.error.is_none() {
             let _ = self
                 .store
@@ -171,13 +188,19 @@ impl Recorder<'_> {
 
 impl TrainObserver for Recorder<'_> {
     fn on_step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]) {
+        let t = Instant::now();
         self.step = step;
+        self.points += metrics.len() as u64;
         self.push(step, metrics);
+        self.spent += t.elapsed();
         self.progress.step(step, total, metrics);
     }
 
     fn on_eval(&mut self, step: u64, metrics: &[(String, f64)]) {
+        let t = Instant::now();
+        self.points += metrics.len() as u64;
         self.push(step, metrics);
+        self.spent += t.elapsed();
         self.progress.eval(step, metrics);
     }
 }
@@ -192,6 +215,10 @@ pub struct RunOutcome {
     pub wall_time_s: f64,
     pub error: Option<String>,
     pub checkpoint: Option<PathBuf>,
+    /// Seconds spent recording metrics (buffering and writing to the notebook).
+    pub logging_s: f64,
+    pub metric_points: u64,
+    pub flushes: u64,
 }
 
 /// Trains run `run` (already created) and records everything about it in the notebook.
@@ -205,7 +232,37 @@ pub fn train_run(
     cancel: &AtomicBool,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
+    train_run_resuming(store, run, cfg, checkpoint_dir, None, cancel, progress)
+}
+
+/// The directory of run `run`'s checkpoints and log: `runs/R-n/` beside the notebook.
+pub fn run_dir(db_path: &Path, run: RunId) -> PathBuf {
+    db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("runs")
+        .join(run.to_string())
+}
+
+/// Whether `dir` holds a checkpoint the engine can resume from.
+pub fn has_checkpoint(dir: &Path) -> bool {
+    dir.join("state.json").is_file() && dir.join("model.mpk").is_file()
+}
+
+/// [`train_run`], continuing from the checkpoint in `resume_from` when given.
+pub fn train_run_resuming(
+    store: &mut Store,
+    run: RunId,
+    cfg: &RunConfig,
+    checkpoint_dir: &Path,
+    resume_from: Option<&Path>,
+    cancel: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
     store.start_run(run, std::process::id())?;
+    let beat = Heartbeat::start(store, run);
     let started = Instant::now();
     let mut rec = Recorder {
         store,
@@ -216,17 +273,24 @@ pub fn train_run(
         step: 0,
         progress,
         error: None,
+        spent: std::time::Duration::ZERO,
+        points: 0,
+        flushes: 0,
     };
     let result = train(
         cfg,
         TrainOptions {
             checkpoint_dir: Some(checkpoint_dir.to_path_buf()),
             cancel,
-            resume_from: None,
+            resume_from: resume_from.map(Path::to_path_buf),
         },
         &mut rec,
     );
+    let t = Instant::now();
     rec.flush();
+    rec.spent += t.elapsed();
+    drop(beat);
+    let (logging_s, metric_points, flushes) = (rec.spent.as_secs_f64(), rec.points, rec.flushes);
     let steps_done = rec.step;
     if let Some(e) = rec.error.take() {
         return Err(e);
@@ -264,7 +328,62 @@ pub fn train_run(
         wall_time_s: started.elapsed().as_secs_f64(),
         error,
         checkpoint,
+        logging_s,
+        metric_points,
+        flushes,
     })
+}
+
+/// Seconds between heartbeats of a training run; a run is presumed crashed after
+/// [`crate::store::STALE_HEARTBEAT`] without one.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A thread with its own connection that refreshes a run's heartbeat every
+/// [`HEARTBEAT_EVERY`] while training, so a long step or evaluation (no metric flush)
+/// never makes a healthy run look dead. Stops when dropped.
+struct Heartbeat {
+    done: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(store: &Store, run: RunId) -> Heartbeat {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let path = store.path().to_path_buf();
+        let author = store.author().to_string();
+        let stop = done.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("heartbeat {run}"))
+            .spawn(move || {
+                let Ok(mut s) = Store::open(&path, author) else {
+                    return;
+                };
+                loop {
+                    let t = Instant::now();
+                    while t.elapsed() < HEARTBEAT_EVERY {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    if let Err(e) = s.heartbeat(run) {
+                        tracing::warn!(run = %run, error = %e, "heartbeat failed");
+                    }
+                }
+            })
+            .ok();
+        Heartbeat { done, thread }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Final metrics as stored: the last values, plus `best/…` for evaluation metrics.
@@ -274,4 +393,31 @@ fn summary_metrics(s: &TrainSummary) -> BTreeMap<String, f64> {
         m.insert(format!("best/{k}"), *v);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_thread_beats_without_metric_flushes() {
+        let (_d, mut s) = crate::store::test_util::temp_store();
+        let run = s
+            .create_run(&NewRun {
+                config: String::new(),
+                ..Default::default()
+            })
+            .unwrap();
+        s.start_run(run, std::process::id()).unwrap();
+        let old = "2000-01-01T00:00:00.000Z";
+        s.conn()
+            .execute("UPDATE runs SET heartbeat_at = ?1", [old])
+            .unwrap();
+        let beat = Heartbeat::start(&s, run);
+        std::thread::sleep(HEARTBEAT_EVERY + std::time::Duration::from_millis(700));
+        drop(beat);
+        let r = s.get_run(run).unwrap();
+        assert!(r.heartbeat_at.as_deref().unwrap() > old, "{r:?}");
+        assert!(s.reap_crashed().unwrap().is_empty());
+    }
 }

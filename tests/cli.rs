@@ -593,3 +593,281 @@ fn bad_run_requests_fail_before_any_row() {
         "no half-made run"
     );
 }
+
+/// Polls `labbook show R-n --json` until `done(run)` or the timeout.
+fn wait_run(nb: &Nb, run: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let v = nb.json(&["show", run]);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{run} did not reach the expected state in {secs}s: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn status_of(v: &Value) -> &str {
+    v["status"].as_str().unwrap_or("")
+}
+
+fn long_run(nb: &Nb) -> String {
+    let cfg = smoke_config();
+    let out = nb.ok(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--set",
+        "train.steps=400",
+        "--set",
+        "train.eval_every=50",
+        "--detach",
+    ]);
+    out.trim().to_string()
+}
+
+#[test]
+fn detached_run_cancel_and_resume() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    let run = long_run(&nb);
+    assert_eq!(run, "R-1");
+    wait_run(&nb, &run, 60, |v| {
+        v["steps_done"].as_i64().unwrap_or(0) >= 20
+    });
+    nb.ok(&["cancel", &run, "--wait", "--timeout", "60"]);
+    let v = nb.json(&["show", &run]);
+    assert_eq!(status_of(&v), "cancelled", "{v}");
+    let stopped_at = v["steps_done"].as_i64().unwrap();
+    assert!(stopped_at < 400);
+    assert!(nb.dir.path().join("runs/R-1/state.json").exists());
+    let log = std::fs::read_to_string(nb.dir.path().join("runs/R-1/log.txt")).unwrap();
+    assert!(log.contains("cancelled after"), "{log}");
+    // Cancelling it again names the problem.
+    assert!(nb.fails(&["cancel", &run]).contains("already cancelled"));
+    // Resume continues the same run from its checkpoint to the end.
+    nb.ok(&["run", "--resume", &run]);
+    let v = nb.json(&["show", &run]);
+    assert_eq!(status_of(&v), "succeeded", "{v}");
+    assert_eq!(v["steps_done"].as_i64(), Some(400));
+    let runs = nb.json(&["runs"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let text = nb.ok(&["runs"]);
+    assert!(text.contains("R-1") && text.contains("succeeded"), "{text}");
+}
+
+#[test]
+fn kill_9_worker_marks_run_crashed_and_keeps_metrics() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    let run = long_run(&nb);
+    // Wait for at least one flush of metrics (every ≤1 s).
+    let v = wait_run(&nb, &run, 60, |v| {
+        v["steps_done"].as_i64().unwrap_or(0) >= 20
+    });
+    let pid = v["pid"].as_i64().unwrap();
+    let flushed = v["steps_done"].as_i64().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The next command notices the dead worker (it is reaped by init, or a zombie).
+    let v = wait_run(&nb, &run, 20, |v| status_of(v) == "crashed");
+    assert!(v["error"].as_str().unwrap_or("").contains("died"), "{v}");
+    assert!(v["steps_done"].as_i64().unwrap() >= flushed);
+    let store = labbook::Store::open(&nb.db(), "t").unwrap();
+    let loss = store
+        .metric_series(labbook::model::RunId(1), "loss")
+        .unwrap();
+    assert!(loss.len() as i64 >= flushed, "{} < {flushed}", loss.len());
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn concurrent_detached_runs_and_commands_never_see_locks() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    let runs: Vec<String> = (0..3).map(|_| long_run(&nb)).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut i = 0;
+    loop {
+        // Reads and writes from other processes while three workers stream metrics.
+        let out = nb
+            .cmd()
+            .args(["add", "task", &format!("t{i}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("locked"), "{err}");
+        let out = nb.cmd().args(["runs", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        i += 1;
+        if v.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| status_of(r) == "succeeded")
+        {
+            break;
+        }
+        assert!(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .all(|r| ["queued", "running", "succeeded"].contains(&status_of(r))),
+            "{v}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs did not finish: {v}"
+        );
+    }
+    for r in &runs {
+        let log = std::fs::read_to_string(nb.dir.path().join(format!("runs/{r}/log.txt"))).unwrap();
+        assert!(!log.contains("locked"), "{log}");
+    }
+    let cmp = nb.json(&["compare", "R-1", "R-2"]);
+    assert_eq!(
+        cmp["keys"].as_array().unwrap().len(),
+        0,
+        "same config: {cmp}"
+    );
+    let store = labbook::Store::open(&nb.db(), "t").unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn sweep_runs_the_grid_and_bad_points_add_nothing() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    nb.ok(&["add", "experiment", "lr scan"]);
+    let cfg = smoke_config();
+    let cfg = cfg.to_str().unwrap();
+    // One bad point in the grid: nothing is created.
+    let err = nb.fails(&["run", cfg, "--sweep", "model.pattern=MA,XX"]);
+    assert!(err.contains("model.pattern"), "{err}");
+    assert_eq!(nb.json(&["runs"]).as_array().unwrap().len(), 0);
+    let out = nb.ok(&[
+        "run",
+        cfg,
+        "--sweep",
+        "train.lr=1e-3,3e-3",
+        "--sweep",
+        "model.pattern=MA,AM",
+        "--parallel",
+        "2",
+        "-e",
+        "E-1",
+    ]);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    for r in ["R-1", "R-2", "R-3", "R-4"] {
+        wait_run(&nb, r, 120, |v| status_of(v) == "succeeded");
+    }
+    let runs = nb.json(&["runs", "--experiment", "E-1"]);
+    let sweeps: std::collections::BTreeSet<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sweep"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sweeps.len(), 1);
+    let cmp = nb.json(&["compare", "R-1", "R-2", "R-3", "R-4"]);
+    let keys: Vec<_> = cmp["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["model.pattern", "train.lr"]);
+    let text = nb.ok(&["compare", "R-1", "R-4"]);
+    assert!(
+        text.contains("model.pattern") && text.contains("best loss"),
+        "{text}"
+    );
+}
+
+#[test]
+fn detach_with_bad_config_or_backend_fails_before_any_row() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    let cfg = smoke_config();
+    let cfg = cfg.to_str().unwrap();
+    let err = nb.fails(&["run", cfg, "--set", "train.backend=cuda", "--detach"]);
+    assert!(err.contains("cuda"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = nb.fails(&[
+        "run",
+        cfg,
+        "--set",
+        "model.n_heads=3",
+        "--set",
+        "model.d_model=16",
+        "--detach",
+    ]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(nb.json(&["runs"]).as_array().unwrap().len(), 0);
+    assert!(!nb.dir.path().join("runs").exists());
+    // Resuming a run that never checkpointed is a clear error.
+    assert!(nb.fails(&["run", "--resume", "R-9"]).contains("R-9"));
+}
+
+#[test]
+fn plot_and_report_write_pngs_and_markdown() {
+    let nb = Nb::new();
+    nb.ok(&["init"]);
+    nb.ok(&[
+        "add",
+        "experiment",
+        "pattern scan",
+        "--hypothesis",
+        "AM beats MA",
+    ]);
+    let cfg = smoke_config();
+    let cfg = cfg.to_str().unwrap();
+    nb.ok(&["run", cfg, "-e", "E-1", "--set", "train.steps=20"]);
+    nb.ok(&[
+        "run",
+        cfg,
+        "-e",
+        "E-1",
+        "--set",
+        "train.steps=20",
+        "--set",
+        "model.pattern=AM",
+    ]);
+    let png = nb.dir.path().join("loss.png");
+    nb.ok(&[
+        "plot",
+        "R-1",
+        "R-2",
+        "--metric",
+        "loss",
+        "--out",
+        png.to_str().unwrap(),
+        "--log",
+        "--smooth",
+        "3",
+    ]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert!(
+        nb.fails(&["plot", "R-1", "--metric", "nope", "--out", "x.png"])
+            .contains("nope")
+    );
+    let out = nb.ok(&["report", "E-1"]);
+    assert!(out.contains("report.md"), "{out}");
+    let md = std::fs::read_to_string(nb.dir.path().join("reports/E-1/report.md")).unwrap();
+    assert!(
+        md.contains("AM beats MA") && md.contains("| R-2 |") && md.contains("model.pattern"),
+        "{md}"
+    );
+    assert!(md.contains("![loss](loss.png)"), "{md}");
+    assert!(nb.dir.path().join("reports/E-1/loss.png").exists());
+}

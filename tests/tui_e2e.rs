@@ -233,3 +233,64 @@ fn empty_notebook_shows_what_to_do() {
     tmux.wait_for(&["This notebook is empty", "labbook init --example"]);
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn live_runs_tab_with_concurrent_workers_launch_and_stop() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let cfg = cfg.to_str().unwrap();
+    for _ in 0..3 {
+        labbook(
+            &db,
+            &[
+                "run",
+                cfg,
+                "--set",
+                "train.steps=300",
+                "--set",
+                "train.eval_every=50",
+                "--detach",
+            ],
+        );
+    }
+    let socket = format!("labbook-e2e-runs-{}", std::process::id());
+    let tmux = Tmux::start(socket, 160, 48, &tui_command(&db));
+    tmux.wait_for(&["Runs 3"]);
+    tmux.keys(&["5"]);
+    tmux.wait_for(&["running", "%"]);
+    // Stop R-1 (selected) from the TUI: graceful, it ends cancelled.
+    tmux.keys(&["d"]);
+    // Start a fourth run from the TUI's launch prompt.
+    tmux.keys(&["a"]);
+    tmux.keys(&["C-u"]);
+    tmux.type_text(&format!("{cfg} --set train.steps=20"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["Runs 4"]);
+    let start = Instant::now();
+    loop {
+        let s = tmux.screen();
+        assert!(!s.to_lowercase().contains("locked"), "{s}");
+        let store = Store::open(&db, "t").unwrap();
+        let runs = store.list_runs(&Default::default()).unwrap();
+        if runs.len() == 4 && runs.iter().all(|r| r.status.is_finished()) {
+            let st: Vec<_> = runs.iter().map(|r| r.status.as_str()).collect();
+            assert_eq!(
+                st,
+                ["cancelled", "succeeded", "succeeded", "succeeded"],
+                "{s}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "runs did not finish; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    tmux.wait_for(&["cancelled", "succeeded"]);
+    tmux.keys(&["q"]);
+    let store = Store::open(&db, "t").unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}

@@ -17,6 +17,19 @@ enum What {
     Train(TrainArgs),
     /// TUI speed: first frame and filter keystroke latency on a large temporary notebook.
     Tui(TuiArgs),
+    /// Cost of metric logging: train a config with the recorder on a temporary notebook and
+    /// with a no-op observer; time spent in the recorder vs step time.
+    Logging(LoggingArgs),
+}
+
+#[derive(ClapArgs)]
+struct LoggingArgs {
+    /// Run config to train (default configs/smoke.toml).
+    #[arg(default_value = "configs/smoke.toml", value_name = "CONFIG")]
+    run_config: std::path::PathBuf,
+    /// Steps to train (overrides train.steps).
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
 }
 
 #[derive(ClapArgs)]
@@ -48,6 +61,9 @@ struct TuiArgs {
     /// Runs in the temporary notebook.
     #[arg(long, default_value_t = 100)]
     runs: usize,
+    /// Runs streaming metrics while the timings are taken (and the run view is timed).
+    #[arg(long, default_value_t = 3)]
+    streaming: usize,
 }
 
 #[derive(ClapArgs)]
@@ -85,8 +101,61 @@ pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
             super::output::json(&r)
         }
         What::Tui(args) => {
-            let report = crate::tui::bench::run(args.items, args.runs, |msg| eprintln!("{msg}"))?;
+            let report = crate::tui::bench::run(args.items, args.runs, args.streaming, |msg| {
+                eprintln!("{msg}")
+            })?;
             super::output::json(&report)
         }
+        What::Logging(args) => bench_logging(&args),
     }
+}
+
+fn bench_logging(a: &LoggingArgs) -> Result<()> {
+    use std::sync::atomic::AtomicBool;
+    let mut cfg = super::run::load_config(&a.run_config, &[])?;
+    cfg.set("train.steps", &a.steps.to_string())?;
+    cfg.set("train.checkpoint_every", "0")?;
+    let cancel = AtomicBool::new(false);
+    eprintln!("training {} steps with a no-op observer…", a.steps);
+    let t = std::time::Instant::now();
+    labbook_models::train::train(
+        &cfg,
+        labbook_models::train::TrainOptions {
+            checkpoint_dir: None,
+            cancel: &cancel,
+            resume_from: None,
+        },
+        &mut labbook_models::train::NoopObserver,
+    )?;
+    let noop_s = t.elapsed().as_secs_f64();
+    eprintln!("training {} steps with the recorder…", a.steps);
+    let dir = tempfile::tempdir()?;
+    let mut store = labbook::Store::open(&dir.path().join("bench.db"), "bench")?;
+    let run = labbook::recorder::create_run(
+        &mut store,
+        &cfg,
+        None,
+        None,
+        &labbook::recorder::Provenance::default(),
+    )?;
+    let out = labbook::recorder::train_run(
+        &mut store,
+        run,
+        &cfg,
+        &dir.path().join("ckpt"),
+        &cancel,
+        &mut (),
+    )?;
+    let steps = out.steps.max(1) as f64;
+    super::output::json(&serde_json::json!({
+        "config": a.run_config.display().to_string(),
+        "steps": out.steps,
+        "step_ms_noop_observer": noop_s * 1e3 / steps,
+        "step_ms_with_recorder": out.wall_time_s * 1e3 / steps,
+        "logging_ms_total": out.logging_s * 1e3,
+        "logging_us_per_step": out.logging_s * 1e6 / steps,
+        "logging_share_of_step_time_pct": out.logging_s / out.wall_time_s * 100.0,
+        "metric_points": out.metric_points,
+        "flushes": out.flushes,
+    }))
 }

@@ -11,6 +11,7 @@ use labbook::config::{self, AppConfig};
 mod add;
 mod backup;
 mod bench;
+mod cancel;
 mod comment;
 mod conflicts;
 pub(crate) mod edit;
@@ -20,8 +21,10 @@ mod init;
 mod link;
 mod list;
 mod output;
+mod plot;
 mod rm;
 mod run;
+mod runs;
 mod search;
 mod show;
 mod status;
@@ -83,6 +86,20 @@ enum Command {
     Backup(backup::Args),
     /// Train a model from a run config and record the run (R-n) in the notebook.
     Run(run::Args),
+    /// List training runs with status, progress and final metrics.
+    Runs(runs::Args),
+    /// Stop running runs gracefully (final checkpoint, then cancelled); cancel queued ones.
+    Cancel(cancel::Args),
+    /// Compare runs: the config keys that differ, final and best metrics.
+    Compare(runs::CompareArgs),
+    /// Draw metric curves of runs into a PNG.
+    Plot(plot::Args),
+    /// Write a Markdown report of an experiment with PNG plots of its runs.
+    Report(plot::ReportArgs),
+    #[command(hide = true)]
+    RunWorker(run::WorkerArgs),
+    #[command(hide = true)]
+    SweepWorker(run::SweepWorkerArgs),
     /// Print a short status of the notebook (what `labbook` prints when not on a terminal).
     Status,
     /// Measure labbook's speed (see docs/performance.md).
@@ -100,11 +117,19 @@ pub struct Env {
     pub db_path: PathBuf,
     pub config: AppConfig,
     pub json: bool,
+    /// The app config given with `--config`/`LABBOOK_CONFIG`, passed on to run workers.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Env {
+    /// Opens the notebook and marks runs whose worker died as crashed.
     pub fn open(&self) -> Result<Store> {
-        Ok(Store::open(&self.db_path, config::author(&self.config))?)
+        let mut store = Store::open(&self.db_path, config::author(&self.config))?;
+        if let Err(e) = store.reap_crashed() {
+            // A read-only notebook cannot be updated; the runs stay as they are.
+            tracing::debug!(error = %e, "cannot reap crashed runs");
+        }
+        Ok(store)
     }
 }
 
@@ -145,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         db_path,
         config,
         json: cli.json,
+        config_path: cli.config.clone(),
     };
     tracing::info!(command = ?std::env::args().nth(1), "start");
     match cli.command {
@@ -171,6 +197,13 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Sync(a)) => sync::cmd_sync(&env, a),
         Some(Command::Conflicts(a)) => conflicts::cmd_conflicts(&env, a),
         Some(Command::Resolve(a)) => conflicts::cmd_resolve(&env, a),
+        Some(Command::Runs(a)) => runs::cmd_runs(&env, a),
+        Some(Command::Cancel(a)) => cancel::cmd_cancel(&env, a),
+        Some(Command::Compare(a)) => runs::cmd_compare(&env, a),
+        Some(Command::Plot(a)) => plot::cmd_plot(&env, a),
+        Some(Command::Report(a)) => plot::cmd_report(&env, a),
+        Some(Command::RunWorker(a)) => run::cmd_worker(&env, a),
+        Some(Command::SweepWorker(a)) => run::cmd_sweep_worker(&env, a),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use labbook::model::ItemId;
+use labbook::model::{ItemId, RunId};
 use labbook::recorder::{self, Progress, Provenance};
 use labbook::store::RunStatus;
 use labbook_models::config::RunConfig;
@@ -15,14 +15,44 @@ use super::Env;
 #[derive(ClapArgs)]
 pub struct Args {
     /// Run config (TOML), e.g. configs/selective-copying-mamba.toml.
-    #[arg(value_name = "CONFIG")]
-    config_file: PathBuf,
+    #[arg(value_name = "CONFIG", required_unless_present = "resume")]
+    config_file: Option<PathBuf>,
     /// Override a config value, e.g. `--set train.lr=3e-4` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     sets: Vec<String>,
     /// Record the run under this experiment.
     #[arg(long, short = 'e', value_name = "E-n")]
     experiment: Option<ItemId>,
+    /// Train in a background process (log in runs/R-n/log.txt); prints R-n and returns.
+    #[arg(long)]
+    detach: bool,
+    /// Continue a cancelled, crashed or failed run from its last checkpoint.
+    #[arg(long, value_name = "R-n", conflicts_with_all = ["config_file", "sets", "experiment", "sweep"])]
+    resume: Option<RunId>,
+    /// Sweep a key over values, e.g. `--sweep train.lr=1e-3,3e-4` (repeatable: the grid of
+    /// all combinations). Sweeps always run detached.
+    #[arg(long, value_name = "SECTION.KEY=V1,V2,...")]
+    sweep: Vec<String>,
+    /// At most this many runs of a sweep train at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: u32,
+}
+
+/// `labbook run-worker R-n`: trains a queued run in this process (what `--detach` starts).
+#[derive(ClapArgs)]
+pub struct WorkerArgs {
+    run: RunId,
+    /// Continue from the run's checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// `labbook sweep-worker SWEEP`: starts the queued runs of a sweep, N at a time.
+#[derive(ClapArgs)]
+pub struct SweepWorkerArgs {
+    sweep: String,
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
 }
 
 /// The parsed config with `--set` overrides applied; every error names the file or key.
@@ -70,8 +100,16 @@ impl Progress for Bar {
 }
 
 pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
+    if let Some(run) = a.resume {
+        return resume(env, run, a.detach);
+    }
+    let config_file = a.config_file.clone().expect("clap requires CONFIG");
+    if !a.sweep.is_empty() {
+        return sweep(env, &config_file, &a);
+    }
     // Everything that can be wrong with the request is checked before any row is written.
-    let cfg = load_config(&a.config_file, &a.sets)?;
+    let cfg = load_config(&config_file, &a.sets)?;
+    cfg.validate()?;
     cfg.train.backend.check_available()?;
     let mut store = env.open()?;
     if let Some(e) = a.experiment {
@@ -82,18 +120,70 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
     let run = recorder::create_run(
         &mut store,
         &cfg,
-        Some(&a.config_file),
+        Some(&config_file),
         a.experiment,
         &provenance,
     )?;
-    let runs_dir = env
-        .db_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("runs")
-        .join(run.to_string());
+    if a.detach {
+        let pid = match spawn_worker(env, run, false) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = store.cancel_queued(run);
+                return Err(e);
+            }
+        };
+        return print_detached(env, run, pid);
+    }
+    foreground(env, &mut store, run, &cfg, false)
+}
+
+fn print_detached(env: &Env, run: RunId, pid: u32) -> Result<()> {
+    let log = recorder::run_dir(&env.db_path, run).join("log.txt");
+    if env.json {
+        super::output::json(
+            &serde_json::json!({ "run": run, "pid": pid, "log": log.display().to_string() }),
+        )
+    } else {
+        println!("{run}");
+        eprintln!(
+            "{run}: training in the background (pid {pid}); log {}; `labbook cancel {run}` stops it",
+            log.display()
+        );
+        Ok(())
+    }
+}
+
+/// `labbook run --resume R-n`: the same run continues from its last checkpoint.
+fn resume(env: &Env, run: RunId, detach: bool) -> Result<()> {
+    let mut store = env.open()?;
+    let r = store.get_run(run)?;
+    let cfg = RunConfig::parse(&r.config, &format!("{run} config snapshot"))?;
+    cfg.train.backend.check_available()?;
+    let dir = recorder::run_dir(&env.db_path, run);
+    if !recorder::has_checkpoint(&dir) {
+        anyhow::bail!(
+            "{run} has no checkpoint in {} to resume from (runs with checkpoint_every = 0 checkpoint only at the end)",
+            dir.display()
+        );
+    }
+    store.requeue_run(run)?;
+    if detach {
+        let pid = spawn_worker(env, run, true)?;
+        return print_detached(env, run, pid);
+    }
+    foreground(env, &mut store, run, &cfg, true)
+}
+
+/// Trains run `run` in this process with a progress bar; Ctrl-C cancels (after a checkpoint).
+fn foreground(
+    env: &Env,
+    store: &mut labbook::Store,
+    run: RunId,
+    cfg: &RunConfig,
+    resume: bool,
+) -> Result<()> {
+    let runs_dir = recorder::run_dir(&env.db_path, run);
+    let resume_from = resume.then(|| runs_dir.clone());
 
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -123,7 +213,15 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
         );
     }
     let mut progress = Bar { bar };
-    let outcome = recorder::train_run(&mut store, run, &cfg, &runs_dir, &cancel, &mut progress)?;
+    let outcome = recorder::train_run_resuming(
+        store,
+        run,
+        cfg,
+        &runs_dir,
+        resume_from.as_deref(),
+        &cancel,
+        &mut progress,
+    )?;
     progress.bar.finish_and_clear();
     if env.json {
         super::output::json(&outcome)?;
@@ -143,4 +241,316 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The notebook path as an absolute path, for child processes.
+fn abs_db(env: &Env) -> Result<PathBuf> {
+    Ok(std::path::absolute(&env.db_path)?)
+}
+
+/// Starts `labbook run-worker R-n` in its own session, detached from this terminal,
+/// with stdout and stderr appended to `runs/R-n/log.txt`. Returns the worker's pid.
+fn spawn_worker(env: &Env, run: RunId, resume: bool) -> Result<u32> {
+    let dir = recorder::run_dir(&env.db_path, run);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log = dir.join("log.txt");
+    let mut cmd = worker_command(env, &log)?;
+    cmd.arg("run-worker").arg(run.to_string());
+    if resume {
+        cmd.arg("--resume");
+    }
+    let child = cmd.spawn().context("cannot start the run worker")?;
+    Ok(child.id())
+}
+
+/// The same binary, with the notebook and app config of this process, in a new session
+/// and process group (so Ctrl-C in the terminal, closing it, or quitting the TUI does not
+/// reach it).
+fn worker_command(env: &Env, log: &std::path::Path) -> Result<std::process::Command> {
+    let exe = std::env::current_exe().context("cannot find the labbook executable")?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--db").arg(abs_db(env)?);
+    if let Some(cfg) = &env.config_path {
+        cmd.arg("--config").arg(std::path::absolute(cfg)?);
+    }
+    if let Some(dir) = env.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid(2) is async-signal-safe; it only detaches the child into its own
+        // session and process group (no terminal: no SIGHUP or Ctrl-C from ours).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    Ok(cmd)
+}
+
+/// A progress sink for the log file: one line a second plus every evaluation.
+struct LogLines {
+    last: std::time::Instant,
+}
+
+impl Progress for LogLines {
+    fn step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]) {
+        if self.last.elapsed() >= std::time::Duration::from_secs(1) || step == total {
+            self.last = std::time::Instant::now();
+            let line = metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join("  ");
+            println!("step {step}/{total}  {line}");
+        }
+    }
+
+    fn eval(&mut self, step: u64, metrics: &[(String, f64)]) {
+        let line = metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!("eval @ {step}: {line}");
+    }
+}
+
+pub fn cmd_worker(env: &Env, a: WorkerArgs) -> Result<()> {
+    let mut store = env.open()?;
+    let run = store.get_run(a.run)?;
+    let cfg = RunConfig::parse(&run.config, &format!("{} config snapshot", a.run))?;
+    if !store.claim_run(a.run, std::process::id())? {
+        println!("{}: {}; nothing to do", a.run, store.get_run(a.run)?.status);
+        return Ok(());
+    }
+    let dir = recorder::run_dir(&env.db_path, a.run);
+    let resume_from = (a.resume && recorder::has_checkpoint(&dir)).then(|| dir.clone());
+    println!(
+        "{}: pid {} training {} ({} steps){}",
+        a.run,
+        std::process::id(),
+        cfg.layer_pattern(),
+        cfg.train.steps,
+        if resume_from.is_some() {
+            " resuming from the last checkpoint"
+        } else {
+            ""
+        }
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // SIGINT and SIGTERM (ctrlc's "termination" feature): stop after a checkpoint.
+        let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
+    }
+    let mut progress = LogLines {
+        last: std::time::Instant::now(),
+    };
+    let outcome = recorder::train_run_resuming(
+        &mut store,
+        a.run,
+        &cfg,
+        &dir,
+        resume_from.as_deref(),
+        &cancel,
+        &mut progress,
+    );
+    let outcome = outcome?;
+    println!(
+        "{} {} after {} steps in {:.1}s{}",
+        a.run,
+        outcome.status,
+        outcome.steps,
+        outcome.wall_time_s,
+        outcome
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Parses `--sweep KEY=V1,V2` flags into (key, values).
+fn parse_sweeps(flags: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    flags
+        .iter()
+        .map(|f| {
+            let (k, vs) = f
+                .split_once('=')
+                .with_context(|| format!("`--sweep {f}`: expected SECTION.KEY=V1,V2,..."))?;
+            let vals: Vec<String> = vs
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if vals.is_empty() {
+                anyhow::bail!("`--sweep {f}`: no values");
+            }
+            Ok((k.trim().to_string(), vals))
+        })
+        .collect()
+}
+
+/// Every combination of the sweep values, as `--set`-style pairs.
+fn grid(axes: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vals) in axes {
+        out = out
+            .into_iter()
+            .flat_map(|combo| {
+                vals.iter().map(move |v| {
+                    let mut c = combo.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// `labbook run CONFIG --sweep ...`: validates every point of the grid, creates one queued
+/// run per point (sharing a sweep id), and starts a detached supervisor that trains them
+/// at most `--parallel` at a time.
+fn sweep(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
+    let axes = parse_sweeps(&a.sweep)?;
+    let mut cfgs = Vec::new();
+    for combo in grid(&axes) {
+        let mut cfg = load_config(config_file, &a.sets)?;
+        for (k, v) in &combo {
+            cfg.set(k, v)?;
+        }
+        cfg.validate()?;
+        cfg.train.backend.check_available()?;
+        cfgs.push((combo, cfg));
+    }
+    let mut store = env.open()?;
+    if let Some(e) = a.experiment {
+        store.require(e)?;
+    }
+    let provenance = Provenance::capture(&std::env::current_dir()?);
+    let sweep_id = format!("S{}", chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f"));
+    let mut runs = Vec::new();
+    for (combo, cfg) in &cfgs {
+        let run = recorder::create_run_in_sweep(
+            &mut store,
+            cfg,
+            Some(config_file),
+            a.experiment,
+            &provenance,
+            Some(&sweep_id),
+        )?;
+        runs.push((run, combo.clone()));
+    }
+    let runs_root = recorder::run_dir(&env.db_path, RunId(0))
+        .parent()
+        .expect("runs dir has a parent")
+        .to_path_buf();
+    std::fs::create_dir_all(&runs_root)?;
+    let log = runs_root.join(format!("{sweep_id}.log"));
+    let mut cmd = worker_command(env, &log)?;
+    cmd.arg("sweep-worker")
+        .arg(&sweep_id)
+        .arg("--parallel")
+        .arg(a.parallel.to_string());
+    if let Err(e) = cmd.spawn() {
+        for (r, _) in &runs {
+            let _ = store.cancel_queued(*r);
+        }
+        return Err(anyhow::Error::new(e).context("cannot start the sweep supervisor"));
+    }
+    if env.json {
+        return super::output::json(&serde_json::json!({
+            "sweep": sweep_id,
+            "parallel": a.parallel,
+            "runs": runs.iter().map(|(r, c)| serde_json::json!({
+                "run": r,
+                "set": c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    for (r, c) in &runs {
+        let set = c
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!("{r}  {set}");
+    }
+    eprintln!(
+        "sweep {sweep_id}: {} runs, at most {} at a time (supervisor log {})",
+        runs.len(),
+        a.parallel,
+        log.display()
+    );
+    Ok(())
+}
+
+/// The sweep supervisor: starts queued runs of the sweep as child workers, at most
+/// `parallel` at once, until none is left. Cancelled runs are skipped.
+pub fn cmd_sweep_worker(env: &Env, a: SweepWorkerArgs) -> Result<()> {
+    let store = env.open()?;
+    let mut started = std::collections::HashSet::new();
+    let mut children: Vec<(RunId, std::process::Child)> = Vec::new();
+    println!("sweep {}: supervisor pid {}", a.sweep, std::process::id());
+    loop {
+        children.retain_mut(|(r, c)| match c.try_wait() {
+            Ok(Some(st)) => {
+                println!("{r}: worker exited ({st})");
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        });
+        let queued: Vec<RunId> = store
+            .list_runs(&labbook::store::RunFilter {
+                status: Some(RunStatus::Queued),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|r| r.sweep.as_deref() == Some(a.sweep.as_str()) && !started.contains(&r.id))
+            .map(|r| r.id)
+            .collect();
+        if queued.is_empty() && children.is_empty() {
+            break;
+        }
+        for run in queued {
+            if children.len() >= a.parallel as usize {
+                break;
+            }
+            let dir = recorder::run_dir(&env.db_path, run);
+            std::fs::create_dir_all(&dir)?;
+            let mut cmd = worker_command(env, &dir.join("log.txt"))?;
+            cmd.arg("run-worker").arg(run.to_string());
+            match cmd.spawn() {
+                Ok(child) => {
+                    println!("{run}: started worker pid {}", child.id());
+                    started.insert(run);
+                    children.push((run, child));
+                }
+                Err(e) => {
+                    println!("{run}: cannot start a worker: {e}");
+                    started.insert(run);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    println!("sweep {}: done", a.sweep);
+    Ok(())
 }

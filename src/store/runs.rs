@@ -176,6 +176,38 @@ pub struct MetricPoint {
     pub wall_time: f64,
 }
 
+/// A running run whose heartbeat is older than this is considered crashed.
+pub const STALE_HEARTBEAT: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
+
+/// Whether process `pid` exists on this machine and is not a zombie.
+pub fn pid_alive(pid: i64) -> bool {
+    let Ok(pid32) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid32 <= 0 {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        let r = unsafe { libc::kill(pid32, 0) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+            return false;
+        }
+        // A killed child not yet reaped by its parent is a zombie: dead for our purposes.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid32}/stat"))
+            && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.trim_start())
+        {
+            return !rest.starts_with('Z') && !rest.starts_with('X');
+        }
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub experiment: Option<ItemId>,
@@ -320,6 +352,111 @@ impl Store {
         })
     }
 
+    /// Refreshes a running run's heartbeat (the worker beats every couple of seconds, even
+    /// inside long steps and evaluations).
+    pub fn heartbeat(&mut self, id: RunId) -> Result<()> {
+        self.write(|tx, ctx| {
+            tx.execute(
+                "UPDATE runs SET heartbeat_at = ?1 WHERE id = ?2 AND status = 'running'",
+                params![ctx.now, id.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes a queued run for this process: `false` if it is no longer queued (cancelled,
+    /// or taken by another worker).
+    pub fn claim_run(&mut self, id: RunId, pid: u32) -> Result<bool> {
+        self.write(|tx, ctx| {
+            let n = tx.execute(
+                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?1), heartbeat_at = ?1,
+                    pid = ?2, host = coalesce(?3, host), finished_at = NULL, error = NULL
+                 WHERE id = ?4 AND status = 'queued'",
+                params![ctx.now, pid, crate::recorder::hostname(), id.0],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Puts a stopped run (cancelled, crashed or failed) back in the queue to be resumed.
+    pub fn requeue_run(&mut self, id: RunId) -> Result<()> {
+        self.write(|tx, _| {
+            let status: Option<String> = tx
+                .query_row("SELECT status FROM runs WHERE id = ?1", [id.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let status: RunStatus = status.ok_or(Error::RunNotFound(id))?.parse()?;
+            if !matches!(
+                status,
+                RunStatus::Cancelled | RunStatus::Crashed | RunStatus::Failed
+            ) {
+                return Err(Error::Invalid(format!(
+                    "{id} is {status}; only cancelled, crashed or failed runs can be resumed"
+                )));
+            }
+            tx.execute(
+                "UPDATE runs SET status = 'queued', finished_at = NULL, error = NULL WHERE id = ?1",
+                [id.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Cancels a queued run (nothing is running it yet). `false` if it was not queued.
+    pub fn cancel_queued(&mut self, id: RunId) -> Result<bool> {
+        self.write(|tx, ctx| {
+            let n = tx.execute(
+                "UPDATE runs SET status = 'cancelled', finished_at = ?1, error = 'cancelled before it started'
+                 WHERE id = ?2 AND status IN ('queued', 'queued-remote')",
+                params![ctx.now, id.0],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Marks as `crashed` every running run whose worker is gone: its pid is dead on this
+    /// host, or its heartbeat is older than [`STALE_HEARTBEAT`]. Metrics already flushed stay.
+    /// Returns the runs it marked.
+    pub fn reap_crashed(&mut self) -> Result<Vec<RunId>> {
+        let host = crate::recorder::hostname();
+        let stale = (chrono::Utc::now() - STALE_HEARTBEAT)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        type Candidate = (i64, Option<i64>, Option<String>, Option<String>);
+        let candidates: Vec<Candidate> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, pid, host, heartbeat_at FROM runs WHERE status = 'running'",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let mut dead = Vec::new();
+        for (id, pid, run_host, beat) in candidates {
+            let here = run_host.is_some() && run_host == host;
+            let pid_dead = here && pid.is_some_and(|p| !pid_alive(p));
+            let beat_stale = beat.as_deref().is_none_or(|b| b < stale.as_str());
+            if pid_dead || beat_stale {
+                let why = if pid_dead {
+                    format!("worker process {} died", pid.unwrap_or_default())
+                } else {
+                    format!("no heartbeat since {}", beat.unwrap_or_default())
+                };
+                let marked = self.write(|tx, ctx| {
+                    Ok(tx.execute(
+                        "UPDATE runs SET status = 'crashed', finished_at = ?1, error = ?2
+                         WHERE id = ?3 AND status = 'running'",
+                        params![ctx.now, why, id],
+                    )? == 1)
+                })?;
+                if marked {
+                    dead.push(RunId(id));
+                }
+            }
+        }
+        Ok(dead)
+    }
+
     /// Metric keys logged for a run.
     pub fn metric_keys(&self, id: RunId) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
@@ -396,6 +533,65 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.list_runs(&by_exp).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn claim_cancel_requeue_and_reap() {
+        let (_d, mut s) = temp_store();
+        let host = crate::recorder::hostname();
+        let new = || NewRun {
+            config: String::new(),
+            host: host.clone(),
+            ..Default::default()
+        };
+        // A queued run can be claimed once; a cancelled one cannot be claimed.
+        let a = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(a, std::process::id()).unwrap());
+        assert!(!s.claim_run(a, std::process::id()).unwrap());
+        let b = s.create_run(&new()).unwrap();
+        assert!(s.cancel_queued(b).unwrap());
+        assert!(!s.claim_run(b, 1).unwrap());
+        assert_eq!(s.get_run(b).unwrap().status, RunStatus::Cancelled);
+        // Healthy (our own pid, fresh heartbeat): left alone.
+        assert!(s.reap_crashed().unwrap().is_empty());
+        // Dead pid on this host: crashed, metrics kept.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let c = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(c, dead).unwrap());
+        let p = MetricPoint {
+            step: 1,
+            key: "loss".into(),
+            value: 1.0,
+            wall_time: 0.1,
+        };
+        s.append_metrics(c, &[p], Some(1)).unwrap();
+        // Alive pid but a heartbeat older than 15 s: crashed too.
+        let d = s.create_run(&new()).unwrap();
+        assert!(s.claim_run(d, std::process::id()).unwrap());
+        s.conn
+            .execute(
+                "UPDATE runs SET heartbeat_at = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+                [d.0],
+            )
+            .unwrap();
+        assert_eq!(s.reap_crashed().unwrap(), vec![c, d]);
+        let rc = s.get_run(c).unwrap();
+        assert_eq!(rc.status, RunStatus::Crashed);
+        assert!(rc.error.unwrap().contains("died"));
+        assert_eq!(s.metric_series(c, "loss").unwrap().len(), 1);
+        assert!(s.get_run(d).unwrap().error.unwrap().contains("heartbeat"));
+        assert_eq!(s.get_run(a).unwrap().status, RunStatus::Running);
+        // Stopped runs can be requeued for resume; running ones cannot.
+        s.requeue_run(c).unwrap();
+        assert_eq!(s.get_run(c).unwrap().status, RunStatus::Queued);
+        assert!(
+            s.requeue_run(a)
+                .unwrap_err()
+                .to_string()
+                .contains("running")
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum Action {
     Link,
     Archive,
     Delete,
+    // Runs
+    ToggleLogScale,
+    CycleSmoothing,
     // Papers
     ImportBibtex,
     OpenUrl,
@@ -85,6 +88,8 @@ pub enum Effect {
     EditInEditor(ItemId),
     OpenUrl(String),
     Copy(String),
+    /// `labbook run ARGS... --detach` in a child process (it validates, records, spawns).
+    LaunchRun(Vec<String>),
     Quit,
 }
 

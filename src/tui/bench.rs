@@ -39,6 +39,15 @@ pub struct TuiBenchReport {
     /// The FTS query the worker runs per filter keystroke, off the UI thread.
     pub fts_filter_p50_ms: f64,
     pub fts_filter_p99_ms: f64,
+    /// Runs streaming metrics into the notebook (other threads, 5 points every 200 ms each:
+    /// five times the recorder's flush rate) while the timings below are taken.
+    pub streaming_runs: usize,
+    /// On the Runs tab with a run view (curves of 2,000 steps + log): move the selection
+    /// and render (chart included).
+    pub run_view_keystroke_p50_ms: f64,
+    pub run_view_keystroke_p99_ms: f64,
+    /// The worker's query for a run view (metric series + log tail), off the UI thread.
+    pub run_view_load_p99_ms: f64,
 }
 
 const VOCAB: &[&str] = &[
@@ -101,7 +110,12 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenchReport> {
+pub fn run(
+    items: usize,
+    runs: usize,
+    streaming: usize,
+    progress: impl Fn(&str),
+) -> Result<TuiBenchReport> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.db");
     {
@@ -151,6 +165,41 @@ pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenc
             store.finish_run(id, RunStatus::Succeeded, &metrics, None)?;
         }
     }
+    // Live runs: each with 2,000 logged steps already, then appending while we measure.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streamers = Vec::new();
+    for r in 0..streaming {
+        let mut store = Store::open(&path, "bench")?;
+        let id = store.create_run(&NewRun {
+            name: Some(format!("live-{r}")),
+            config: "configs/bench.toml".into(),
+            steps_total: Some(100_000),
+            ..Default::default()
+        })?;
+        store.start_run(id, std::process::id())?;
+        let point = |step: i64, k: &str| labbook::store::MetricPoint {
+            step,
+            key: k.to_string(),
+            value: 1.0 / (step + 1) as f64,
+            wall_time: step as f64 * 0.01,
+        };
+        let keys = ["loss", "accuracy", "lr", "grad_norm", "tokens_per_s"];
+        let history: Vec<_> = (0..2000).flat_map(|s| keys.map(|k| point(s, k))).collect();
+        store.append_metrics(id, &history, Some(2000))?;
+        let stop = stop.clone();
+        streamers.push(std::thread::spawn(move || -> labbook::Result<u64> {
+            let mut step = 2000;
+            let mut writes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pts: Vec<_> = keys.map(|k| point(step, k)).to_vec();
+                store.append_metrics(id, &pts, Some(step))?;
+                step += 1;
+                writes += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(writes)
+        }));
+    }
 
     progress("timing the first frame…");
     let (w, h) = (160, 48);
@@ -199,7 +248,35 @@ pub fn run(items: usize, runs: usize, progress: impl Fn(&str)) -> Result<TuiBenc
             update(&mut app, Action::Cancel);
         }
     }
+    let mut view_lat = Vec::new();
+    let mut view_load = Vec::new();
+    if streaming > 0 {
+        progress("timing the run view while runs stream metrics…");
+        update(&mut app, Action::Tab(4));
+        update(&mut app, Action::Bottom);
+        for i in 0..60 {
+            // The worker's part: reload the selected run's curves and log.
+            if let Some(r) = app.run_at(app.view().selected) {
+                let t = Instant::now();
+                let v = worker::load_run_view(&store, r.id)?;
+                view_load.push(ms(t));
+                update(&mut app, Action::Worker(Reply::RunView(v)));
+            }
+            let t = Instant::now();
+            update(&mut app, if i % 2 == 0 { Action::Up } else { Action::Down });
+            term.draw(|f| views::render(f, &app))?;
+            view_lat.push(ms(t));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in streamers {
+        s.join().expect("streamer thread")?;
+    }
     Ok(TuiBenchReport {
+        streaming_runs: streaming,
+        run_view_keystroke_p50_ms: pct(&mut view_lat, 0.50),
+        run_view_keystroke_p99_ms: pct(&mut view_lat, 0.99),
+        run_view_load_p99_ms: pct(&mut view_load, 0.99),
         items,
         runs,
         width: w,

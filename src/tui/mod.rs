@@ -119,6 +119,10 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
                             };
                             queue.extend(state::update(&mut app, Action::Worker(reply)));
                         }
+                        Effect::LaunchRun(args) => {
+                            let reply = launch_run(db_path, &args);
+                            queue.extend(state::update(&mut app, Action::Worker(reply)));
+                        }
                         Effect::OpenUrl(url) => {
                             let opener = if cfg!(target_os = "macos") {
                                 "open"
@@ -170,5 +174,42 @@ fn to_action(app: &App, ev: Event) -> Option<Action> {
         },
         Event::Resize(w, h) => Some(Action::Resize(w, h)),
         _ => None,
+    }
+}
+
+/// Starts a detached run through the CLI (`labbook --db DB run ARGS... --detach`), which
+/// validates everything first and puts the worker in its own process group.
+fn launch_run(db_path: &Path, args: &[String]) -> Reply {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return Reply::Failed(format!("cannot find the labbook executable: {e}")),
+    };
+    let out = std::process::Command::new(exe)
+        .arg("--db")
+        .arg(db_path)
+        .arg("run")
+        .args(args)
+        .arg("--detach")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let run = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            Reply::Done {
+                msg: format!("{run} started in the background (d stops it)"),
+                select: None,
+            }
+        }
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            Reply::Failed(
+                err.lines()
+                    .next()
+                    .unwrap_or("labbook run failed")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+            )
+        }
+        Err(e) => Reply::Failed(format!("cannot start labbook run: {e}")),
     }
 }

@@ -353,3 +353,80 @@ fn tiny_terminals_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn run_view_with_curves_and_log() {
+    use crate::tui::worker::{Reply, RunView};
+    let view = || RunView {
+        run: RunId(1),
+        curves: vec![
+            (
+                "loss".into(),
+                (1..=200)
+                    .map(|s| (s as f64, 3.0 * (-(s as f64) / 60.0).exp() + 0.05))
+                    .collect(),
+            ),
+            (
+                "eval/acc@16".into(),
+                (1..=10)
+                    .map(|i| (i as f64 * 20.0, i as f64 / 10.0))
+                    .collect(),
+            ),
+        ],
+        log_tail: vec![
+            "step 199/200  loss 0.0712".into(),
+            "R-1 succeeded after 200 steps in 4.2s".into(),
+        ],
+    };
+    snap("run_view", |app| {
+        keys(
+            app,
+            vec![Action::Tab(4), Action::Worker(Reply::RunView(view()))],
+        )
+    });
+    snap("run_view_log_smooth", |app| {
+        keys(
+            app,
+            vec![
+                Action::Tab(4),
+                Action::Worker(Reply::RunView(view())),
+                Action::ToggleLogScale,
+                Action::CycleSmoothing,
+            ],
+        )
+    });
+}
+
+#[test]
+fn compare_marked_runs() {
+    use crate::tui::worker::{CompareView, Reply};
+    let curve = |k: f64| -> Vec<(f64, f64)> {
+        (1..=100)
+            .map(|s| (s as f64, 3.0 * (-(s as f64) / k).exp() + 0.1))
+            .collect()
+    };
+    let view = || CompareView {
+        runs: vec![RunId(1), RunId(2)],
+        curves: vec![(
+            "loss".into(),
+            vec![(RunId(1), curve(20.0)), (RunId(2), curve(50.0))],
+        )],
+        keys: vec![(
+            "model.kind".into(),
+            vec!["mamba".into(), "mamba-lti".into()],
+        )],
+        finals: vec![("final loss".into(), vec!["0.0123".into(), "-".into()])],
+    };
+    snap("compare_runs", |app| {
+        keys(
+            app,
+            vec![
+                Action::Tab(4),
+                Action::CycleStatus,
+                Action::Down,
+                Action::CycleStatus,
+                Action::Worker(Reply::Compare(view())),
+            ],
+        )
+    });
+}

@@ -80,6 +80,8 @@ pub enum PromptKind {
     Tag(ItemId),
     Comment(ItemId),
     Import,
+    /// Start a detached run: a config file, optionally followed by `--set k=v` etc.
+    LaunchRun,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +134,16 @@ pub struct App {
     pub focus: Focus,
     pub link_sel: usize,
     pub detail: Option<(Item, Detail)>,
+    /// Curves and log tail of the selected run.
+    pub run_view: Option<super::worker::RunView>,
+    /// Runs marked for comparison (space/x on the Runs tab), in marking order.
+    pub marked_runs: Vec<RunId>,
+    /// The comparison of the marked runs, when two or more are marked.
+    pub compare_view: Option<super::worker::CompareView>,
+    /// Run curves on a log y axis.
+    pub log_scale: bool,
+    /// Moving-average window of the run curves (1 = raw).
+    pub smoothing: usize,
     pub detail_scroll: u16,
     pub mode: Mode,
     pub back: Vec<Loc>,
@@ -159,6 +171,11 @@ impl App {
             focus: Focus::List,
             link_sel: 0,
             detail: None,
+            run_view: None,
+            marked_runs: Vec::new(),
+            compare_view: None,
+            log_scale: false,
+            smoothing: 1,
             detail_scroll: 0,
             mode: Mode::Normal,
             back: Vec::new(),
@@ -400,6 +417,9 @@ impl App {
             Some(Sel::Item(id)) if self.detail.as_ref().is_none_or(|(i, _)| i.id != id) => {
                 vec![Effect::Send(Request::Detail(id))]
             }
+            Some(Sel::Run(id)) if self.run_view.as_ref().is_none_or(|v| v.run != id) => {
+                vec![Effect::Send(Request::RunView(id))]
+            }
             _ => Vec::new(),
         }
     }
@@ -518,7 +538,29 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
     match reply {
         Reply::Data(d) => {
             app.apply_data(d);
-            return app.detail_effects();
+            let mut fx = app.detail_effects();
+            if app.tab == RUNS_TAB && app.marked_runs.len() >= 2 {
+                fx.push(Effect::Send(Request::CompareRuns(app.marked_runs.clone())));
+            }
+            // A selected run that is still going gets fresh curves with every reload.
+            if fx.is_empty()
+                && let Some(Sel::Run(id)) = app.selected()
+                && app
+                    .runs
+                    .iter()
+                    .any(|r| r.id == id && !r.status.is_finished())
+            {
+                fx.push(Effect::Send(Request::RunView(id)));
+            }
+            return fx;
+        }
+        Reply::RunView(v) => {
+            app.run_view = Some(v);
+        }
+        Reply::Compare(v) => {
+            if v.runs == app.marked_runs {
+                app.compare_view = Some(v);
+            }
         }
         Reply::Detail(id, item, d) => {
             if app.detail.as_ref().is_none_or(|(i, _)| i.id != id) {
@@ -705,7 +747,12 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Add => match tab_kind(app.tab) {
             Some(kind) => app.mode = Mode::Form(FormState::add(kind)),
-            None => app.error("runs are recorded by `labbook run`, not added here"),
+            None => {
+                app.mode = Mode::Prompt(PromptState {
+                    kind: PromptKind::LaunchRun,
+                    input: "configs/".into(),
+                })
+            }
         },
         Action::EditFields => {
             if let Some(item) = needs_item(app) {
@@ -716,6 +763,33 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(item) = needs_item(app) {
                 return vec![Effect::EditInEditor(item.id)];
             }
+        }
+        Action::CycleStatus if app.tab == RUNS_TAB => {
+            // On the Runs tab, space/x marks runs to compare (two or more: overlaid curves).
+            let Some(id) = app.run_at(app.view().selected).map(|r| r.id) else {
+                return Vec::new();
+            };
+            if let Some(pos) = app.marked_runs.iter().position(|r| *r == id) {
+                app.marked_runs.remove(pos);
+            } else {
+                app.marked_runs.push(id);
+            }
+            app.compare_view = None;
+            let marked = app
+                .marked_runs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if app.marked_runs.len() >= 2 {
+                app.info(format!("comparing {marked}"));
+                return vec![Effect::Send(Request::CompareRuns(app.marked_runs.clone()))];
+            }
+            app.info(if marked.is_empty() {
+                "no runs marked".to_string()
+            } else {
+                format!("marked {marked}; mark another to compare")
+            });
         }
         Action::CycleStatus => {
             if let Some(item) = needs_item(app) {
@@ -755,6 +829,18 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 });
             }
         }
+        Action::Archive if app.tab == RUNS_TAB => {
+            // On the Runs tab, `d` stops the selected run (graceful, resumable: no question).
+            match app.run_at(app.view().selected) {
+                Some(r) if !r.status.is_finished() => {
+                    let id = r.id;
+                    app.info(format!("stopping {id}…"));
+                    return vec![Effect::Send(Request::CancelRun(id))];
+                }
+                Some(r) => app.error(format!("{} is already {}", r.id, r.status)),
+                None => app.error("no run selected"),
+            }
+        }
         Action::Archive | Action::Delete => {
             if let Some(item) = needs_item(app) {
                 let what = if matches!(action, Action::Archive) {
@@ -764,6 +850,22 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 };
                 app.mode = Mode::Confirm(what, Box::new(Mode::Normal));
             }
+        }
+        Action::ToggleLogScale => {
+            app.log_scale = !app.log_scale;
+            app.info(if app.log_scale {
+                "curves: log scale"
+            } else {
+                "curves: linear scale"
+            });
+        }
+        Action::CycleSmoothing => {
+            app.smoothing = match app.smoothing {
+                1 => 10,
+                10 => 50,
+                _ => 1,
+            };
+            app.info(format!("curves: smoothing {}", app.smoothing));
         }
         Action::ImportBibtex => {
             app.mode = Mode::Prompt(PromptState {
@@ -1063,7 +1165,13 @@ fn prompt(app: &mut App, mut p: PromptState, action: Action) -> Vec<Effect> {
                 app.mode = Mode::Prompt(p);
                 return Vec::new();
             }
+            if p.kind == PromptKind::LaunchRun {
+                let args = text.split_whitespace().map(str::to_string).collect();
+                app.info("starting the run…");
+                return vec![Effect::LaunchRun(args)];
+            }
             let req = match p.kind {
+                PromptKind::LaunchRun => unreachable!("handled above"),
                 PromptKind::Comment(id) => Request::Comment(id, text),
                 PromptKind::Import => Request::ImportBibtex(expand_home(&text)),
                 PromptKind::Tag(id) => {

@@ -311,6 +311,68 @@ fn reload_keeps_the_selection_and_runs_are_read_only() {
     run(&mut app, vec![Action::Worker(Reply::Data(d))]);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 2))));
     run(&mut app, vec![Action::Tab(4)]);
-    assert!(run(&mut app, vec![Action::EditFields, Action::Add]).is_empty());
+    assert!(run(&mut app, vec![Action::EditFields]).is_empty());
     assert!(app.message.as_ref().unwrap().1, "an error explains why");
+    // `a` on the Runs tab starts a run instead (see below).
+}
+
+#[test]
+fn runs_tab_launches_stops_and_loads_run_views() {
+    use labbook::model::RunId;
+    let mut app = loaded_app(160, 48);
+    // Selecting a run asks the worker for its curves.
+    let fx = run(&mut app, vec![Action::Tab(4)]);
+    assert!(
+        matches!(sent(&fx)[..], [Request::RunView(RunId(1))]),
+        "{fx:?}"
+    );
+    // `a` opens the launch prompt; submitting starts `labbook run ... --detach`.
+    let mut a = vec![Action::Add];
+    a.extend(typed("smoke.toml --set train.lr=1e-3"));
+    a.push(Action::Submit);
+    let fx = run(&mut app, a);
+    assert!(
+        matches!(&fx[..], [Effect::LaunchRun(args)] if args == &["configs/smoke.toml", "--set", "train.lr=1e-3"]),
+        "{fx:?}"
+    );
+    assert!(matches!(app.mode, Mode::Normal));
+    // `d` on a finished run says so; on the running R-3 it sends a cancel.
+    let fx = run(&mut app, vec![Action::Archive]);
+    assert!(sent(&fx).is_empty());
+    let fx = run(&mut app, vec![Action::Bottom, Action::Archive]);
+    assert!(
+        sent(&fx)
+            .iter()
+            .any(|r| matches!(r, Request::CancelRun(RunId(3)))),
+        "{fx:?}"
+    );
+    // Log scale and smoothing are view settings.
+    run(
+        &mut app,
+        vec![Action::ToggleLogScale, Action::CycleSmoothing],
+    );
+    assert!(app.log_scale);
+    assert_eq!(app.smoothing, 10);
+}
+
+#[test]
+fn marking_two_runs_asks_for_a_comparison() {
+    use labbook::model::RunId;
+    let mut app = loaded_app(160, 48);
+    let fx = run(&mut app, vec![Action::Tab(4), Action::CycleStatus]);
+    assert!(
+        !sent(&fx)
+            .iter()
+            .any(|r| matches!(r, Request::CompareRuns(_)))
+    );
+    let fx = run(&mut app, vec![Action::Down, Action::CycleStatus]);
+    assert!(
+        sent(&fx)
+            .iter()
+            .any(|r| matches!(r, Request::CompareRuns(v) if v == &[RunId(1), RunId(2)])),
+        "{fx:?}"
+    );
+    // Unmarking one leaves a single run: no comparison.
+    run(&mut app, vec![Action::CycleStatus]);
+    assert_eq!(app.marked_runs, vec![RunId(1)]);
 }

@@ -33,6 +33,12 @@ pub enum Request {
         for_filter: bool,
     },
     ImportBibtex(PathBuf),
+    /// Curves and log tail of a run.
+    RunView(labbook::model::RunId),
+    /// Several runs side by side: overlaid curves and the config keys that differ.
+    CompareRuns(Vec<labbook::model::RunId>),
+    /// Stop a run (queued: cancelled; running: SIGTERM to its worker).
+    CancelRun(labbook::model::RunId),
     Shutdown,
 }
 
@@ -65,11 +71,138 @@ pub enum Reply {
         select: Option<ItemId>,
     },
     Failed(String),
+    RunView(RunView),
+    Compare(CompareView),
     SearchHits {
         query: String,
         for_filter: bool,
         hits: Vec<(ItemId, String, String)>,
     },
+}
+
+/// A run's curves (metric, points) and the last lines of its log, for the run view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub run: labbook::model::RunId,
+    pub curves: Vec<(String, Vec<(f64, f64)>)>,
+    pub log_tail: Vec<String>,
+}
+
+/// One run's points of one metric.
+pub type RunCurve = (labbook::model::RunId, Vec<(f64, f64)>);
+
+/// Runs compared in the TUI: per metric, one curve per run; the differing config keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareView {
+    pub runs: Vec<labbook::model::RunId>,
+    /// (metric, [(run, points)]).
+    pub curves: Vec<(String, Vec<RunCurve>)>,
+    /// (key, value per run).
+    pub keys: Vec<(String, Vec<String>)>,
+    /// (metric, final value per run) for loss and accuracy.
+    pub finals: Vec<(String, Vec<String>)>,
+}
+
+/// Loads a comparison of `runs` for the Runs tab.
+pub fn load_compare_view(
+    store: &Store,
+    runs: &[labbook::model::RunId],
+) -> labbook::Result<CompareView> {
+    let cmp = labbook::compare::compare(store, runs)?;
+    let mut curves = Vec::new();
+    for metric in ["loss", "accuracy"] {
+        let mut per_run = Vec::new();
+        for &id in runs {
+            let v = load_run_view(store, id)?;
+            if let Some((_, pts)) = v.curves.into_iter().find(|(k, _)| k == metric) {
+                per_run.push((id, pts));
+            }
+        }
+        if !per_run.is_empty() {
+            curves.push((metric.to_string(), per_run));
+        }
+    }
+    let keys = cmp
+        .keys
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                cmp.runs
+                    .iter()
+                    .map(|r| r.config[k].clone().unwrap_or_else(|| "-".into()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let finals = ["loss", "accuracy"]
+        .iter()
+        .map(|m| {
+            (
+                format!("final {m}"),
+                cmp.runs
+                    .iter()
+                    .map(|r| {
+                        r.final_metrics
+                            .get(*m)
+                            .map(|v| format!("{v:.4}"))
+                            .unwrap_or_else(|| "-".into())
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(CompareView {
+        runs: runs.to_vec(),
+        curves,
+        keys,
+        finals,
+    })
+}
+
+/// Most points per curve sent to the chart (evenly thinned; the last point is kept).
+const MAX_CHART_POINTS: usize = 600;
+
+/// Loads the run view: loss, accuracy and the first eval accuracy, and 12 log lines.
+pub fn load_run_view(store: &Store, id: labbook::model::RunId) -> labbook::Result<RunView> {
+    let keys = store.metric_keys(id)?;
+    let mut wanted: Vec<String> = ["loss", "accuracy"]
+        .into_iter()
+        .filter(|k| keys.iter().any(|x| x == k))
+        .map(str::to_string)
+        .collect();
+    wanted.extend(keys.iter().find(|k| k.starts_with("eval/acc")).cloned());
+    let mut curves = Vec::new();
+    for k in wanted {
+        let s = store.metric_series(id, &k)?;
+        let stride = s.len().div_ceil(MAX_CHART_POINTS).max(1);
+        let mut pts: Vec<(f64, f64)> = s
+            .iter()
+            .step_by(stride)
+            .map(|&(x, y)| (x as f64, y))
+            .collect();
+        if let Some(&(x, y)) = s.last()
+            && pts.last().map(|p| p.0) != Some(x as f64)
+        {
+            pts.push((x as f64, y));
+        }
+        curves.push((k, pts));
+    }
+    let log = labbook::recorder::run_dir(store.path(), id).join("log.txt");
+    let log_tail = std::fs::read_to_string(&log)
+        .map(|t| {
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(12)..]
+                .iter()
+                .map(|l| l.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RunView {
+        run: id,
+        curves,
+        log_tail,
+    })
 }
 
 /// Loads the lists (used by the worker and the benchmark).
@@ -92,6 +225,9 @@ pub fn load_detail(store: &Store, id: ItemId) -> labbook::Result<(Item, Detail)>
     ))
 }
 
+/// How often the TUI looks for runs whose worker died.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn data_version(store: &Store) -> i64 {
     store
         .conn()
@@ -102,6 +238,9 @@ fn data_version(store: &Store) -> i64 {
 /// Runs the worker loop until `Shutdown` or the UI hangs up. `wake` is called after
 /// each reply so the UI can redraw.
 pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
+    // Runs whose worker died are marked crashed on start, and every few seconds after.
+    let _ = store.reap_crashed();
+    let mut last_reap = Instant::now();
     let mut version = data_version(&store);
     let mut shown: Option<ItemId> = None;
     let mut last_poll = Instant::now();
@@ -137,6 +276,10 @@ pub fn run(mut store: Store, rx: Receiver<Request>, tx: Sender<Reply>) {
         }
         if last_poll.elapsed() >= POLL {
             last_poll = Instant::now();
+            if last_reap.elapsed() >= REAP_EVERY {
+                last_reap = Instant::now();
+                let _ = store.reap_crashed();
+            }
             let v = data_version(&store);
             // Only other connections' commits change it, so our own writes do not reload twice.
             if v != version {
@@ -267,6 +410,18 @@ fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Re
                         first,
                     )
                 });
+            write(store, shown, r)
+        }
+        Request::RunView(id) => match load_run_view(store, id) {
+            Ok(v) => vec![Reply::RunView(v)],
+            Err(e) => vec![Reply::Failed(e.to_string())],
+        },
+        Request::CompareRuns(ids) => match load_compare_view(store, &ids) {
+            Ok(v) => vec![Reply::Compare(v)],
+            Err(e) => vec![Reply::Failed(e.to_string())],
+        },
+        Request::CancelRun(id) => {
+            let r = labbook::lifecycle::request_stop(store, id).map(|msg| (msg, None));
             write(store, shown, r)
         }
         Request::Shutdown => Vec::new(),

@@ -1,10 +1,11 @@
 //! The detail pane: the selected item's fields, links grouped by relation, Markdown body,
 //! comments and history (or a run's record on the Runs tab).
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
+use ratatui::symbols;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use crate::tui::markdown;
 use crate::tui::state::{App, Focus};
@@ -257,8 +258,55 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             .map(|(i, _)| i)
             .unwrap_or(item);
         item_lines(app, item, block.inner(area).width as usize)
+    } else if let Some(cv) = app
+        .compare_view
+        .as_ref()
+        .filter(|_| app.tab == crate::tui::state::RUNS_TAB && app.marked_runs.len() >= 2)
+    {
+        render_compare(frame, app, block, area, cv);
+        return;
     } else if let Some(r) = app.run_at(app.view().selected) {
-        (run_lines(app, r), None)
+        let view = app.run_view.as_ref().filter(|v| v.run == r.id);
+        let inner = block.inner(area);
+        let mut lines = run_lines(app, r);
+        if let Some(v) = view {
+            if !v.log_tail.is_empty() {
+                lines.push(Line::from(""));
+                lines.push(section(t, "Log (runs/R-n/log.txt, last lines)"));
+                lines.extend(
+                    v.log_tail
+                        .iter()
+                        .map(|l| Line::from(Span::styled(l.clone(), t.dim()))),
+                );
+            }
+            let n = v.curves.iter().filter(|(_, p)| !p.is_empty()).count() as u16;
+            if n > 0 && inner.height >= 24 && inner.width >= 30 {
+                // Curves on top (about half the pane), the record below.
+                let chart_h = (inner.height / 2).min(n * 10);
+                frame.render_widget(block, area);
+                let [charts, text] =
+                    Layout::vertical([Constraint::Length(chart_h), Constraint::Min(1)])
+                        .areas(inner);
+                let parts = Layout::vertical(vec![Constraint::Ratio(1, n as u32); n as usize])
+                    .split(charts);
+                for ((name, pts), part) in v
+                    .curves
+                    .iter()
+                    .filter(|(_, p)| !p.is_empty())
+                    .zip(parts.iter())
+                {
+                    render_curve(frame, app, *part, name, pts);
+                }
+                frame.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .scroll((app.detail_scroll, 0)),
+                    text,
+                );
+                return;
+            }
+        }
+        (lines, None)
     } else {
         let hint = if app.loaded && app.visible.is_empty() {
             "Nothing selected."
@@ -283,4 +331,209 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             .scroll((scroll, 0)),
         area,
     );
+}
+
+/// One metric of the selected run as a line chart (log scale and smoothing from the app).
+fn render_curve(frame: &mut Frame, app: &App, area: Rect, name: &str, pts: &[(f64, f64)]) {
+    let t = &app.theme;
+    let mut data = labbook::plot::smooth(pts, app.smoothing);
+    if app.log_scale {
+        data = data
+            .into_iter()
+            .filter(|(_, y)| *y > 0.0)
+            .map(|(x, y)| (x, y.log10()))
+            .collect();
+    }
+    if data.is_empty() {
+        return;
+    }
+    let (x0, x1) = data
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (mut y0, mut y1) = data
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    if y1 - y0 < 1e-12 {
+        y0 -= 0.5;
+        y1 += 0.5;
+    }
+    let shown = |v: f64| {
+        let v = if app.log_scale { 10f64.powf(v) } else { v };
+        format!("{v:.3}")
+    };
+    let last = data.last().map(|p| p.1).unwrap_or_default();
+    let title = format!(
+        " {name} {}{}{} ",
+        shown(last),
+        if app.log_scale { " · log" } else { "" },
+        if app.smoothing > 1 {
+            format!(" · avg {}", app.smoothing)
+        } else {
+            String::new()
+        }
+    );
+    let ds = Dataset::default()
+        .marker(symbols::Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(t.key())
+        .data(&data);
+    let chart = Chart::new(vec![ds])
+        .block(Block::new().title(Span::styled(title, t.heading())))
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x1.max(x0 + 1.0)])
+                .labels([format!("{x0:.0}"), format!("{x1:.0}")])
+                .style(t.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .labels([shown(y0), shown(y1)])
+                .style(t.dim()),
+        );
+    frame.render_widget(chart, area);
+}
+
+/// Colours of overlaid runs, in marking order.
+const RUN_COLORS: [ratatui::style::Color; 6] = [
+    ratatui::style::Color::Cyan,
+    ratatui::style::Color::Yellow,
+    ratatui::style::Color::Magenta,
+    ratatui::style::Color::Green,
+    ratatui::style::Color::Red,
+    ratatui::style::Color::Blue,
+];
+
+/// Marked runs side by side: overlaid loss/accuracy curves, then the config keys that
+/// differ and the final metrics, one column per run.
+fn render_compare(
+    frame: &mut Frame,
+    app: &App,
+    block: Block,
+    area: Rect,
+    cv: &crate::tui::worker::CompareView,
+) {
+    let t = &app.theme;
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = vec![Line::from(
+        std::iter::once(Span::styled("Comparing ", t.heading()))
+            .chain(cv.runs.iter().enumerate().map(|(i, r)| {
+                Span::styled(
+                    format!("{r} "),
+                    Style::new().fg(RUN_COLORS[i % RUN_COLORS.len()]),
+                )
+            }))
+            .collect::<Vec<_>>(),
+    )];
+    let w = cv
+        .keys
+        .iter()
+        .chain(&cv.finals)
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(8)
+        .min(28);
+    if cv.keys.is_empty() {
+        lines.push(Line::from(Span::styled("configs identical", t.dim())));
+    }
+    for (k, vals) in cv.keys.iter().chain(&cv.finals) {
+        let mut spans = vec![Span::styled(
+            format!("{:<w$} ", super::truncate(k, w)),
+            t.dim(),
+        )];
+        for (i, v) in vals.iter().enumerate() {
+            spans.push(Span::styled(
+                format!("{:<12} ", super::truncate(v, 12)),
+                Style::new().fg(RUN_COLORS[i % RUN_COLORS.len()]),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    let n = cv.curves.len() as u16;
+    let chart_h = if inner.height >= 20 && n > 0 {
+        (inner.height.saturating_sub(lines.len() as u16 + 1)).min(n * 12)
+    } else {
+        0
+    };
+    let [charts, text] =
+        Layout::vertical([Constraint::Length(chart_h), Constraint::Min(1)]).areas(inner);
+    if chart_h > 0 {
+        let parts =
+            Layout::vertical(vec![Constraint::Ratio(1, n as u32); n as usize]).split(charts);
+        for ((metric, per_run), part) in cv.curves.iter().zip(parts.iter()) {
+            let data: Vec<(usize, Vec<(f64, f64)>)> = per_run
+                .iter()
+                .map(|(id, pts)| {
+                    let i = cv.runs.iter().position(|r| r == id).unwrap_or(0);
+                    let mut d = labbook::plot::smooth(pts, app.smoothing);
+                    if app.log_scale {
+                        d = d
+                            .into_iter()
+                            .filter(|(_, y)| *y > 0.0)
+                            .map(|(x, y)| (x, y.log10()))
+                            .collect();
+                    }
+                    (i, d)
+                })
+                .collect();
+            let all = || data.iter().flat_map(|(_, d)| d.iter());
+            if all().next().is_none() {
+                continue;
+            }
+            let (x0, x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.0), b.max(p.0))
+            });
+            let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.1), b.max(p.1))
+            });
+            if y1 - y0 < 1e-12 {
+                y0 -= 0.5;
+                y1 += 0.5;
+            }
+            let shown = |v: f64| {
+                let v = if app.log_scale { 10f64.powf(v) } else { v };
+                format!("{v:.3}")
+            };
+            let datasets = data
+                .iter()
+                .map(|(i, d)| {
+                    Dataset::default()
+                        .marker(symbols::Marker::Braille)
+                        .graph_type(GraphType::Line)
+                        .style(Style::new().fg(RUN_COLORS[i % RUN_COLORS.len()]))
+                        .data(d)
+                })
+                .collect();
+            let title = format!(
+                " {metric}{}{} ",
+                if app.log_scale { " · log" } else { "" },
+                if app.smoothing > 1 {
+                    format!(" · avg {}", app.smoothing)
+                } else {
+                    String::new()
+                }
+            );
+            let chart = Chart::new(datasets)
+                .block(Block::new().title(Span::styled(title, t.heading())))
+                .x_axis(
+                    Axis::default()
+                        .bounds([x0, x1.max(x0 + 1.0)])
+                        .labels([format!("{x0:.0}"), format!("{x1:.0}")])
+                        .style(t.dim()),
+                )
+                .y_axis(
+                    Axis::default()
+                        .bounds([y0, y1])
+                        .labels([shown(y0), shown(y1)])
+                        .style(t.dim()),
+                );
+            frame.render_widget(chart, *part);
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
 }

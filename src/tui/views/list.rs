@@ -69,7 +69,7 @@ fn columns(tab: usize) -> &'static [Col] {
         col("Name", 0, "name", 0),
         col("Exp", 5, "", 4),
         col("Status", 9, "status", 0),
-        col("Steps", 11, "", 5),
+        col("Progress", 17, "", 5),
         col("Final metrics", 26, "", 3),
         col("Created", 10, "created", 6),
     ];
@@ -105,6 +105,23 @@ fn fitting(tab: usize, width: u16) -> Vec<&'static Col> {
     cols
 }
 
+/// "740/2000 37%", plus the ETA of a running run (from its pace up to the last heartbeat).
+fn run_progress(r: &labbook::store::Run) -> String {
+    let Some(total) = r.steps_total else {
+        return r.steps_done.to_string();
+    };
+    let pct = labbook::compare::progress(r).unwrap_or(0.0) * 100.0;
+    let mut s = format!("{}/{total} {pct:.0}%", r.steps_done);
+    if let Some(eta) = r
+        .heartbeat_at
+        .as_deref()
+        .and_then(|now| labbook::compare::eta_secs(r, now))
+    {
+        s.push_str(&format!(" {}", labbook::compare::fmt_duration(eta)));
+    }
+    s
+}
+
 fn fmt_metric(v: f64) -> String {
     if v.abs() >= 1000.0 || (v != 0.0 && v.abs() < 0.001) {
         format!("{v:.2e}")
@@ -128,6 +145,9 @@ fn cells(app: &App, row: usize, cols: &[&Col], title_w: usize) -> Vec<Cell<'stat
                 c.width as usize
             };
             let cell = match c.head {
+                "ID" if app.marked_runs.contains(&r.id) => {
+                    Cell::from(Span::styled(format!("*{}", r.id), t.key()))
+                }
                 "ID" => Cell::from(r.id.to_string()),
                 "Name" => Cell::from(truncate(r.name.as_deref().unwrap_or(&r.config), w)),
                 "Exp" => Cell::from(r.experiment.map(|e| e.to_string()).unwrap_or_default()),
@@ -135,10 +155,7 @@ fn cells(app: &App, row: usize, cols: &[&Col], title_w: usize) -> Vec<Cell<'stat
                     r.status.as_str().to_string(),
                     t.status(None, r.status.as_str()),
                 )),
-                "Steps" => Cell::from(match r.steps_total {
-                    Some(n) => format!("{}/{n}", r.steps_done),
-                    None => r.steps_done.to_string(),
-                }),
+                "Progress" => Cell::from(run_progress(r)),
                 "Final metrics" => Cell::from(truncate(
                     &r.final_metrics
                         .iter()

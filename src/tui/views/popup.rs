@@ -11,6 +11,10 @@ pub fn render_prompt(frame: &mut Frame, app: &App, p: &PromptState) {
     let (title, hint) = match p.kind {
         PromptKind::Tag(id) => (format!(" Tag {id} "), "words add tags, -word removes one"),
         PromptKind::Comment(id) => (format!(" Comment on {id} "), "enter posts the comment"),
+        PromptKind::LaunchRun => (
+            " Start a run ".to_string(),
+            "config file [--set k=v ...] [-e E-n]; runs in the background",
+        ),
         PromptKind::Import => (
             " Import BibTeX ".to_string(),
             "path to a .bib file; duplicates are skipped",

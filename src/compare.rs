@@ -1,0 +1,201 @@
+//! Comparing runs: flattened config snapshots, the keys that differ, final and best
+//! metrics, progress and ETA. Pure functions over store data (no I/O).
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::RunId;
+use crate::store::{Run, Store};
+
+/// A TOML config snapshot as `section.key = value` pairs (values in TOML syntax).
+pub fn flatten_config(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        flatten_into("", &toml::Value::Table(table), &mut out);
+    }
+    out
+}
+
+fn flatten_into(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_into(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The keys whose value is not the same in every config (a key missing somewhere differs).
+pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
+    let all: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    all.into_iter()
+        .filter(|k| {
+            let first = configs.first().and_then(|c| c.get(*k));
+            configs.iter().any(|c| c.get(*k) != first)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether larger is better for a metric (accuracies), else smaller (losses).
+pub fn higher_is_better(key: &str) -> bool {
+    let k = key.rsplit('/').next().unwrap_or(key);
+    k.starts_with("acc") || k.contains("tokens_per_s")
+}
+
+/// One run in a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run: RunId,
+    pub status: String,
+    pub name: Option<String>,
+    /// Values of the differing config keys (same order as [`Comparison::keys`]).
+    pub config: BTreeMap<String, Option<String>>,
+    /// Final values (of a finished run), or the latest values (of a running one).
+    pub final_metrics: BTreeMap<String, f64>,
+    /// Best value seen of each loss/accuracy metric.
+    pub best_metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub keys: Vec<String>,
+    pub runs: Vec<RunSummary>,
+}
+
+fn tracked_for_best(key: &str) -> bool {
+    let k = key.rsplit('/').next().unwrap_or(key);
+    k.starts_with("loss") || k.starts_with("acc") || k.starts_with("bits_per_char")
+}
+
+/// Final and best metrics of a run, from its stored outcome or its metric streams.
+pub fn run_metrics(
+    store: &Store,
+    run: &Run,
+) -> Result<(BTreeMap<String, f64>, BTreeMap<String, f64>)> {
+    let mut fin: BTreeMap<String, f64> = run
+        .final_metrics
+        .iter()
+        .filter(|(k, _)| !k.starts_with("best/"))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let mut best = BTreeMap::new();
+    for key in store.metric_keys(run.id)? {
+        let series = store.metric_series(run.id, &key)?;
+        if let Some(&(_, last)) = series.iter().rev().find(|(_, v)| v.is_finite()) {
+            fin.entry(key.clone()).or_insert(last);
+        }
+        if tracked_for_best(&key) {
+            let vals = series.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
+            let b = if higher_is_better(&key) {
+                vals.fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                vals.fold(f64::INFINITY, f64::min)
+            };
+            if b.is_finite() {
+                best.insert(key, b);
+            }
+        }
+    }
+    Ok((fin, best))
+}
+
+/// Compares runs: the config keys that differ, and each run's final and best metrics.
+pub fn compare(store: &Store, ids: &[RunId]) -> Result<Comparison> {
+    let runs = ids
+        .iter()
+        .map(|&id| store.get_run(id))
+        .collect::<Result<Vec<_>>>()?;
+    let configs: Vec<_> = runs.iter().map(|r| flatten_config(&r.config)).collect();
+    let keys = differing_keys(&configs);
+    let mut out = Vec::new();
+    for (r, c) in runs.iter().zip(&configs) {
+        let (final_metrics, best_metrics) = run_metrics(store, r)?;
+        out.push(RunSummary {
+            run: r.id,
+            status: r.status.to_string(),
+            name: r.name.clone(),
+            config: keys
+                .iter()
+                .map(|k| (k.clone(), c.get(k).cloned()))
+                .collect(),
+            final_metrics,
+            best_metrics,
+        });
+    }
+    Ok(Comparison { keys, runs: out })
+}
+
+/// Fraction of the steps done, when the total is known.
+pub fn progress(run: &Run) -> Option<f64> {
+    run.steps_total
+        .filter(|&t| t > 0)
+        .map(|t| (run.steps_done as f64 / t as f64).clamp(0.0, 1.0))
+}
+
+fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Seconds left for a running run, from its pace so far (`now` as RFC 3339).
+pub fn eta_secs(run: &Run, now: &str) -> Option<f64> {
+    if run.status != crate::store::RunStatus::Running || run.steps_done <= 0 {
+        return None;
+    }
+    let total = run.steps_total?;
+    let started = parse_time(run.started_at.as_deref()?)?;
+    let elapsed = (parse_time(now)? - started).as_seconds_f64();
+    let per_step = elapsed / run.steps_done as f64;
+    Some(per_step * (total - run.steps_done).max(0) as f64)
+}
+
+/// "1h02m", "3m05s", "12s".
+pub fn fmt_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_differing_keys_are_kept() {
+        let a = flatten_config("[model]\nkind = \"mamba\"\nd_model = 16\n[train]\nlr = 0.001\n");
+        let b = flatten_config(
+            "[model]\nkind = \"mamba\"\nd_model = 32\n[train]\nlr = 0.001\nx = [1, 2]\n",
+        );
+        assert_eq!(a["model.kind"], "mamba");
+        assert_eq!(differing_keys(&[a, b]), vec!["model.d_model", "train.x"]);
+    }
+
+    #[test]
+    fn durations_and_directions() {
+        assert_eq!(fmt_duration(5.0), "5s");
+        assert_eq!(fmt_duration(185.0), "3m05s");
+        assert_eq!(fmt_duration(3720.0), "1h02m");
+        assert!(higher_is_better("eval/acc@16"));
+        assert!(!higher_is_better("eval/loss@16"));
+    }
+}

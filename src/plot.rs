@@ -1,0 +1,191 @@
+//! PNG plots of metric curves (plotters, bitmap backend, bundled DejaVu Sans font).
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// One curve: a label and (step, value) points.
+#[derive(Debug, Clone)]
+pub struct Curve {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Trailing moving average over `k` points (k ≤ 1: unchanged). Non-finite points are dropped.
+pub fn smooth(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(_, y)| y.is_finite())
+        .collect();
+    if k <= 1 {
+        return pts;
+    }
+    let mut out = Vec::with_capacity(pts.len());
+    let mut sum = 0.0;
+    for i in 0..pts.len() {
+        sum += pts[i].1;
+        if i >= k {
+            sum -= pts[i - k].1;
+        }
+        let n = (i + 1).min(k) as f64;
+        out.push((pts[i].0, sum / n));
+    }
+    out
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: cannot draw the plot: {e}", path.display()))
+}
+
+/// Draws `curves` of one metric into a 960×540 PNG at `out`. `log` uses a log y axis
+/// (non-positive values are dropped).
+pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bool) -> Result<()> {
+    register_font();
+    let curves: Vec<Curve> = curves
+        .iter()
+        .map(|c| Curve {
+            label: c.label.clone(),
+            points: c
+                .points
+                .iter()
+                .copied()
+                .filter(|(_, y)| y.is_finite() && (!log || *y > 0.0))
+                // A log axis is drawn as log10 values on a linear axis labelled with 10^v,
+                // so narrow ranges (less than a decade) still get tick labels.
+                .map(|(x, y)| (x, if log { y.log10() } else { y }))
+                .collect(),
+        })
+        .collect();
+    let all = || curves.iter().flat_map(|c| c.points.iter());
+    if all().next().is_none() {
+        return Err(Error::Invalid(format!("no `{metric}` values to plot")));
+    }
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in all() {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        let pad = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.05 };
+        y0 -= pad;
+        y1 += pad;
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        y0 -= pad;
+        y1 += pad;
+    }
+    let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80);
+    let mut chart = builder
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| plot_err(out, e))?;
+    let y_fmt = |v: &f64| {
+        let v = if log { 10f64.powf(*v) } else { *v };
+        fmt_tick(v)
+    };
+    let y_desc = if log {
+        format!("{metric} (log scale)")
+    } else {
+        metric.to_string()
+    };
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&y_fmt)
+        .x_labels(10)
+        .y_labels(8)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .bold_line_style(RGBColor(225, 225, 225))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| plot_err(out, e))?;
+    for (i, c) in curves.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                c.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(out, e))?
+            .label(c.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .label_font(("sans-serif", 16))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| plot_err(out, e))?;
+    root.present().map_err(|e| plot_err(out, e))?;
+    Ok(())
+}
+
+/// A tick label with about three significant digits.
+fn fmt_tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_average() {
+        let p = vec![(1.0, 1.0), (2.0, 3.0), (3.0, f64::NAN), (4.0, 5.0)];
+        assert_eq!(smooth(&p, 2), vec![(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)]);
+        assert_eq!(smooth(&p, 1).len(), 3);
+    }
+}
