@@ -11,7 +11,7 @@ struct Print {
 
 impl TrainObserver for Print {
     fn on_step(&mut self, step: u64, total: u64, metrics: &[(String, f64)]) {
-        if step % self.every == 0 || step == total {
+        if step.is_multiple_of(self.every) || step == total {
             let m: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
             println!("step {step}/{total} {}", m.join(" "));
         }

@@ -1,12 +1,12 @@
 //! Which compute device a run asks for, parsed from `backend = "cpu" | "cuda" | "cuda:N"`.
 use std::{fmt, str::FromStr};
 
-/// The CPU backend used for `backend = "cpu"`: `flex` measured faster than `ndarray` for
+/// The CPU backend used for `backend = "cpu"`: `ndarray` measured faster than `flex` for
 /// training on this project's model shapes (see `docs/performance.md`, section Engine).
-pub type CpuBackend = burn::backend::Flex;
+pub type CpuBackend = burn::backend::NdArray;
 
 /// Name of [`CpuBackend`], for reports.
-pub const CPU_BACKEND_NAME: &str = "flex";
+pub const CPU_BACKEND_NAME: &str = "ndarray";
 
 /// The device a run was asked to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
