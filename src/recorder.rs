@@ -320,6 +320,7 @@ pub fn train_run_resuming(
         ),
     };
     store.finish_run(run, status, &metrics, error.as_deref())?;
+    post_summary_if_synced(store, run);
     Ok(RunOutcome {
         run,
         status,
@@ -332,6 +333,21 @@ pub fn train_run_resuming(
         metric_points,
         flushes,
     })
+}
+
+/// A finished run of an experiment that has a GitHub issue leaves one summary comment
+/// (metrics, config diff, commit) on it; the next `labbook sync` posts it. Only synced
+/// experiments get one, so notebooks without GitHub are not cluttered. A failure here is
+/// logged and never fails the run.
+fn post_summary_if_synced(store: &mut Store, run: RunId) {
+    let synced = store
+        .get_run(run)
+        .ok()
+        .and_then(|r| r.experiment)
+        .is_some_and(|exp| store.has_issue(exp).unwrap_or(false));
+    if synced && let Err(e) = crate::github::post_run_summary(store, run) {
+        tracing::warn!(run = %run, error = %e, "could not add the run summary comment");
+    }
 }
 
 /// Seconds between heartbeats of a training run; a run is presumed crashed after

@@ -871,3 +871,44 @@ fn plot_and_report_write_pngs_and_markdown() {
     assert!(md.contains("![loss](loss.png)"), "{md}");
     assert!(nb.dir.path().join("reports/E-1/loss.png").exists());
 }
+
+#[test]
+fn finished_run_of_a_synced_experiment_leaves_one_summary_comment() {
+    let nb = Nb::new();
+    nb.ok(&["add", "experiment", "synced"]);
+    nb.ok(&["add", "experiment", "local only"]);
+    // Mark E-1 as linked to issue #7, as `labbook sync` would after creating it.
+    let ok = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"insert into gh_issues (item_id, repo, number, snapshot, synced_at) select id, 'o/r', 7, '{}', 'x' from items where kind='experiment' and num=1\"); c.commit()",
+            nb.db().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let cfg = smoke_config();
+    for exp in ["E-1", "E-2"] {
+        nb.ok(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--experiment",
+            exp,
+            "--set",
+            "train.steps=2",
+        ]);
+    }
+    let synced = nb.json(&["show", "E-1"]);
+    let comments = synced["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let body = comments[0]["body"].as_str().unwrap();
+    assert!(body.contains("R-1") && body.contains("loss"), "{body}");
+    assert_eq!(
+        nb.json(&["show", "E-2"])["comments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}

@@ -63,6 +63,20 @@ pub enum Resolution {
 }
 
 impl Store {
+    /// True when the item is linked to a GitHub issue (cheap; no merge state is computed).
+    pub fn has_issue(&self, id: ItemId) -> Result<bool> {
+        let item = get_item(self.conn(), id)?;
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM gh_issues WHERE item_id = ?1",
+                [item.rowid],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// The item's issue and whether it is in step; `None` if it has no issue.
     pub fn sync_state(&self, id: ItemId) -> Result<Option<ItemSync>> {
         let item = get_item(self.conn(), id)?;
