@@ -52,6 +52,8 @@ pub enum Action {
     // Papers
     ImportBibtex,
     OpenUrl,
+    /// Run `labbook sync` in the background.
+    Sync,
     CopyKey,
     // Text entry (in filters, prompts, forms, pickers)
     Char(char),
@@ -90,6 +92,8 @@ pub enum Effect {
     Copy(String),
     /// `labbook run ARGS... --detach` in a child process (it validates, records, spawns).
     LaunchRun(Vec<String>),
+    /// `labbook sync` in a child process; its result comes back as a worker reply.
+    Sync,
     Quit,
 }
 

@@ -97,9 +97,15 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
     ("smooth", "Runs", "curves: smoothing 1/10/50", &["~"]),
     ("import", "Papers", "import a BibTeX file", &["i"]),
     (
+        "sync",
+        "Edit",
+        "sync with GitHub (in the background)",
+        &["S"],
+    ),
+    (
         "open",
         "Papers",
-        "open the paper's URL / arXiv page",
+        "open the paper's URL / arXiv page, else the item's GitHub issue",
         &["u"],
     ),
     (
@@ -161,6 +167,7 @@ fn action_for(name: &str) -> Action {
         "log_scale" => Action::ToggleLogScale,
         "smooth" => Action::CycleSmoothing,
         "open" => Action::OpenUrl,
+        "sync" => Action::Sync,
         "copy_key" => Action::CopyKey,
         other => unreachable!("unknown command {other}"),
     }

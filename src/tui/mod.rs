@@ -55,6 +55,7 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
     let store = Store::open(db_path, author)?;
     let (req_tx, req_rx) = mpsc::channel();
     let (rep_tx, rep_rx) = mpsc::channel();
+    let sync_tx = rep_tx.clone();
     let worker = std::thread::Builder::new()
         .name("labbook-db".into())
         .spawn(move || worker::run(store, req_rx, rep_tx))
@@ -123,6 +124,15 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
                             let reply = launch_run(db_path, &args);
                             queue.extend(state::update(&mut app, Action::Worker(reply)));
                         }
+                        Effect::Sync => {
+                            // Sync talks to the network: never on the UI thread. Its writes
+                            // reach the screen through the worker's data_version poll.
+                            let tx = sync_tx.clone();
+                            let db = db_path.to_path_buf();
+                            std::thread::spawn(move || {
+                                let _ = tx.send(run_sync(&db));
+                            });
+                        }
                         Effect::OpenUrl(url) => {
                             let opener = if cfg!(target_os = "macos") {
                                 "open"
@@ -179,6 +189,37 @@ fn to_action(app: &App, ev: Event) -> Option<Action> {
 
 /// Starts a detached run through the CLI (`labbook --db DB run ARGS... --detach`), which
 /// validates everything first and puts the worker in its own process group.
+/// `labbook sync` as a child process; its last output line becomes the status message.
+fn run_sync(db_path: &Path) -> Reply {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return Reply::Failed(format!("cannot find the labbook executable: {e}")),
+    };
+    let out = std::process::Command::new(exe)
+        .arg("--db")
+        .arg(db_path)
+        .arg("sync")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let last = |bytes: &[u8], fallback: &str| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(fallback)
+            .trim_start_matches("error: ")
+            .to_string()
+    };
+    match out {
+        Ok(o) if o.status.success() => Reply::Done {
+            msg: last(&o.stdout, "sync done"),
+            select: None,
+        },
+        Ok(o) => Reply::Failed(format!("sync: {}", last(&o.stderr, "failed"))),
+        Err(e) => Reply::Failed(format!("cannot run labbook sync: {e}")),
+    }
+}
+
 fn launch_run(db_path: &Path, args: &[String]) -> Reply {
     let exe = match std::env::current_exe() {
         Ok(e) => e,

@@ -180,6 +180,11 @@ pub fn detail_t1() -> Detail {
             old: Some("todo".into()),
             new: Some("doing".into()),
         }],
+        sync: Some(labbook::github::ItemSync {
+            repo: "lab/mamba".into(),
+            issue: 12,
+            status: labbook::github::SyncStatus::Synced,
+        }),
     }
 }
 

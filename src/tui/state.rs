@@ -875,14 +875,27 @@ fn normal(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::OpenUrl => {
             if let Some(item) = needs_item(app) {
-                match paper_url(&item) {
+                let issue = app
+                    .detail
+                    .as_ref()
+                    .filter(|(i, _)| i.id == item.id)
+                    .and_then(|(_, d)| d.sync.as_ref())
+                    .map(|s| format!("https://github.com/{}/issues/{}", s.repo, s.issue));
+                match paper_url(&item).or(issue) {
                     Some(url) => {
                         app.info(format!("opening {url}"));
                         return vec![Effect::OpenUrl(url)];
                     }
-                    None => app.error(format!("{} has no url, arXiv id or DOI", item.id)),
+                    None => app.error(format!(
+                        "{} has no url, arXiv id, DOI or GitHub issue",
+                        item.id
+                    )),
                 }
             }
+        }
+        Action::Sync => {
+            app.info("syncing with GitHub…");
+            return vec![Effect::Sync];
         }
         Action::CopyKey => {
             if let Some(item) = needs_item(app) {

@@ -282,6 +282,18 @@ fn papers_open_and_copy_key() {
 }
 
 #[test]
+fn synced_items_open_their_issue_and_s_syncs_off_the_ui_thread() {
+    let mut app = loaded_app(120, 40);
+    // T-1 is a task (no paper URL) linked to issue lab/mamba#12.
+    let fx = run(&mut app, vec![Action::OpenUrl, Action::Sync]);
+    assert!(
+        matches!(&fx[0], Effect::OpenUrl(u) if u == "https://github.com/lab/mamba/issues/12"),
+        "{fx:?}"
+    );
+    assert!(matches!(&fx[1], Effect::Sync), "{fx:?}");
+}
+
+#[test]
 fn mouse_click_selects_and_wheel_scrolls() {
     let mut app = loaded_app(120, 40);
     // Row 0 is the tab bar, row 1 the list border, row 2 its header: row 4 is T-2... T-3.

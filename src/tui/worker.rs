@@ -57,6 +57,8 @@ pub struct Detail {
     pub links: Vec<LinkView>,
     pub comments: Vec<Comment>,
     pub history: Vec<HistoryEntry>,
+    /// The item's GitHub issue and sync state, when it has one.
+    pub sync: Option<labbook::github::ItemSync>,
 }
 
 // Messages are moved once per event; boxing the big variants would buy nothing.
@@ -221,6 +223,8 @@ pub fn load_detail(store: &Store, id: ItemId) -> labbook::Result<(Item, Detail)>
             links: store.links_of(id)?,
             comments: store.comments(id)?,
             history: store.history(id)?,
+            // A damaged sync record must not hide the item; `labbook sync` reports it.
+            sync: store.sync_state(id).ok().flatten(),
         },
     ))
 }

@@ -40,6 +40,19 @@ pub fn item_lines(app: &App, item: &Item, width: usize) -> (Vec<Line<'static>>, 
             Span::styled(item.status.clone(), t.status(Some(item.kind), &item.status)),
         ]),
     ];
+    if let Some((_, d)) = app.detail.as_ref().filter(|(i, _)| i.id == item.id)
+        && let Some(s) = &d.sync
+    {
+        let state = match s.status {
+            labbook::github::SyncStatus::Synced => "synced",
+            labbook::github::SyncStatus::Modified => "changed here, not yet synced",
+            labbook::github::SyncStatus::Conflict => "conflict: see `labbook conflicts`",
+        };
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<10} ", "github"), t.dim()),
+            Span::styled(format!("{}#{} · {state}", s.repo, s.issue), t.link()),
+        ]));
+    }
     if !item.tags.is_empty() {
         out.push(Line::from(
             std::iter::once(Span::styled(format!("{:<10} ", "tags"), t.dim()))
