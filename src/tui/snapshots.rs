@@ -143,6 +143,7 @@ pub fn data() -> Data {
             run(2, "copy-lti-s1", RunStatus::Failed, None),
             run(3, "copy-mamba-s2", RunStatus::Running, None),
         ],
+        sync: Default::default(),
     }
 }
 
@@ -434,4 +435,25 @@ fn compare_marked_runs() {
             ],
         )
     });
+}
+
+#[test]
+fn status_line_summarises_github_sync_only_when_used() {
+    let app = loaded_app(120, 30);
+    assert!(!screen(&app).contains("GitHub:"));
+    let mut d = data();
+    d.sync = labbook::github::SyncSummary {
+        linked: 3,
+        conflicts: 1,
+        ..Default::default()
+    };
+    let mut app = loaded_app(120, 30);
+    update(&mut app, Action::Worker(Reply::Data(d)));
+    let text = screen(&app);
+    let last = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap();
+    assert!(last.contains("GitHub: 3 issues, 1 conflicts"), "{last}");
 }

@@ -126,6 +126,7 @@ pub struct App {
     pub items: [Vec<Item>; 4],
     pub link_counts: HashMap<i64, i64>,
     pub runs: Vec<Run>,
+    pub sync: labbook::github::SyncSummary,
     pub views: [ListView; 5],
     /// Row indices of the current tab after filter and sort.
     pub visible: Vec<usize>,
@@ -165,6 +166,7 @@ impl App {
             items: Default::default(),
             link_counts: HashMap::new(),
             runs: Vec::new(),
+            sync: Default::default(),
             views: Default::default(),
             visible: Vec::new(),
             fts: None,
@@ -441,6 +443,7 @@ impl App {
         self.items = items;
         self.link_counts = data.link_counts;
         self.runs = data.runs;
+        self.sync = data.sync;
         self.loaded = true;
         self.refresh_visible();
         if let Some(id) = self.pending_select.take() {

@@ -49,6 +49,8 @@ pub struct Data {
     /// Links per item rowid.
     pub link_counts: HashMap<i64, i64>,
     pub runs: Vec<Run>,
+    /// How the notebook stands with GitHub (all zero when sync is not used).
+    pub sync: labbook::github::SyncSummary,
 }
 
 /// What the detail pane shows beyond the item itself.
@@ -213,6 +215,7 @@ pub fn load(store: &Store) -> labbook::Result<Data> {
         items: store.list(&ListFilter::default())?,
         link_counts: store.link_counts()?,
         runs: store.list_runs(&RunFilter::default())?,
+        sync: store.sync_summary().unwrap_or_default(),
     })
 }
 

@@ -103,6 +103,21 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
             ]);
         }
         let mut spans = Vec::new();
+        if app.sync.linked > 0 {
+            let mut s = format!("GitHub: {} issues", app.sync.linked);
+            if app.sync.conflicts > 0 {
+                s.push_str(&format!(", {} conflicts", app.sync.conflicts));
+            }
+            if app.sync.pending > 0 {
+                s.push_str(&format!(", {} pending", app.sync.pending));
+            }
+            let style = if app.sync.conflicts > 0 {
+                t.error()
+            } else {
+                t.dim()
+            };
+            spans.push(Span::styled(format!("{s} · "), style));
+        }
         if !app.view().filter.is_empty() {
             spans.push(Span::styled(format!("/{} ", app.view().filter), t.key()));
         }
