@@ -450,10 +450,6 @@ fn status_line_summarises_github_sync_only_when_used() {
     let mut app = loaded_app(120, 30);
     update(&mut app, Action::Worker(Reply::Data(d)));
     let text = screen(&app);
-    let last = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
-        .unwrap();
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap();
     assert!(last.contains("GitHub: 3 issues, 1 conflicts"), "{last}");
 }
