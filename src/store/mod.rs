@@ -26,12 +26,13 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("schema.sql")),
         M::up(include_str!("sync.sql")),
+        M::up(include_str!("metric_chunks.sql")),
     ])
 }
 
 /// Number of schema versions this binary knows.
 pub fn schema_version() -> i64 {
-    2
+    3
 }
 
 /// How long a writer waits for another process's transaction before giving up.

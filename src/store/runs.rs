@@ -295,8 +295,9 @@ impl Store {
         })
     }
 
-    /// Appends metric points in one transaction and refreshes the heartbeat.
-    /// Non-finite values are stored as NULL. Re-logging a (key, step) replaces it (resume).
+    /// Appends metric points in one transaction and refreshes the heartbeat. Points are
+    /// stored in one packed chunk per key. Re-logging a (key, step) replaces it (resume):
+    /// readers keep the latest chunk's value for each step.
     pub fn append_metrics(
         &mut self,
         id: RunId,
@@ -316,12 +317,29 @@ impl Store {
                     }
                 }
             }
-            let mut ins = tx.prepare_cached(
-                "INSERT OR REPLACE INTO metrics (run_id, key_id, step, value, wall_time) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
+            // One chunk row per key: the points of a flush, packed (see metric_chunks.sql).
+            let mut by_key: Vec<(i64, Vec<u8>, i64, i64)> = Vec::new();
             for p in points {
-                let value = p.value.is_finite().then_some(p.value);
-                ins.execute(params![id.0, key_ids[p.key.as_str()], p.step, value, p.wall_time])?;
+                let kid = key_ids[p.key.as_str()];
+                let slot = match by_key.iter().position(|(k, ..)| *k == kid) {
+                    Some(i) => i,
+                    None => {
+                        by_key.push((kid, Vec::new(), p.step, p.step));
+                        by_key.len() - 1
+                    }
+                };
+                let (_, buf, first, last) = &mut by_key[slot];
+                buf.extend_from_slice(&p.step.to_le_bytes());
+                buf.extend_from_slice(&p.value.to_le_bytes());
+                buf.extend_from_slice(&p.wall_time.to_le_bytes());
+                *first = (*first).min(p.step);
+                *last = (*last).max(p.step);
+            }
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO metric_chunks (run_id, key_id, first_step, last_step, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (kid, buf, first, last) in &by_key {
+                ins.execute(params![id.0, kid, first, last, buf])?;
             }
             tx.execute(
                 "UPDATE runs SET heartbeat_at = ?1, steps_done = coalesce(?2, steps_done) WHERE id = ?3",
@@ -460,22 +478,42 @@ impl Store {
     /// Metric keys logged for a run.
     pub fn metric_keys(&self, id: RunId) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT k.key FROM metric_keys k WHERE k.id IN (SELECT DISTINCT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key",
+            "SELECT k.key FROM metric_keys k WHERE k.id IN (
+                SELECT key_id FROM metric_chunks WHERE run_id = ?1
+                UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key",
         )?;
         let rows = stmt.query_map([id.0], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// One metric's (step, value) series; non-finite points come back as NaN.
+    /// One metric's (step, value) series in step order; non-finite points come back as NaN.
     pub fn metric_series(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut by_step: BTreeMap<i64, f64> = BTreeMap::new();
+        // Rows from before migration 3 first, then chunks in write order: later wins.
+        let mut old = self.conn.prepare_cached(
             "SELECT m.step, m.value FROM metrics m JOIN metric_keys k ON k.id = m.key_id
-             WHERE m.run_id = ?1 AND k.key = ?2 ORDER BY m.step",
+             WHERE m.run_id = ?1 AND k.key = ?2",
         )?;
-        let rows = stmt.query_map(params![id.0, key], |r| {
+        for row in old.query_map(params![id.0, key], |r| {
             Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN)))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })? {
+            let (step, value) = row?;
+            by_step.insert(step, value);
+        }
+        let mut chunks = self.conn.prepare_cached(
+            "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+             WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
+        )?;
+        let mut rows = chunks.query(params![id.0, key])?;
+        while let Some(row) = rows.next()? {
+            let blob: Vec<u8> = row.get(0)?;
+            for p in blob.chunks_exact(24) {
+                let step = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
+                let value = f64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
+                by_step.insert(step, value);
+            }
+        }
+        Ok(by_step.into_iter().collect())
     }
 }
 
@@ -484,6 +522,40 @@ mod tests {
     use super::super::test_util::temp_store;
     use super::*;
     use crate::model::NewItem;
+
+    #[test]
+    fn relogged_steps_replace_and_pre_chunk_rows_are_read() {
+        let (_d, mut s) = temp_store();
+        let run = s
+            .create_run(&NewRun {
+                config: String::new(),
+                ..Default::default()
+            })
+            .unwrap();
+        // A row written by a schema-2 binary (one row per point).
+        s.conn()
+            .execute_batch(
+                "INSERT INTO metric_keys (key) VALUES ('loss');
+                 INSERT INTO metrics (run_id, key_id, step, value, wall_time) VALUES (1, 1, 1, 9.0, 0.0);",
+            )
+            .unwrap();
+        let pt = |step, value| MetricPoint {
+            step,
+            key: "loss".into(),
+            value,
+            wall_time: 0.0,
+        };
+        s.append_metrics(run, &[pt(2, 2.0), pt(3, 3.0)], Some(3))
+            .unwrap();
+        // A resumed run logs step 3 again: the newer value wins.
+        s.append_metrics(run, &[pt(3, 30.0), pt(4, 4.0)], Some(4))
+            .unwrap();
+        assert_eq!(
+            s.metric_series(run, "loss").unwrap(),
+            vec![(1, 9.0), (2, 2.0), (3, 30.0), (4, 4.0)]
+        );
+        assert_eq!(s.metric_keys(run).unwrap(), vec!["loss"]);
+    }
 
     #[test]
     fn run_lifecycle_and_metrics() {
