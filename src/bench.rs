@@ -30,53 +30,69 @@ pub struct StoreBenchReport {
     pub db_bytes: u64,
 }
 
-/// Deterministic pseudo-random words so runs are comparable.
-struct Words(u64);
+/// Deterministic pseudo-random text so runs are comparable. Word frequencies follow
+/// Zipf's law over a 5,000-word vocabulary, like real notes: a few words are in most
+/// documents, most words in few. (A tiny vocabulary would make every query match every
+/// document, which no real notebook does.)
+struct Words {
+    state: u64,
+    vocab: Vec<String>,
+    cumulative: Vec<f64>,
+}
 
-const VOCAB: &[&str] = &[
-    "mamba",
-    "selective",
-    "scan",
-    "state",
-    "space",
-    "attention",
-    "hybrid",
-    "kernel",
-    "chunked",
-    "softmax",
-    "convolution",
-    "induction",
-    "copying",
-    "transformer",
-    "linear",
-    "recurrent",
-    "gating",
-    "norm",
-    "rope",
-    "extrapolation",
-    "benchmark",
-    "cuda",
-    "memory",
-    "throughput",
-    "ablation",
-    "sweep",
-    "baseline",
-    "perplexity",
-    "tokenizer",
-    "dataset",
-    "layer",
-    "depth",
+const DOMAIN: &[&str] = &[
+    "mamba", "selective", "scan", "state", "space", "attention", "hybrid", "kernel", "chunked",
+    "softmax", "convolution", "induction", "copying", "transformer", "linear", "recurrent",
+    "gating", "norm", "rope", "extrapolation", "benchmark", "cuda", "memory", "throughput",
+    "ablation", "sweep", "baseline", "perplexity", "tokenizer", "dataset", "layer", "depth",
 ];
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "da", "fe", "gu", "hi", "jo", "pa",
+    "qu", "be", "co", "wy", "xa",
+];
+const VOCAB_SIZE: usize = 5000;
 
 impl Words {
-    fn next(&mut self) -> &'static str {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        VOCAB[(self.0 % VOCAB.len() as u64) as usize]
+    fn new(seed: u64) -> Words {
+        let mut vocab: Vec<String> = DOMAIN.iter().map(|w| w.to_string()).collect();
+        let n = SYLLABLES.len();
+        let mut i = 0;
+        while vocab.len() < VOCAB_SIZE {
+            vocab.push(format!(
+                "{}{}{}",
+                SYLLABLES[i % n],
+                SYLLABLES[(i / n) % n],
+                SYLLABLES[(i / (n * n)) % n]
+            ));
+            i += 1;
+        }
+        let mut total = 0.0;
+        let cumulative = (1..=vocab.len())
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(1.07);
+                total
+            })
+            .collect();
+        Words {
+            state: seed,
+            vocab,
+            cumulative,
+        }
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+    fn next(&mut self) -> &str {
+        let total = *self.cumulative.last().expect("non-empty vocabulary");
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let i = self.cumulative.partition_point(|&c| c < u).min(self.vocab.len() - 1);
+        &self.vocab[i]
     }
     fn sentence(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(" ")
+        (0..n).map(|_| self.next().to_string()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -84,7 +100,7 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
     let dir = tempfile::tempdir().map_err(|e| crate::Error::io(std::env::temp_dir(), e))?;
     let path = dir.path().join("bench.db");
     let mut store = Store::open(&path, "bench")?;
-    let mut words = Words(0x9e37_79b9_7f4a_7c15);
+    let mut words = Words::new(0x9e37_79b9_7f4a_7c15);
 
     progress(&format!("inserting {} items…", cfg.items));
     let t = Instant::now();
@@ -139,7 +155,8 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
     progress(&format!("timing {} searches…", cfg.searches));
     let mut lat = Vec::with_capacity(cfg.searches);
     for _ in 0..cfg.searches {
-        let q = format!("{} {}", words.next(), words.next());
+        let first = words.next().to_string();
+        let q = format!("{first} {}", words.next());
         let t = Instant::now();
         let hits = store.search(&q, None, 20)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
