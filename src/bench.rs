@@ -41,14 +41,42 @@ struct Words {
 }
 
 const DOMAIN: &[&str] = &[
-    "mamba", "selective", "scan", "state", "space", "attention", "hybrid", "kernel", "chunked",
-    "softmax", "convolution", "induction", "copying", "transformer", "linear", "recurrent",
-    "gating", "norm", "rope", "extrapolation", "benchmark", "cuda", "memory", "throughput",
-    "ablation", "sweep", "baseline", "perplexity", "tokenizer", "dataset", "layer", "depth",
+    "mamba",
+    "selective",
+    "scan",
+    "state",
+    "space",
+    "attention",
+    "hybrid",
+    "kernel",
+    "chunked",
+    "softmax",
+    "convolution",
+    "induction",
+    "copying",
+    "transformer",
+    "linear",
+    "recurrent",
+    "gating",
+    "norm",
+    "rope",
+    "extrapolation",
+    "benchmark",
+    "cuda",
+    "memory",
+    "throughput",
+    "ablation",
+    "sweep",
+    "baseline",
+    "perplexity",
+    "tokenizer",
+    "dataset",
+    "layer",
+    "depth",
 ];
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "da", "fe", "gu", "hi", "jo", "pa",
-    "qu", "be", "co", "wy", "xa",
+    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "da", "fe", "gu", "hi", "jo", "pa", "qu",
+    "be", "co", "wy", "xa",
 ];
 const VOCAB_SIZE: usize = 5000;
 
@@ -88,11 +116,17 @@ impl Words {
     fn next(&mut self) -> &str {
         let total = *self.cumulative.last().expect("non-empty vocabulary");
         let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
-        let i = self.cumulative.partition_point(|&c| c < u).min(self.vocab.len() - 1);
+        let i = self
+            .cumulative
+            .partition_point(|&c| c < u)
+            .min(self.vocab.len() - 1);
         &self.vocab[i]
     }
     fn sentence(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next().to_string()).collect::<Vec<_>>().join(" ")
+        (0..n)
+            .map(|_| self.next().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
