@@ -30,16 +30,16 @@ pub struct StoreBenchReport {
     pub db_bytes: u64,
 }
 
-/// Deterministic pseudo-random text so runs are comparable. Word frequencies follow
-/// Zipf's law over a 5,000-word vocabulary, like real notes: a few words are in most
-/// documents, most words in few. (A tiny vocabulary would make every query match every
-/// document, which no real notebook does.)
-struct Words {
+/// Deterministic pseudo-random text so benchmark runs are comparable; shared by
+/// `bench store` and `bench tui`.
+pub struct Words {
     state: u64,
     vocab: Vec<String>,
-    cumulative: Vec<f64>,
+    /// Cumulative Zipf weights; `None` picks words uniformly.
+    cumulative: Option<Vec<f64>>,
 }
 
+/// Words of the team's domain; the most frequent words of the Zipf vocabulary.
 const DOMAIN: &[&str] = &[
     "mamba",
     "selective",
@@ -81,7 +81,10 @@ const SYLLABLES: &[&str] = &[
 const VOCAB_SIZE: usize = 5000;
 
 impl Words {
-    fn new(seed: u64) -> Words {
+    /// Word frequencies follow Zipf's law over a 5,000-word vocabulary, like real notes:
+    /// a few words are in most documents, most words in few. (A tiny vocabulary makes
+    /// every query match every document, which no real notebook does.)
+    pub fn zipf(seed: u64) -> Words {
         let mut vocab: Vec<String> = DOMAIN.iter().map(|w| w.to_string()).collect();
         let n = SYLLABLES.len();
         let mut i = 0;
@@ -104,27 +107,42 @@ impl Words {
         Words {
             state: seed,
             vocab,
-            cumulative,
+            cumulative: Some(cumulative),
         }
     }
+    /// The 32 domain words, picked uniformly (every word is in most documents).
+    pub fn domain(seed: u64) -> Words {
+        Words {
+            state: seed,
+            vocab: DOMAIN.iter().map(|w| w.to_string()).collect(),
+            cumulative: None,
+        }
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
         self.state
     }
-    fn next(&mut self) -> &str {
-        let total = *self.cumulative.last().expect("non-empty vocabulary");
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
-        let i = self
-            .cumulative
-            .partition_point(|&c| c < u)
-            .min(self.vocab.len() - 1);
+    pub fn word(&mut self) -> &str {
+        let r = self.next_u64();
+        let i = match &self.cumulative {
+            None => (r % self.vocab.len() as u64) as usize,
+            Some(cumulative) => {
+                let total = *cumulative.last().expect("non-empty vocabulary");
+                let u = (r >> 11) as f64 / (1u64 << 53) as f64 * total;
+                cumulative
+                    .partition_point(|&c| c < u)
+                    .min(self.vocab.len() - 1)
+            }
+        };
         &self.vocab[i]
     }
-    fn sentence(&mut self, n: usize) -> String {
+
+    pub fn sentence(&mut self, n: usize) -> String {
         (0..n)
-            .map(|_| self.next().to_string())
+            .map(|_| self.word().to_string())
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -134,7 +152,7 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
     let dir = tempfile::tempdir().map_err(|e| crate::Error::io(std::env::temp_dir(), e))?;
     let path = dir.path().join("bench.db");
     let mut store = Store::open(&path, "bench")?;
-    let mut words = Words::new(0x9e37_79b9_7f4a_7c15);
+    let mut words = Words::zipf(0x9e37_79b9_7f4a_7c15);
 
     progress(&format!("inserting {} items…", cfg.items));
     let t = Instant::now();
@@ -189,19 +207,14 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
     progress(&format!("timing {} searches…", cfg.searches));
     let mut lat = Vec::with_capacity(cfg.searches);
     for _ in 0..cfg.searches {
-        let first = words.next().to_string();
-        let q = format!("{first} {}", words.next());
+        let first = words.word().to_string();
+        let q = format!("{first} {}", words.word());
         let t = Instant::now();
         let hits = store.search(&q, None, 20)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(hits);
     }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let mut pct = |p: f64| percentile(&mut lat, p);
     drop(store);
     let db_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(StoreBenchReport {
@@ -216,4 +229,12 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
         search_p99_ms: pct(0.99),
         db_bytes,
     })
+}
+
+/// The `p` quantile (0..=1) of `v`, nearest-rank; 0 for no samples. Sorts `v`.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0)
 }

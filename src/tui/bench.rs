@@ -50,61 +50,7 @@ pub struct TuiBenchReport {
     pub run_view_load_p99_ms: f64,
 }
 
-const VOCAB: &[&str] = &[
-    "mamba",
-    "selective",
-    "scan",
-    "state",
-    "space",
-    "attention",
-    "hybrid",
-    "kernel",
-    "chunked",
-    "softmax",
-    "convolution",
-    "induction",
-    "copying",
-    "transformer",
-    "linear",
-    "recurrent",
-    "gating",
-    "norm",
-    "rope",
-    "extrapolation",
-    "benchmark",
-    "cuda",
-    "memory",
-    "throughput",
-    "ablation",
-    "sweep",
-    "baseline",
-    "perplexity",
-    "tokenizer",
-    "dataset",
-    "layer",
-    "depth",
-];
-
-struct Words(u64);
-
-impl Words {
-    fn next(&mut self) -> &'static str {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        VOCAB[(self.0 % VOCAB.len() as u64) as usize]
-    }
-    fn sentence(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(" ")
-    }
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0)
-}
+use labbook::bench::percentile as pct;
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -123,7 +69,7 @@ pub fn run(
             "building a notebook with {items} items and {runs} runs…"
         ));
         let mut store = Store::open(&path, "bench")?;
-        let mut words = Words(0x9e37_79b9_7f4a_7c15);
+        let mut words = labbook::bench::Words::domain(0x9e37_79b9_7f4a_7c15);
         let mut ids = Vec::with_capacity(items);
         for chunk in (0..items).collect::<Vec<_>>().chunks(1000) {
             let news: Vec<NewItem> = chunk
@@ -132,7 +78,7 @@ pub fn run(
                     let kind = Kind::ALL[i % 4];
                     let mut n = NewItem::new(kind, words.sentence(6));
                     n.body = words.sentence(40);
-                    n.tags = vec![words.next().to_string()];
+                    n.tags = vec![words.word().to_string()];
                     if kind == Kind::Paper {
                         n.fields.year = Some(2015 + (*i as i64 % 10));
                         n.fields.authors = Some("Ada Lovelace, Alan Turing".into());
