@@ -27,6 +27,10 @@ pub struct StoreBenchReport {
     pub search_p50_ms: f64,
     pub search_p95_ms: f64,
     pub search_p99_ms: f64,
+    /// The same queries typed into the TUI filter (last word as a prefix).
+    pub prefix_search_p50_ms: f64,
+    pub prefix_search_p95_ms: f64,
+    pub prefix_search_p99_ms: f64,
     pub db_bytes: u64,
 }
 
@@ -205,16 +209,29 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
     let metric_points_per_s = cfg.metrics as f64 / t.elapsed().as_secs_f64();
 
     progress(&format!("timing {} searches…", cfg.searches));
-    let mut lat = Vec::with_capacity(cfg.searches);
-    for _ in 0..cfg.searches {
-        let first = words.word().to_string();
-        let q = format!("{first} {}", words.word());
-        let t = Instant::now();
-        let hits = store.search(&q, None, 20)?;
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-        std::hint::black_box(hits);
-    }
-    let mut pct = |p: f64| percentile(&mut lat, p);
+    let queries: Vec<String> = (0..cfg.searches)
+        .map(|_| {
+            let first = words.word().to_string();
+            format!("{first} {}", words.word())
+        })
+        .collect();
+    let time_queries = |as_you_type: bool| -> Result<Vec<f64>> {
+        let mut lat = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let q = if as_you_type {
+                crate::store::as_you_type(q)
+            } else {
+                q.clone()
+            };
+            let t = Instant::now();
+            let hits = store.search(&q, None, 20)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(hits);
+        }
+        Ok(lat)
+    };
+    let mut whole = time_queries(false)?;
+    let mut prefix = time_queries(true)?;
     drop(store);
     let db_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(StoreBenchReport {
@@ -224,9 +241,12 @@ pub fn store(cfg: &StoreBench, progress: impl Fn(&str)) -> Result<StoreBenchRepo
         metric_batch: cfg.batch,
         metric_points_per_s,
         searches: cfg.searches,
-        search_p50_ms: pct(0.50),
-        search_p95_ms: pct(0.95),
-        search_p99_ms: pct(0.99),
+        search_p50_ms: percentile(&mut whole, 0.50),
+        search_p95_ms: percentile(&mut whole, 0.95),
+        search_p99_ms: percentile(&mut whole, 0.99),
+        prefix_search_p50_ms: percentile(&mut prefix, 0.50),
+        prefix_search_p95_ms: percentile(&mut prefix, 0.95),
+        prefix_search_p99_ms: percentile(&mut prefix, 0.99),
         db_bytes,
     })
 }

@@ -6,7 +6,7 @@ use super::Env;
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Words to find; the last one also matches as a prefix.
+    /// Words to find, all of them; end a word with `*` to match it as a prefix (`kern*`).
     query: Vec<String>,
     /// Only this kind.
     #[arg(long, short = 'k')]

@@ -17,7 +17,7 @@ pub use items::ListFilter;
 pub use items::insert_item;
 pub use links::insert_link;
 pub use runs::{MetricPoint, NewRun, Run, RunFilter, RunStatus, STALE_HEARTBEAT, pid_alive};
-pub use search::SearchHit;
+pub use search::{SearchHit, as_you_type};
 
 /// `PRAGMA application_id` of labbook databases ("LBK1"), so a foreign SQLite file is refused.
 const APPLICATION_ID: i64 = 0x4c42_4b31;
@@ -101,6 +101,10 @@ impl Store {
             });
         }
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Search reads many pages of the full-text index: map them instead of a read() and a
+        // copy per page (measured: about a quarter less CPU per query; a larger page cache
+        // was slower).
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
         if !read_only {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(|e| map_write_error(e, path))?;

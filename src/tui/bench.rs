@@ -188,7 +188,11 @@ pub fn run(
                 lat.push(ms(t));
                 let t = Instant::now();
                 let prefix = app.view().filter.clone();
-                std::hint::black_box(store.search(&prefix, Some(Kind::ALL[tab]), 500)?);
+                std::hint::black_box(store.search(
+                    &labbook::store::as_you_type(&prefix),
+                    Some(Kind::ALL[tab]),
+                    500,
+                )?);
                 fts.push(ms(t));
             }
             update(&mut app, Action::Cancel);
