@@ -866,6 +866,17 @@ fn pull_issue(
     if issue.pull_request.is_some() {
         return Ok(());
     }
+    // Run requests (`run --remote`) are a queue for runners, not notebook items.
+    if issue
+        .labels
+        .iter()
+        .any(|l| l.name == crate::remote::protocol::LABEL_REQUEST)
+        || issue.body.as_deref().is_some_and(|b| {
+            crate::remote::protocol::has_block(crate::remote::protocol::KIND_REQUEST, b)
+        })
+    {
+        return Ok(());
+    }
     let gh = gh_ctx(ctx);
     let linked: Option<i64> = tx
         .query_row(
