@@ -173,6 +173,7 @@ pub fn round6(v: f64) -> f64 {
 pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
     let mut r = results.clone();
     let full = std::mem::take(&mut r.curves);
+    let all_points = std::mem::take(&mut r.points);
     let mut keys: Vec<String> = full.keys().cloned().collect();
     let mut per_curve = full.values().map(Vec::len).max().unwrap_or(2).max(2);
     loop {
@@ -180,7 +181,12 @@ pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
             .iter()
             .map(|k| (k.clone(), downsample(&full[k], per_curve)))
             .collect();
-        let text = render_results(&r, log_tail);
+        r.points = all_points
+            .iter()
+            .filter(|(k, _)| r.curves.contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let text = render_results(&r, log_tail, full.len() - keys.len());
         if text.chars().count() <= COMMENT_BUDGET || keys.is_empty() {
             return text;
         }
@@ -193,7 +199,7 @@ pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
     }
 }
 
-fn render_results(r: &Results, log_tail: Option<&str>) -> String {
+fn render_results(r: &Results, log_tail: Option<&str>, dropped: usize) -> String {
     let mut s = format!(
         "**Run {}** on `{}` (backend `{}`) — {} of {} steps in {}.\n\n",
         r.status,
@@ -215,18 +221,17 @@ fn render_results(r: &Results, log_tail: Option<&str>) -> String {
         }
         s.push('\n');
     }
-    let dropped: Vec<&String> = r.points.keys().filter(|k| !r.curves.contains_key(*k)).collect();
     let sampled = r
         .curves
         .iter()
         .any(|(k, v)| r.points.get(k).is_some_and(|n| *n > v.len()));
-    if sampled || !dropped.is_empty() {
+    if sampled || dropped > 0 {
         s.push_str(&format!(
             "Curves are downsampled to fit a comment{}.\n\n",
-            if dropped.is_empty() {
+            if dropped == 0 {
                 String::new()
             } else {
-                format!("; {} curve(s) left out", dropped.len())
+                format!("; {dropped} curve(s) left out")
             }
         ));
     }

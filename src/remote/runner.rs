@@ -112,10 +112,13 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
         let mut jobs: Vec<(u64, tokio::task::JoinHandle<Result<JobEnd>>)> = Vec::new();
         let mut last_poll: Option<Instant> = None;
         let mut refused_seen: HashSet<u64> = HashSet::new();
+        // `--once` looks again only when a slot has freed up, not on every tick.
+        let mut slot_freed = false;
         loop {
             let mut i = 0;
             while i < jobs.len() {
                 if jobs[i].1.is_finished() {
+                    slot_freed = true;
                     let (n, h) = jobs.remove(i);
                     match h.await {
                         Ok(Ok(JobEnd::Ran(status))) => {
@@ -140,9 +143,14 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
             if stopping && jobs.is_empty() {
                 break;
             }
-            let due = opts.once || last_poll.is_none_or(|t| t.elapsed() >= opts.poll);
+            let due = match last_poll {
+                None => true,
+                Some(_) if opts.once => slot_freed,
+                Some(t) => t.elapsed() >= opts.poll,
+            };
             if !stopping && due && jobs.len() < opts.parallel {
                 last_poll = Some(Instant::now());
+                slot_freed = false;
                 let busy: HashSet<u64> = jobs.iter().map(|(n, _)| *n).collect();
                 let free = opts.parallel - jobs.len();
                 let won = match poll(&mut client, gh, &opts, &busy, free, &mut report).await {
