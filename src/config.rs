@@ -81,7 +81,9 @@ impl Default for RunnerConfig {
 /// Parses `"500ms"`, `"90s"`, `"10m"`, `"2h"` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()

@@ -30,8 +30,18 @@ struct World {
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=Alice", "-c", "user.email=alice@example.com"])
-        .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=Alice",
+            "-c",
+            "user.email=alice@example.com",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -60,7 +70,15 @@ fn world() -> World {
     std::fs::write(src.join("README.md"), "model code\n").unwrap();
     git(&src, &["add", "."]);
     git(&src, &["commit", "--quiet", "-m", "first"]);
-    git(&src, &["push", "--quiet", origin.to_str().unwrap(), "HEAD:refs/heads/main"]);
+    git(
+        &src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
     let sha = git(&src, &["rev-parse", "HEAD"]);
     fake.state().push_commit(&sha);
     let w = World {
@@ -112,7 +130,14 @@ impl World {
         a.extend(args);
         let out = self.labbook(who, token, &a);
         assert!(out.status.success(), "{}", text(&out));
-        let n = self.fake.state().issues.iter().map(|i| i.number).max().unwrap();
+        let n = self
+            .fake
+            .state()
+            .issues
+            .iter()
+            .map(|i| i.number)
+            .max()
+            .unwrap();
         assert!(text(&out).contains(&format!("#{n}")), "{}", text(&out));
         n
     }
@@ -233,7 +258,11 @@ fn end_to_end_request_run_sync() {
         let s = w.fake.state();
         let issue = s.issue(n);
         assert_eq!(issue.state, "closed");
-        assert!(issue.labels.contains(&"done".to_string()), "{:?}", issue.labels);
+        assert!(
+            issue.labels.contains(&"done".to_string()),
+            "{:?}",
+            issue.labels
+        );
     }
     let results = w.results(n);
     assert_eq!(results.len(), 1);
@@ -259,21 +288,37 @@ fn end_to_end_request_run_sync() {
     let store = w.alice_store();
     let run = store.get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
-    assert_eq!(run.experiment.map(|e| e.to_string()).as_deref(), Some("E-1"));
+    assert_eq!(
+        run.experiment.map(|e| e.to_string()).as_deref(),
+        Some("E-1")
+    );
     assert_eq!(run.steps_done, 5);
     assert!(run.host.is_some() && run.started_at.is_some() && run.finished_at.is_some());
     assert_eq!(run.final_metrics, res.final_metrics);
-    assert!(run.final_metrics.contains_key("loss"), "{:?}", run.final_metrics);
+    assert!(
+        run.final_metrics.contains_key("loss"),
+        "{:?}",
+        run.final_metrics
+    );
     let loss = store.metric_series(RunId(1), "loss").unwrap();
     assert_eq!(loss.len(), 5, "{loss:?}");
     assert_eq!(loss.last().unwrap().0, 5);
-    assert_eq!(store.metric_keys(RunId(1)).unwrap(), res.curves.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        store.metric_keys(RunId(1)).unwrap(),
+        res.curves.keys().cloned().collect::<Vec<_>>()
+    );
     // The run-request issue did not become a notebook item; sync again changes nothing.
     let out = w.labbook("alice", ALICE_TOKEN, &["list", "--json"]);
     assert!(!text(&out).contains("Run request"), "{}", text(&out));
     let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
     assert!(out.status.success());
-    assert_eq!(w.alice_store().metric_series(RunId(1), "loss").unwrap().len(), 5);
+    assert_eq!(
+        w.alice_store()
+            .metric_series(RunId(1), "loss")
+            .unwrap()
+            .len(),
+        5
+    );
     // The run is listed like a local one.
     let out = w.labbook("alice", ALICE_TOKEN, &["runs"]);
     assert!(text(&out).contains("succeeded"), "{}", text(&out));
@@ -286,14 +331,25 @@ fn unpushed_dirty_or_unconfigured_requests_are_refused() {
     std::fs::write(w.src.join("model.txt"), "new idea\n").unwrap();
     git(&w.src, &["add", "model.txt"]);
     git(&w.src, &["commit", "--quiet", "-m", "unpushed"]);
-    let out = w.labbook("alice", ALICE_TOKEN, &["run", "configs/smoke.toml", "--remote"]);
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &["run", "configs/smoke.toml", "--remote"],
+    );
     assert!(!out.status.success());
     let msg = text(&out);
-    assert!(msg.contains("not on GitHub") && msg.contains("git push"), "{msg}");
+    assert!(
+        msg.contains("not on GitHub") && msg.contains("git push"),
+        "{msg}"
+    );
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
     // A dirty tree (tracked file changed).
     std::fs::write(w.src.join("README.md"), "changed\n").unwrap();
-    let out = w.labbook("alice", ALICE_TOKEN, &["run", "configs/smoke.toml", "--remote"]);
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &["run", "configs/smoke.toml", "--remote"],
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("uncommitted changes"), "{}", text(&out));
     // An unknown experiment.
@@ -354,7 +410,9 @@ fn requests_by_authors_not_allowed_are_not_run() {
 #[test]
 fn two_runners_racing_run_each_request_exactly_once() {
     let w = world();
-    let issues: Vec<u64> = (0..3).map(|_| w.request("alice", ALICE_TOKEN, &[])).collect();
+    let issues: Vec<u64> = (0..3)
+        .map(|_| w.request("alice", ALICE_TOKEN, &[]))
+        .collect();
     // Slow answers widen the window in which both runners see the requests unclaimed.
     w.fake.set_faults(Faults {
         delay: Some(Duration::from_millis(40)),
@@ -371,7 +429,12 @@ fn two_runners_racing_run_each_request_exactly_once() {
         .spawn()
         .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
     let mut ran_total = 0;
     for &n in &issues {
         let results = w.results(n);
@@ -420,9 +483,11 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
         .spawn()
         .unwrap();
     // Wait until it is training (its status comment shows a step), then kill -9 it.
-    wait_for("the first runner to train", Duration::from_secs(120), || {
-        w.comments(n).iter().any(|c| c.contains("training, step"))
-    });
+    wait_for(
+        "the first runner to train",
+        Duration::from_secs(120),
+        || w.comments(n).iter().any(|c| c.contains("training, step")),
+    );
     kill(first);
     let job_db = w.dir.path().join("gpu-1/work/jobs/issue-1/tracker.db");
     assert!(job_db.exists());
@@ -439,7 +504,10 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
         .get_run(RunId(1))
         .unwrap()
         .steps_done;
-    assert_eq!(steps_at_kill, steps_later, "the orphaned training kept going");
+    assert_eq!(
+        steps_at_kill, steps_later,
+        "the orphaned training kept going"
+    );
     assert!(w.results(n).is_empty());
     // The lease (3 s) has run out by now (renewals stopped with the kill): the second runner
     // takes it. It may have to wait a moment if the last renewal was just before the kill.
@@ -519,7 +587,9 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
     assert_eq!(run.final_metrics["metric/00"], 3.3e-5);
     assert_eq!(store.metric_keys(RunId(1)).unwrap().len(), 20);
     for k in 0..20 {
-        let s = store.metric_series(RunId(1), &format!("metric/{k:02}")).unwrap();
+        let s = store
+            .metric_series(RunId(1), &format!("metric/{k:02}"))
+            .unwrap();
         assert!(s.len() >= 50 && s.len() < 30_000, "{k}: {}", s.len());
         assert_eq!(s.first().unwrap().0, 1);
         assert_eq!(s.last().unwrap().0, 30_000);

@@ -42,7 +42,9 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
         }
         (Some(r), None) => GithubConfig::new(r, "https://api.github.com"),
         (None, Some(g)) => g,
-        (None, None) => anyhow::bail!("which repo? pass `--repo owner/name` or set `[github] repo`"),
+        (None, None) => {
+            anyhow::bail!("which repo? pass `--repo owner/name` or set `[github] repo`")
+        }
     };
     let backend = a
         .backend
@@ -74,7 +76,10 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
         }),
     };
     if opts.lease < std::time::Duration::from_secs(1) {
-        anyhow::bail!("[runner] lease = \"{}\" is too short (at least 1s)", rc.lease);
+        anyhow::bail!(
+            "[runner] lease = \"{}\" is too short (at least 1s)",
+            rc.lease
+        );
     }
     {
         let stop = opts.stop.clone();

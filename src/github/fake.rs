@@ -448,7 +448,10 @@ fn err(status: u16, message: &str) -> Response {
 fn handle(s: &mut FakeState, req: &Request) -> Response {
     let auth = req.headers.get("authorization").map(String::as_str);
     let presented = auth
-        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("token ")))
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("token "))
+        })
         .unwrap_or("");
     let login = if presented == s.token {
         s.login.clone()
@@ -486,8 +489,15 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
         ("POST", ["issues"]) => create_issue(s, req, &base, &login),
         ("GET", ["commits", sha]) => {
             let sha = sha.to_ascii_lowercase();
-            match s.pushed.iter().find(|p| sha.len() >= 7 && p.starts_with(&sha)) {
-                Some(full) => ok(200, json!({ "sha": full, "commit": { "message": "pushed" } })),
+            match s
+                .pushed
+                .iter()
+                .find(|p| sha.len() >= 7 && p.starts_with(&sha))
+            {
+                Some(full) => ok(
+                    200,
+                    json!({ "sha": full, "commit": { "message": "pushed" } }),
+                ),
                 None => err(422, &format!("No commit found for SHA: {sha}")),
             }
         }

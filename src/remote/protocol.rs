@@ -151,9 +151,7 @@ pub fn downsample(points: &[CurvePoint], max: usize) -> Vec<CurvePoint> {
         return points.to_vec();
     }
     let last = points.len() - 1;
-    let mut out: Vec<CurvePoint> = (0..max - 1)
-        .map(|i| points[i * last / (max - 1)])
-        .collect();
+    let mut out: Vec<CurvePoint> = (0..max - 1).map(|i| points[i * last / (max - 1)]).collect();
     out.push(points[last]);
     out.dedup_by_key(|p| p.0);
     out

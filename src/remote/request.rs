@@ -160,7 +160,10 @@ pub fn request_issue(r: &RunRequest) -> (String, String) {
         .and_then(|p| Path::new(p).file_stem())
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
-    let title = format!("Run request: {name} on {} ({} of {})", r.backend, r.run, r.requester);
+    let title = format!(
+        "Run request: {name} on {} ({} of {})",
+        r.backend, r.run, r.requester
+    );
     let exp = match (&r.experiment, r.experiment_issue) {
         (Some(e), Some(n)) => format!(" for {e} (#{n})"),
         (Some(e), None) => format!(" for {e}"),
@@ -190,7 +193,10 @@ async fn file_issue(client: &mut Client, repo: &str, r: &RunRequest) -> Result<u
         ));
     }
     let payload = json!({ "title": title, "body": body, "labels": [LABEL_REQUEST] });
-    match client.post(&format!("/repos/{repo}/issues"), &payload).await? {
+    match client
+        .post(&format!("/repos/{repo}/issues"), &payload)
+        .await?
+    {
         Sent::Done(resp) => {
             let v: Value = resp.json()?;
             v["number"]
@@ -234,7 +240,9 @@ pub struct SyncRemoteReport {
 /// All comments of an issue, every page.
 pub async fn list_comments(client: &mut Client, repo: &str, issue: u64) -> Result<Vec<Value>> {
     let mut out = Vec::new();
-    let mut next = Some(format!("/repos/{repo}/issues/{issue}/comments?per_page=100"));
+    let mut next = Some(format!(
+        "/repos/{repo}/issues/{issue}/comments?per_page=100"
+    ));
     while let Some(path) = next.take() {
         let resp = client.get(&path, None).await?;
         let page: Vec<Value> = resp.json()?;

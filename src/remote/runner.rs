@@ -29,9 +29,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::protocol::{
-    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_REQUEST,
-    KIND_RESULTS, LABEL_DONE, LABEL_FAILED, LABEL_REQUEST, Results, RunRequest, hidden_block,
-    parse_block, winning_claim,
+    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_REQUEST, KIND_RESULTS,
+    LABEL_DONE, LABEL_FAILED, LABEL_REQUEST, Results, RunRequest, hidden_block, parse_block,
+    winning_claim,
 };
 use super::request::{list_comments, views};
 use crate::config::GithubConfig;
@@ -237,11 +237,10 @@ async fn poll(
 }
 
 fn accepts(runner: BackendChoice, requested: &str) -> bool {
-    match (runner, requested.parse::<BackendChoice>()) {
-        (_, Ok(BackendChoice::Cpu)) => true,
-        (BackendChoice::Cuda(_), Ok(BackendChoice::Cuda(_))) => true,
-        _ => false,
-    }
+    matches!(
+        (runner, requested.parse::<BackendChoice>()),
+        (_, Ok(BackendChoice::Cpu)) | (BackendChoice::Cuda(_), Ok(BackendChoice::Cuda(_)))
+    )
 }
 
 fn claim_body(opts: &RunnerOptions, claim: &Claim, status: &str) -> String {
@@ -326,7 +325,11 @@ async fn consider(
     if winning_claim(&comments, Utc::now()).is_some() {
         return Ok(None); // someone holds it
     }
-    let labels: Vec<&str> = issue.labels.iter().filter_map(|l| l["name"].as_str()).collect();
+    let labels: Vec<&str> = issue
+        .labels
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
     if labels.contains(&LABEL_DONE) || labels.contains(&LABEL_FAILED) {
         return Ok(None);
     }
@@ -341,7 +344,10 @@ async fn consider(
     };
     let path = format!("/repos/{repo}/issues/{n}/comments");
     let posted = client
-        .post(&path, &json!({ "body": claim_body(opts, &claim, "claiming") }))
+        .post(
+            &path,
+            &json!({ "body": claim_body(opts, &claim, "claiming") }),
+        )
         .await?;
     let mine = match posted {
         Sent::Done(resp) => resp.json::<Value>()?["id"].as_u64(),
@@ -437,9 +443,7 @@ async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Re
             }
         }
     }
-    Err(Error::Github(format!(
-        "could not post the results on #{n}"
-    )))
+    Err(Error::Github(format!("could not post the results on #{n}")))
 }
 
 enum JobEnd {
@@ -461,13 +465,20 @@ struct Work {
     log_tail: Option<String>,
 }
 
-async fn run_job(mut client: Client, repo: String, opts: Arc<RunnerOptions>, w: Won) -> Result<JobEnd> {
+async fn run_job(
+    mut client: Client,
+    repo: String,
+    opts: Arc<RunnerOptions>,
+    w: Won,
+) -> Result<JobEnd> {
     let n = w.issue;
     let comment_path = format!("/repos/{repo}/issues/comments/{}", w.claim_id);
     let mut claim = Claim {
         runner: opts.name.clone(),
         nonce: w.nonce.clone(),
-        lease_until: w.lease_until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        lease_until: w
+            .lease_until
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         state: ClaimState::Active,
     };
     let started = Utc::now();
@@ -493,8 +504,12 @@ async fn run_job(mut client: Client, repo: String, opts: Arc<RunnerOptions>, w: 
         }));
         let kill = Arc::new(AtomicBool::new(false));
         {
-            let (shared, kill, opts, req) =
-                (shared.clone(), kill.clone(), opts.clone(), w.request.clone());
+            let (shared, kill, opts, req) = (
+                shared.clone(),
+                kill.clone(),
+                opts.clone(),
+                w.request.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("job #{n}"))
                 .spawn(move || {
@@ -503,7 +518,9 @@ async fn run_job(mut client: Client, repo: String, opts: Arc<RunnerOptions>, w: 
                 })
                 .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?;
         }
-        let renew_every = (opts.lease / 3).min(opts.status_every).max(Duration::from_millis(200));
+        let renew_every = (opts.lease / 3)
+            .min(opts.status_every)
+            .max(Duration::from_millis(200));
         let mut lease_until = w.lease_until;
         let mut last_renew = Instant::now();
         let mut give_up: Option<String> = None;
@@ -524,7 +541,10 @@ async fn run_job(mut client: Client, repo: String, opts: Arc<RunnerOptions>, w: 
                     claim.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                     let status = status_line(&shared);
                     match client
-                        .patch(&comment_path, &json!({ "body": claim_body(&opts, &claim, &status) }))
+                        .patch(
+                            &comment_path,
+                            &json!({ "body": claim_body(&opts, &claim, &status) }),
+                        )
                         .await
                     {
                         Ok(_) => lease_until = until,
@@ -539,7 +559,10 @@ async fn run_job(mut client: Client, repo: String, opts: Arc<RunnerOptions>, w: 
         if let Some(why) = give_up {
             claim.state = ClaimState::Withdrawn;
             let _ = client
-                .patch(&comment_path, &json!({ "body": claim_body(&opts, &claim, &why) }))
+                .patch(
+                    &comment_path,
+                    &json!({ "body": claim_body(&opts, &claim, &why) }),
+                )
                 .await;
             return Ok(JobEnd::GivenUp(why));
         }
@@ -604,7 +627,10 @@ fn status_line(shared: &Mutex<Shared>) -> String {
 
 /// Steps done, steps total and the latest value of each metric of the job's run. Read-only
 /// and without migrating: the notebook belongs to the checked-out commit's labbook.
-fn probe(db: &Path) -> Option<(i64, Option<i64>, Vec<(String, f64)>)> {
+/// Steps done, steps total, latest value per metric.
+type Progress = (i64, Option<i64>, Vec<(String, f64)>);
+
+fn probe(db: &Path) -> Option<Progress> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         db,
@@ -647,7 +673,12 @@ fn probe(db: &Path) -> Option<(i64, Option<i64>, Vec<(String, f64)>)> {
     Some((done, total, metrics))
 }
 
-fn failed_results(opts: &RunnerOptions, req: &RunRequest, started: DateTime<Utc>, why: String) -> Results {
+fn failed_results(
+    opts: &RunnerOptions,
+    req: &RunRequest,
+    started: DateTime<Utc>,
+    why: String,
+) -> Results {
     let now = Utc::now();
     Results {
         v: 1,
@@ -674,7 +705,13 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 /// The blocking part of a job: fetch, check out, build, train, collect.
-fn work(opts: &RunnerOptions, req: &RunRequest, n: u64, shared: &Mutex<Shared>, kill: &AtomicBool) -> Work {
+fn work(
+    opts: &RunnerOptions,
+    req: &RunRequest,
+    n: u64,
+    shared: &Mutex<Shared>,
+    kill: &AtomicBool,
+) -> Work {
     let started = Utc::now();
     let job = opts.workdir.join("jobs").join(format!("issue-{n}"));
     let checkout = opts.workdir.join("checkouts").join(format!("issue-{n}"));
@@ -704,9 +741,20 @@ fn work(opts: &RunnerOptions, req: &RunRequest, n: u64, shared: &Mutex<Shared>, 
             b
         });
         let target = opts.workdir.join("target");
-        match run_logged(&build, &checkout, &log, &[("CARGO_TARGET_DIR", &target)], kill) {
+        match run_logged(
+            &build,
+            &checkout,
+            &log,
+            &[("CARGO_TARGET_DIR", &target)],
+            kill,
+        ) {
             Ok(0) => {}
-            Ok(code) => return fail(format!("the build failed (exit {code}): {}", build.join(" "))),
+            Ok(code) => {
+                return fail(format!(
+                    "the build failed (exit {code}): {}",
+                    build.join(" ")
+                ));
+            }
             Err(e) => return fail(format!("cannot run the build `{}`: {e}", build.join(" "))),
         }
         match &opts.bin {
@@ -752,7 +800,9 @@ fn work(opts: &RunnerOptions, req: &RunRequest, n: u64, shared: &Mutex<Shared>, 
     }
     match collect(opts, req, &db, started, code) {
         Ok(results) => {
-            let tail = (results.status != "succeeded").then(|| read_tail(&log)).flatten();
+            let tail = (results.status != "succeeded")
+                .then(|| read_tail(&log))
+                .flatten();
             Work {
                 results,
                 log_tail: tail,
@@ -855,7 +905,10 @@ fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String>
         .collect();
     match run_logged(&argv, dir, log, &[], &AtomicBool::new(false)) {
         Ok(0) => Ok(()),
-        Ok(c) => Err(format!("`git {}` failed (exit {c}); see the log", args.join(" "))),
+        Ok(c) => Err(format!(
+            "`git {}` failed (exit {c}); see the log",
+            args.join(" ")
+        )),
         Err(e) => Err(format!("cannot run git: {e}")),
     }
 }
@@ -879,7 +932,13 @@ fn checkout_commit(
     }
     let has = |sha: &str| {
         Command::new("git")
-            .args(["-C", &bare_s, "cat-file", "-e", &format!("{sha}^{{commit}}")])
+            .args([
+                "-C",
+                &bare_s,
+                "cat-file",
+                "-e",
+                &format!("{sha}^{{commit}}"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -888,12 +947,24 @@ fn checkout_commit(
     if !has(sha) {
         let url = &opts.clone_url;
         let _ = git(
-            &["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, "+refs/heads/*:refs/remotes/origin/*"],
+            &[
+                "-C",
+                &bare_s,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                url,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
             wd,
             log,
         );
         if !has(sha) {
-            let _ = git(&["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, sha], wd, log);
+            let _ = git(
+                &["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, sha],
+                wd,
+                log,
+            );
         }
         if !has(sha) {
             return Err(format!("commit {sha} cannot be fetched from {url}"));
@@ -901,14 +972,24 @@ fn checkout_commit(
     }
     let co = checkout.display().to_string();
     if checkout.exists() {
-        let _ = git(&["-C", &bare_s, "worktree", "remove", "--force", &co], wd, log);
+        let _ = git(
+            &["-C", &bare_s, "worktree", "remove", "--force", &co],
+            wd,
+            log,
+        );
         let _ = std::fs::remove_dir_all(checkout);
     }
     let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log);
     if let Some(parent) = checkout.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
-    git(&["-C", &bare_s, "worktree", "add", "--quiet", "--detach", &co, sha], wd, log)?;
+    git(
+        &[
+            "-C", &bare_s, "worktree", "add", "--quiet", "--detach", &co, sha,
+        ],
+        wd,
+        log,
+    )?;
     let head = Command::new("git")
         .args(["-C", &co, "rev-parse", "HEAD"])
         .output()
@@ -933,7 +1014,10 @@ fn run_logged(
     let Some((prog, args)) = argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
     };
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .current_dir(dir)

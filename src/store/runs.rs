@@ -428,7 +428,9 @@ impl Store {
     /// The `remote` JSON of a run (repo and request issue), if it was requested remotely.
     pub fn run_remote(&self, id: RunId) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT remote FROM runs WHERE id = ?1", [id.0], |r| r.get(0))
+            .query_row("SELECT remote FROM runs WHERE id = ?1", [id.0], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or(Error::RunNotFound(id))
     }
