@@ -144,6 +144,10 @@ impl World {
 
     /// A runner's workdir and config (`gpu-N`), sharing the fake and the origin repo.
     fn runner_cmd(&self, name: &str, extra: &[&str]) -> Command {
+        self.runner_cmd_building(name, "[\"true\"]", extra)
+    }
+
+    fn runner_cmd_building(&self, name: &str, build: &str, extra: &[&str]) -> Command {
         let home = self.dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
         let cfg = home.join("labbook.toml");
@@ -151,7 +155,7 @@ impl World {
             &cfg,
             format!(
                 "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n\n\
-                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = [\"true\"]\nbin = \"{BIN}\"\nlease = \"3s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
+                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = {build}\nbin = \"{BIN}\"\nlease = \"3s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
                 self.fake.url(),
                 self.dir.path().join("origin.git").display()
             ),
@@ -598,4 +602,46 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         let want = k as f64 + 1.0 / step as f64;
         assert!((v - want).abs() <= want * 1e-5, "{v} vs {want}");
     }
+}
+
+#[test]
+fn a_failed_build_is_reported_with_its_log_and_comes_back_failed() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w
+        .runner_cmd_building(
+            "gpu-1",
+            r#"["sh", "-c", "echo 'error[E0425]: cannot find value' >&2; exit 3"]"#,
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(
+        err.contains("build failed") && err.contains("exit 3"),
+        "{err}"
+    );
+    let comment = w
+        .comments(n)
+        .into_iter()
+        .find(|c| c.contains("<!-- labbook:results "))
+        .unwrap();
+    assert!(
+        comment.contains("log tail") && comment.contains("E0425"),
+        "{comment}"
+    );
+    {
+        let s = w.fake.state();
+        assert_eq!(s.issue(n).state, "closed");
+        assert!(s.issue(n).labels.contains(&"failed".to_string()));
+    }
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.unwrap().contains("build failed"));
 }
