@@ -496,18 +496,17 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
     let job_db = w.dir.path().join("gpu-1/work/jobs/issue-1/tracker.db");
     assert!(job_db.exists());
     // Its training child dies with it (no orphan keeps the GPU busy).
+    let steps = || {
+        Store::open(&job_db, "t")
+            .unwrap()
+            .get_run(RunId(1))
+            .unwrap()
+            .steps_done
+    };
     std::thread::sleep(Duration::from_secs(1));
-    let steps_at_kill = Store::open(&job_db, "t")
-        .unwrap()
-        .get_run(RunId(1))
-        .unwrap()
-        .steps_done;
+    let steps_at_kill = steps();
     std::thread::sleep(Duration::from_secs(3));
-    let steps_later = Store::open(&job_db, "t")
-        .unwrap()
-        .get_run(RunId(1))
-        .unwrap()
-        .steps_done;
+    let steps_later = steps();
     assert_eq!(
         steps_at_kill, steps_later,
         "the orphaned training kept going"

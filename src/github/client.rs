@@ -387,6 +387,14 @@ impl Client {
     }
 }
 
+/// The single-threaded runtime every GitHub operation runs on (octocrab needs one).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))
+}
+
 fn until_epoch(reset: u64) -> Duration {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

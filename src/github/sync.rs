@@ -145,10 +145,7 @@ pub fn sync_with(
     opts: &SyncOptions,
 ) -> Result<SyncReport> {
     check_repo(&cfg.repo)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))?;
+    let rt = super::client::runtime()?;
     rt.block_on(async {
         let mut client = Client::new(cfg, token)?;
         if let Some(b) = opts.backoff {

@@ -13,7 +13,7 @@ use super::protocol::{
 use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
-use crate::github::client::{Client, Sent};
+use crate::github::client::{Client, Sent, runtime};
 use crate::model::{ItemId, RunId};
 use crate::recorder::{self, Provenance};
 use crate::store::{MetricPoint, RemoteOutcome, RunStatus, Store};
@@ -46,13 +46,6 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))
 }
 
 /// Checks the request (clean tree, commit on GitHub, experiment exists), then creates run

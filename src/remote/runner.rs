@@ -102,10 +102,7 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
     }
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
     let opts = Arc::new(opts);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))?;
+    let rt = crate::github::client::runtime()?;
     rt.block_on(async {
         let mut client = Client::new(gh, token)?;
         let mut report = RunnerReport::default();
