@@ -644,3 +644,50 @@ fn a_failed_build_is_reported_with_its_log_and_comes_back_failed() {
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap().contains("build failed"));
 }
+
+#[test]
+fn a_stopped_runner_gives_its_request_back_at_once() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &["--set", "train.steps=400", "--set", "train.eval_every=400"],
+    );
+    let runner = w
+        .runner_cmd("gpu-1", &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the runner to train", Duration::from_secs(120), || {
+        w.comments(n).iter().any(|c| c.contains("training, step"))
+    });
+    // What systemd does on `stop`.
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("given up"), "{}", text(&out));
+    // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
+    let comments: Vec<protocol::CommentView> = w
+        .fake
+        .state()
+        .comments_on(n)
+        .iter()
+        .map(|c| protocol::CommentView {
+            id: c.id,
+            body: c.body.clone(),
+        })
+        .collect();
+    assert!(protocol::winning_claim(&comments, chrono::Utc::now()).is_none());
+    let claims: Vec<Claim> = comments
+        .iter()
+        .filter_map(|c| protocol::parse_block(KIND_CLAIM, &c.body))
+        .collect();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].state, ClaimState::Withdrawn);
+    assert!(w.results(n).is_empty());
+    assert_eq!(w.fake.state().issue(n).state, "open");
+}
