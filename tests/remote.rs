@@ -191,6 +191,28 @@ impl World {
             .collect()
     }
 
+    /// Whether some runner holds a live claim on `issue` right now.
+    fn claimed(&self, issue: u64) -> bool {
+        let comments: Vec<protocol::CommentView> = self
+            .fake
+            .state()
+            .comments_on(issue)
+            .iter()
+            .map(|c| protocol::CommentView {
+                id: c.id,
+                body: c.body.clone(),
+            })
+            .collect();
+        protocol::winning_claim(&comments, chrono::Utc::now()).is_some()
+    }
+
+    fn claims(&self, issue: u64) -> Vec<Claim> {
+        self.comments(issue)
+            .iter()
+            .filter_map(|c| protocol::parse_block(KIND_CLAIM, c))
+            .collect()
+    }
+
     fn results(&self, issue: u64) -> Vec<Results> {
         self.comments(issue)
             .iter()
@@ -275,11 +297,7 @@ fn end_to_end_request_run_sync() {
     assert_eq!(res.commit, w.sha);
     assert_eq!(res.steps_done, 5);
     // The claim comment ends as "finished", and was the status comment.
-    let claims: Vec<Claim> = w
-        .comments(n)
-        .iter()
-        .filter_map(|c| protocol::parse_block(KIND_CLAIM, c))
-        .collect();
+    let claims = w.claims(n);
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].state, ClaimState::Finished);
     // The runner checked out exactly the requested commit.
@@ -446,11 +464,7 @@ fn two_runners_racing_run_each_request_exactly_once() {
         assert_eq!(results[0].status, "succeeded");
         assert_eq!(w.fake.state().issue(n).state, "closed");
         // Exactly one claim is not withdrawn, and it is the one that ran.
-        let claims: Vec<Claim> = w
-            .comments(n)
-            .iter()
-            .filter_map(|c| protocol::parse_block(KIND_CLAIM, c))
-            .collect();
+        let claims = w.claims(n);
         let kept: Vec<&Claim> = claims
             .iter()
             .filter(|c| c.state != ClaimState::Withdrawn)
@@ -515,17 +529,7 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
     // The lease (3 s) has run out by now (renewals stopped with the kill): the second runner
     // takes it. It may have to wait a moment if the last renewal was just before the kill.
     wait_for("the first claim to expire", Duration::from_secs(30), || {
-        let comments: Vec<protocol::CommentView> = w
-            .fake
-            .state()
-            .comments_on(n)
-            .iter()
-            .map(|c| protocol::CommentView {
-                id: c.id,
-                body: c.body.clone(),
-            })
-            .collect();
-        protocol::winning_claim(&comments, chrono::Utc::now()).is_none()
+        !w.claimed(n)
     });
     let out = w.runner_once("gpu-2");
     assert!(text(&out).contains("results posted"), "{}", text(&out));
@@ -671,21 +675,8 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("given up"), "{}", text(&out));
     // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
-    let comments: Vec<protocol::CommentView> = w
-        .fake
-        .state()
-        .comments_on(n)
-        .iter()
-        .map(|c| protocol::CommentView {
-            id: c.id,
-            body: c.body.clone(),
-        })
-        .collect();
-    assert!(protocol::winning_claim(&comments, chrono::Utc::now()).is_none());
-    let claims: Vec<Claim> = comments
-        .iter()
-        .filter_map(|c| protocol::parse_block(KIND_CLAIM, &c.body))
-        .collect();
+    assert!(!w.claimed(n));
+    let claims = w.claims(n);
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].state, ClaimState::Withdrawn);
     assert!(w.results(n).is_empty());
