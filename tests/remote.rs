@@ -155,7 +155,7 @@ impl World {
             &cfg,
             format!(
                 "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n\n\
-                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = {build}\nbin = \"{BIN}\"\nlease = \"3s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
+                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = {build}\nbin = \"{BIN}\"\nlease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
                 self.fake.url(),
                 self.dir.path().join("origin.git").display()
             ),
@@ -526,8 +526,8 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
         "the orphaned training kept going"
     );
     assert!(w.results(n).is_empty());
-    // The lease (3 s) has run out by now (renewals stopped with the kill): the second runner
-    // takes it. It may have to wait a moment if the last renewal was just before the kill.
+    // Renewals stopped with the kill; once the lease (5 s, generous for a loaded machine)
+    // has run out, the second runner takes the request.
     wait_for("the first claim to expire", Duration::from_secs(30), || {
         !w.claimed(n)
     });
