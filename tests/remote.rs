@@ -344,6 +344,12 @@ fn end_to_end_request_run_sync() {
     // The run is listed like a local one.
     let out = w.labbook("alice", ALICE_TOKEN, &["runs"]);
     assert!(text(&out).contains("succeeded"), "{}", text(&out));
+    let out = w.labbook("alice", ALICE_TOKEN, &["show", "R-1"]);
+    assert!(
+        text(&out).contains(&format!("remote request {REPO}#{n}")),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -405,6 +411,18 @@ fn unpushed_dirty_or_unconfigured_requests_are_refused() {
     // Pushed again (registered in the fake), the same request goes through.
     let n = w.request("alice", ALICE_TOKEN, &[]);
     assert_eq!(n, 1);
+    // Cancelling it here says where to close it (runners only look at GitHub).
+    let out = w.labbook("alice", ALICE_TOKEN, &["cancel", "R-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("close the request {REPO}#1")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::Cancelled
+    );
 }
 
 #[test]

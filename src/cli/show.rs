@@ -122,6 +122,15 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
         };
         println!("commit {c}{dirty}");
     }
+    if let Some(r) = store
+        .run_remote(id)?
+        .and_then(|r| serde_json::from_str::<labbook::remote::request::RemoteRef>(&r).ok())
+    {
+        match r.issue {
+            Some(n) => println!("remote request {}#{n}", r.repo),
+            None => println!("remote request in {} (issue not filed)", r.repo),
+        }
+    }
     println!(
         "created {} · started {} · finished {}",
         run.created_at,
