@@ -32,11 +32,8 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
             RunStatus::Queued | RunStatus::QueuedRemote => {
                 if store.cancel_queued(id)? {
                     let issue = (run.status == RunStatus::QueuedRemote)
-                        .then(|| store.run_remote(id).ok().flatten())
+                        .then(|| labbook::remote::request::remote_ref(&store, id))
                         .flatten()
-                        .and_then(|r| {
-                            serde_json::from_str::<labbook::remote::request::RemoteRef>(&r).ok()
-                        })
                         .and_then(|r| Some(format!("{}#{}", r.repo, r.issue?)));
                     report.push((
                         id,

@@ -122,10 +122,7 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
         };
         println!("commit {c}{dirty}");
     }
-    if let Some(r) = store
-        .run_remote(id)?
-        .and_then(|r| serde_json::from_str::<labbook::remote::request::RemoteRef>(&r).ok())
-    {
+    if let Some(r) = labbook::remote::request::remote_ref(store, id) {
         match r.issue {
             Some(n) => println!("remote request {}#{n}", r.repo),
             None => println!("remote request in {} (issue not filed)", r.repo),

@@ -36,6 +36,12 @@ pub struct RemoteRef {
     pub request: String,
 }
 
+/// Where run `id` was requested, if it is a remote run.
+pub fn remote_ref(store: &Store, id: RunId) -> Option<RemoteRef> {
+    let text = store.run_remote(id).ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     std::process::Command::new("git")
         .args(args)
