@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Options: `--port N`, `--repo owner/name`, `--token T`, `--fault-rate 0.2`
-//! (500/502 and dropped connections). State lives in memory until you stop it.
+//! (500/502 and dropped connections), `--user TOKEN=LOGIN` (another accepted token acting
+//! as LOGIN, repeatable), `--commits-from GIT_DIR` (every commit of that repo counts as
+//! pushed, rescanned every 2 s — for trying `labbook run --remote` and `labbook runner`,
+//! see docs/remote-runs.md). State lives in memory until you stop it.
 use labbook::github::fake::{FakeGithub, Faults};
 
 fn main() {
@@ -18,6 +21,8 @@ fn main() {
     let mut repo = "lab/notebook".to_string();
     let mut token = "fake-token".to_string();
     let mut fault_rate = 0.0f64;
+    let mut users: Vec<(String, String)> = Vec::new();
+    let mut commits_from: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&a));
@@ -26,6 +31,12 @@ fn main() {
             "--repo" => repo = val(),
             "--token" => token = val(),
             "--fault-rate" => fault_rate = val().parse().unwrap_or_else(|_| usage("--fault-rate")),
+            "--user" => {
+                let v = val();
+                let (t, l) = v.split_once('=').unwrap_or_else(|| usage("--user"));
+                users.push((t.to_string(), l.to_string()));
+            }
+            "--commits-from" => commits_from = Some(val()),
             _ => usage(&a),
         }
     }
@@ -52,6 +63,9 @@ fn main() {
             "carol",
         );
         s.create_pr("Speed up the selective scan kernel");
+        for (t, l) in &users {
+            s.add_token(t, l);
+        }
     }
     if fault_rate > 0.0 {
         fake.set_faults(Faults {
@@ -67,13 +81,24 @@ fn main() {
     );
     println!("then: GITHUB_TOKEN={token} labbook sync --verbose   (Ctrl-C stops the fake)");
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
+        if let Some(dir) = &commits_from {
+            let out = std::process::Command::new("git")
+                .args(["-C", dir, "rev-list", "--all"])
+                .output();
+            if let Ok(out) = out {
+                let mut s = fake.state();
+                for sha in String::from_utf8_lossy(&out.stdout).lines() {
+                    s.push_commit(sha.trim());
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
     }
 }
 
 fn usage(arg: &str) -> ! {
     eprintln!(
-        "error: bad argument `{arg}`; usage: fake-github [--port N] [--repo owner/name] [--token T] [--fault-rate 0.2]"
+        "error: bad argument `{arg}`; usage: fake-github [--port N] [--repo owner/name] [--token T] [--fault-rate 0.2] [--user TOKEN=LOGIN] [--commits-from GIT_DIR]"
     );
     std::process::exit(2)
 }

@@ -23,7 +23,85 @@ pub struct AppConfig {
     #[serde(default)]
     pub github: Option<GithubConfig>,
     #[serde(default)]
-    pub runner: Option<toml::Table>,
+    pub runner: Option<RunnerConfig>,
+}
+
+/// `[runner]`: the GPU machine's side of remote runs (`labbook runner`, see
+/// `docs/remote-runs.md`). Durations are written like `"90s"`, `"10m"`, `"1h"`, `"500ms"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerConfig {
+    /// GitHub logins whose run requests are run; everyone else's are refused.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Where commits are fetched from; default `https://github.com/OWNER/NAME.git`.
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    /// Build command run in the checkout; default `cargo build --release`
+    /// (plus `--features cuda` for CUDA requests).
+    #[serde(default)]
+    pub build: Option<Vec<String>>,
+    /// The labbook binary that runs the config, relative to the checkout unless absolute;
+    /// default `target/release/labbook`.
+    #[serde(default)]
+    pub bin: Option<String>,
+    /// How long a claim holds without renewal (a crashed runner's requests are free again
+    /// after this).
+    #[serde(default = "default_lease")]
+    pub lease: String,
+    /// How often the status comment is updated while a run trains.
+    #[serde(default = "default_status_every")]
+    pub status_every: String,
+    /// Name shown in claims and results; default the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_lease() -> String {
+    "10m".into()
+}
+fn default_status_every() -> String {
+    "60s".into()
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            allow: Vec::new(),
+            clone_url: None,
+            build: None,
+            bin: None,
+            lease: default_lease(),
+            status_every: default_status_every(),
+            name: None,
+        }
+    }
+}
+
+/// Parses `"500ms"`, `"90s"`, `"10m"`, `"2h"` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| Error::Invalid(format!("`{text}` is not a duration (e.g. 90s, 10m, 1h)")))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "`{text}` is not a duration (units: ms, s, m, h)"
+            )));
+        }
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `[github]`: which repository `labbook sync` keeps in step with the notebook.
@@ -211,5 +289,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("token"), "{err}");
+    }
+
+    #[test]
+    fn runner_section_is_typed() {
+        let text = "[runner]\nallow = [\"alice\"]\nlease = \"2s\"\n";
+        let cfg = AppConfig::parse(text, Path::new("x")).unwrap();
+        let r = cfg.runner.unwrap();
+        assert_eq!(r.allow, vec!["alice"]);
+        assert_eq!(parse_duration(&r.lease).unwrap().as_secs(), 2);
+        assert_eq!(parse_duration(&r.status_every).unwrap().as_secs(), 60);
+        assert!(AppConfig::parse("[runner]\nalow = []\n", Path::new("x")).is_err());
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

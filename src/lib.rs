@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod plot;
 pub mod recorder;
+pub mod remote;
 pub mod report;
 pub mod store;
 

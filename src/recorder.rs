@@ -103,7 +103,18 @@ pub fn create_run_in_sweep(
         .backend
         .check_available()
         .map_err(|e| Error::Invalid(e.to_string()))?;
-    store.create_run(&NewRun {
+    store.create_run(&new_run(cfg, config_path, experiment, provenance, sweep))
+}
+
+/// The run row for `cfg` (config snapshot, commit, seed, backend, device, host).
+pub fn new_run(
+    cfg: &RunConfig,
+    config_path: Option<&Path>,
+    experiment: Option<ItemId>,
+    provenance: &Provenance,
+    sweep: Option<&str>,
+) -> NewRun {
+    NewRun {
         experiment,
         name: config_path
             .and_then(|p| p.file_stem())
@@ -123,7 +134,7 @@ pub fn create_run_in_sweep(
         host: provenance.host.clone(),
         steps_total: Some(cfg.train.steps as i64),
         sweep: sweep.map(str::to_string),
-    })
+    }
 }
 
 /// Progress shown to whoever runs the training (a progress bar, a TUI, nothing).
@@ -339,7 +350,7 @@ pub fn train_run_resuming(
 /// (metrics, config diff, commit) on it; the next `labbook sync` posts it. Only synced
 /// experiments get one, so notebooks without GitHub are not cluttered. A failure here is
 /// logged and never fails the run.
-fn post_summary_if_synced(store: &mut Store, run: RunId) {
+pub(crate) fn post_summary_if_synced(store: &mut Store, run: RunId) {
     let synced = store
         .get_run(run)
         .ok()

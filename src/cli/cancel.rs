@@ -31,7 +31,20 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
         match run.status {
             RunStatus::Queued | RunStatus::QueuedRemote => {
                 if store.cancel_queued(id)? {
-                    report.push((id, "cancelled (it had not started)".to_string()));
+                    let issue = (run.status == RunStatus::QueuedRemote)
+                        .then(|| labbook::remote::request::remote_ref(&store, id))
+                        .flatten()
+                        .and_then(|r| Some(format!("{}#{}", r.repo, r.issue?)));
+                    report.push((
+                        id,
+                        match issue {
+                            // The runner only looks at GitHub: the request stays open there.
+                            Some(i) => format!(
+                                "cancelled here; close the request {i} on GitHub so no runner picks it up"
+                            ),
+                            None => "cancelled (it had not started)".to_string(),
+                        },
+                    ));
                 } else {
                     // It started in the meantime: stop it like a running run.
                     waiting.push(id);

@@ -24,6 +24,7 @@ mod output;
 mod plot;
 mod rm;
 mod run;
+mod runner;
 mod runs;
 mod search;
 mod show;
@@ -104,8 +105,11 @@ enum Command {
     Status,
     /// Measure labbook's speed (see docs/performance.md).
     Bench(bench::Args),
-    /// Two-way sync with the GitHub repo in `[github]` (see docs/github.md).
+    /// Two-way sync with the GitHub repo in `[github]` (see docs/github.md); also brings
+    /// back the results of remote runs.
     Sync(sync::Args),
+    /// Run requests filed with `run --remote` on this machine (see docs/remote-runs.md).
+    Runner(runner::Args),
     /// List fields changed both here and on GitHub since the last sync.
     Conflicts(conflicts::ConflictsArgs),
     /// Settle a sync conflict: keep yours, take GitHub's, or edit the value.
@@ -195,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Run(a)) => run::cmd_run(&env, a),
         Some(Command::Bench(a)) => bench::cmd_bench(&env, a),
         Some(Command::Sync(a)) => sync::cmd_sync(&env, a),
+        Some(Command::Runner(a)) => runner::cmd_runner(&env, a),
         Some(Command::Conflicts(a)) => conflicts::cmd_conflicts(&env, a),
         Some(Command::Resolve(a)) => conflicts::cmd_resolve(&env, a),
         Some(Command::Runs(a)) => runs::cmd_runs(&env, a),

@@ -36,6 +36,13 @@ pub struct Args {
     /// At most this many runs of a sweep train at once.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     parallel: u32,
+    /// Run it on the GPU machine: files a run-request issue in `[github] repo` for the
+    /// current (pushed, clean) commit; `labbook sync` brings the results back.
+    #[arg(long, conflicts_with_all = ["detach", "resume", "sweep"])]
+    remote: bool,
+    /// Backend for a remote run (`cpu`, `cuda`, `cuda:N`); default: the config's.
+    #[arg(long, requires = "remote", value_name = "BACKEND")]
+    backend: Option<String>,
 }
 
 /// `labbook run-worker R-n`: trains a queued run in this process (what `--detach` starts).
@@ -107,6 +114,9 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
     if !a.sweep.is_empty() {
         return sweep(env, &config_file, &a);
     }
+    if a.remote {
+        return remote(env, &config_file, &a);
+    }
     // Everything that can be wrong with the request is checked before any row is written.
     let cfg = load_config(&config_file, &a.sets)?;
     cfg.validate()?;
@@ -135,6 +145,45 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
         return print_detached(env, run, pid);
     }
     foreground(env, &mut store, run, &cfg, false)
+}
+
+/// `labbook run CONFIG --remote`: checks everything, then files the request (see
+/// `labbook::remote::request_run`); nothing is written when it refuses.
+fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
+    let gh = env.config.github.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no [github] section in the config; `run --remote` files requests in `[github] repo = \"owner/name\"` (see docs/remote-runs.md)"
+        )
+    })?;
+    let mut cfg = load_config(config_file, &a.sets)?;
+    if let Some(b) = &a.backend {
+        cfg.set("train.backend", b)?;
+    }
+    cfg.validate()?;
+    let token = labbook::github::Token::discover()?;
+    let mut store = env.open()?;
+    let (run, issue) = labbook::remote::request_run(
+        &mut store,
+        &gh,
+        &token,
+        &labbook::remote::RemoteRequest {
+            config: &cfg,
+            config_path: Some(config_file),
+            experiment: a.experiment,
+            workdir: std::env::current_dir()?,
+        },
+    )?;
+    if env.json {
+        return super::output::json(
+            &serde_json::json!({ "run": run, "status": "queued-remote", "repo": gh.repo, "issue": issue }),
+        );
+    }
+    println!("{run}");
+    eprintln!(
+        "{run}: queued-remote as request #{issue} in {} (backend {}); `labbook sync` brings the results back",
+        gh.repo, cfg.train.backend
+    );
+    Ok(())
 }
 
 fn print_detached(env: &Env, run: RunId, pid: u32) -> Result<()> {

@@ -122,6 +122,12 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
         };
         println!("commit {c}{dirty}");
     }
+    if let Some(r) = labbook::remote::request::remote_ref(store, id) {
+        match r.issue {
+            Some(n) => println!("remote request {}#{n}", r.repo),
+            None => println!("remote request in {} (issue not filed)", r.repo),
+        }
+    }
     println!(
         "created {} · started {} · finished {}",
         run.created_at,

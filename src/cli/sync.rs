@@ -21,9 +21,12 @@ pub fn cmd_sync(env: &Env, a: Args) -> Result<()> {
     let token = Token::discover()?;
     let mut store = env.open()?;
     let report = github::sync(&mut store, &cfg, &token)?;
+    let remote = labbook::remote::sync_remote_runs(&mut store, &cfg, &token)?;
     let summary = store.sync_summary()?;
     if env.json {
-        return super::output::json(&report);
+        let mut v = serde_json::to_value(&report)?;
+        v["remote_runs"] = serde_json::to_value(&remote)?;
+        return super::output::json(&v);
     }
     if a.verbose {
         for e in &report.events {
@@ -54,6 +57,12 @@ pub fn cmd_sync(env: &Env, a: Args) -> Result<()> {
     );
     for s in &report.skipped {
         println!("not synced: {s}");
+    }
+    for e in &remote.events {
+        println!("{e}");
+    }
+    if remote.waiting > 0 {
+        println!("{} remote run(s) still waiting for results", remote.waiting);
     }
     if summary.conflicts > 0 {
         println!(

@@ -135,8 +135,21 @@ impl Client {
         if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(t).ok()) {
             headers.insert(http::header::IF_NONE_MATCH, tag);
         }
-        match self.request(Verb::Get, path, headers, None).await? {
+        match self.request(Verb::Get, path, headers, None, &[]).await? {
             Sent::Done(r) => Ok(r),
+            Sent::Unknown(why) => Err(Error::Github(why)),
+        }
+    }
+
+    /// GET where "not there" is an answer, not an error: 404 and 422 (GitHub's answer for
+    /// an unknown commit) come back as `None`.
+    pub async fn get_if_exists(&mut self, path: &str) -> Result<Option<Resp>> {
+        match self
+            .request(Verb::Get, path, HeaderMap::new(), None, &[404, 422])
+            .await?
+        {
+            Sent::Done(r) if r.status == 404 || r.status == 422 => Ok(None),
+            Sent::Done(r) => Ok(Some(r)),
             Sent::Unknown(why) => Err(Error::Github(why)),
         }
     }
@@ -144,7 +157,7 @@ impl Client {
     /// PATCH is idempotent (it sets fields), so it is retried like a read.
     pub async fn patch(&mut self, path: &str, body: &Value) -> Result<Resp> {
         match self
-            .request(Verb::Patch, path, HeaderMap::new(), Some(body))
+            .request(Verb::Patch, path, HeaderMap::new(), Some(body), &[])
             .await?
         {
             Sent::Done(r) => Ok(r),
@@ -155,7 +168,7 @@ impl Client {
     /// POST once. Rate-limit refusals (not applied by GitHub) are waited out and resent;
     /// anything else uncertain is returned as [`Sent::Unknown`].
     pub async fn post(&mut self, path: &str, body: &Value) -> Result<Sent> {
-        self.request(Verb::Post, path, HeaderMap::new(), Some(body))
+        self.request(Verb::Post, path, HeaderMap::new(), Some(body), &[])
             .await
     }
 
@@ -165,6 +178,7 @@ impl Client {
         path: &str,
         headers: HeaderMap,
         body: Option<&Value>,
+        answers: &[u16],
     ) -> Result<Sent> {
         let mut attempt = 0u32;
         loop {
@@ -202,7 +216,7 @@ impl Client {
             };
             self.note_rate_limit(&resp);
             let status = resp.status;
-            if status < 300 || status == 304 {
+            if status < 300 || status == 304 || answers.contains(&status) {
                 return Ok(Sent::Done(resp));
             }
             if let Some(wait) = self.rate_limit_wait(&resp) {
@@ -371,6 +385,14 @@ impl Client {
         };
         Error::Github(msg)
     }
+}
+
+/// The single-threaded runtime every GitHub operation runs on (octocrab needs one).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))
 }
 
 fn until_epoch(reset: u64) -> Duration {

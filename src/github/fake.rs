@@ -5,7 +5,9 @@
 //! It implements issues (list with `state`/`since`/`sort`/`direction`/Link pagination,
 //! get, create, update), comments (per issue and repo-wide), ETag/304 (304s do not use
 //! rate limit), rate-limit headers and switchable faults ([`Faults`]).
-use std::collections::BTreeMap;
+//! For remote runs it also knows which commits are pushed (`GET /commits/{sha}`), filters
+//! issues by label, edits comments, and accepts extra tokens, each acting as its own user.
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +75,10 @@ pub struct FakeState {
     pub rate_reset: u64,
     /// Creates whose title contains this are refused with 422 (a validation error).
     pub reject_titles_with: Option<String>,
+    /// More accepted tokens, each acting as the user it maps to (`token -> login`).
+    pub tokens: BTreeMap<String, String>,
+    /// Full SHAs of the commits in the repo (`GET /repos/O/R/commits/{sha}` answers 200).
+    pub pushed: BTreeSet<String>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -167,6 +173,16 @@ impl FakeState {
             .collect()
     }
 
+    /// Accepts `token` as user `login` (issues and comments it creates are by `login`).
+    pub fn add_token(&mut self, token: &str, login: &str) {
+        self.tokens.insert(token.into(), login.into());
+    }
+
+    /// Makes commit `sha` (full 40 hex digits) known to the repo, as a push would.
+    pub fn push_commit(&mut self, sha: &str) {
+        self.pushed.insert(sha.to_ascii_lowercase());
+    }
+
     /// Requests answered (any status) since the log was last cleared.
     pub fn request_count(&self) -> usize {
         self.log.len()
@@ -201,6 +217,8 @@ impl FakeGithub {
             rate_remaining: 5000,
             rate_reset: unix_now() + 3600,
             reject_titles_with: None,
+            tokens: BTreeMap::new(),
+            pushed: BTreeSet::new(),
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -429,11 +447,19 @@ fn err(status: u16, message: &str) -> Response {
 
 fn handle(s: &mut FakeState, req: &Request) -> Response {
     let auth = req.headers.get("authorization").map(String::as_str);
-    let ok_auth =
-        auth == Some(&format!("Bearer {}", s.token)) || auth == Some(&format!("token {}", s.token));
-    if !ok_auth {
+    let presented = auth
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("token "))
+        })
+        .unwrap_or("");
+    let login = if presented == s.token {
+        s.login.clone()
+    } else if let Some(l) = s.tokens.get(presented) {
+        l.clone()
+    } else {
         return err(401, "Bad credentials");
-    }
+    };
     // Primary rate limit (304s are free, as on GitHub).
     let now = unix_now();
     if now >= s.rate_reset {
@@ -460,7 +486,42 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
     );
     let resp = match (req.method.as_str(), segs.as_slice()) {
         ("GET", ["issues"]) => list_issues(s, req, &base),
-        ("POST", ["issues"]) => create_issue(s, req, &base),
+        ("POST", ["issues"]) => create_issue(s, req, &base, &login),
+        ("GET", ["commits", sha]) => {
+            let sha = sha.to_ascii_lowercase();
+            match s
+                .pushed
+                .iter()
+                .find(|p| sha.len() >= 7 && p.starts_with(&sha))
+            {
+                Some(full) => ok(
+                    200,
+                    json!({ "sha": full, "commit": { "message": "pushed" } }),
+                ),
+                None => err(422, &format!("No commit found for SHA: {sha}")),
+            }
+        }
+        ("PATCH", ["issues", "comments", id]) => {
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| s.comments.iter().position(|c| c.id == id))
+            {
+                Some(i) => {
+                    let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                    let Some(body) = v["body"].as_str() else {
+                        return too_long_or("body", "body is missing");
+                    };
+                    if body.chars().count() > 65_536 {
+                        return too_long("body");
+                    }
+                    s.comments[i].body = body.to_string();
+                    s.comments[i].updated_at = self::now();
+                    ok(200, comment_json(&s.comments[i], &base, &s.repo))
+                }
+                None => err(404, "Not Found"),
+            }
+        }
         ("GET", ["issues", "comments"]) => list_repo_comments(s, req, &base),
         ("GET", ["issues", n]) => match n.parse().ok().and_then(|n| find(s, n)) {
             Some(i) => ok(200, issue_json(&s.issues[i], &base, &s.repo)),
@@ -489,7 +550,6 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                 if body.chars().count() > 65_536 {
                     return too_long("body");
                 }
-                let login = s.login.clone();
                 let id = s.add_comment(n, &body, &login);
                 let c = s.comments.iter().find(|c| c.id == id).unwrap();
                 ok(201, comment_json(c, &base, &s.repo))
@@ -654,10 +714,16 @@ fn sort_filter<T>(
 
 fn list_issues(s: &FakeState, req: &Request, base: &str) -> Response {
     let state = req.query.get("state").map(String::as_str).unwrap_or("open");
+    let wanted: Vec<&str> = req
+        .query
+        .get("labels")
+        .map(|l| l.split(',').filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
     let issues: Vec<&FakeIssue> = s
         .issues
         .iter()
         .filter(|i| state == "all" || i.state == state)
+        .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l == w)))
         .collect();
     let issues = sort_filter(
         req,
@@ -699,7 +765,7 @@ fn str_list(v: &Value) -> Option<Vec<String>> {
     })
 }
 
-fn create_issue(s: &mut FakeState, req: &Request, base: &str) -> Response {
+fn create_issue(s: &mut FakeState, req: &Request, base: &str, login: &str) -> Response {
     let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
     let Some(title) = v["title"].as_str().filter(|t| !t.trim().is_empty()) else {
         return too_long_or("title", "title is missing");
@@ -714,8 +780,7 @@ fn create_issue(s: &mut FakeState, req: &Request, base: &str) -> Response {
     {
         return too_long_or("title", "title is not allowed here");
     }
-    let login = s.login.clone();
-    let n = s.create_issue(title, body, &[], &login);
+    let n = s.create_issue(title, body, &[], login);
     let i = find(s, n).unwrap();
     if let Some(l) = str_list(&v["labels"]) {
         s.issues[i].labels = l;

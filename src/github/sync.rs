@@ -145,10 +145,7 @@ pub fn sync_with(
     opts: &SyncOptions,
 ) -> Result<SyncReport> {
     check_repo(&cfg.repo)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Github(format!("cannot start the async runtime: {e}")))?;
+    let rt = super::client::runtime()?;
     rt.block_on(async {
         let mut client = Client::new(cfg, token)?;
         if let Some(b) = opts.backoff {
@@ -864,6 +861,17 @@ fn pull_issue(
     events: &mut Vec<String>,
 ) -> Result<()> {
     if issue.pull_request.is_some() {
+        return Ok(());
+    }
+    // Run requests (`run --remote`) are a queue for runners, not notebook items.
+    if issue
+        .labels
+        .iter()
+        .any(|l| l.name == crate::remote::protocol::LABEL_REQUEST)
+        || issue.body.as_deref().is_some_and(|b| {
+            crate::remote::protocol::has_block(crate::remote::protocol::KIND_REQUEST, b)
+        })
+    {
         return Ok(());
     }
     let gh = gh_ctx(ctx);

@@ -16,7 +16,9 @@ mod search;
 pub use items::ListFilter;
 pub use items::insert_item;
 pub use links::insert_link;
-pub use runs::{MetricPoint, NewRun, Run, RunFilter, RunStatus, STALE_HEARTBEAT, pid_alive};
+pub use runs::{
+    MetricPoint, NewRun, RemoteOutcome, Run, RunFilter, RunStatus, STALE_HEARTBEAT, pid_alive,
+};
 pub use search::{SearchHit, as_you_type};
 
 /// `PRAGMA application_id` of labbook databases ("LBK1"), so a foreign SQLite file is refused.

@@ -176,6 +176,61 @@ pub struct MetricPoint {
     pub wall_time: f64,
 }
 
+/// What a remote runner reported about a finished run (see `labbook sync`).
+#[derive(Debug, Clone)]
+pub struct RemoteOutcome {
+    pub status: RunStatus,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub host: Option<String>,
+    pub device: Option<String>,
+    pub steps_done: i64,
+    pub final_metrics: BTreeMap<String, f64>,
+    pub error: Option<String>,
+    pub points: Vec<MetricPoint>,
+}
+
+/// Stores `points` as one packed chunk per key (see metric_chunks.sql).
+fn insert_points(tx: &rusqlite::Transaction, id: RunId, points: &[MetricPoint]) -> Result<()> {
+    let mut key_ids: HashMap<&str, i64> = HashMap::new();
+    {
+        let mut get_key = tx.prepare_cached(
+            "INSERT INTO metric_keys (key) VALUES (?1) ON CONFLICT (key) DO UPDATE SET key = key RETURNING id",
+        )?;
+        for p in points {
+            if !key_ids.contains_key(p.key.as_str()) {
+                let kid: i64 = get_key.query_row([&p.key], |r| r.get(0))?;
+                key_ids.insert(&p.key, kid);
+            }
+        }
+    }
+    // One chunk row per key: the points of a flush, packed.
+    let mut by_key: Vec<(i64, Vec<u8>, i64, i64)> = Vec::new();
+    for p in points {
+        let kid = key_ids[p.key.as_str()];
+        let slot = match by_key.iter().position(|(k, ..)| *k == kid) {
+            Some(i) => i,
+            None => {
+                by_key.push((kid, Vec::new(), p.step, p.step));
+                by_key.len() - 1
+            }
+        };
+        let (_, buf, first, last) = &mut by_key[slot];
+        buf.extend_from_slice(&p.step.to_le_bytes());
+        buf.extend_from_slice(&p.value.to_le_bytes());
+        buf.extend_from_slice(&p.wall_time.to_le_bytes());
+        *first = (*first).min(p.step);
+        *last = (*last).max(p.step);
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO metric_chunks (run_id, key_id, first_step, last_step, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (kid, buf, first, last) in &by_key {
+        ins.execute(params![id.0, kid, first, last, buf])?;
+    }
+    Ok(())
+}
+
 /// A running run whose heartbeat is older than this is considered crashed.
 pub const STALE_HEARTBEAT: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 
@@ -305,42 +360,7 @@ impl Store {
         steps_done: Option<i64>,
     ) -> Result<()> {
         self.write(|tx, ctx| {
-            let mut key_ids: HashMap<&str, i64> = HashMap::new();
-            {
-                let mut get_key = tx.prepare_cached(
-                    "INSERT INTO metric_keys (key) VALUES (?1) ON CONFLICT (key) DO UPDATE SET key = key RETURNING id",
-                )?;
-                for p in points {
-                    if !key_ids.contains_key(p.key.as_str()) {
-                        let kid: i64 = get_key.query_row([&p.key], |r| r.get(0))?;
-                        key_ids.insert(&p.key, kid);
-                    }
-                }
-            }
-            // One chunk row per key: the points of a flush, packed (see metric_chunks.sql).
-            let mut by_key: Vec<(i64, Vec<u8>, i64, i64)> = Vec::new();
-            for p in points {
-                let kid = key_ids[p.key.as_str()];
-                let slot = match by_key.iter().position(|(k, ..)| *k == kid) {
-                    Some(i) => i,
-                    None => {
-                        by_key.push((kid, Vec::new(), p.step, p.step));
-                        by_key.len() - 1
-                    }
-                };
-                let (_, buf, first, last) = &mut by_key[slot];
-                buf.extend_from_slice(&p.step.to_le_bytes());
-                buf.extend_from_slice(&p.value.to_le_bytes());
-                buf.extend_from_slice(&p.wall_time.to_le_bytes());
-                *first = (*first).min(p.step);
-                *last = (*last).max(p.step);
-            }
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO metric_chunks (run_id, key_id, first_step, last_step, points) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (kid, buf, first, last) in &by_key {
-                ins.execute(params![id.0, kid, first, last, buf])?;
-            }
+            insert_points(tx, id, points)?;
             tx.execute(
                 "UPDATE runs SET heartbeat_at = ?1, steps_done = coalesce(?2, steps_done) WHERE id = ?3",
                 params![ctx.now, steps_done, id.0],
@@ -367,6 +387,82 @@ impl Store {
                 return Err(Error::RunNotFound(id));
             }
             Ok(())
+        })
+    }
+
+    /// Turns a just-created (queued) run into a remote request: status `queued-remote`,
+    /// with `remote` (JSON naming the repo and request issue) stored on the run.
+    pub fn queue_remote(&mut self, id: RunId, remote: &str) -> Result<()> {
+        self.write(|tx, _| {
+            let n = tx.execute(
+                "UPDATE runs SET status = 'queued-remote', remote = ?1 WHERE id = ?2 AND status IN ('queued', 'queued-remote')",
+                params![remote, id.0],
+            )?;
+            if n == 0 {
+                return Err(Error::Invalid(format!("{id} is not queued")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a run that never started (a remote request that could not be filed).
+    pub fn delete_unstarted_run(&mut self, id: RunId) -> Result<()> {
+        self.write(|tx, _| {
+            tx.execute(
+                "DELETE FROM runs WHERE id = ?1 AND status IN ('queued', 'queued-remote') AND started_at IS NULL",
+                [id.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Runs waiting for a remote runner, with their `remote` JSON.
+    pub fn remote_runs_pending(&self) -> Result<Vec<(RunId, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, remote FROM runs WHERE status = 'queued-remote' AND remote IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((RunId(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The `remote` JSON of a run (repo and request issue), if it was requested remotely.
+    pub fn run_remote(&self, id: RunId) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT remote FROM runs WHERE id = ?1", [id.0], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or(Error::RunNotFound(id))
+    }
+
+    /// Records the outcome of a remote run in one transaction: its metric curves, timings,
+    /// host and final metrics. `false` (and nothing written) if the run is no longer
+    /// `queued-remote` — another sync imported it already.
+    pub fn finish_remote_run(&mut self, id: RunId, done: &RemoteOutcome) -> Result<bool> {
+        let metrics = serde_json::to_string(&done.final_metrics).expect("metrics serialise");
+        self.write(|tx, _| {
+            let n = tx.execute(
+                "UPDATE runs SET status = ?1, started_at = ?2, finished_at = ?3, host = coalesce(?4, host),
+                    device = coalesce(?5, device), steps_done = ?6, final_metrics = ?7, error = ?8,
+                    heartbeat_at = NULL, pid = NULL
+                 WHERE id = ?9 AND status = 'queued-remote'",
+                params![
+                    done.status.as_str(),
+                    done.started_at,
+                    done.finished_at,
+                    done.host,
+                    done.device,
+                    done.steps_done,
+                    metrics,
+                    done.error,
+                    id.0
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_points(tx, id, &done.points)?;
+            Ok(true)
         })
     }
 
@@ -488,17 +584,30 @@ impl Store {
 
     /// One metric's (step, value) series in step order; non-finite points come back as NaN.
     pub fn metric_series(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64)>> {
-        let mut by_step: BTreeMap<i64, f64> = BTreeMap::new();
+        Ok(self
+            .metric_points(id, key)?
+            .into_iter()
+            .map(|(s, v, _)| (s, v))
+            .collect())
+    }
+
+    /// [`Store::metric_series`] with each point's wall time (seconds since the run started).
+    pub fn metric_points(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64, f64)>> {
+        let mut by_step: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
         // Rows from before migration 3 first, then chunks in write order: later wins.
         let mut old = self.conn.prepare_cached(
-            "SELECT m.step, m.value FROM metrics m JOIN metric_keys k ON k.id = m.key_id
+            "SELECT m.step, m.value, m.wall_time FROM metrics m JOIN metric_keys k ON k.id = m.key_id
              WHERE m.run_id = ?1 AND k.key = ?2",
         )?;
         for row in old.query_map(params![id.0, key], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN)))
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+                r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+            ))
         })? {
-            let (step, value) = row?;
-            by_step.insert(step, value);
+            let (step, value, wall) = row?;
+            by_step.insert(step, (value, wall));
         }
         let mut chunks = self.conn.prepare_cached(
             "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
@@ -510,10 +619,11 @@ impl Store {
             for p in blob.chunks_exact(24) {
                 let step = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
                 let value = f64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
-                by_step.insert(step, value);
+                let wall = f64::from_le_bytes(p[16..24].try_into().expect("8 bytes"));
+                by_step.insert(step, (value, wall));
             }
         }
-        Ok(by_step.into_iter().collect())
+        Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
     }
 }
 

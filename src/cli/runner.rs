@@ -1,0 +1,112 @@
+//! `labbook runner`: runs the remote run requests of a repo on this machine.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use labbook::config::{GithubConfig, parse_duration};
+use labbook::github::Token;
+use labbook::remote::{RunnerOptions, run_runner};
+
+use super::Env;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// The repo whose `run-request` issues to run (default: `[github] repo`).
+    #[arg(long, value_name = "OWNER/NAME")]
+    repo: Option<String>,
+    /// Where checkouts, builds and job notebooks go.
+    #[arg(long, value_name = "DIR")]
+    workdir: PathBuf,
+    /// The backend this machine offers: `cuda` takes CUDA and CPU requests, `cpu` only CPU.
+    #[arg(long, default_value = "cpu", value_name = "BACKEND")]
+    backend: String,
+    /// At most this many runs at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: u32,
+    /// How often to look for new requests, e.g. `60s`, `5m`.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    poll: String,
+    /// Run what is there now, then exit.
+    #[arg(long)]
+    once: bool,
+}
+
+pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
+    let rc = env.config.runner.clone().unwrap_or_default();
+    let gh = match (a.repo.as_deref(), env.config.github.clone()) {
+        (Some(r), Some(mut g)) => {
+            g.repo = r.to_string();
+            g
+        }
+        (Some(r), None) => GithubConfig::new(r, "https://api.github.com"),
+        (None, Some(g)) => g,
+        (None, None) => {
+            anyhow::bail!("which repo? pass `--repo owner/name` or set `[github] repo`")
+        }
+    };
+    let backend = a
+        .backend
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--backend: {e}"))?;
+    let opts = RunnerOptions {
+        workdir: std::path::absolute(&a.workdir)?,
+        backend,
+        parallel: a.parallel as usize,
+        poll: parse_duration(&a.poll).context("--poll")?,
+        once: a.once,
+        allow: rc.allow.clone(),
+        clone_url: rc
+            .clone_url
+            .clone()
+            .unwrap_or_else(|| format!("https://github.com/{}.git", gh.repo)),
+        build: rc.build.clone(),
+        bin: rc.bin.as_ref().map(PathBuf::from),
+        lease: parse_duration(&rc.lease).context("[runner] lease")?,
+        status_every: parse_duration(&rc.status_every).context("[runner] status_every")?,
+        name: rc
+            .name
+            .clone()
+            .or_else(labbook::recorder::hostname)
+            .unwrap_or_else(|| "runner".into()),
+        stop: Arc::new(AtomicBool::new(false)),
+        events: Arc::new(|line: &str| {
+            println!("{} {line}", chrono::Utc::now().format("%H:%M:%S"));
+        }),
+    };
+    if opts.lease < std::time::Duration::from_secs(1) {
+        anyhow::bail!(
+            "[runner] lease = \"{}\" is too short (at least 1s)",
+            rc.lease
+        );
+    }
+    {
+        let stop = opts.stop.clone();
+        // SIGINT/SIGTERM: kill running jobs and give their requests back, then exit.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let token = Token::discover()?;
+    if !env.json {
+        println!(
+            "runner {} on {} (backend {}, {} at a time, allow: {}); workdir {}",
+            opts.name,
+            gh.repo,
+            opts.backend,
+            opts.parallel,
+            opts.allow.join(", "),
+            opts.workdir.display()
+        );
+    }
+    let report = run_runner(&gh, &token, opts)?;
+    if env.json {
+        return super::output::json(&report);
+    }
+    println!(
+        "runner done: {} run, {} refused, {} given up",
+        report.ran.len(),
+        report.refused.len(),
+        report.given_up.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Remote runs through GitHub (`labbook run --remote`, `labbook runner`, and the import
+//! half of `labbook sync`). GitHub issues are the queue; there is no server of our own.
+//!
+//! * [`protocol`]: what goes into issues and comments — the run request, claims (with
+//!   leases), the results block with downsampled curves — as hidden JSON blocks.
+//! * [`request`]: the requester's side: refuse dirty or unpushed trees, create `R-n` in
+//!   `queued-remote`, file the request issue; later import the results into the notebook.
+//! * [`runner`]: the GPU machine's side: poll, claim, check out, build, run, report.
+//!
+//! See `docs/remote-runs.md` for the protocol in prose.
+pub mod protocol;
+pub mod request;
+pub mod runner;
+
+pub use request::{RemoteRequest, SyncRemoteReport, request_run, sync_remote_runs};
+pub use runner::{RunnerOptions, RunnerReport, run_runner};

@@ -1,0 +1,409 @@
+//! The wire format of remote runs: hidden `<!-- labbook:KIND {json} -->` blocks in issue
+//! bodies and comments, the visible text around them, and curve downsampling so a results
+//! comment always fits GitHub's 65,536-character limit.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Label of run-request issues.
+pub const LABEL_REQUEST: &str = "run-request";
+/// Label added when a request finished with a succeeded run.
+pub const LABEL_DONE: &str = "done";
+/// Label added when a request finished any other way.
+pub const LABEL_FAILED: &str = "failed";
+/// GitHub's limit for an issue body or comment, in characters.
+pub const MAX_COMMENT: usize = 65_536;
+/// What we aim for, leaving room for GitHub counting differently than we do.
+const COMMENT_BUDGET: usize = 60_000;
+
+pub const KIND_REQUEST: &str = "run-request";
+pub const KIND_CLAIM: &str = "claim";
+pub const KIND_RESULTS: &str = "results";
+pub const KIND_NOT_ALLOWED: &str = "not-allowed";
+
+/// `<!-- labbook:KIND {json} -->`. `-->` inside JSON strings is escaped (`--\u003e`), so
+/// no value can end the HTML comment early.
+pub fn hidden_block(kind: &str, value: &impl Serialize) -> String {
+    let json = serde_json::to_string(value)
+        .expect("block serialises")
+        .replace("-->", "--\\u003e");
+    format!("<!-- labbook:{kind} {json} -->")
+}
+
+/// The first `kind` block of `text`, parsed.
+pub fn parse_block<T: serde::de::DeserializeOwned>(kind: &str, text: &str) -> Option<T> {
+    let open = format!("<!-- labbook:{kind} ");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(" -->")?;
+    serde_json::from_str(&text[start..end]).ok()
+}
+
+/// Whether `text` carries a `kind` block (parsable or not).
+pub fn has_block(kind: &str, text: &str) -> bool {
+    text.contains(&format!("<!-- labbook:{kind} "))
+}
+
+/// The run request, in the request issue's body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRequest {
+    /// Format version.
+    pub v: u32,
+    /// Random id, to find the issue again after an uncertain create.
+    pub id: String,
+    /// The requester's run (R-n in their notebook).
+    pub run: String,
+    /// Full SHA of the commit to run.
+    pub commit: String,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub backend: String,
+    /// The run config (TOML), overrides applied, backend set.
+    pub config: String,
+    pub config_path: Option<String>,
+    pub experiment: Option<String>,
+    pub experiment_issue: Option<u64>,
+    pub requester: String,
+}
+
+/// State of a claim comment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimState {
+    /// Holding (or trying to hold) the request until `lease_until`.
+    Active,
+    /// Lost the race; ignored by everyone.
+    Withdrawn,
+    /// Results posted.
+    Finished,
+}
+
+/// A runner's claim on a request; the claim comment doubles as the status comment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claim {
+    pub runner: String,
+    pub nonce: String,
+    /// RFC 3339 UTC; the claim is void after this unless renewed.
+    pub lease_until: String,
+    pub state: ClaimState,
+}
+
+impl Claim {
+    /// Active and not expired at `now`.
+    pub fn live(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.state == ClaimState::Active
+            && chrono::DateTime::parse_from_rfc3339(&self.lease_until)
+                .is_ok_and(|t| t.with_timezone(&chrono::Utc) > now)
+    }
+}
+
+/// One comment as the protocol sees it.
+#[derive(Debug, Clone)]
+pub struct CommentView {
+    pub id: u64,
+    pub body: String,
+}
+
+/// The claim that holds the request at `now`: the live claim with the smallest comment id
+/// (comment ids grow with creation order on GitHub). A runner that posted a claim and
+/// then finds an earlier live claim has lost and withdraws.
+pub fn winning_claim(
+    comments: &[CommentView],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(u64, Claim)> {
+    comments
+        .iter()
+        .filter_map(|c| parse_block::<Claim>(KIND_CLAIM, &c.body).map(|cl| (c.id, cl)))
+        .filter(|(_, cl)| cl.live(now))
+        .min_by_key(|(id, _)| *id)
+}
+
+/// A point of a curve: step, value (`None` for NaN/inf), seconds since start.
+pub type CurvePoint = (i64, Option<f64>, f64);
+
+/// The machine-readable results of a remote run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    pub v: u32,
+    pub runner: String,
+    /// `succeeded`, `failed`, `cancelled` or `crashed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub commit: String,
+    pub backend: String,
+    pub host: Option<String>,
+    pub device: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub wall_time_s: f64,
+    pub steps_done: i64,
+    pub steps_total: Option<i64>,
+    pub final_metrics: BTreeMap<String, f64>,
+    /// Every metric curve, downsampled to fit the comment.
+    pub curves: BTreeMap<String, Vec<CurvePoint>>,
+    /// Points per curve before downsampling.
+    pub points: BTreeMap<String, usize>,
+}
+
+/// Keeps at most `max` points, evenly spaced by index, always the first and the last.
+pub fn downsample(points: &[CurvePoint], max: usize) -> Vec<CurvePoint> {
+    let max = max.max(2);
+    if points.len() <= max {
+        return points.to_vec();
+    }
+    let last = points.len() - 1;
+    let mut out: Vec<CurvePoint> = (0..max - 1).map(|i| points[i * last / (max - 1)]).collect();
+    out.push(points[last]);
+    out.dedup_by_key(|p| p.0);
+    out
+}
+
+/// 6 significant digits: the curves are for plots, and this halves their size.
+pub fn round6(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    format!("{v:.5e}").parse().unwrap_or(v)
+}
+
+/// The results comment: a readable summary, the log tail on failure, and the results
+/// block. Curves are downsampled (halving the points per curve) until the whole comment
+/// fits; if even two points per curve do not fit, curves are dropped from the end.
+pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
+    let mut r = results.clone();
+    let full = std::mem::take(&mut r.curves);
+    let all_points = std::mem::take(&mut r.points);
+    let mut keys: Vec<String> = full.keys().cloned().collect();
+    let mut per_curve = full.values().map(Vec::len).max().unwrap_or(2).max(2);
+    loop {
+        r.curves = keys
+            .iter()
+            .map(|k| (k.clone(), downsample(&full[k], per_curve)))
+            .collect();
+        r.points = all_points
+            .iter()
+            .filter(|(k, _)| r.curves.contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let text = render_results(&r, log_tail, full.len() - keys.len());
+        if text.chars().count() <= COMMENT_BUDGET || keys.is_empty() {
+            return text;
+        }
+        if per_curve > 2 {
+            per_curve = (per_curve / 2).max(2);
+        } else {
+            let n = keys.len();
+            keys.truncate(n - (n / 8).max(1));
+        }
+    }
+}
+
+fn render_results(r: &Results, log_tail: Option<&str>, dropped: usize) -> String {
+    let mut s = format!(
+        "**Run {}** on `{}` (backend `{}`) — {} of {} steps in {}.\n\n",
+        r.status,
+        r.host.as_deref().unwrap_or("?"),
+        r.backend,
+        r.steps_done,
+        r.steps_total
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into()),
+        human_secs(r.wall_time_s),
+    );
+    if let Some(e) = &r.error {
+        s.push_str(&format!("Error: {}\n\n", one_line(e, 500)));
+    }
+    if !r.final_metrics.is_empty() {
+        s.push_str("| metric | final |\n|---|---|\n");
+        for (k, v) in r.final_metrics.iter().take(40) {
+            s.push_str(&format!("| {k} | {v:.4} |\n"));
+        }
+        s.push('\n');
+    }
+    let sampled = r
+        .curves
+        .iter()
+        .any(|(k, v)| r.points.get(k).is_some_and(|n| *n > v.len()));
+    if sampled || dropped > 0 {
+        s.push_str(&format!(
+            "Curves are downsampled to fit a comment{}.\n\n",
+            if dropped == 0 {
+                String::new()
+            } else {
+                format!("; {dropped} curve(s) left out")
+            }
+        ));
+    }
+    if let Some(log) = log_tail.filter(|l| !l.trim().is_empty()) {
+        let tail = tail_chars(log, 8_000).replace("```", "'''");
+        s.push_str(&format!(
+            "<details><summary>log tail</summary>\n\n```\n{tail}\n```\n\n</details>\n\n"
+        ));
+    }
+    s.push_str(&hidden_block(KIND_RESULTS, r));
+    s
+}
+
+/// The last `n` characters of `text` (on a line boundary when possible).
+pub fn tail_chars(text: &str, n: usize) -> &str {
+    let count = text.chars().count();
+    if count <= n {
+        return text;
+    }
+    let start = text
+        .char_indices()
+        .nth(count - n)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let cut = &text[start..];
+    match cut.find('\n') {
+        Some(i) if i + 1 < cut.len() => &cut[i + 1..],
+        _ => cut,
+    }
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line
+    }
+}
+
+/// `75s` → `1m 15s`.
+pub fn human_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A random hex id (std's randomly keyed hasher; no extra dependency).
+pub fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// The `user.login` of a GitHub JSON object.
+pub fn login_of(v: &Value) -> Option<&str> {
+    v.get("user")?.get("login")?.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(keys: usize, points: usize) -> Results {
+        let curves: BTreeMap<String, Vec<CurvePoint>> = (0..keys)
+            .map(|k| {
+                (
+                    format!("metric/{k:03}"),
+                    (0..points as i64)
+                        .map(|s| (s, Some(1.0 / (s as f64 + 1.3)), s as f64 * 0.01))
+                        .collect(),
+                )
+            })
+            .collect();
+        Results {
+            v: 1,
+            runner: "gpu".into(),
+            status: "succeeded".into(),
+            error: Some("oops --> not the end".into()),
+            commit: "abc".into(),
+            backend: "cpu".into(),
+            host: Some("h".into()),
+            device: None,
+            started_at: None,
+            finished_at: None,
+            wall_time_s: 75.0,
+            steps_done: points as i64,
+            steps_total: Some(points as i64),
+            final_metrics: BTreeMap::from([("loss".into(), 0.5)]),
+            points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+            curves,
+        }
+    }
+
+    #[test]
+    fn blocks_round_trip_and_cannot_be_closed_early() {
+        let r = results(2, 10);
+        let text = format!("hello\n{}\nbye", hidden_block(KIND_RESULTS, &r));
+        assert_eq!(text.matches("-->").count(), 1);
+        let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
+        assert_eq!(back, r);
+        assert!(parse_block::<Results>(KIND_CLAIM, &text).is_none());
+    }
+
+    #[test]
+    fn big_results_are_downsampled_to_fit() {
+        let r = results(12, 50_000);
+        let text = results_comment(&r, Some(&"log line\n".repeat(10_000)));
+        assert!(text.chars().count() <= MAX_COMMENT, "{}", text.len());
+        let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
+        assert_eq!(back.curves.len(), 12);
+        for (k, c) in &back.curves {
+            assert!(c.len() >= 2 && c.len() < 50_000);
+            assert_eq!(c.first().unwrap().0, 0, "{k}");
+            assert_eq!(c.last().unwrap().0, 49_999, "{k}");
+        }
+        // Thousands of curves: some are left out, the comment still fits.
+        let text = results_comment(&results(4_000, 10), None);
+        assert!(text.chars().count() <= MAX_COMMENT);
+        let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
+        assert!(back.curves.len() < 4_000 && !back.curves.is_empty());
+        assert!(text.contains("left out"));
+    }
+
+    #[test]
+    fn earliest_live_claim_wins() {
+        let now = chrono::Utc::now();
+        let claim = |nonce: &str, secs: i64, state| CommentView {
+            id: 0,
+            body: format!(
+                "claimed\n{}",
+                hidden_block(
+                    KIND_CLAIM,
+                    &Claim {
+                        runner: "r".into(),
+                        nonce: nonce.into(),
+                        lease_until: (now + chrono::TimeDelta::seconds(secs)).to_rfc3339(),
+                        state,
+                    }
+                )
+            ),
+        };
+        let mut cs = vec![
+            claim("expired", -5, ClaimState::Active),
+            claim("withdrawn", 60, ClaimState::Withdrawn),
+            claim("b", 60, ClaimState::Active),
+            claim("c", 60, ClaimState::Active),
+        ];
+        for (i, c) in cs.iter_mut().enumerate() {
+            c.id = 10 + i as u64;
+        }
+        assert_eq!(winning_claim(&cs, now).unwrap().1.nonce, "b");
+        assert!(winning_claim(&cs[..2], now).is_none());
+    }
+
+    #[test]
+    fn downsample_keeps_ends() {
+        let pts: Vec<CurvePoint> = (0..1000).map(|s| (s, Some(s as f64), 0.0)).collect();
+        let d = downsample(&pts, 10);
+        assert!(d.len() <= 10);
+        assert_eq!(d[0].0, 0);
+        assert_eq!(d.last().unwrap().0, 999);
+        assert_eq!(downsample(&pts[..3], 10).len(), 3);
+        assert_eq!(round6(0.123456789), 0.123457);
+        assert_eq!(human_secs(75.0), "1m 15s");
+    }
+}

@@ -1,0 +1,376 @@
+//! The requester's side: `labbook run --remote` files a run-request issue, and
+//! `labbook sync` imports the results of finished requests into the notebook.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::protocol::{
+    self, CommentView, KIND_REQUEST, KIND_RESULTS, LABEL_REQUEST, Results, RunRequest,
+    hidden_block, parse_block,
+};
+use crate::config::GithubConfig;
+use crate::error::{Error, Result};
+use crate::github::Token;
+use crate::github::client::{Client, Sent, runtime};
+use crate::model::{ItemId, RunId};
+use crate::recorder::{self, Provenance};
+use crate::store::{MetricPoint, RemoteOutcome, RunStatus, Store};
+use labbook_models::config::RunConfig;
+
+/// What `labbook run CONFIG --remote` asks for.
+pub struct RemoteRequest<'a> {
+    pub config: &'a RunConfig,
+    pub config_path: Option<&'a Path>,
+    pub experiment: Option<ItemId>,
+    /// The git checkout whose HEAD is to be run.
+    pub workdir: PathBuf,
+}
+
+/// Stored in the run's `remote` column.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RemoteRef {
+    pub repo: String,
+    pub issue: Option<u64>,
+    pub request: String,
+}
+
+/// Where run `id` was requested, if it is a remote run.
+pub fn remote_ref(store: &Store, id: RunId) -> Option<RemoteRef> {
+    let text = store.run_remote(id).ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Checks the request (clean tree, commit on GitHub, experiment exists), then creates run
+/// R-n in `queued-remote` and files the run-request issue. On any refusal nothing is
+/// written: no run, no issue. Returns the run and the issue number.
+pub fn request_run(
+    store: &mut Store,
+    gh: &GithubConfig,
+    token: &Token,
+    req: &RemoteRequest,
+) -> Result<(RunId, u64)> {
+    crate::github::sync::check_repo(&gh.repo)?;
+    req.config
+        .validate()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let commit = git(&req.workdir, &["rev-parse", "HEAD"]).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} is not a git checkout with a commit; a remote run needs a pushed commit",
+            req.workdir.display()
+        ))
+    })?;
+    let dirty = git(
+        &req.workdir,
+        &["status", "--porcelain", "--untracked-files=no"],
+    )
+    .ok_or_else(|| Error::Invalid("cannot read `git status`".into()))?;
+    if !dirty.is_empty() {
+        let n = dirty.lines().count();
+        return Err(Error::Invalid(format!(
+            "the working tree has uncommitted changes ({n} file(s)); commit and push them first — a remote runner only runs pushed commits"
+        )));
+    }
+    let experiment_issue = match req.experiment {
+        Some(e) => {
+            store.require(e)?;
+            store.sync_state(e)?.map(|s| s.issue as u64)
+        }
+        None => None,
+    };
+    let short = &commit[..commit.len().min(12)];
+    let repo = gh.repo.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut client = Client::new(gh, token)?;
+        if client
+            .get_if_exists(&format!("/repos/{repo}/commits/{commit}"))
+            .await?
+            .is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "commit {short} is not on GitHub ({repo}); push it first (`git push`) — a remote runner only runs pushed commits"
+            )));
+        }
+        let provenance = Provenance {
+            git_commit: Some(commit.clone()),
+            git_diff: None,
+            host: None,
+        };
+        let mut new = recorder::new_run(
+            req.config,
+            req.config_path,
+            req.experiment,
+            &provenance,
+            None,
+        );
+        new.device = Some(format!("remote {}", req.config.train.backend));
+        let run = store.create_run(&new)?;
+        let request = RunRequest {
+            v: 1,
+            id: protocol::nonce(),
+            run: run.to_string(),
+            commit: commit.clone(),
+            backend: req.config.train.backend.to_string(),
+            config: req.config.to_toml_string(),
+            config_path: req.config_path.map(|p| p.display().to_string()),
+            experiment: req.experiment.map(|e| e.to_string()),
+            experiment_issue,
+            requester: store.author().to_string(),
+        };
+        let mut remote = RemoteRef {
+            repo: repo.clone(),
+            issue: None,
+            request: request.id.clone(),
+        };
+        store.queue_remote(run, &serde_json::to_string(&remote).expect("json"))?;
+        match file_issue(&mut client, &repo, &request).await {
+            Ok(n) => {
+                remote.issue = Some(n);
+                store.queue_remote(run, &serde_json::to_string(&remote).expect("json"))?;
+                Ok((run, n))
+            }
+            Err(e) => {
+                let _ = store.delete_unstarted_run(run);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// The request issue's title and body.
+pub fn request_issue(r: &RunRequest) -> (String, String) {
+    let name = r
+        .config_path
+        .as_deref()
+        .and_then(|p| Path::new(p).file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let title = format!(
+        "Run request: {name} on {} ({} of {})",
+        r.backend, r.run, r.requester
+    );
+    let exp = match (&r.experiment, r.experiment_issue) {
+        (Some(e), Some(n)) => format!(" for {e} (#{n})"),
+        (Some(e), None) => format!(" for {e}"),
+        _ => String::new(),
+    };
+    let body = format!(
+        "{} asks for a run of `{}` at commit `{}` on backend `{}`{exp}.\n\n\
+         A `labbook runner` whose allow-list names this issue's author will claim it, run it and post the results here.\n\n\
+         ```toml\n{}\n```\n\n{}",
+        r.requester,
+        r.config_path.as_deref().unwrap_or("(config)"),
+        r.commit,
+        r.backend,
+        r.config.trim_end().replace("```", "'''"),
+        hidden_block(KIND_REQUEST, r)
+    );
+    (title, body)
+}
+
+/// POSTs the request issue once; an uncertain POST is settled by looking for the request
+/// id among recent run requests (never a blind retry, so never two issues).
+async fn file_issue(client: &mut Client, repo: &str, r: &RunRequest) -> Result<u64> {
+    let (title, body) = request_issue(r);
+    if body.chars().count() > protocol::MAX_COMMENT {
+        return Err(Error::Invalid(
+            "the run config is too large for a GitHub issue (65,536 characters)".into(),
+        ));
+    }
+    let payload = json!({ "title": title, "body": body, "labels": [LABEL_REQUEST] });
+    match client
+        .post(&format!("/repos/{repo}/issues"), &payload)
+        .await?
+    {
+        Sent::Done(resp) => {
+            let v: Value = resp.json()?;
+            v["number"]
+                .as_u64()
+                .ok_or_else(|| Error::Github("GitHub did not return an issue number".into()))
+        }
+        Sent::Unknown(why) => {
+            let path = format!(
+                "/repos/{repo}/issues?state=all&labels={LABEL_REQUEST}&sort=created&direction=desc&per_page=100"
+            );
+            let resp = client.get(&path, None).await?;
+            let issues: Vec<Value> = resp.json()?;
+            issues
+                .iter()
+                .find(|i| {
+                    i["body"]
+                        .as_str()
+                        .and_then(|b| parse_block::<RunRequest>(KIND_REQUEST, b))
+                        .is_some_and(|b| b.id == r.id)
+                })
+                .and_then(|i| i["number"].as_u64())
+                .ok_or_else(|| {
+                    Error::Github(format!(
+                        "could not file the run request ({why}); nothing was recorded, try again"
+                    ))
+                })
+        }
+    }
+}
+
+/// What the import half of `labbook sync` did.
+#[derive(Debug, Default, Serialize)]
+pub struct SyncRemoteReport {
+    /// Runs imported, with their status.
+    pub finished: Vec<(RunId, RunStatus, u64)>,
+    /// Runs still waiting (issue open, no results yet).
+    pub waiting: usize,
+    pub events: Vec<String>,
+}
+
+/// All comments of an issue, every page.
+pub async fn list_comments(client: &mut Client, repo: &str, issue: u64) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut next = Some(format!(
+        "/repos/{repo}/issues/{issue}/comments?per_page=100"
+    ));
+    while let Some(path) = next.take() {
+        let resp = client.get(&path, None).await?;
+        let page: Vec<Value> = resp.json()?;
+        out.extend(page);
+        next = resp.next_link().map(|l| client.relative(&l));
+    }
+    Ok(out)
+}
+
+/// Comments as (id, body).
+pub fn views(comments: &[Value]) -> Vec<CommentView> {
+    comments
+        .iter()
+        .filter_map(|c| {
+            Some(CommentView {
+                id: c["id"].as_u64()?,
+                body: c["body"].as_str().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// For each run of this notebook waiting on a remote runner: if its request issue has a
+/// results block, records the run as finished (status, curves, host, timings); if the issue
+/// was closed without results, records it as cancelled. Idempotent.
+pub fn sync_remote_runs(
+    store: &mut Store,
+    gh: &GithubConfig,
+    token: &Token,
+) -> Result<SyncRemoteReport> {
+    let pending = store.remote_runs_pending()?;
+    let mut report = SyncRemoteReport::default();
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut client = Client::new(gh, token)?;
+        for (run, remote) in pending {
+            let Ok(remote) = serde_json::from_str::<RemoteRef>(&remote) else {
+                report
+                    .events
+                    .push(format!("{run}: unreadable remote request record; skipped"));
+                continue;
+            };
+            let Some(issue) = remote.issue else {
+                report.waiting += 1;
+                continue;
+            };
+            if remote.repo != gh.repo {
+                report.events.push(format!(
+                    "{run}: requested in {}, not {}; skipped",
+                    remote.repo, gh.repo
+                ));
+                continue;
+            }
+            let Some(resp) = client
+                .get_if_exists(&format!("/repos/{}/issues/{issue}", gh.repo))
+                .await?
+            else {
+                report
+                    .events
+                    .push(format!("{run}: request #{issue} is gone from GitHub"));
+                continue;
+            };
+            let state: Value = resp.json()?;
+            let comments = list_comments(&mut client, &gh.repo, issue).await?;
+            let results = views(&comments)
+                .iter()
+                .rev()
+                .find_map(|c| parse_block::<Results>(KIND_RESULTS, &c.body));
+            let outcome = match results {
+                Some(r) => outcome_of(&r),
+                None if state["state"] == "closed" => RemoteOutcome {
+                    status: RunStatus::Cancelled,
+                    started_at: None,
+                    finished_at: Some(crate::store::now()),
+                    host: None,
+                    device: None,
+                    steps_done: 0,
+                    final_metrics: BTreeMap::new(),
+                    error: Some(format!("request #{issue} was closed without results")),
+                    points: Vec::new(),
+                },
+                None => {
+                    report.waiting += 1;
+                    continue;
+                }
+            };
+            let status = outcome.status;
+            if store.finish_remote_run(run, &outcome)? {
+                recorder::post_summary_if_synced(store, run);
+                report
+                    .events
+                    .push(format!("{run}: {status} (results from #{issue})"));
+                report.finished.push((run, status, issue));
+            }
+        }
+        Ok(report)
+    })
+}
+
+/// The notebook's view of a results block.
+pub fn outcome_of(r: &Results) -> RemoteOutcome {
+    let status = match r.status.parse::<RunStatus>() {
+        Ok(s) if s.is_finished() => s,
+        _ => RunStatus::Failed,
+    };
+    let points = r
+        .curves
+        .iter()
+        .flat_map(|(k, pts)| {
+            pts.iter().map(|(step, v, wall)| MetricPoint {
+                step: *step,
+                key: k.clone(),
+                value: v.unwrap_or(f64::NAN),
+                wall_time: *wall,
+            })
+        })
+        .collect();
+    RemoteOutcome {
+        status,
+        started_at: r.started_at.clone(),
+        finished_at: r.finished_at.clone(),
+        host: r.host.clone(),
+        device: r.device.clone().or_else(|| Some(r.backend.clone())),
+        steps_done: r.steps_done,
+        final_metrics: r.final_metrics.clone(),
+        error: r.error.clone(),
+        points,
+    }
+}

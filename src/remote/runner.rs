@@ -1,0 +1,1070 @@
+//! `labbook runner`: the GPU machine's side of remote runs.
+//!
+//! Poll open `run-request` issues → skip authors not on the allow-list (one polite
+//! comment) → claim (post a claim comment with a nonce and a lease, re-read, the earliest
+//! live claim wins, a loser withdraws) → check that the commit is in the repo (API) →
+//! fetch it into `WORKDIR/repo.git`, check it out as a detached worktree → build → run the
+//! config with that build's `labbook run` into a notebook of its own → post one results
+//! comment (idempotent), label `done`/`failed`, close.
+//!
+//! While a job runs, its claim comment doubles as the status comment: it is edited every
+//! `min(lease / 3, status_every)` with a new `lease_until` and the current step and
+//! metrics. A runner that cannot renew before its lease ends kills its run and gives the
+//! request up; a runner that dies simply stops renewing, and the request is free again once
+//! the lease has passed.
+//!
+//! Git, the build and the training run are child processes owned by one worker thread per
+//! job (so `PR_SET_PDEATHSIG` kills them if the runner dies); the GitHub side is async, so a
+//! long build or step never delays a lease renewal.
+use std::collections::HashSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::protocol::{
+    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_REQUEST, KIND_RESULTS,
+    LABEL_DONE, LABEL_FAILED, LABEL_REQUEST, Results, RunRequest, hidden_block, parse_block,
+    winning_claim,
+};
+use super::request::{list_comments, views};
+use crate::config::GithubConfig;
+use crate::error::{Error, Result};
+use crate::github::Token;
+use crate::github::client::{Client, Sent};
+use crate::store::{RunFilter, RunStatus, Store};
+use labbook_models::backend::BackendChoice;
+
+/// Everything `labbook runner` needs besides the GitHub config and token.
+#[derive(Clone)]
+pub struct RunnerOptions {
+    pub workdir: PathBuf,
+    /// The backend this machine offers: `cuda` runners take CUDA and CPU requests, `cpu`
+    /// runners only CPU ones.
+    pub backend: BackendChoice,
+    pub parallel: usize,
+    pub poll: Duration,
+    pub once: bool,
+    /// GitHub logins whose requests run.
+    pub allow: Vec<String>,
+    pub clone_url: String,
+    /// Build command; `None`: `cargo build --release [--features cuda]`.
+    pub build: Option<Vec<String>>,
+    /// The labbook binary that runs configs; `None`: the build's `target/release/labbook`.
+    pub bin: Option<PathBuf>,
+    pub lease: Duration,
+    pub status_every: Duration,
+    /// Shown in claims and results.
+    pub name: String,
+    /// Set to stop: running jobs are killed and their requests given back.
+    pub stop: Arc<AtomicBool>,
+    /// One line per thing that happened (never the token).
+    pub events: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// What a runner did before it stopped.
+#[derive(Debug, Default, Serialize)]
+pub struct RunnerReport {
+    /// Requests run to the end: (issue, run status).
+    pub ran: Vec<(u64, String)>,
+    /// Requests refused because their author is not allowed.
+    pub refused: Vec<u64>,
+    /// Requests given up (lease lost, runner stopped, GitHub unreachable).
+    pub given_up: Vec<(u64, String)>,
+}
+
+/// A request this runner won.
+struct Won {
+    issue: u64,
+    request: RunRequest,
+    claim_id: u64,
+    nonce: String,
+    lease_until: DateTime<Utc>,
+}
+
+/// Process-wide: fetching into the shared bare repo and building into the shared target
+/// directory happen one job at a time (git and cargo locks, and a binary being replaced
+/// while another job copies it).
+static REPO_LOCK: Mutex<()> = Mutex::new(());
+
+pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Result<RunnerReport> {
+    crate::github::sync::check_repo(&gh.repo)?;
+    if opts.allow.is_empty() {
+        return Err(Error::Invalid(
+            "[runner] allow is empty: no one's requests would run; list the GitHub logins to trust (see docs/remote-runs.md)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
+    let opts = Arc::new(opts);
+    let rt = crate::github::client::runtime()?;
+    rt.block_on(async {
+        let mut client = Client::new(gh, token)?;
+        let mut report = RunnerReport::default();
+        let mut jobs: Vec<(u64, tokio::task::JoinHandle<Result<JobEnd>>)> = Vec::new();
+        let mut last_poll: Option<Instant> = None;
+        let mut refused_seen: HashSet<u64> = HashSet::new();
+        // `--once` looks again only when a slot has freed up, not on every tick.
+        let mut slot_freed = false;
+        loop {
+            let mut i = 0;
+            while i < jobs.len() {
+                if jobs[i].1.is_finished() {
+                    slot_freed = true;
+                    let (n, h) = jobs.remove(i);
+                    match h.await {
+                        Ok(Ok(JobEnd::Ran(status))) => {
+                            (opts.events)(&format!("#{n}: {status}; results posted"));
+                            report.ran.push((n, status));
+                        }
+                        Ok(Ok(JobEnd::GivenUp(why))) | Ok(Err(Error::Github(why))) => {
+                            (opts.events)(&format!("#{n}: given up: {why}"));
+                            report.given_up.push((n, why));
+                        }
+                        Ok(Err(e)) => {
+                            (opts.events)(&format!("#{n}: given up: {e}"));
+                            report.given_up.push((n, e.to_string()));
+                        }
+                        Err(e) => report.given_up.push((n, format!("job panicked: {e}"))),
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            let stopping = opts.stop.load(Ordering::SeqCst);
+            if stopping && jobs.is_empty() {
+                break;
+            }
+            let due = match last_poll {
+                None => true,
+                Some(_) if opts.once => slot_freed,
+                Some(t) => t.elapsed() >= opts.poll,
+            };
+            if !stopping && due && jobs.len() < opts.parallel {
+                last_poll = Some(Instant::now());
+                slot_freed = false;
+                let busy: HashSet<u64> = jobs.iter().map(|(n, _)| *n).collect();
+                let free = opts.parallel - jobs.len();
+                let won = match poll(&mut client, gh, &opts, &busy, free, &mut report).await {
+                    Ok(w) => w,
+                    Err(e) if opts.once => return Err(e),
+                    Err(e) => {
+                        (opts.events)(&format!("poll failed (will retry): {e}"));
+                        Vec::new()
+                    }
+                };
+                for n in &report.refused {
+                    if refused_seen.insert(*n) {
+                        (opts.events)(&format!("#{n}: author not on the allow-list; refused"));
+                    }
+                }
+                if opts.once && won.is_empty() && jobs.is_empty() {
+                    break;
+                }
+                for w in won {
+                    (opts.events)(&format!(
+                        "#{}: claimed ({} at {}, backend {})",
+                        w.issue,
+                        w.request.run,
+                        &w.request.commit[..w.request.commit.len().min(12)],
+                        w.request.backend
+                    ));
+                    let job_client = Client::new(gh, token)?;
+                    let n = w.issue;
+                    let o = opts.clone();
+                    let repo = gh.repo.clone();
+                    jobs.push((n, tokio::spawn(run_job(job_client, repo, o, w))));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(report)
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct GhIssue {
+    number: u64,
+    body: Option<String>,
+    #[serde(default)]
+    labels: Vec<Value>,
+    user: Option<Value>,
+    pull_request: Option<Value>,
+}
+
+/// Lists open requests and claims up to `free` of them.
+async fn poll(
+    client: &mut Client,
+    gh: &GithubConfig,
+    opts: &RunnerOptions,
+    busy: &HashSet<u64>,
+    free: usize,
+    report: &mut RunnerReport,
+) -> Result<Vec<Won>> {
+    let repo = &gh.repo;
+    let mut issues: Vec<GhIssue> = Vec::new();
+    let mut next = Some(format!(
+        "/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"
+    ));
+    while let Some(path) = next.take() {
+        let resp = client.get(&path, None).await?;
+        issues.extend(resp.json::<Vec<GhIssue>>()?);
+        next = resp.next_link().map(|l| client.relative(&l));
+    }
+    let mut won = Vec::new();
+    for issue in issues {
+        if won.len() >= free {
+            break;
+        }
+        if issue.pull_request.is_some() || busy.contains(&issue.number) {
+            continue;
+        }
+        match consider(client, repo, opts, &issue, report).await {
+            Ok(Some(w)) => won.push(w),
+            Ok(None) => {}
+            Err(e) => (opts.events)(&format!("#{}: skipped: {e}", issue.number)),
+        }
+    }
+    Ok(won)
+}
+
+fn accepts(runner: BackendChoice, requested: &str) -> bool {
+    matches!(
+        (runner, requested.parse::<BackendChoice>()),
+        (_, Ok(BackendChoice::Cpu)) | (BackendChoice::Cuda(_), Ok(BackendChoice::Cuda(_)))
+    )
+}
+
+fn claim_body(opts: &RunnerOptions, claim: &Claim, status: &str) -> String {
+    let head = match claim.state {
+        ClaimState::Active => format!(
+            "Claimed by runner `{}` (lease until {}).",
+            opts.name, claim.lease_until
+        ),
+        ClaimState::Withdrawn => format!(
+            "Claim withdrawn by runner `{}` (another runner was first, or it stopped).",
+            opts.name
+        ),
+        ClaimState::Finished => format!("Run by runner `{}`.", opts.name),
+    };
+    format!(
+        "{head}\n\nStatus: {status}\n\n_updated {}_\n\n{}",
+        Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+        hidden_block(KIND_CLAIM, claim)
+    )
+}
+
+/// Decides about one open request; claims it when it is ours to run.
+async fn consider(
+    client: &mut Client,
+    repo: &str,
+    opts: &RunnerOptions,
+    issue: &GhIssue,
+    report: &mut RunnerReport,
+) -> Result<Option<Won>> {
+    let n = issue.number;
+    let Some(request) = issue
+        .body
+        .as_deref()
+        .and_then(|b| parse_block::<RunRequest>(KIND_REQUEST, b))
+    else {
+        return Ok(None);
+    };
+    let comments = views(&list_comments(client, repo, n).await?);
+    if comments
+        .iter()
+        .any(|c| protocol::has_block(KIND_RESULTS, &c.body))
+    {
+        // Results are there but the issue is still open: a runner died between posting
+        // them and closing. Finish the job for it.
+        let ok = comments
+            .iter()
+            .find_map(|c| parse_block::<Results>(KIND_RESULTS, &c.body))
+            .is_some_and(|r| r.status == "succeeded");
+        close_issue(client, repo, n, ok).await?;
+        return Ok(None);
+    }
+    let author = issue
+        .user
+        .as_ref()
+        .and_then(|u| u["login"].as_str())
+        .unwrap_or("");
+    if !opts.allow.iter().any(|a| a.eq_ignore_ascii_case(author)) {
+        if !comments
+            .iter()
+            .any(|c| protocol::has_block(KIND_NOT_ALLOWED, &c.body))
+        {
+            let body = format!(
+                "Hi @{author}, thanks for the request! This runner only runs requests from people on its allow-list, so it will not run this one. If you should be on it, ask the owner of the GPU machine to add your GitHub login to `[runner] allow`.\n\n{}",
+                hidden_block(KIND_NOT_ALLOWED, &json!({ "runner": opts.name }))
+            );
+            // One attempt: an uncertain POST is not retried (no second comment).
+            let _ = client
+                .post(
+                    &format!("/repos/{repo}/issues/{n}/comments"),
+                    &json!({ "body": body }),
+                )
+                .await?;
+        }
+        if !report.refused.contains(&n) {
+            report.refused.push(n);
+        }
+        return Ok(None);
+    }
+    if !accepts(opts.backend, &request.backend) {
+        return Ok(None);
+    }
+    if winning_claim(&comments, Utc::now()).is_some() {
+        return Ok(None); // someone holds it
+    }
+    let labels: Vec<&str> = issue
+        .labels
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    if labels.contains(&LABEL_DONE) || labels.contains(&LABEL_FAILED) {
+        return Ok(None);
+    }
+    // Claim: post, re-read, the earliest live claim wins.
+    let nonce = protocol::nonce();
+    let lease_until = Utc::now() + lease_delta(opts.lease);
+    let mut claim = Claim {
+        runner: opts.name.clone(),
+        nonce: nonce.clone(),
+        lease_until: lease_until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        state: ClaimState::Active,
+    };
+    let path = format!("/repos/{repo}/issues/{n}/comments");
+    let posted = client
+        .post(
+            &path,
+            &json!({ "body": claim_body(opts, &claim, "claiming") }),
+        )
+        .await?;
+    let mine = match posted {
+        Sent::Done(resp) => resp.json::<Value>()?["id"].as_u64(),
+        Sent::Unknown(_) => None,
+    };
+    let comments = views(&list_comments(client, repo, n).await?);
+    let mine = mine.or_else(|| {
+        comments.iter().find_map(|c| {
+            parse_block::<Claim>(KIND_CLAIM, &c.body)
+                .filter(|cl| cl.nonce == nonce)
+                .map(|_| c.id)
+        })
+    });
+    let Some(claim_id) = mine else {
+        return Ok(None); // the claim did not land; an unseen one expires harmlessly
+    };
+    match winning_claim(&comments, Utc::now()) {
+        Some((_, w)) if w.nonce == nonce => Ok(Some(Won {
+            issue: n,
+            request,
+            claim_id,
+            nonce,
+            lease_until,
+        })),
+        _ => {
+            claim.state = ClaimState::Withdrawn;
+            let _ = client
+                .patch(
+                    &format!("/repos/{repo}/issues/comments/{claim_id}"),
+                    &json!({ "body": claim_body(opts, &claim, "withdrawn") }),
+                )
+                .await;
+            (opts.events)(&format!("#{n}: another runner claimed it first; withdrew"));
+            Ok(None)
+        }
+    }
+}
+
+fn lease_delta(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::minutes(10))
+}
+
+/// Labels the request `done` or `failed` (keeping its other labels) and closes it.
+async fn close_issue(client: &mut Client, repo: &str, n: u64, ok: bool) -> Result<()> {
+    let issue: Value = client
+        .get(&format!("/repos/{repo}/issues/{n}"), None)
+        .await?
+        .json()?;
+    let mut labels: Vec<String> = issue["labels"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["name"].as_str().map(str::to_string))
+                .filter(|l| l != LABEL_DONE && l != LABEL_FAILED)
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.push(if ok { LABEL_DONE } else { LABEL_FAILED }.to_string());
+    client
+        .patch(
+            &format!("/repos/{repo}/issues/{n}"),
+            &json!({ "labels": labels, "state": "closed" }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Posts the results comment, or edits the one already there: never two.
+async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Result<()> {
+    for _attempt in 0..3 {
+        let existing = views(&list_comments(client, repo, n).await?)
+            .into_iter()
+            .find(|c| protocol::has_block(KIND_RESULTS, &c.body));
+        if let Some(c) = existing {
+            client
+                .patch(
+                    &format!("/repos/{repo}/issues/comments/{}", c.id),
+                    &json!({ "body": body }),
+                )
+                .await?;
+            return Ok(());
+        }
+        match client
+            .post(
+                &format!("/repos/{repo}/issues/{n}/comments"),
+                &json!({ "body": body }),
+            )
+            .await?
+        {
+            Sent::Done(_) => return Ok(()),
+            Sent::Unknown(why) => {
+                tracing::warn!(issue = n, %why, "results post uncertain; looking for it");
+            }
+        }
+    }
+    Err(Error::Github(format!("could not post the results on #{n}")))
+}
+
+enum JobEnd {
+    Ran(String),
+    GivenUp(String),
+}
+
+/// What the worker thread shares with the async side.
+#[derive(Default)]
+struct Shared {
+    phase: String,
+    job_db: Option<PathBuf>,
+    done: Option<Work>,
+}
+
+/// The outcome of the blocking part of a job.
+struct Work {
+    results: Results,
+    log_tail: Option<String>,
+}
+
+async fn run_job(
+    mut client: Client,
+    repo: String,
+    opts: Arc<RunnerOptions>,
+    w: Won,
+) -> Result<JobEnd> {
+    let n = w.issue;
+    let comment_path = format!("/repos/{repo}/issues/comments/{}", w.claim_id);
+    let mut claim = Claim {
+        runner: opts.name.clone(),
+        nonce: w.nonce.clone(),
+        lease_until: w
+            .lease_until
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        state: ClaimState::Active,
+    };
+    let started = Utc::now();
+    let work = if client
+        .get_if_exists(&format!("/repos/{repo}/commits/{}", w.request.commit))
+        .await?
+        .is_none()
+    {
+        // Never run code that is not a commit of the configured repo.
+        Work {
+            results: failed_results(
+                &opts,
+                &w.request,
+                started,
+                format!("commit {} is not in {repo}; not run", w.request.commit),
+            ),
+            log_tail: None,
+        }
+    } else {
+        let shared = Arc::new(Mutex::new(Shared {
+            phase: "starting".into(),
+            ..Default::default()
+        }));
+        let kill = Arc::new(AtomicBool::new(false));
+        {
+            let (shared, kill, opts, req) = (
+                shared.clone(),
+                kill.clone(),
+                opts.clone(),
+                w.request.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("job #{n}"))
+                .spawn(move || {
+                    let work = work(&opts, &req, n, &shared, &kill);
+                    lock(&shared).done = Some(work);
+                })
+                .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?;
+        }
+        let renew_every = (opts.lease / 3)
+            .min(opts.status_every)
+            .max(Duration::from_millis(200));
+        let mut lease_until = w.lease_until;
+        let mut last_renew = Instant::now();
+        let mut give_up: Option<String> = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if lock(&shared).done.is_some() {
+                break;
+            }
+            if give_up.is_none() && opts.stop.load(Ordering::SeqCst) {
+                give_up = Some("the runner is stopping".into());
+            }
+            if give_up.is_none() && last_renew.elapsed() >= renew_every {
+                last_renew = Instant::now();
+                if Utc::now() >= lease_until {
+                    give_up = Some("the lease ran out before it could be renewed".into());
+                } else {
+                    let until = Utc::now() + lease_delta(opts.lease);
+                    claim.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    let status = status_line(&shared);
+                    match client
+                        .patch(
+                            &comment_path,
+                            &json!({ "body": claim_body(&opts, &claim, &status) }),
+                        )
+                        .await
+                    {
+                        Ok(_) => lease_until = until,
+                        Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
+                    }
+                }
+            }
+            if give_up.is_some() {
+                kill.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Some(why) = give_up {
+            claim.state = ClaimState::Withdrawn;
+            let _ = client
+                .patch(
+                    &comment_path,
+                    &json!({ "body": claim_body(&opts, &claim, &why) }),
+                )
+                .await;
+            return Ok(JobEnd::GivenUp(why));
+        }
+        let done = lock(&shared).done.take();
+        done.expect("loop ends when done")
+    };
+    // Still ours? (If renewals failed until the lease ran out, another runner may hold it.)
+    let comments = views(&list_comments(&mut client, &repo, n).await?);
+    if let Some((_, other)) = winning_claim(&comments, Utc::now())
+        && other.nonce != w.nonce
+    {
+        return Ok(JobEnd::GivenUp(
+            "another runner holds the request now".into(),
+        ));
+    }
+    let status = work.results.status.clone();
+    let body = protocol::results_comment(&work.results, work.log_tail.as_deref());
+    post_results(&mut client, &repo, n, &body).await?;
+    close_issue(&mut client, &repo, n, status == "succeeded").await?;
+    claim.state = ClaimState::Finished;
+    let _ = client
+        .patch(
+            &comment_path,
+            &json!({ "body": claim_body(&opts, &claim, &format!("{status}; results below")) }),
+        )
+        .await;
+    Ok(JobEnd::Ran(status))
+}
+
+fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// "training, step 120/1000 — loss 0.4312, accuracy 0.5100", read from the job's notebook.
+fn status_line(shared: &Mutex<Shared>) -> String {
+    let (phase, db) = {
+        let s = lock(shared);
+        (s.phase.clone(), s.job_db.clone())
+    };
+    let Some(db) = db.filter(|_| phase == "training") else {
+        return phase;
+    };
+    match probe(&db) {
+        Some((done, total, metrics)) => {
+            let mut s = format!(
+                "training, step {done}/{}",
+                total.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
+            );
+            if !metrics.is_empty() {
+                let m: Vec<String> = metrics
+                    .iter()
+                    .take(8)
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                s.push_str(&format!(" — {}", m.join(", ")));
+            }
+            s
+        }
+        None => "training (starting)".into(),
+    }
+}
+
+/// Steps done, steps total and the latest value of each metric of the job's run. Read-only
+/// and without migrating: the notebook belongs to the checked-out commit's labbook.
+/// Steps done, steps total, latest value per metric.
+type Progress = (i64, Option<i64>, Vec<(String, f64)>);
+
+fn probe(db: &Path) -> Option<Progress> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(Duration::from_secs(2)).ok()?;
+    let (run, done, total): (i64, i64, Option<i64>) = conn
+        .query_row(
+            "SELECT id, steps_done, steps_total FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ok()?;
+    if done == 0 {
+        return None;
+    }
+    let metrics = conn
+        .prepare(
+            "SELECT k.key, c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+             WHERE c.id IN (SELECT max(id) FROM metric_chunks WHERE run_id = ?1 GROUP BY key_id)
+             ORDER BY k.key",
+        )
+        .and_then(|mut st| {
+            st.query_map([run], |r| {
+                let key: String = r.get(0)?;
+                let blob: Vec<u8> = r.get(1)?;
+                Ok((key, blob))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, blob)| {
+            let p = blob.chunks_exact(24).last()?;
+            let v = f64::from_le_bytes(p[8..16].try_into().ok()?);
+            Some((k, v))
+        })
+        .collect();
+    Some((done, total, metrics))
+}
+
+fn failed_results(
+    opts: &RunnerOptions,
+    req: &RunRequest,
+    started: DateTime<Utc>,
+    why: String,
+) -> Results {
+    let now = Utc::now();
+    Results {
+        v: 1,
+        runner: opts.name.clone(),
+        status: RunStatus::Failed.to_string(),
+        error: Some(why),
+        commit: req.commit.clone(),
+        backend: req.backend.clone(),
+        host: crate::recorder::hostname(),
+        device: None,
+        started_at: Some(stamp(started)),
+        finished_at: Some(stamp(now)),
+        wall_time_s: (now - started).as_seconds_f64(),
+        steps_done: 0,
+        steps_total: None,
+        final_metrics: Default::default(),
+        curves: Default::default(),
+        points: Default::default(),
+    }
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The blocking part of a job: fetch, check out, build, train, collect.
+fn work(
+    opts: &RunnerOptions,
+    req: &RunRequest,
+    n: u64,
+    shared: &Mutex<Shared>,
+    kill: &AtomicBool,
+) -> Work {
+    let started = Utc::now();
+    let job = opts.workdir.join("jobs").join(format!("issue-{n}"));
+    let checkout = opts.workdir.join("checkouts").join(format!("issue-{n}"));
+    let log = job.join("log.txt");
+    let set_phase = |p: &str| lock(shared).phase = p.to_string();
+    let fail = |why: String| Work {
+        results: failed_results(opts, req, started, why),
+        log_tail: read_tail(&log),
+    };
+    let _ = std::fs::remove_dir_all(&job);
+    if let Err(e) = std::fs::create_dir_all(&job) {
+        return fail(format!("cannot create {}: {e}", job.display()));
+    }
+    let bin = {
+        let _guard = REPO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_phase("fetching the commit");
+        if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log) {
+            return fail(e);
+        }
+        set_phase("building");
+        let cuda = matches!(req.backend.parse(), Ok(BackendChoice::Cuda(_)));
+        let build = opts.build.clone().unwrap_or_else(|| {
+            let mut b: Vec<String> = ["cargo", "build", "--release"].map(String::from).to_vec();
+            if cuda {
+                b.extend(["--features".to_string(), "cuda".to_string()]);
+            }
+            b
+        });
+        let target = opts.workdir.join("target");
+        match run_logged(
+            &build,
+            &checkout,
+            &log,
+            &[("CARGO_TARGET_DIR", &target)],
+            kill,
+        ) {
+            Ok(0) => {}
+            Ok(code) => {
+                return fail(format!(
+                    "the build failed (exit {code}): {}",
+                    build.join(" ")
+                ));
+            }
+            Err(e) => return fail(format!("cannot run the build `{}`: {e}", build.join(" "))),
+        }
+        match &opts.bin {
+            Some(b) if b.is_absolute() => b.clone(),
+            Some(b) => checkout.join(b),
+            None => {
+                // A copy, so the next job's build cannot replace it while it runs.
+                let built = target.join("release").join("labbook");
+                let copy = job.join("labbook");
+                if let Err(e) = std::fs::copy(&built, &copy) {
+                    return fail(format!("cannot copy {}: {e}", built.display()));
+                }
+                copy
+            }
+        }
+    };
+    let config = job.join("config.toml");
+    if let Err(e) = std::fs::write(&config, &req.config) {
+        return fail(format!("cannot write {}: {e}", config.display()));
+    }
+    let db = job.join("tracker.db");
+    {
+        let mut s = lock(shared);
+        s.phase = "training".into();
+        s.job_db = Some(db.clone());
+    }
+    let p = |p: &Path| p.display().to_string();
+    let cmd = vec![
+        p(&bin),
+        "--db".into(),
+        p(&db),
+        "--config".into(),
+        p(&job.join("labbook.toml")),
+        "run".into(),
+        p(&config),
+    ];
+    let code = match run_logged(&cmd, &checkout, &log, &[], kill) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start `{}`: {e}", p(&bin))),
+    };
+    if kill.load(Ordering::SeqCst) {
+        return fail("stopped".into());
+    }
+    match collect(opts, req, &db, started, code) {
+        Ok(results) => {
+            let tail = (results.status != "succeeded")
+                .then(|| read_tail(&log))
+                .flatten();
+            Work {
+                results,
+                log_tail: tail,
+            }
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Reads the finished run from the job's notebook.
+fn collect(
+    opts: &RunnerOptions,
+    req: &RunRequest,
+    db: &Path,
+    started: DateTime<Utc>,
+    code: i32,
+) -> std::result::Result<Results, String> {
+    if !db.is_file() {
+        return Err(format!("the run did not start (exit {code}); see the log"));
+    }
+    let store = Store::open(db, "runner").map_err(|e| e.to_string())?;
+    let run = store
+        .list_runs(&RunFilter::default())
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or_else(|| format!("the run did not start (exit {code}); see the log"))?;
+    let mut curves = std::collections::BTreeMap::new();
+    let mut points = std::collections::BTreeMap::new();
+    for key in store.metric_keys(run.id).map_err(|e| e.to_string())? {
+        let series: Vec<CurvePoint> = store
+            .metric_points(run.id, &key)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(s, v, w)| {
+                (
+                    s,
+                    v.is_finite().then(|| protocol::round6(v)),
+                    (w * 10.0).round() / 10.0,
+                )
+            })
+            .collect();
+        points.insert(key.clone(), series.len());
+        curves.insert(key, series);
+    }
+    let status = if run.status.is_finished() {
+        run.status
+    } else {
+        RunStatus::Crashed
+    };
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let wall = match (parse(&run.started_at), parse(&run.finished_at)) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+        _ => (Utc::now() - started).as_seconds_f64(),
+    };
+    let error = run.error.clone().or_else(|| {
+        (code != 0 && status != RunStatus::Succeeded)
+            .then(|| format!("`labbook run` exited with {code}"))
+    });
+    Ok(Results {
+        v: 1,
+        runner: opts.name.clone(),
+        status: status.to_string(),
+        error,
+        commit: req.commit.clone(),
+        backend: req.backend.clone(),
+        host: run.host.clone().or_else(crate::recorder::hostname),
+        device: run.device.clone(),
+        started_at: run.started_at.clone(),
+        finished_at: run.finished_at.clone().or_else(|| Some(stamp(Utc::now()))),
+        wall_time_s: wall,
+        steps_done: run.steps_done,
+        steps_total: run.steps_total,
+        final_metrics: run
+            .final_metrics
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .collect(),
+        curves,
+        points,
+    })
+}
+
+fn read_tail(log: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(log).ok()?;
+    let mut text = String::new();
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    text.push_str(&String::from_utf8_lossy(&buf));
+    Some(protocol::tail_chars(&text, 8_000).to_string())
+}
+
+fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String> {
+    let argv: Vec<String> = std::iter::once("git")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect();
+    match run_logged(&argv, dir, log, &[], &AtomicBool::new(false)) {
+        Ok(0) => Ok(()),
+        Ok(c) => Err(format!(
+            "`git {}` failed (exit {c}); see the log",
+            args.join(" ")
+        )),
+        Err(e) => Err(format!("cannot run git: {e}")),
+    }
+}
+
+/// Fetches `sha` from the clone URL into `WORKDIR/repo.git` and checks it out (detached)
+/// as a worktree at `checkout`, verified to be exactly `sha`.
+fn checkout_commit(
+    opts: &RunnerOptions,
+    sha: &str,
+    checkout: &Path,
+    log: &Path,
+) -> std::result::Result<(), String> {
+    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("`{sha}` is not a full commit SHA"));
+    }
+    let bare = opts.workdir.join("repo.git");
+    let wd = &opts.workdir;
+    let bare_s = bare.display().to_string();
+    if !bare.join("HEAD").is_file() {
+        git(&["init", "--quiet", "--bare", &bare_s], wd, log)?;
+    }
+    let has = |sha: &str| {
+        Command::new("git")
+            .args([
+                "-C",
+                &bare_s,
+                "cat-file",
+                "-e",
+                &format!("{sha}^{{commit}}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has(sha) {
+        let url = &opts.clone_url;
+        let _ = git(
+            &[
+                "-C",
+                &bare_s,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                url,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+            wd,
+            log,
+        );
+        if !has(sha) {
+            let _ = git(
+                &["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, sha],
+                wd,
+                log,
+            );
+        }
+        if !has(sha) {
+            return Err(format!("commit {sha} cannot be fetched from {url}"));
+        }
+    }
+    let co = checkout.display().to_string();
+    if checkout.exists() {
+        let _ = git(
+            &["-C", &bare_s, "worktree", "remove", "--force", &co],
+            wd,
+            log,
+        );
+        let _ = std::fs::remove_dir_all(checkout);
+    }
+    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log);
+    if let Some(parent) = checkout.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    git(
+        &[
+            "-C", &bare_s, "worktree", "add", "--quiet", "--detach", &co, sha,
+        ],
+        wd,
+        log,
+    )?;
+    let head = Command::new("git")
+        .args(["-C", &co, "rev-parse", "HEAD"])
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    if head != sha {
+        return Err(format!("checked out {head}, not {sha}"));
+    }
+    Ok(())
+}
+
+/// Runs `argv` in `dir` with output appended to `log`, without the GitHub token or the
+/// runner's notebook in its environment; killed when `kill` is set or the runner dies.
+/// Returns the exit code (-1 when killed by a signal).
+fn run_logged(
+    argv: &[String],
+    dir: &Path,
+    log: &Path,
+    env: &[(&str, &Path)],
+    kill: &AtomicBool,
+) -> std::io::Result<i32> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(std::io::Error::other("empty command"));
+    };
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    for var in ["GITHUB_TOKEN", "GH_TOKEN", "LABBOOK_DB", "LABBOOK_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(2) is async-signal-safe; the child is killed if this thread (which
+        // waits for it) or the runner dies, so a killed runner leaves no orphan training.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn()?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code().unwrap_or(-1));
+        }
+        if kill.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let status = child.wait()?;
+            return Ok(status.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_a_runner_takes() {
+        assert!(accepts(BackendChoice::Cpu, "cpu"));
+        assert!(!accepts(BackendChoice::Cpu, "cuda"));
+        assert!(accepts(BackendChoice::Cuda(0), "cuda:1"));
+        assert!(accepts(BackendChoice::Cuda(0), "cpu"));
+        assert!(!accepts(BackendChoice::Cuda(0), "tpu"));
+    }
+}

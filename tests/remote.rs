@@ -1,0 +1,702 @@
+//! Remote runs through GitHub, against the fake GitHub server: `labbook run --remote`,
+//! `labbook runner` and `labbook sync` as real processes, a local bare git repo standing in
+//! for the GitHub remote, and the test's own labbook binary as the "built" one.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use labbook::Store;
+use labbook::github::fake::{FakeGithub, Faults};
+use labbook::model::RunId;
+use labbook::remote::protocol::{
+    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_RESULTS, Results,
+};
+use labbook::store::{RunFilter, RunStatus};
+
+const REPO: &str = "lab/notebook";
+/// The fake's main token: the runner's (login `labbook-bot`).
+const RUNNER_TOKEN: &str = "ghp_RUNNERsecret000111222333";
+const ALICE_TOKEN: &str = "ghp_ALICEsecret000111222333";
+const MALLORY_TOKEN: &str = "ghp_MALLORYsecret00011122233";
+const BIN: &str = env!("CARGO_BIN_EXE_labbook");
+
+struct World {
+    fake: FakeGithub,
+    dir: tempfile::TempDir,
+    /// Alice's checkout (pushed to `origin.git`).
+    src: PathBuf,
+    sha: String,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Alice",
+            "-c",
+            "user.email=alice@example.com",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn world() -> World {
+    let fake = FakeGithub::start(REPO, RUNNER_TOKEN).unwrap();
+    fake.state().add_token(ALICE_TOKEN, "alice");
+    fake.state().add_token(MALLORY_TOKEN, "mallory");
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin.git");
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "--quiet", "--bare"]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("configs")).unwrap();
+    git(&src, &["init", "--quiet"]);
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    std::fs::copy(&smoke, src.join("configs/smoke.toml")).unwrap();
+    std::fs::write(src.join("README.md"), "model code\n").unwrap();
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "--quiet", "-m", "first"]);
+    git(
+        &src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    let sha = git(&src, &["rev-parse", "HEAD"]);
+    fake.state().push_commit(&sha);
+    let w = World {
+        fake,
+        dir,
+        src,
+        sha,
+    };
+    for who in ["alice", "mallory"] {
+        let home = w.home(who);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join("labbook.toml"),
+            format!(
+                "[user]\nname = \"{who}\"\n\n[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n",
+                w.fake.url()
+            ),
+        )
+        .unwrap();
+    }
+    w
+}
+
+impl World {
+    fn home(&self, who: &str) -> PathBuf {
+        self.dir.path().join(who)
+    }
+
+    /// `labbook` as `who` (alice, mallory), run in the checkout.
+    fn cmd(&self, who: &str, token: &str) -> Command {
+        let home = self.home(who);
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.src)
+            .env("LABBOOK_DB", home.join("tracker.db"))
+            .env("LABBOOK_CONFIG", home.join("labbook.toml"))
+            .env("GITHUB_TOKEN", token)
+            .env_remove("GH_TOKEN")
+            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn labbook(&self, who: &str, token: &str, args: &[&str]) -> Output {
+        self.cmd(who, token).args(args).output().unwrap()
+    }
+
+    fn request(&self, who: &str, token: &str, args: &[&str]) -> u64 {
+        let mut a = vec!["run", "configs/smoke.toml", "--remote"];
+        a.extend(args);
+        let out = self.labbook(who, token, &a);
+        assert!(out.status.success(), "{}", text(&out));
+        let n = self
+            .fake
+            .state()
+            .issues
+            .iter()
+            .map(|i| i.number)
+            .max()
+            .unwrap();
+        assert!(text(&out).contains(&format!("#{n}")), "{}", text(&out));
+        n
+    }
+
+    /// A runner's workdir and config (`gpu-N`), sharing the fake and the origin repo.
+    fn runner_cmd(&self, name: &str, extra: &[&str]) -> Command {
+        self.runner_cmd_building(name, "[\"true\"]", extra)
+    }
+
+    fn runner_cmd_building(&self, name: &str, build: &str, extra: &[&str]) -> Command {
+        let home = self.dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let cfg = home.join("labbook.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n\n\
+                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = {build}\nbin = \"{BIN}\"\nlease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
+                self.fake.url(),
+                self.dir.path().join("origin.git").display()
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new(BIN);
+        c.current_dir(&home)
+            .env("LABBOOK_DB", home.join("runner.db"))
+            .env("LABBOOK_CONFIG", &cfg)
+            .env("GITHUB_TOKEN", RUNNER_TOKEN)
+            .env_remove("GH_TOKEN")
+            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
+            .stdin(Stdio::null())
+            .args(["runner", "--repo", REPO, "--workdir"])
+            .arg(home.join("work"))
+            .args(["--poll", "1s"])
+            .args(extra);
+        c
+    }
+
+    fn runner_once(&self, name: &str) -> Output {
+        let out = self.runner_cmd(name, &["--once"]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        out
+    }
+
+    fn comments(&self, issue: u64) -> Vec<String> {
+        self.fake
+            .state()
+            .comments_on(issue)
+            .iter()
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    /// Whether some runner holds a live claim on `issue` right now.
+    fn claimed(&self, issue: u64) -> bool {
+        let comments: Vec<protocol::CommentView> = self
+            .fake
+            .state()
+            .comments_on(issue)
+            .iter()
+            .map(|c| protocol::CommentView {
+                id: c.id,
+                body: c.body.clone(),
+            })
+            .collect();
+        protocol::winning_claim(&comments, chrono::Utc::now()).is_some()
+    }
+
+    fn claims(&self, issue: u64) -> Vec<Claim> {
+        self.comments(issue)
+            .iter()
+            .filter_map(|c| protocol::parse_block(KIND_CLAIM, c))
+            .collect()
+    }
+
+    fn results(&self, issue: u64) -> Vec<Results> {
+        self.comments(issue)
+            .iter()
+            .filter_map(|c| protocol::parse_block::<Results>(KIND_RESULTS, c))
+            .collect()
+    }
+
+    fn alice_store(&self) -> Store {
+        Store::open(&self.home("alice").join("tracker.db"), "test").unwrap()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn end_to_end_request_run_sync() {
+    let w = world();
+    let out = w.labbook("alice", ALICE_TOKEN, &["add", "experiment", "scan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let n = w.request("alice", ALICE_TOKEN, &["--experiment", "E-1"]);
+    {
+        let s = w.fake.state();
+        let issue = s.issue(n);
+        assert_eq!(issue.user, "alice");
+        assert_eq!(issue.labels, vec!["run-request"]);
+        let body = issue.body.as_deref().unwrap();
+        let req: protocol::RunRequest =
+            protocol::parse_block(protocol::KIND_REQUEST, body).unwrap();
+        assert_eq!(req.commit, w.sha);
+        assert_eq!(req.backend, "cpu");
+        assert_eq!(req.experiment.as_deref(), Some("E-1"));
+        assert!(req.config.contains("induction-heads"));
+    }
+    let r = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(r.status, RunStatus::QueuedRemote);
+    assert_eq!(r.git_commit.as_deref(), Some(w.sha.as_str()));
+
+    // Before the runner: sync leaves it waiting.
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("still waiting"), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::QueuedRemote
+    );
+
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    {
+        let s = w.fake.state();
+        let issue = s.issue(n);
+        assert_eq!(issue.state, "closed");
+        assert!(
+            issue.labels.contains(&"done".to_string()),
+            "{:?}",
+            issue.labels
+        );
+    }
+    let results = w.results(n);
+    assert_eq!(results.len(), 1);
+    let res = &results[0];
+    assert_eq!(res.status, "succeeded", "{:?}", res.error);
+    assert_eq!(res.commit, w.sha);
+    assert_eq!(res.steps_done, 5);
+    // The claim comment ends as "finished", and was the status comment.
+    let claims = w.claims(n);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].state, ClaimState::Finished);
+    // The runner checked out exactly the requested commit.
+    let co = w.dir.path().join("gpu-1/work/checkouts/issue-1");
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), w.sha);
+
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("R-1: succeeded"), "{}", text(&out));
+    let store = w.alice_store();
+    let run = store.get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(
+        run.experiment.map(|e| e.to_string()).as_deref(),
+        Some("E-1")
+    );
+    assert_eq!(run.steps_done, 5);
+    assert!(run.host.is_some() && run.started_at.is_some() && run.finished_at.is_some());
+    assert_eq!(run.final_metrics, res.final_metrics);
+    assert!(
+        run.final_metrics.contains_key("loss"),
+        "{:?}",
+        run.final_metrics
+    );
+    let loss = store.metric_series(RunId(1), "loss").unwrap();
+    assert_eq!(loss.len(), 5, "{loss:?}");
+    assert_eq!(loss.last().unwrap().0, 5);
+    assert_eq!(
+        store.metric_keys(RunId(1)).unwrap(),
+        res.curves.keys().cloned().collect::<Vec<_>>()
+    );
+    // The run-request issue did not become a notebook item; sync again changes nothing.
+    let out = w.labbook("alice", ALICE_TOKEN, &["list", "--json"]);
+    assert!(!text(&out).contains("Run request"), "{}", text(&out));
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success());
+    assert_eq!(
+        w.alice_store()
+            .metric_series(RunId(1), "loss")
+            .unwrap()
+            .len(),
+        5
+    );
+    // The run is listed like a local one.
+    let out = w.labbook("alice", ALICE_TOKEN, &["runs"]);
+    assert!(text(&out).contains("succeeded"), "{}", text(&out));
+    let out = w.labbook("alice", ALICE_TOKEN, &["show", "R-1"]);
+    assert!(
+        text(&out).contains(&format!("remote request {REPO}#{n}")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unpushed_dirty_or_unconfigured_requests_are_refused() {
+    let w = world();
+    // A local commit that was never pushed.
+    std::fs::write(w.src.join("model.txt"), "new idea\n").unwrap();
+    git(&w.src, &["add", "model.txt"]);
+    git(&w.src, &["commit", "--quiet", "-m", "unpushed"]);
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &["run", "configs/smoke.toml", "--remote"],
+    );
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains("not on GitHub") && msg.contains("git push"),
+        "{msg}"
+    );
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    // A dirty tree (tracked file changed).
+    std::fs::write(w.src.join("README.md"), "changed\n").unwrap();
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &["run", "configs/smoke.toml", "--remote"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("uncommitted changes"), "{}", text(&out));
+    // An unknown experiment.
+    git(&w.src, &["checkout", "--quiet", "README.md"]);
+    git(&w.src, &["reset", "--quiet", "--hard", &w.sha]);
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &["run", "configs/smoke.toml", "--remote", "-e", "E-9"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("E-9"), "{}", text(&out));
+    // No [github] section.
+    let bare = w.dir.path().join("bare.toml");
+    std::fs::write(&bare, "[user]\nname = \"alice\"\n").unwrap();
+    let out = w
+        .cmd("alice", ALICE_TOKEN)
+        .env("LABBOOK_CONFIG", &bare)
+        .args(["run", "configs/smoke.toml", "--remote"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("[github]"), "{}", text(&out));
+    // Nothing was written: no issue, no run.
+    assert!(w.fake.state().issues.is_empty());
+    let db = w.home("alice").join("tracker.db");
+    if db.exists() {
+        let runs = w.alice_store().list_runs(&RunFilter::default()).unwrap();
+        assert!(runs.is_empty(), "{runs:?}");
+    }
+    // Pushed again (registered in the fake), the same request goes through.
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    assert_eq!(n, 1);
+    // Cancelling it here says where to close it (runners only look at GitHub).
+    let out = w.labbook("alice", ALICE_TOKEN, &["cancel", "R-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("close the request {REPO}#1")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::Cancelled
+    );
+}
+
+#[test]
+fn requests_by_authors_not_allowed_are_not_run() {
+    let w = world();
+    let n = w.request("mallory", MALLORY_TOKEN, &[]);
+    assert_eq!(w.fake.state().issue(n).user, "mallory");
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("0 run"), "{}", text(&out));
+    let comments = w.comments(n);
+    let polite: Vec<&String> = comments
+        .iter()
+        .filter(|c| c.contains(&format!("<!-- labbook:{KIND_NOT_ALLOWED} ")))
+        .collect();
+    assert_eq!(polite.len(), 1, "{comments:?}");
+    assert!(polite[0].contains("@mallory"));
+    assert_eq!(comments.len(), 1, "no claim, no results: {comments:?}");
+    assert_eq!(w.fake.state().issue(n).state, "open");
+    assert!(!w.dir.path().join("gpu-1/work/jobs/issue-1").exists());
+    assert!(!w.dir.path().join("gpu-1/work/checkouts/issue-1").exists());
+}
+
+#[test]
+fn two_runners_racing_run_each_request_exactly_once() {
+    let w = world();
+    let issues: Vec<u64> = (0..3)
+        .map(|_| w.request("alice", ALICE_TOKEN, &[]))
+        .collect();
+    // Slow answers widen the window in which both runners see the requests unclaimed.
+    w.fake.set_faults(Faults {
+        delay: Some(Duration::from_millis(40)),
+        ..Default::default()
+    });
+    let a = w
+        .runner_cmd("gpu-1", &["--once", "--parallel", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = w
+        .runner_cmd("gpu-2", &["--once", "--parallel", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    let mut ran_total = 0;
+    for &n in &issues {
+        let results = w.results(n);
+        assert_eq!(results.len(), 1, "#{n}: {:?}", w.comments(n));
+        assert_eq!(results[0].status, "succeeded");
+        assert_eq!(w.fake.state().issue(n).state, "closed");
+        // Exactly one claim is not withdrawn, and it is the one that ran.
+        let claims = w.claims(n);
+        let kept: Vec<&Claim> = claims
+            .iter()
+            .filter(|c| c.state != ClaimState::Withdrawn)
+            .collect();
+        assert_eq!(kept.len(), 1, "#{n}: {claims:?}");
+        assert_eq!(kept[0].runner, results[0].runner);
+        // Only the winner's workdir has a job for it.
+        let jobs = ["gpu-1", "gpu-2"]
+            .iter()
+            .filter(|r| {
+                w.dir
+                    .path()
+                    .join(format!("{r}/work/jobs/issue-{n}/tracker.db"))
+                    .exists()
+            })
+            .count();
+        assert_eq!(jobs, 1, "#{n}");
+        ran_total += jobs;
+    }
+    assert_eq!(ran_total, 3);
+}
+
+#[test]
+fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &["--set", "train.steps=80", "--set", "train.eval_every=80"],
+    );
+    let first = w
+        .runner_cmd("gpu-1", &["--once"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it is training (its status comment shows a step), then kill -9 it.
+    wait_for(
+        "the first runner to train",
+        Duration::from_secs(120),
+        || w.comments(n).iter().any(|c| c.contains("training, step")),
+    );
+    kill(first);
+    let job_db = w.dir.path().join("gpu-1/work/jobs/issue-1/tracker.db");
+    assert!(job_db.exists());
+    // Its training child dies with it (no orphan keeps the GPU busy).
+    let steps = || {
+        Store::open(&job_db, "t")
+            .unwrap()
+            .get_run(RunId(1))
+            .unwrap()
+            .steps_done
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let steps_at_kill = steps();
+    std::thread::sleep(Duration::from_secs(3));
+    let steps_later = steps();
+    assert_eq!(
+        steps_at_kill, steps_later,
+        "the orphaned training kept going"
+    );
+    assert!(w.results(n).is_empty());
+    // Renewals stopped with the kill; once the lease (5 s, generous for a loaded machine)
+    // has run out, the second runner takes the request.
+    wait_for("the first claim to expire", Duration::from_secs(30), || {
+        !w.claimed(n)
+    });
+    let out = w.runner_once("gpu-2");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].runner, "gpu-2");
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    assert_eq!(results[0].steps_done, 80);
+    assert_eq!(w.fake.state().issue(n).state, "closed");
+    // And it comes back to alice.
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.steps_done, 80);
+}
+
+#[test]
+fn results_larger_than_a_comment_round_trip_downsampled() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // A long run: 20 curves of 30,000 points is megabytes of JSON.
+    let curves: std::collections::BTreeMap<String, Vec<CurvePoint>> = (0..20)
+        .map(|k| {
+            (
+                format!("metric/{k:02}"),
+                (1..=30_000i64)
+                    .map(|s| (s, Some(k as f64 + 1.0 / s as f64), s as f64 * 0.05))
+                    .collect(),
+            )
+        })
+        .collect();
+    let full = Results {
+        v: 1,
+        runner: "gpu-big".into(),
+        status: "succeeded".into(),
+        error: None,
+        commit: w.sha.clone(),
+        backend: "cpu".into(),
+        host: Some("gpu-box".into()),
+        device: Some("cuda:0".into()),
+        started_at: Some("2026-01-01T00:00:00.000Z".into()),
+        finished_at: Some("2026-01-01T00:25:00.000Z".into()),
+        wall_time_s: 1500.0,
+        steps_done: 30_000,
+        steps_total: Some(30_000),
+        final_metrics: std::collections::BTreeMap::from([("metric/00".into(), 3.3e-5)]),
+        points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+        curves,
+    };
+    assert!(serde_json::to_string(&full).unwrap().len() > 10 * protocol::MAX_COMMENT);
+    let body = protocol::results_comment(&full, None);
+    assert!(body.chars().count() <= protocol::MAX_COMMENT);
+    // Posted the way a runner posts it (the fake enforces GitHub's limit).
+    w.fake.state().add_comment(n, &body, "labbook-bot");
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let store = w.alice_store();
+    let run = store.get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.host.as_deref(), Some("gpu-box"));
+    assert_eq!(run.final_metrics["metric/00"], 3.3e-5);
+    assert_eq!(store.metric_keys(RunId(1)).unwrap().len(), 20);
+    for k in 0..20 {
+        let s = store
+            .metric_series(RunId(1), &format!("metric/{k:02}"))
+            .unwrap();
+        assert!(s.len() >= 50 && s.len() < 30_000, "{k}: {}", s.len());
+        assert_eq!(s.first().unwrap().0, 1);
+        assert_eq!(s.last().unwrap().0, 30_000);
+        // Values survive (to 6 significant digits).
+        let (step, v) = s[s.len() / 2];
+        let want = k as f64 + 1.0 / step as f64;
+        assert!((v - want).abs() <= want * 1e-5, "{v} vs {want}");
+    }
+}
+
+#[test]
+fn a_failed_build_is_reported_with_its_log_and_comes_back_failed() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w
+        .runner_cmd_building(
+            "gpu-1",
+            r#"["sh", "-c", "echo 'error[E0425]: cannot find value' >&2; exit 3"]"#,
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(
+        err.contains("build failed") && err.contains("exit 3"),
+        "{err}"
+    );
+    let comment = w
+        .comments(n)
+        .into_iter()
+        .find(|c| c.contains("<!-- labbook:results "))
+        .unwrap();
+    assert!(
+        comment.contains("log tail") && comment.contains("E0425"),
+        "{comment}"
+    );
+    {
+        let s = w.fake.state();
+        assert_eq!(s.issue(n).state, "closed");
+        assert!(s.issue(n).labels.contains(&"failed".to_string()));
+    }
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.unwrap().contains("build failed"));
+}
+
+#[test]
+fn a_stopped_runner_gives_its_request_back_at_once() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &["--set", "train.steps=400", "--set", "train.eval_every=400"],
+    );
+    let runner = w
+        .runner_cmd("gpu-1", &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the runner to train", Duration::from_secs(120), || {
+        w.comments(n).iter().any(|c| c.contains("training, step"))
+    });
+    // What systemd does on `stop`.
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("given up"), "{}", text(&out));
+    // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
+    assert!(!w.claimed(n));
+    let claims = w.claims(n);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].state, ClaimState::Withdrawn);
+    assert!(w.results(n).is_empty());
+    assert_eq!(w.fake.state().issue(n).state, "open");
+}
