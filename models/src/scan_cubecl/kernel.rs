@@ -62,20 +62,20 @@ fn scan_forward_kernel<F: Float>(
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn scan_backward_kernel<F: Float>(
-    u: &Tensor<F>,              // [Bt, L, D]
-    delta: &Tensor<F>,          // [Bt, L, D]
-    a: &Tensor<F>,              // [D, N]
-    b: &Tensor<F>,              // [Bt, L, N]
-    c: &Tensor<F>,              // [Bt, L, N]
-    d: &Tensor<F>,              // [D]
-    grad: &Tensor<F>,           // [Bt, L, D], dL/dy
-    ckpt: &mut Tensor<F>,       // [chunks, N, Bt, D_pad], contiguous scratch
-    du: &mut Tensor<F>,         // [Bt, L, D]
-    ddelta: &mut Tensor<F>,     // [Bt, L, D]
-    da_part: &mut Tensor<F>,    // [Bt, D, N]
-    db_part: &mut Tensor<F>,    // [Bt, L, G, N]
-    dc_part: &mut Tensor<F>,    // [Bt, L, G, N]
-    dd_part: &mut Tensor<F>,    // [Bt, D]
+    u: &Tensor<F>,           // [Bt, L, D]
+    delta: &Tensor<F>,       // [Bt, L, D]
+    a: &Tensor<F>,           // [D, N]
+    b: &Tensor<F>,           // [Bt, L, N]
+    c: &Tensor<F>,           // [Bt, L, N]
+    d: &Tensor<F>,           // [D]
+    grad: &Tensor<F>,        // [Bt, L, D], dL/dy
+    ckpt: &mut Tensor<F>,    // [chunks, N, Bt, D_pad], contiguous scratch
+    du: &mut Tensor<F>,      // [Bt, L, D]
+    ddelta: &mut Tensor<F>,  // [Bt, L, D]
+    da_part: &mut Tensor<F>, // [Bt, D, N]
+    db_part: &mut Tensor<F>, // [Bt, L, G, N]
+    dc_part: &mut Tensor<F>, // [Bt, L, G, N]
+    dd_part: &mut Tensor<F>, // [Bt, D]
     #[comptime] n: usize,
     #[comptime] chunk: usize,
     #[comptime] states_len: usize, // (chunk + 1) * n
@@ -157,7 +157,7 @@ fn scan_backward_kernel<F: Float>(
     let mut dd = F::new(0.0);
     // states[i·N + s]: the state before step t0 + i (i = 0 is the checkpoint).
     let mut states = Array::<F>::new(states_len);
-    let chunks = (len + chunk - 1) / chunk;
+    let chunks = len.div_ceil(chunk);
     for rc in 0..chunks {
         let ci = chunks - 1 - rc;
         let t0 = ci * chunk;
@@ -285,12 +285,7 @@ pub(crate) fn forward<R: CubeRuntime>(
     let [bt, l, ch, n] = dims(&u, &a);
     let client = u.client.clone();
     let dtype = u.dtype;
-    let y = empty_device_dtype::<R>(
-        client.clone(),
-        u.device.clone(),
-        [bt, l, ch].into(),
-        dtype,
-    );
+    let y = empty_device_dtype::<R>(client.clone(), u.device.clone(), [bt, l, ch].into(), dtype);
     if bt * l * ch == 0 {
         return y;
     }

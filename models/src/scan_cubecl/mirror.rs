@@ -186,10 +186,8 @@ pub(crate) fn backward(x: &Inputs, grad: &[f32], geo: Geometry, plane: usize) ->
                                 ddelta[idx3(bi, t, un.k)] = ddt;
                             }
                         }
-                        for s in 0..n {
-                            db_part[prow + s] = db_sum[s];
-                            dc_part[prow + s] = dc_sum[s];
-                        }
+                        db_part[prow..prow + n].copy_from_slice(&db_sum);
+                        dc_part[prow..prow + n].copy_from_slice(&dc_sum);
                     }
                 }
                 for un in &units {
@@ -289,12 +287,11 @@ mod tests {
         };
         let u = t3(&x.u, [bt, l, ch]);
         let delta = t3(&x.delta, [bt, l, ch]);
-        let a = Tensor::<Ad, 2>::from_data(TensorData::new(x.a.clone(), [ch, n]), &dev)
-            .require_grad();
+        let a =
+            Tensor::<Ad, 2>::from_data(TensorData::new(x.a.clone(), [ch, n]), &dev).require_grad();
         let b = t3(&x.b, [bt, l, n]);
         let c = t3(&x.c, [bt, l, n]);
-        let d = Tensor::<Ad, 1>::from_data(TensorData::new(x.d.clone(), [ch]), &dev)
-            .require_grad();
+        let d = Tensor::<Ad, 1>::from_data(TensorData::new(x.d.clone(), [ch]), &dev).require_grad();
         let r = Tensor::<Ad, 3>::from_data(TensorData::new(r.to_vec(), [bt, l, ch]), &dev);
         let y = selective_scan_reference(
             u.clone(),
@@ -378,6 +375,9 @@ mod tests {
         );
         assert_eq!(g.padded_channels(), 1536);
         let g = Geometry::new(5, 70, 8, 128);
-        assert_eq!((g.cube_dim_x, g.cubes_x, g.chunks, g.groups), (128, 1, 1, 16));
+        assert_eq!(
+            (g.cube_dim_x, g.cubes_x, g.chunks, g.groups),
+            (128, 1, 1, 16)
+        );
     }
 }

@@ -36,6 +36,7 @@ pub(crate) const CUBE_DIM_X: usize = 64;
 
 /// Group width for the `dB`/`dC` sums on a device without plane operations (shared memory
 /// instead of `plane_sum`); the same as an NVIDIA warp, so the partial layout matches CUDA's.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub(crate) const FALLBACK_GROUP: usize = 32;
 
 /// Launch geometry for one scan call.
