@@ -1,15 +1,139 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU and the CUDA toolkit: run the engine's correctness tests on
-# CUDA (golden Mamba test included) and the training-step benchmark with backend cuda.
-# Not run in the session that wrote it (no GPU there); see docs/engine.md.
+# CUDA checks for the engine: the CubeCL selective-scan kernel against the host reference (output
+# and all six gradients) and the golden Mamba file, then training-step tokens/s for Mamba and
+# hybrid at d_model 768, seq_len 2048 next to mambapy 1.2.0 on PyTorch CUDA on the same GPU.
+#
+#   scripts/cuda-check.sh            on a machine with cargo AND an NVIDIA GPU: build, then run all
+#   scripts/cuda-check.sh prepare    on a machine with cargo (no GPU needed, must be x86-64 Linux):
+#                                    build release test/bench binaries for --features cuda into
+#                                    .cuda-check/bin and fetch the mambapy wheel into .cuda-check/whl
+#   scripts/cuda-check.sh device     on the GPU machine (no cargo, no internet): run the prepared
+#                                    binaries and the PyTorch bench; needs python3 with torch (CUDA)
+#
+# With the workplace's device machine (nvidia-h200: CUDA toolkit and PyTorch, no Rust, no
+# network): run `prepare` here, then the device tool with carry [".cuda-check"] and the command
+# `bash scripts/cuda-check.sh device` (timeout 600 s; takes ~3-6 min). Results (log, JSON lines,
+# a markdown table) are written to $OUT (or .cuda-check/out when OUT is unset).
+#
+# Sizes (env): BENCH_STEPS (10), BENCH_LAYERS (4), BENCH_BATCH (8), BENCH_DMODEL (768),
+# BENCH_SEQ (2048). Default: 4 layers (mamba: MMMM; hybrid: MAMA), batch 8 × 2048 tokens.
+# Not yet run on a GPU by the session that wrote it; see docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUNDLE=.cuda-check
+STEPS=${BENCH_STEPS:-10}
+LAYERS=${BENCH_LAYERS:-4}
+BATCH=${BENCH_BATCH:-8}
+DMODEL=${BENCH_DMODEL:-768}
+SEQ=${BENCH_SEQ:-2048}
+MODE=${1:-all}
 
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv || true
+prepare() {
+    mkdir -p "$BUNDLE/bin" "$BUNDLE/whl"
+    if [ -d .git ] || [ -f .git ]; then
+        local exclude
+        exclude=$(git rev-parse --git-path info/exclude)
+        grep -qxF "/$BUNDLE/" "$exclude" 2>/dev/null || echo "/$BUNDLE/" >>"$exclude"
+    fi
+    # Test binaries (release: the NdArray reference side is then fast too) and the bench.
+    cargo test --release -p labbook-models --features cuda --no-run \
+        --test scan_cubecl --test golden --message-format=json >"$BUNDLE/build.json"
+    python3 - "$BUNDLE" <<'EOF'
+import json, shutil, sys
+bundle = sys.argv[1]
+for line in open(f"{bundle}/build.json"):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden"):
+        shutil.copy(m["executable"], f"{bundle}/bin/{m['target']['name']}")
+EOF
+    cargo build --release -p labbook-models --features cuda --example bench_cuda
+    cp target/release/examples/bench_cuda "$BUNDLE/bin/"
+    strip "$BUNDLE"/bin/* 2>/dev/null || true
+    # The device tool carries at most 64 MiB (repo included): ship the binaries gzipped.
+    gzip -9 -f "$BUNDLE"/bin/scan_cubecl "$BUNDLE"/bin/golden "$BUNDLE"/bin/bench_cuda
+    # The golden test reads tests/data through the absolute path it was compiled with.
+    echo "$ROOT/models" >"$BUNDLE/manifest_dir"
+    # mambapy is pure Python (needs torch, which the device image has).
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$BUNDLE/whl" mambapy==1.2.0 ||
+        echo "warning: could not fetch the mambapy wheel; step 4 then needs mambapy installed" >&2
+    rm -f "$BUNDLE/build.json"
+    ls -l "$BUNDLE/bin" "$BUNDLE/whl"
+    local kib
+    kib=$(du -sk "$BUNDLE" | cut -f1)
+    echo "bundle: $((kib / 1024)) MiB (the device tool carries at most 64 MiB, repo included)"
+}
 
-# Golden test (mambapy float64 reference) on Autodiff<Cuda>, plus the rest of the engine tests.
-cargo test -p labbook-models --features cuda --test golden -- --nocapture golden_mamba_cuda
-cargo test -p labbook-models --features cuda
+device() {
+    local out=${OUT:-$BUNDLE/out}
+    mkdir -p "$out"
+    exec > >(tee "$out/cuda-check.log") 2>&1
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+    # cubecl-cuda compiles kernels with NVRTC and needs the CUDA headers (CUDA_PATH or
+    # /usr/local/cuda); cudarc loads libcuda and libnvrtc at run time.
+    if [ -z "${CUDA_PATH:-}" ] && [ ! -d /usr/local/cuda/include ] && command -v nvcc >/dev/null; then
+        CUDA_PATH=$(dirname "$(dirname "$(command -v nvcc)")")
+        export CUDA_PATH
+    fi
+    local cuda=${CUDA_PATH:-/usr/local/cuda}
+    export LD_LIBRARY_PATH="$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
+    local bin=/tmp/cuda-check-bin
+    mkdir -p "$bin"
+    for f in scan_cubecl golden bench_cuda; do
+        gzip -dc "$BUNDLE/bin/$f.gz" >"$bin/$f"
+        chmod +x "$bin/$f"
+    done
+    local manifest
+    manifest=$(cat "$BUNDLE/manifest_dir")
+    if [ "$manifest" != "$ROOT/models" ] && [ ! -e "$manifest/tests/data/mamba_tiny.safetensors" ]; then
+        mkdir -p "$manifest/tests/data"
+        cp models/tests/data/mamba_tiny.safetensors "$manifest/tests/data/"
+    fi
+    local status=0
+    echo "== 1. kernel vs host reference (y and the six gradients), CUDA"
+    "$bin/scan_cubecl" --nocapture --test-threads 1 cuda || status=1
+    echo "== 2. golden Mamba file on Autodiff<Cuda>"
+    "$bin/golden" --nocapture golden_mamba_cuda || status=1
+    echo "== 3. labbook training step on CUDA: d_model $DMODEL, $LAYERS layers, seq $SEQ, batch $BATCH, $STEPS steps"
+    "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid \
+        | tee "$out/labbook.jsonl" || status=1
+    echo "== 4. mambapy 1.2.0 on PyTorch CUDA, same shapes"
+    (
+        if ls "$BUNDLE"/whl/mambapy-*.whl >/dev/null 2>&1; then
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+                --target /tmp/mambapy-site "$BUNDLE"/whl/mambapy-*.whl
+        fi
+        PYTHONPATH=/tmp/mambapy-site PYTHONUNBUFFERED=1 python3 scripts/mambapy_bench.py \
+            "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid
+    ) | tee "$out/mambapy.jsonl" || status=1
+    echo "== 5. table"
+    python3 - "$out" <<'EOF' | tee "$out/table.md"
+import json, sys
+out = sys.argv[1]
+rows = []
+for name in ("labbook.jsonl", "mambapy.jsonl"):
+    try:
+        rows += [json.loads(l) for l in open(f"{out}/{name}") if l.startswith("{")]
+    except FileNotFoundError:
+        pass
+print("| model | pattern | engine | d_model | layers | seq_len | batch | ms/step (median) | tokens/s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in sorted(rows, key=lambda r: (r["model"], r["backend"])):
+    print(f"| {r['model']} | {r['pattern']} | {r['backend']} | {r['d_model']} | {r['layers']} | "
+          f"{r['seq_len']} | {r['batch']} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:.0f} |")
+EOF
+    return $status
+}
 
-# Training-step throughput: d_model 64, 2 layers, seq 256, batch 8, 20 timed steps.
-cargo run --release -p labbook-models --features cuda --example bench -- 20 cuda flex
+case "$MODE" in
+prepare) prepare ;;
+device) device ;;
+all)
+    prepare
+    device
+    ;;
+*)
+    echo "usage: $0 [prepare|device]" >&2
+    exit 2
+    ;;
+esac

@@ -7,6 +7,8 @@ pub mod backend;
 pub mod config;
 pub mod model;
 pub mod scan;
+#[cfg(any(test, feature = "cuda", feature = "wgpu"))]
+mod scan_cubecl;
 pub mod tasks;
 pub mod train;
 

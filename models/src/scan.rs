@@ -67,9 +67,7 @@ pub trait ScanBackend: Backend {
 
 impl ScanBackend for burn::backend::NdArray {}
 impl ScanBackend for burn::backend::Flex {}
-// Step 7 replaces this host round-trip with a CubeCL kernel.
-#[cfg(feature = "cuda")]
-impl ScanBackend for burn::backend::Cuda {}
+// `burn::backend::Cuda` (and `Wgpu`, test-only) run CubeCL kernels: see `crate::scan_cubecl`.
 
 /// Runs the selective scan on any [`ScanBackend`] (tracked by autodiff when `B` is `Autodiff`).
 pub fn selective_scan<B: ScanBackend>(

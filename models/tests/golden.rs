@@ -211,3 +211,10 @@ fn golden_mamba_ndarray() {
 fn golden_mamba_cuda() {
     check_golden::<Autodiff<burn::backend::Cuda>>();
 }
+
+/// The CubeCL scan kernels run through wgpu (e.g. lavapipe, no GPU needed); test-only feature.
+#[cfg(feature = "wgpu")]
+#[test]
+fn golden_mamba_wgpu() {
+    check_golden::<Autodiff<burn::backend::Wgpu>>();
+}

@@ -1,0 +1,147 @@
+"""Training-step throughput of mambapy 1.2.0 (PyTorch) on CUDA, shaped like labbook's bench.
+
+Same step as `bench_train` in models/src/train.rs: token embedding (vocab 16) → residual
+blocks in a layer pattern → RMSNorm → LM head, cross-entropy over every position, AdamW
+(lr 1e-3), 2 warm-up steps, median of the timed steps. `mamba` = mambapy's own
+`mambapy.lm.LM` (Mamba blocks, parallel scan `pscan=True`, no CUDA extension); `hybrid` =
+mambapy `ResidualBlock`s for `M` and, for `A`, a block written here like labbook's
+`AttentionBlock` (pre-RMSNorm, fused qkv, RoPE, plain causal softmax attention — no flash
+attention, as in labbook —, out projection, GELU MLP ×4), pattern `attn every 2nd layer`.
+
+Usage: python3 scripts/mambapy_bench.py STEPS D_MODEL LAYERS SEQ_LEN BATCH [model...]
+Prints one JSON line per model, with the fields of labbook's BenchResult.
+"""
+
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mambapy.lm import LM
+from mambapy.mamba import MambaConfig, RMSNorm, ResidualBlock
+
+VOCAB = 16
+
+
+def pattern(model: str, layers: int) -> str:
+    if model == "mamba":
+        return "M" * layers
+    if model == "hybrid":  # labbook's pattern_attn_every(layers, 2)
+        return "".join("A" if i % 2 == 0 else "M" for i in range(1, layers + 1))
+    raise SystemExit(f"unknown model {model}")
+
+
+def rope(x: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE, base 10000, on [batch, H, L, dh]."""
+    _, _, length, dh = x.shape
+    half = dh // 2
+    inv = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, d: int, n_heads: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.norm1 = RMSNorm(d, 1e-5)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.norm2 = RMSNorm(d, 1e-5)
+        self.fc1 = nn.Linear(d, mlp_ratio * d)
+        self.fc2 = nn.Linear(mlp_ratio * d, d)
+        self.n_heads = n_heads
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        h, dh = self.n_heads, d // self.n_heads
+        q, k, v = (
+            t.reshape(b, length, h, dh).transpose(1, 2) for t in self.qkv(x).split(d, dim=2)
+        )
+        q, k = rope(q), rope(k)
+        scores = q @ k.transpose(2, 3) / math.sqrt(dh)
+        mask = torch.full((length, length), -1e9, device=x.device).triu(1)
+        o = torch.softmax(scores + mask, dim=3) @ v
+        return self.out(o.transpose(1, 2).reshape(b, length, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class HybridLM(nn.Module):
+    def __init__(self, cfg: MambaConfig, pat: str, n_heads: int):
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, cfg.d_model)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(cfg) if c == "M" else AttentionBlock(cfg.d_model, n_heads) for c in pat
+        )
+        self.norm_f = RMSNorm(cfg.d_model, 1e-5)
+        self.lm_head = nn.Linear(cfg.d_model, VOCAB, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.norm_f(x))
+
+
+def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch: int) -> dict:
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    pat = pattern(model, layers)
+    n_heads = 4 if d_model % 4 == 0 and (d_model // 4) % 2 == 0 else 1
+    cfg = MambaConfig(d_model=d_model, n_layers=layers, d_state=16, expand_factor=2, d_conv=4,
+                      pscan=True, use_cuda=False)
+    lm = LM(cfg, vocab_size=VOCAB) if model == "mamba" else HybridLM(cfg, pat, n_heads)
+    lm = lm.to(dev)
+    opt = torch.optim.AdamW(lm.parameters(), lr=1e-3)
+    warmup, times = 2, []
+    for i in range(warmup + steps):
+        tokens = torch.randint(0, VOCAB, (batch, seq_len + 1), device=dev)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        logits = lm(tokens[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    med = statistics.median(times)
+    return {
+        "model": model,
+        "pattern": pat,
+        "backend": f"mambapy 1.2.0 / torch {torch.__version__} cuda (pscan, f32)",
+        "d_model": d_model,
+        "layers": layers,
+        "seq_len": seq_len,
+        "batch": batch,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "ms_per_step": med,
+        "ms_per_step_min": min(times),
+        "tokens_per_s": batch * seq_len / (med / 1e3),
+        "n_params": sum(p.numel() for p in lm.parameters()),
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    steps, d_model, layers, seq_len, batch = (int(a) for a in args[:5])
+    models = args[5:] or ["mamba", "hybrid"]
+    torch.backends.cuda.matmul.allow_tf32 = False  # labbook runs plain f32 matmuls
+    for model in models:
+        torch.cuda.reset_peak_memory_stats()
+        print(json.dumps(bench(model, steps, d_model, layers, seq_len, batch)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
