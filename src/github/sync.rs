@@ -436,11 +436,17 @@ impl Syncer<'_> {
             out
         };
         for (id, pending) in todo {
-            if let Some(started) = pending
-                && let Some(issue) = self.find_issue_by_marker(id, &started).await?
-            {
-                self.adopt(id, &issue)?;
-                continue;
+            if let Some(started) = pending {
+                let mut found = self.find_issue_by_marker(id, &started).await?;
+                // A killed sync's POST can still land after it died: GitHub finishes a
+                // request it has received. Look again once that request would have timed out.
+                if found.is_none() && self.wait_until_settled(&started).await {
+                    found = self.find_issue_by_marker(id, &started).await?;
+                }
+                if let Some(issue) = found {
+                    self.adopt(id, &issue)?;
+                    continue;
+                }
             }
             match self.create_one(id).await {
                 Err(e) if is_rejection(&e) => {
@@ -560,6 +566,24 @@ impl Syncer<'_> {
                     tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
                 }
             }
+        }
+    }
+
+    /// Sleeps until a create POSTed at `started` can no longer be in flight (the client's
+    /// timeout plus a second); `false` when that time has already passed.
+    async fn wait_until_settled(&self, started: &str) -> bool {
+        let Ok(started) = chrono::DateTime::parse_from_rfc3339(started) else {
+            return false;
+        };
+        let settled = started.with_timezone(&chrono::Utc)
+            + chrono::Duration::seconds(self.cfg.timeout_secs.max(1) as i64 + 1);
+        match (settled - chrono::Utc::now()).to_std() {
+            Ok(wait) if !wait.is_zero() => {
+                tracing::info!(?wait, "waiting for an unconfirmed create to settle");
+                tokio::time::sleep(wait).await;
+                true
+            }
+            _ => false,
         }
     }
 
