@@ -441,9 +441,14 @@ mod tests {
             .execute("UPDATE runs SET heartbeat_at = ?1", [old])
             .unwrap();
         let beat = Heartbeat::start(&s, run);
-        std::thread::sleep(HEARTBEAT_EVERY + std::time::Duration::from_millis(700));
+        // Poll rather than sleep a fixed time: a loaded machine may run the thread late.
+        let deadline = std::time::Instant::now() + HEARTBEAT_EVERY * 10;
+        let mut r = s.get_run(run).unwrap();
+        while r.heartbeat_at.as_deref().unwrap() == old && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            r = s.get_run(run).unwrap();
+        }
         drop(beat);
-        let r = s.get_run(run).unwrap();
         assert!(r.heartbeat_at.as_deref().unwrap() > old, "{r:?}");
         assert!(s.reap_crashed().unwrap().is_empty());
     }
