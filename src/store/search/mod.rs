@@ -20,10 +20,17 @@ pub use text::as_you_type;
 use text::{Term, fts_expression, parse_query};
 
 /// How many of the newest matches are ranked.
-pub const CANDIDATES: usize = 500;
+pub const CANDIDATES: usize = 400;
 /// Matches sampled per word to estimate its document frequency.
-pub const DF_SAMPLE: usize = 256;
+pub const DF_SAMPLE: usize = 128;
 const SNIPPET_TOKENS: usize = 10;
+
+struct Candidate {
+    kind: String,
+    num: i64,
+    status: String,
+    columns: [String; 5],
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
@@ -55,78 +62,79 @@ impl Store {
             return Ok(Vec::new());
         };
         let corpus = self.corpus()?;
+        // Item ids are the index's rowids; the table answers max() from its b-tree.
         let newest: i64 = self
             .conn
-            .prepare_cached("SELECT coalesce(max(rowid), 0) FROM item_fts")?
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM items")?
             .query_row([], |r| r.get(0))?;
         let doc_freq = terms
             .iter()
             .map(|t| self.doc_freq(t, corpus.rows, newest))
             .collect::<Result<Vec<f64>>>()?;
         let bm25 = rank::Bm25::new(&terms, &doc_freq, corpus);
-        let mut scored = self.score_candidates(&expr, kind, candidates, &bm25)?;
-        // Equal scores: newest first, as the candidates came.
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-        scored.truncate(limit);
-        scored
+        self.best_candidates(&expr, kind, candidates, limit, &bm25)?
             .into_iter()
-            .map(|(score, rowid)| self.hit(rowid, score, &terms))
+            .map(|(score, c)| {
+                let cols = c.columns.each_ref().map(String::as_str);
+                Ok(SearchHit {
+                    id: ItemId {
+                        kind: c.kind.parse()?,
+                        num: c.num,
+                    },
+                    snippet: rank::snippet(&cols, &terms, SNIPPET_TOKENS),
+                    title: c.columns[0].clone(),
+                    status: c.status,
+                    score,
+                })
+            })
             .collect()
     }
 
-    /// BM25 of the newest `n` live matches, newest first. FTS5 walks its index by
-    /// descending rowid and stops after `n` rows, so this costs O(n), not O(matches);
-    /// the text is scored where SQLite holds it, without copying.
-    fn score_candidates(
+    /// The `limit` best of the newest `n` live matches, best first (equal scores: newest
+    /// first). FTS5 walks its index by descending rowid and stops after `n` rows, so this
+    /// costs O(n), not O(matches); text is scored where SQLite holds it and copied only for
+    /// rows that enter the top `limit`.
+    fn best_candidates(
         &self,
         expr: &str,
         kind: Option<Kind>,
         n: usize,
+        limit: usize,
         bm25: &rank::Bm25,
-    ) -> Result<Vec<(f64, i64)>> {
+    ) -> Result<Vec<(f64, Candidate)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT f.rowid, f.title, f.body, f.comments, f.authors, f.tags
+            "SELECT i.kind, i.num, i.status, f.title, f.body, f.comments, f.authors, f.tags
              FROM item_fts f JOIN items i ON i.id = f.rowid
              WHERE item_fts MATCH ?1 AND i.archived = 0 AND (?2 IS NULL OR i.kind = ?2)
              ORDER BY f.rowid DESC LIMIT ?3",
         )?;
         let mut rows = stmt.query(rusqlite::params![expr, kind.map(|k| k.as_str()), n as i64])?;
-        let mut out = Vec::new();
+        let mut best: Vec<(f64, Candidate)> = Vec::with_capacity(limit + 1);
         while let Some(r) = rows.next()? {
             let text = |i: usize| -> Result<&str> {
                 Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
             };
-            let columns = [text(1)?, text(2)?, text(3)?, text(4)?, text(5)?];
-            out.push((bm25.score(&columns), r.get(0)?));
+            let columns = [text(3)?, text(4)?, text(5)?, text(6)?, text(7)?];
+            let score = bm25.score(&columns);
+            if best.len() == limit && best.last().is_none_or(|w| score >= w.0) {
+                continue;
+            }
+            let at = best.partition_point(|b| b.0 <= score);
+            best.insert(
+                at,
+                (
+                    score,
+                    Candidate {
+                        kind: r.get(0)?,
+                        num: r.get(1)?,
+                        status: r.get(2)?,
+                        columns: columns.map(str::to_string),
+                    },
+                ),
+            );
+            best.truncate(limit);
         }
-        Ok(out)
-    }
-
-    fn hit(&self, rowid: i64, score: f64, terms: &[Term]) -> Result<SearchHit> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT i.kind, i.num, i.status, f.title, f.body, f.comments, f.authors, f.tags
-             FROM item_fts f JOIN items i ON i.id = f.rowid WHERE f.rowid = ?1",
-        )?;
-        let (kind, num, status, columns): (String, i64, String, [String; 5]) =
-            stmt.query_row([rowid], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
-                ))
-            })?;
-        let cols = columns.each_ref().map(String::as_str);
-        Ok(SearchHit {
-            id: ItemId {
-                kind: kind.parse()?,
-                num,
-            },
-            snippet: rank::snippet(&cols, terms, SNIPPET_TOKENS),
-            title: columns[0].clone(),
-            status,
-            score,
-        })
+        Ok(best)
     }
 
     /// Rows and average tokens per row of the whole index, from FTS5's own totals record
