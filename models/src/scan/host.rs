@@ -118,20 +118,9 @@ struct BlockGrads {
     dd: Vec<f32>,     // [width]
 }
 
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// One forward step of one channel: updates `h` in place and returns `C_t · h_t`.
 #[inline(always)]
-fn step_forward(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f32, dtx: f32) -> f32 {
+fn step_forward(h: &mut [f32], [a, b, c]: [&[f32]; 3], dt: f32, dtx: f32) -> f32 {
     let n = h.len();
     let full = n / LANES * LANES;
     let mut acc: Lane = [0.0; LANES];
@@ -155,15 +144,7 @@ fn step_forward(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f32, dtx: f3
 
 /// One recomputed step of one channel: `dec = exp(dt·A)`, `cur = dec ⊙ prev + dtx·B`.
 #[inline(always)]
-fn step_states(
-    cur: &mut [f32],
-    dec: &mut [f32],
-    prev: &[f32],
-    a: &[f32],
-    b: &[f32],
-    dt: f32,
-    dtx: f32,
-) {
+fn step_states(cur: &mut [f32], dec: &mut [f32], [prev, a, b]: [&[f32]; 3], dt: f32, dtx: f32) {
     let n = cur.len();
     let full = n / LANES * LANES;
     for s0 in (0..full).step_by(LANES) {
@@ -182,6 +163,150 @@ fn step_states(
         let e = fast_exp(dt * a[s]);
         dec[s] = e;
         cur[s] = e * prev[s] + dtx * b[s];
+    }
+}
+
+/// One reverse step of one channel. `gs = carry + dy·C` is `dL/dh_t`; accumulates `dC`, `dA`,
+/// `dB`, moves `carry` to `dL/dh_{t−1}` and returns `(Σ gs·B, Σ A·gs·decay·h_{t−1})`.
+#[inline(always)]
+fn step_backward(
+    [dy, dt, dtx]: [f32; 3],
+    [h, ct, dec, prev, a, bt]: [&[f32]; 6],
+    dct: &mut [f32],
+    carry: &mut [f32],
+    da: &mut [f32],
+    dbt: &mut [f32],
+) -> (f32, f32) {
+    let n = h.len();
+    // gb = Σ_s gs·B_s; ga = Σ_s A_s·gs·decay_s·h_{t−1,s}.
+    let (mut gb, mut ga): (Lane, Lane) = ([0.0; LANES], [0.0; LANES]);
+    let full = n / LANES * LANES;
+    for s0 in (0..full).step_by(LANES) {
+        let (hv, cv, dv) = (lane(h, s0), lane(ct, s0), lane(dec, s0));
+        let (pv, av, bv) = (lane(prev, s0), lane(a, s0), lane(bt, s0));
+        let dctv = lane_mut(dct, s0);
+        for i in 0..LANES {
+            dctv[i] += dy * hv[i];
+        }
+        let cav = lane_mut(carry, s0);
+        let mut gs: Lane = [0.0; LANES];
+        let mut q: Lane = [0.0; LANES];
+        for i in 0..LANES {
+            gs[i] = cav[i] + dy * cv[i];
+            let nc = gs[i] * dv[i];
+            q[i] = nc * pv[i];
+            cav[i] = nc;
+            ga[i] += av[i] * q[i];
+            gb[i] += gs[i] * bv[i];
+        }
+        let dav = lane_mut(da, s0);
+        for i in 0..LANES {
+            dav[i] += dt * q[i];
+        }
+        let dbv = lane_mut(dbt, s0);
+        for i in 0..LANES {
+            dbv[i] += gs[i] * dtx;
+        }
+    }
+    let (mut gb_t, mut ga_t) = (0.0f32, 0.0f32);
+    for s in full..n {
+        dct[s] += dy * h[s];
+        let gs = carry[s] + dy * ct[s];
+        let nc = gs * dec[s];
+        let q = nc * prev[s];
+        da[s] += dt * q;
+        ga_t += a[s] * q;
+        dbt[s] += gs * dtx;
+        gb_t += gs * bt[s];
+        carry[s] = nc;
+    }
+    (gb.iter().sum::<f32>() + gb_t, ga.iter().sum::<f32>() + ga_t)
+}
+
+/// Which compiled copy of the step kernels runs: the baseline one, or (x86-64) one compiled
+/// for AVX2 + FMA. The copies are separate, non-inlined functions: inlined into the block
+/// loops the lane loops were left scalar.
+#[derive(Clone, Copy)]
+struct Isa {
+    avx2: bool,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Isa { avx2 }
+    }
+
+    #[inline(always)]
+    fn step_forward(self, h: &mut [f32], abc: [&[f32]; 3], dt: f32, dtx: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`).
+            return unsafe { avx2::step_forward(h, abc, dt, dtx) };
+        }
+        step_forward(h, abc, dt, dtx)
+    }
+
+    #[inline(always)]
+    fn step_states(self, cur: &mut [f32], dec: &mut [f32], pab: [&[f32]; 3], dt: f32, dtx: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: as above.
+            return unsafe { avx2::step_states(cur, dec, pab, dt, dtx) };
+        }
+        step_states(cur, dec, pab, dt, dtx)
+    }
+
+    #[inline(always)]
+    fn step_backward(
+        self,
+        scalars: [f32; 3],
+        ins: [&[f32]; 6],
+        dct: &mut [f32],
+        carry: &mut [f32],
+        da: &mut [f32],
+        dbt: &mut [f32],
+    ) -> (f32, f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: as above.
+            return unsafe { avx2::step_backward(scalars, ins, dct, carry, da, dbt) };
+        }
+        step_backward(scalars, ins, dct, carry, da, dbt)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn step_forward(h: &mut [f32], abc: [&[f32]; 3], dt: f32, dtx: f32) -> f32 {
+        super::step_forward(h, abc, dt, dtx)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn step_states(
+        cur: &mut [f32],
+        dec: &mut [f32],
+        pab: [&[f32]; 3],
+        dt: f32,
+        dtx: f32,
+    ) {
+        super::step_states(cur, dec, pab, dt, dtx)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn step_backward(
+        scalars: [f32; 3],
+        ins: [&[f32]; 6],
+        dct: &mut [f32],
+        carry: &mut [f32],
+        da: &mut [f32],
+        dbt: &mut [f32],
+    ) -> (f32, f32) {
+        super::step_backward(scalars, ins, dct, carry, da, dbt)
     }
 }
 
@@ -207,19 +332,11 @@ impl HostInputs {
     /// `y` as `[batch, L, d_inner]`.
     pub(crate) fn forward(&self) -> Vec<f32> {
         let (l, ch) = (self.len, self.channels);
-        let avx = has_avx2_fma();
+        let isa = Isa::detect();
         let parts: Vec<(usize, usize, usize, Vec<f32>)> = self
             .blocks()
             .into_par_iter()
-            .map(|(bi, k0, w)| {
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                    return (bi, k0, w, unsafe { self.forward_block_avx2(bi, k0, w) });
-                }
-                let _ = avx;
-                (bi, k0, w, self.forward_block(bi, k0, w))
-            })
+            .map(|(bi, k0, w)| (bi, k0, w, self.forward_block(isa, bi, k0, w)))
             .collect();
         let mut y = vec![0.0f32; self.batch * l * ch];
         for (bi, k0, w, part) in parts {
@@ -231,15 +348,8 @@ impl HostInputs {
         y
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_block_avx2(&self, bi: usize, k0: usize, w: usize) -> Vec<f32> {
-        self.forward_block(bi, k0, w)
-    }
-
     /// `y[bi, :, k0..k0 + w]` as `[L, w]`.
-    #[inline(always)]
-    fn forward_block(&self, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    fn forward_block(&self, isa: Isa, bi: usize, k0: usize, w: usize) -> Vec<f32> {
         let (l, ch, n) = (self.len, self.channels, self.state);
         let mut h = vec![0.0f32; w * n];
         let mut out = vec![0.0f32; l * w];
@@ -254,7 +364,7 @@ impl HostInputs {
                 let (dt, x) = (self.delta[row * ch + k], self.u[row * ch + k]);
                 let a = &self.a[k * n..(k + 1) * n];
                 let hk = &mut h[j * n..(j + 1) * n];
-                out[t * w + j] = step_forward(hk, a, bt, ct, dt, dt * x) + self.d[k] * x;
+                out[t * w + j] = isa.step_forward(hk, [a, bt, ct], dt, dt * x) + self.d[k] * x;
             }
         }
         out
@@ -263,19 +373,11 @@ impl HostInputs {
     /// Reverse scan; `grad` is `dL/dy` as `[batch, L, d_inner]`.
     pub(crate) fn backward(&self, grad: &[f32]) -> HostGrads {
         let (l, ch, n) = (self.len, self.channels, self.state);
-        let avx = has_avx2_fma();
+        let isa = Isa::detect();
         let parts: Vec<BlockGrads> = self
             .blocks()
             .into_par_iter()
-            .map(|(bi, k0, w)| {
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                    return unsafe { self.backward_block_avx2(grad, bi, k0, w) };
-                }
-                let _ = avx;
-                self.backward_block(grad, bi, k0, w)
-            })
+            .map(|(bi, k0, w)| self.backward_block(isa, grad, bi, k0, w))
             .collect();
         let mut out = HostGrads {
             du: vec![0.0; self.batch * l * ch],
@@ -313,22 +415,9 @@ impl HostInputs {
         out
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn backward_block_avx2(
-        &self,
-        grad: &[f32],
-        bi: usize,
-        k0: usize,
-        w: usize,
-    ) -> BlockGrads {
-        self.backward_block(grad, bi, k0, w)
-    }
-
     /// Gradients of channels `k0..k0 + w` of batch item `bi`. Per channel: recompute the states
     /// `h_t` and decays `exp(Δ_t·A)` into `[L, N]` buffers, then one reverse pass.
-    #[inline(always)]
-    fn backward_block(&self, grad: &[f32], bi: usize, k0: usize, w: usize) -> BlockGrads {
+    fn backward_block(&self, isa: Isa, grad: &[f32], bi: usize, k0: usize, w: usize) -> BlockGrads {
         let (l, ch, n) = (self.len, self.channels, self.state);
         let mut g = BlockGrads {
             bi,
@@ -358,7 +447,7 @@ impl HostInputs {
                 let prev = &done[t * n..];
                 let cur = &mut next[..n];
                 let dec = &mut decays[t * n..(t + 1) * n];
-                step_states(cur, dec, prev, a, bt, dt, dtx);
+                isa.step_states(cur, dec, [prev, a, bt], dt, dtx);
             }
             carry.iter_mut().for_each(|v| *v = 0.0);
             da.iter_mut().for_each(|v| *v = 0.0);
@@ -376,50 +465,14 @@ impl HostInputs {
                 let dec = &decays[t * n..(t + 1) * n];
                 let dbt = &mut g.db[t * n..(t + 1) * n];
                 let dct = &mut g.dc[t * n..(t + 1) * n];
-                // gb = Σ_s gs·B_s; ga = Σ_s A_s·gs·decay_s·h_{t−1,s}.
-                let (mut gb, mut ga): (Lane, Lane) = ([0.0; LANES], [0.0; LANES]);
-                let full = n / LANES * LANES;
-                for s0 in (0..full).step_by(LANES) {
-                    let (hv, cv, dv) = (lane(h, s0), lane(ct, s0), lane(dec, s0));
-                    let (pv, av, bv) = (lane(prev, s0), lane(a, s0), lane(bt, s0));
-                    let dctv = lane_mut(dct, s0);
-                    for i in 0..LANES {
-                        dctv[i] += dy * hv[i];
-                    }
-                    let cav = lane_mut(&mut carry, s0);
-                    let mut gs: Lane = [0.0; LANES];
-                    let mut q: Lane = [0.0; LANES];
-                    for i in 0..LANES {
-                        gs[i] = cav[i] + dy * cv[i];
-                        let nc = gs[i] * dv[i];
-                        q[i] = nc * pv[i];
-                        cav[i] = nc;
-                        ga[i] += av[i] * q[i];
-                        gb[i] += gs[i] * bv[i];
-                    }
-                    let dav = lane_mut(&mut da, s0);
-                    for i in 0..LANES {
-                        dav[i] += dt * q[i];
-                    }
-                    let dbv = lane_mut(dbt, s0);
-                    for i in 0..LANES {
-                        dbv[i] += gs[i] * dtx;
-                    }
-                }
-                let (mut gb_t, mut ga_t) = (0.0f32, 0.0f32);
-                for s in full..n {
-                    dct[s] += dy * h[s];
-                    let gs = carry[s] + dy * ct[s];
-                    let nc = gs * dec[s];
-                    let q = nc * prev[s];
-                    da[s] += dt * q;
-                    ga_t += a[s] * q;
-                    dbt[s] += gs * dtx;
-                    gb_t += gs * bt[s];
-                    carry[s] = nc;
-                }
-                let gb = gb.iter().sum::<f32>() + gb_t;
-                let ga = ga.iter().sum::<f32>() + ga_t;
+                let (gb, ga) = isa.step_backward(
+                    [dy, dt, dtx],
+                    [h, ct, dec, prev, a, bt],
+                    dct,
+                    &mut carry,
+                    &mut da,
+                    dbt,
+                );
                 g.du[t * w + j] = dy * dk + dt * gb;
                 g.ddelta[t * w + j] = ga + x * gb;
             }
