@@ -1,50 +1,69 @@
 //! Training-step throughput of the CPU backends (and CUDA with `--features cuda`).
 //!
-//! `cargo run --release -p labbook-models --example bench -- [steps] [backend...]`
-//! where backend is `flex`, `ndarray` or `cuda`; prints one JSON line per measurement.
+//! `cargo run --release -p labbook-models --example bench -- [steps] [backend...]
+//! [--models mamba,transformer,hybrid] [--shape d_model,layers,seq_len,batch]`
+//! where backend is `flex`, `ndarray` or `cuda` (default `flex ndarray`); the shape defaults to
+//! 64,2,256,8 and the models to all three. Prints one JSON line per measurement.
 use burn::backend::{Autodiff, Flex, NdArray};
-use labbook_models::train::bench_train_with;
+use burn::tensor::backend::AutodiffBackend;
+use labbook_models::scan::ScanBackend;
+use labbook_models::train::{BenchResult, TrainError, bench_train_with};
+
+fn run<B: AutodiffBackend + ScanBackend>(
+    model: &str,
+    [d_model, layers, seq_len, batch]: [usize; 4],
+    steps: usize,
+    name: &str,
+) -> Result<BenchResult, TrainError> {
+    let device = Default::default();
+    bench_train_with::<B>(model, d_model, layers, seq_len, batch, steps, &device, name)
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let mut backends: Vec<String> = args.iter().skip(1).cloned().collect();
+    let mut steps = 20;
+    let mut backends: Vec<String> = Vec::new();
+    let mut models = vec!["mamba".to_string(), "transformer".into(), "hybrid".into()];
+    let mut shape = [64, 2, 256, 8];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--models" => {
+                let v = args.next().expect("--models takes a comma list");
+                models = v.split(',').map(str::to_string).collect();
+            }
+            "--shape" => {
+                let v = args
+                    .next()
+                    .expect("--shape takes d_model,layers,seq_len,batch");
+                let v: Vec<usize> = v.split(',').map(|x| x.parse().expect("number")).collect();
+                shape = v.try_into().expect("--shape takes four numbers");
+            }
+            _ => match arg.parse() {
+                Ok(n) => steps = n,
+                Err(_) => backends.push(arg),
+            },
+        }
+    }
     if backends.is_empty() {
         backends = vec!["flex".into(), "ndarray".into()];
     }
-    let (d_model, layers, seq_len, batch) = (64, 2, 256, 8);
     for backend in &backends {
-        for model in ["mamba", "transformer", "hybrid"] {
+        for model in &models {
             let r = match backend.as_str() {
-                "flex" => bench_train_with::<Autodiff<Flex>>(
-                    model,
-                    d_model,
-                    layers,
-                    seq_len,
-                    batch,
-                    steps,
-                    &Default::default(),
-                    "cpu (flex)",
-                ),
-                "ndarray" => bench_train_with::<Autodiff<NdArray>>(
-                    model,
-                    d_model,
-                    layers,
-                    seq_len,
-                    batch,
-                    steps,
-                    &Default::default(),
-                    "cpu (ndarray)",
-                ),
-                "cuda" => labbook_models::bench_train(
-                    model,
-                    d_model,
-                    layers,
-                    seq_len,
-                    batch,
-                    steps,
-                    labbook_models::BackendChoice::Cuda(0),
-                ),
+                "flex" => run::<Autodiff<Flex>>(model, shape, steps, "cpu (flex)"),
+                "ndarray" => run::<Autodiff<NdArray>>(model, shape, steps, "cpu (ndarray)"),
+                "cuda" => {
+                    let [d_model, layers, seq_len, batch] = shape;
+                    labbook_models::bench_train(
+                        model,
+                        d_model,
+                        layers,
+                        seq_len,
+                        batch,
+                        steps,
+                        labbook_models::BackendChoice::Cuda(0),
+                    )
+                }
                 other => panic!("unknown backend {other}"),
             };
             match r {

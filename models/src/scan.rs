@@ -11,18 +11,32 @@
 //!   through an `L`-step loop of small tensor ops: the backward recomputes each channel's
 //!   states `[L, N]` into a local buffer and runs one reverse scan.
 //! * [`selective_scan_reference`] is the plain sequential tensor-op version used by the tests.
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::{
     Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor};
-use rayon::prelude::*;
+use std::sync::Arc;
+
+use crate::model::mamba::softplus;
+
+mod conv;
+mod host;
+use conv::ConvSilu;
+use host::{GatedScan, HostInputs};
 
 /// A backend that can run the selective scan. The default methods run the fused host loop,
 /// which works on every backend (on a GPU backend it copies through host memory).
 pub trait ScanBackend: Backend {
+    /// True on backends whose tensors live in host memory: there [`gated_scan`] and
+    /// [`causal_conv_silu`] run fused host kernels with hand-written backwards; elsewhere they
+    /// are composed of tensor ops around [`ScanBackend::selective_scan`].
+    const HOST_KERNELS: bool = false;
+
     /// Forward scan; see the module docs for shapes.
     fn selective_scan(
         u: FloatTensor<Self>,
@@ -63,10 +77,43 @@ pub trait ScanBackend: Backend {
             upload::<Self, 1>(g.dd, [ch], &device),
         ]
     }
+
+    /// Host kernel of [`gated_scan`]; called only when `HOST_KERNELS`.
+    #[allow(clippy::too_many_arguments)]
+    fn gated_scan_host(
+        u: FloatTensor<Self>,
+        delta_raw: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let device = Self::float_device(&u);
+        let mut g = load_gated::<Self>(u, delta_raw, a, b, c, d, z);
+        let y = g.forward();
+        upload::<Self, 3>(y, g.scan.dims(), &device)
+    }
+
+    /// Host kernel of [`causal_conv_silu`]; called only when `HOST_KERNELS`.
+    fn conv_silu_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let device = Self::float_device(&x);
+        let mut cv = load_conv::<Self>(x, w, bias);
+        let out = cv.forward();
+        upload::<Self, 3>(out, [cv.batch, cv.len, cv.channels], &device)
+    }
 }
 
-impl ScanBackend for burn::backend::NdArray {}
-impl ScanBackend for burn::backend::Flex {}
+impl ScanBackend for burn::backend::NdArray {
+    const HOST_KERNELS: bool = true;
+}
+impl ScanBackend for burn::backend::Flex {
+    const HOST_KERNELS: bool = true;
+}
 // `burn::backend::Cuda` (and `Wgpu`, test-only) run CubeCL kernels: see `crate::scan_cubecl`.
 
 /// Runs the selective scan on any [`ScanBackend`] (tracked by autodiff when `B` is `Autodiff`).
@@ -95,6 +142,109 @@ pub fn selective_scan<B: ScanBackend>(
         d.into_primitive().tensor(),
     );
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_inner]
+}
+
+/// The middle of the Mamba mixer: `selective_scan(u, softplus(delta_raw), a, b, c, d) ⊙
+/// silu(z)`, with `z`: `[batch, L, d_inner]` and the other shapes as in [`selective_scan`].
+/// One fused host op on CPU backends (see [`ScanBackend::HOST_KERNELS`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gated_scan<B: ScanBackend>(
+    u: Tensor<B, 3>,         // [batch, L, d_inner]
+    delta_raw: Tensor<B, 3>, // [batch, L, d_inner], before softplus
+    a: Tensor<B, 2>,         // [d_inner, N]
+    b: Tensor<B, 3>,         // [batch, L, N]
+    c: Tensor<B, 3>,         // [batch, L, N]
+    d: Tensor<B, 1>,         // [d_inner]
+    z: Tensor<B, 3>,         // [batch, L, d_inner]
+) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return gated_scan_reference(u, delta_raw, a, b, c, d, z);
+    }
+    check_shapes(
+        &u.dims(),
+        &delta_raw.dims(),
+        &a.dims(),
+        &b.dims(),
+        &c.dims(),
+        &d.dims(),
+    );
+    assert_eq!(
+        z.dims(),
+        u.dims(),
+        "gated_scan: z must be [batch, L, d_inner]"
+    );
+    let y = B::gated_scan_host(
+        u.into_primitive().tensor(),
+        delta_raw.into_primitive().tensor(),
+        a.into_primitive().tensor(),
+        b.into_primitive().tensor(),
+        c.into_primitive().tensor(),
+        d.into_primitive().tensor(),
+        z.into_primitive().tensor(),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_inner]
+}
+
+/// [`gated_scan`] composed of tensor ops around [`selective_scan`].
+#[allow(clippy::too_many_arguments)]
+pub fn gated_scan_reference<B: ScanBackend>(
+    u: Tensor<B, 3>,
+    delta_raw: Tensor<B, 3>,
+    a: Tensor<B, 2>,
+    b: Tensor<B, 3>,
+    c: Tensor<B, 3>,
+    d: Tensor<B, 1>,
+    z: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    selective_scan(u, softplus(delta_raw), a, b, c, d) * silu(z)
+}
+
+/// Mamba's depthwise causal convolution followed by SiLU: `x`: `[batch, L, d_inner]`,
+/// `w`: `[d_inner, K]`, `bias`: `[d_inner]`; left zero padding of `K − 1`, so
+/// `pre[t] = bias + Σ_j w[:, j]·x[t + j − (K − 1)]` and the result is `silu(pre)`.
+/// One fused host op on CPU backends (see [`ScanBackend::HOST_KERNELS`]).
+pub fn causal_conv_silu<B: ScanBackend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return causal_conv_silu_reference(x, w, bias);
+    }
+    assert_eq!(
+        w.dims()[0],
+        x.dims()[2],
+        "causal_conv_silu: w must be [d_inner, K]"
+    );
+    assert_eq!(
+        bias.dims()[0],
+        x.dims()[2],
+        "causal_conv_silu: bias must be [d_inner]"
+    );
+    let y = B::conv_silu_host(
+        x.into_primitive().tensor(),
+        w.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_inner]
+}
+
+/// [`causal_conv_silu`] composed of tensor ops (pad, `K` shifted multiply-adds, SiLU).
+pub fn causal_conv_silu_reference<B: Backend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 3> {
+    let [batch, len, di] = x.dims();
+    let k = w.dims()[1];
+    let pad = Tensor::<B, 3>::zeros([batch, k - 1, di], &x.device());
+    let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + k − 1, d_inner]
+    let mut out = bias.reshape([1, 1, di]); // [1, 1, d_inner]
+    for j in 0..k {
+        let wj = w.clone().narrow(1, j, 1).reshape([1, 1, di]);
+        out = out + xp.clone().narrow(1, j, len) * wj; // [batch, L, d_inner]
+    }
+    silu(out)
 }
 
 fn check_shapes(
@@ -151,7 +301,10 @@ pub fn selective_scan_reference<B: Backend>(
 fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize; D]) {
     let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(t));
     let dims = t.dims();
-    let v = t
+    // `× 1` makes a fresh, unshared tensor: ndarray hands a shared or strided array to
+    // `into_data` through an element-by-element iterator (perf: ~10% of a Mamba training
+    // step), while the multiply runs over contiguous memory and the result moves out copy-free.
+    let v = (t * 1.0)
         .into_data()
         .convert::<f32>()
         .into_vec::<f32>()
@@ -169,32 +322,40 @@ fn upload<B: Backend, const D: usize>(
         .tensor()
 }
 
-/// Host copies of the scan inputs, row-major.
-pub(crate) struct HostInputs {
-    batch: usize,
-    len: usize,
-    channels: usize,
-    state: usize,
-    u: Vec<f32>,
-    delta: Vec<f32>,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    c: Vec<f32>,
-    d: Vec<f32>,
+#[allow(clippy::too_many_arguments)]
+fn load_gated<B: Backend>(
+    u: FloatTensor<B>,
+    delta_raw: FloatTensor<B>,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+    c: FloatTensor<B>,
+    d: FloatTensor<B>,
+    z: FloatTensor<B>,
+) -> GatedScan {
+    let (z, _) = download::<B, 3>(z);
+    GatedScan::new(HostInputs::load::<B>(u, delta_raw, a, b, c, d), z)
 }
 
-/// Gradients produced by [`HostInputs::backward`].
-pub(crate) struct HostGrads {
-    du: Vec<f32>,
-    ddelta: Vec<f32>,
-    da: Vec<f32>,
-    db: Vec<f32>,
-    dc: Vec<f32>,
-    dd: Vec<f32>,
+fn load_conv<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, bias: FloatTensor<B>) -> ConvSilu {
+    let (x, dims) = download::<B, 3>(x);
+    let (w, _) = download::<B, 2>(w);
+    let (bias, _) = download::<B, 1>(bias);
+    ConvSilu::new(x, dims, &w, bias)
 }
 
-// Kernels index several slices with the same counter; explicit indices read clearest here.
-#[allow(clippy::needless_range_loop)]
+/// Hands each tracked parent its gradient.
+fn register<B: Backend, const N: usize>(
+    parents: [Option<NodeId>; N],
+    outs: [FloatTensor<B>; N],
+    grads: &mut Gradients,
+) {
+    for (parent, g) in parents.into_iter().zip(outs) {
+        if let Some(id) = parent {
+            grads.register::<B>(id, g);
+        }
+    }
+}
+
 impl HostInputs {
     fn load<B: Backend>(
         u: FloatTensor<B>,
@@ -223,119 +384,6 @@ impl HostInputs {
             d,
         }
     }
-
-    /// `y` as `[batch, L, d_inner]`, parallel over (batch, channel).
-    fn forward(&self) -> Vec<f32> {
-        let (l, ch, n) = (self.len, self.channels, self.state);
-        let columns: Vec<Vec<f32>> = (0..self.batch * ch)
-            .into_par_iter()
-            .map(|i| {
-                let (bi, k) = (i / ch, i % ch);
-                let a = &self.a[k * n..(k + 1) * n];
-                let mut h = vec![0.0f32; n];
-                let mut col = Vec::with_capacity(l);
-                for t in 0..l {
-                    let idx = (bi * l + t) * ch + k;
-                    let (dt, x) = (self.delta[idx], self.u[idx]);
-                    let row = (bi * l + t) * n;
-                    let (bt, ct) = (&self.b[row..row + n], &self.c[row..row + n]);
-                    let mut acc = 0.0f32;
-                    for s in 0..n {
-                        h[s] = (dt * a[s]).exp() * h[s] + dt * bt[s] * x;
-                        acc += ct[s] * h[s];
-                    }
-                    col.push(acc + self.d[k] * x);
-                }
-                col
-            })
-            .collect();
-        let mut y = vec![0.0f32; self.batch * l * ch];
-        for (i, col) in columns.into_iter().enumerate() {
-            let (bi, k) = (i / ch, i % ch);
-            for (t, v) in col.into_iter().enumerate() {
-                y[(bi * l + t) * ch + k] = v;
-            }
-        }
-        y
-    }
-
-    /// Reverse scan, parallel over batch items; `grad` is `dL/dy` as `[batch, L, d_inner]`.
-    fn backward(&self, grad: &[f32]) -> HostGrads {
-        let (l, ch, n) = (self.len, self.channels, self.state);
-        let per_batch: Vec<HostGrads> = (0..self.batch)
-            .into_par_iter()
-            .map(|bi| {
-                let mut g = HostGrads {
-                    du: vec![0.0; l * ch],
-                    ddelta: vec![0.0; l * ch],
-                    da: vec![0.0; ch * n],
-                    db: vec![0.0; l * n],
-                    dc: vec![0.0; l * n],
-                    dd: vec![0.0; ch],
-                };
-                let mut states = vec![0.0f32; l * n]; // h_t for t in 0..L, one channel
-                let mut carry = vec![0.0f32; n]; // dL/dh_t
-                for k in 0..ch {
-                    let a = &self.a[k * n..(k + 1) * n];
-                    let dk = self.d[k];
-                    // Recompute this channel's states.
-                    for t in 0..l {
-                        let idx = (bi * l + t) * ch + k;
-                        let (dt, x) = (self.delta[idx], self.u[idx]);
-                        let row = (bi * l + t) * n;
-                        for s in 0..n {
-                            let prev = if t == 0 { 0.0 } else { states[(t - 1) * n + s] };
-                            states[t * n + s] = (dt * a[s]).exp() * prev + dt * self.b[row + s] * x;
-                        }
-                    }
-                    carry.iter_mut().for_each(|v| *v = 0.0);
-                    let mut dd = 0.0f32;
-                    for t in (0..l).rev() {
-                        let idx = (bi * l + t) * ch + k;
-                        let (dt, x, dy) = (self.delta[idx], self.u[idx], grad[idx]);
-                        let row = (bi * l + t) * n;
-                        dd += dy * x;
-                        let mut dx = dy * dk;
-                        let mut ddt = 0.0f32;
-                        for s in 0..n {
-                            let h = states[t * n + s];
-                            let prev = if t == 0 { 0.0 } else { states[(t - 1) * n + s] };
-                            g.dc[t * n + s] += dy * h;
-                            let gs = carry[s] + dy * self.c[row + s];
-                            let decay = (dt * a[s]).exp();
-                            let bs = self.b[row + s];
-                            ddt += gs * (a[s] * decay * prev + bs * x);
-                            g.da[k * n + s] += gs * dt * decay * prev;
-                            g.db[t * n + s] += gs * dt * x;
-                            dx += gs * dt * bs;
-                            carry[s] = gs * decay;
-                        }
-                        g.du[t * ch + k] = dx;
-                        g.ddelta[t * ch + k] = ddt;
-                    }
-                    g.dd[k] = dd;
-                }
-                g
-            })
-            .collect();
-        let mut out = HostGrads {
-            du: Vec::with_capacity(self.batch * l * ch),
-            ddelta: Vec::with_capacity(self.batch * l * ch),
-            da: vec![0.0; ch * n],
-            db: Vec::with_capacity(self.batch * l * n),
-            dc: Vec::with_capacity(self.batch * l * n),
-            dd: vec![0.0; ch],
-        };
-        for g in per_batch {
-            out.du.extend_from_slice(&g.du);
-            out.ddelta.extend_from_slice(&g.ddelta);
-            out.db.extend_from_slice(&g.db);
-            out.dc.extend_from_slice(&g.dc);
-            out.da.iter_mut().zip(&g.da).for_each(|(o, v)| *o += v);
-            out.dd.iter_mut().zip(&g.dd).for_each(|(o, v)| *o += v);
-        }
-        out
-    }
 }
 
 #[derive(Debug)]
@@ -355,15 +403,141 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackwardOp {
         let grad = grads.consume::<B>(&ops.node);
         let [u, delta, a, b, c, d] = ops.state;
         let outs = B::selective_scan_backward(u, delta, a, b, c, d, grad);
-        for (parent, g) in ops.parents.into_iter().zip(outs) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        register::<B, 6>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+    }
+}
+
+#[derive(Debug)]
+struct GatedScanBackwardOp;
+
+impl<B: Backend> Backward<B, 7> for GatedScanBackwardOp {
+    type State = Arc<GatedScan>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 7>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let device = B::float_device(&grad);
+        let (grad, _) = download::<B, 3>(grad);
+        let (g, dz) = ops.state.backward(&grad);
+        let dims = ops.state.scan.dims();
+        let [ch, n] = [dims[2], ops.state.scan.state];
+        let bln = [dims[0], dims[1], n];
+        let outs = [
+            upload::<B, 3>(g.du, dims, &device),
+            upload::<B, 3>(g.ddelta, dims, &device),
+            upload::<B, 2>(g.da, [ch, n], &device),
+            upload::<B, 3>(g.db, bln, &device),
+            upload::<B, 3>(g.dc, bln, &device),
+            upload::<B, 1>(g.dd, [ch], &device),
+            upload::<B, 3>(dz, dims, &device),
+        ];
+        register::<B, 7>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+    }
+}
+
+#[derive(Debug)]
+struct ConvSiluBackwardOp;
+
+impl<B: Backend> Backward<B, 3> for ConvSiluBackwardOp {
+    type State = Arc<ConvSilu>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let device = B::float_device(&grad);
+        let (grad, _) = download::<B, 3>(grad);
+        let cv = &ops.state;
+        let g = cv.backward(&grad);
+        let outs = [
+            upload::<B, 3>(g.dx, [cv.batch, cv.len, cv.channels], &device),
+            upload::<B, 2>(g.dw, [cv.channels, cv.kernel], &device),
+            upload::<B, 1>(g.dbias, [cv.channels], &device),
+        ];
+        register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
     }
 }
 
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
+    const HOST_KERNELS: bool = B::HOST_KERNELS;
+
+    fn gated_scan_host(
+        u: FloatTensor<Self>,
+        delta_raw: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [
+            u.node.clone(),
+            delta_raw.node.clone(),
+            a.node.clone(),
+            b.node.clone(),
+            c.node.clone(),
+            d.node.clone(),
+            z.node.clone(),
+        ];
+        let prims = (
+            u.primitive,
+            delta_raw.primitive,
+            a.primitive,
+            b.primitive,
+            c.primitive,
+            d.primitive,
+            z.primitive,
+        );
+        match GatedScanBackwardOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let device = B::float_device(&prims.0);
+                let (u, dr, a, b, c, d, z) = prims;
+                let mut g = load_gated::<B>(u, dr, a, b, c, d, z);
+                let y = upload::<B, 3>(g.forward(), g.scan.dims(), &device);
+                prep.finish(Arc::new(g), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (u, dr, a, b, c, d, z) = prims;
+                prep.finish(B::gated_scan_host(u, dr, a, b, c, d, z))
+            }
+        }
+    }
+
+    fn conv_silu_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node.clone(), w.node.clone(), bias.node.clone()];
+        match ConvSiluBackwardOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let device = B::float_device(&x.primitive);
+                let mut cv = load_conv::<B>(x.primitive, w.primitive, bias.primitive);
+                let dims = [cv.batch, cv.len, cv.channels];
+                let out = upload::<B, 3>(cv.forward(), dims, &device);
+                prep.finish(Arc::new(cv), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::conv_silu_host(x.primitive, w.primitive, bias.primitive))
+            }
+        }
+    }
+
     fn selective_scan(
         u: FloatTensor<Self>,
         delta: FloatTensor<Self>,

@@ -2,10 +2,10 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::silu;
+use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
-use crate::scan::{ScanBackend, selective_scan};
+use crate::scan::{ScanBackend, causal_conv_silu, gated_scan};
 
 /// Configuration of one Mamba mixer.
 #[derive(Config, Debug)]
@@ -160,50 +160,37 @@ impl<B: ScanBackend> Mamba<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, _] = x.dims();
         let (di, n, r) = (self.d_inner, self.d_state, self.dt_rank);
-        let xz = self.in_proj.forward(x); // [batch, L, 2·d_inner]
-        let xs = xz.clone().narrow(2, 0, di); // [batch, L, d_inner]
-        let z = xz.narrow(2, di, di); // [batch, L, d_inner]
-        let xs = silu(self.causal_conv(xs)); // [batch, L, d_inner]
-        let (delta, b, c) = match (&self.x_proj, &self.dt_proj) {
+        // in_proj as two products with column slices of its weight, so that xs and z come out
+        // contiguous (the fused host ops then read them without a strided copy).
+        let w_in = self.in_proj.weight.val(); // [d_model, 2·d_inner]
+        let xs = linear(x.clone(), w_in.clone().narrow(1, 0, di), None); // [batch, L, d_inner]
+        let z = linear(x, w_in.narrow(1, di, di), None); // [batch, L, d_inner]
+        // silu(depthwise causal conv(xs)): [batch, L, d_inner]
+        let xs = causal_conv_silu(xs, self.conv_weight.val(), self.conv_bias.val());
+        let (delta_raw, b, c) = match (&self.x_proj, &self.dt_proj) {
             (Some(x_proj), Some(dt_proj)) => {
-                let dbc = x_proj.forward(xs.clone()); // [batch, L, dt_rank + 2N]
-                let dt = dbc.clone().narrow(2, 0, r); // [batch, L, dt_rank]
-                let b = dbc.clone().narrow(2, r, n); // [batch, L, N]
-                let c = dbc.narrow(2, r + n, n); // [batch, L, N]
-                (softplus(dt_proj.forward(dt)), b, c) // Δ: [batch, L, d_inner]
+                // x_proj likewise split by output columns: Δ (low rank), B, C.
+                let w = x_proj.weight.val(); // [d_inner, dt_rank + 2N]
+                let dt = linear(xs.clone(), w.clone().narrow(1, 0, r), None); // [batch, L, dt_rank]
+                let b = linear(xs.clone(), w.clone().narrow(1, r, n), None); // [batch, L, N]
+                let c = linear(xs.clone(), w.narrow(1, r + n, n), None); // [batch, L, N]
+                (dt_proj.forward(dt), b, c) // Δ before softplus: [batch, L, d_inner]
             }
             _ => {
                 let dt = self.lti_dt.as_ref().expect("LTI Δ").val();
                 let b = self.lti_b.as_ref().expect("LTI B").val();
                 let c = self.lti_c.as_ref().expect("LTI C").val();
                 (
-                    softplus(dt).reshape([1, 1, di]).expand([batch, len, di]), // [batch, L, d_inner]
-                    b.reshape([1, 1, n]).expand([batch, len, n]),              // [batch, L, N]
-                    c.reshape([1, 1, n]).expand([batch, len, n]),              // [batch, L, N]
+                    dt.reshape([1, 1, di]).expand([batch, len, di]), // [batch, L, d_inner]
+                    b.reshape([1, 1, n]).expand([batch, len, n]),    // [batch, L, N]
+                    c.reshape([1, 1, n]).expand([batch, len, n]),    // [batch, L, N]
                 )
             }
         };
         let a = self.a_log.val().exp().neg(); // [d_inner, N]
-        let y = selective_scan(xs, delta, a, b, c, self.d.val()); // [batch, L, d_inner]
-        self.out_proj.forward(y * silu(z)) // [batch, L, d_model]
-    }
-}
-
-impl<B: Backend> Mamba<B> {
-    /// Depthwise causal conv, left-padded by `d_conv − 1`: `[batch, L, d_inner] → same`.
-    /// `out[t] = bias + Σ_k w[k]·x[t + k − (d_conv − 1)]` (PyTorch `conv1d(padding=k−1)[..L]`).
-    fn causal_conv(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, len, di] = x.dims();
-        let k = self.d_conv;
-        let pad = Tensor::<B, 3>::zeros([batch, k - 1, di], &x.device());
-        let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + k − 1, d_inner]
-        let w = self.conv_weight.val(); // [d_inner, k]
-        let mut out = self.conv_bias.val().reshape([1, 1, di]); // [1, 1, d_inner]
-        for j in 0..k {
-            let wj = w.clone().narrow(1, j, 1).reshape([1, 1, di]);
-            out = out + xp.clone().narrow(1, j, len) * wj; // [batch, L, d_inner]
-        }
-        out
+        // scan(xs, softplus(Δ), A, B, C, D) ⊙ silu(z): [batch, L, d_inner]
+        let y = gated_scan(xs, delta_raw, a, b, c, self.d.val(), z);
+        self.out_proj.forward(y) // [batch, L, d_model]
     }
 }
 

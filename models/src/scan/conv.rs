@@ -1,0 +1,151 @@
+//! Host kernel of Mamba's depthwise causal convolution fused with SiLU, with its backward:
+//! `pre[t, k] = bias[k] + Σ_j w[k, j]·x[t + j − (K − 1), k]` (zero left padding),
+//! `out = silu(pre)`. Shapes: `x`, `out`: `[batch, L, d_inner]`; `w`: `[d_inner, K]`;
+//! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
+use rayon::prelude::*;
+
+use super::host::silu_and_grad;
+
+/// Inputs of the fused conv, plus the pre-activation kept by [`ConvSilu::forward`].
+pub(crate) struct ConvSilu {
+    pub(crate) batch: usize,
+    pub(crate) len: usize,
+    pub(crate) channels: usize,
+    pub(crate) kernel: usize,
+    /// `[batch, L, d_inner]`.
+    pub(crate) x: Vec<f32>,
+    /// Transposed weight `[K, d_inner]`.
+    pub(crate) w_t: Vec<f32>,
+    /// `[d_inner]`.
+    pub(crate) bias: Vec<f32>,
+    /// Pre-activation `[batch, L, d_inner]`, filled by the forward.
+    pub(crate) pre: Vec<f32>,
+}
+
+impl std::fmt::Debug for ConvSilu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ConvSilu[{}, {}, {}; k {}]",
+            self.batch, self.len, self.channels, self.kernel
+        )
+    }
+}
+
+/// Gradients of [`ConvSilu`]: `dx` `[batch, L, d_inner]`, `dw` `[d_inner, K]`, `dbias`.
+pub(crate) struct ConvGrads {
+    pub(crate) dx: Vec<f32>,
+    pub(crate) dw: Vec<f32>,
+    pub(crate) dbias: Vec<f32>,
+}
+
+impl ConvSilu {
+    /// `w` is `[d_inner, K]` row-major, as the module stores it.
+    pub(crate) fn new(
+        x: Vec<f32>,
+        [batch, len, channels]: [usize; 3],
+        w: &[f32],
+        bias: Vec<f32>,
+    ) -> Self {
+        let kernel = w.len() / channels.max(1);
+        let mut w_t = vec![0.0f32; kernel * channels];
+        for k in 0..channels {
+            for j in 0..kernel {
+                w_t[j * channels + k] = w[k * kernel + j];
+            }
+        }
+        ConvSilu {
+            batch,
+            len,
+            channels,
+            kernel,
+            x,
+            w_t,
+            bias,
+            pre: Vec::new(),
+        }
+    }
+
+    /// `silu(conv(x))` as `[batch, L, d_inner]`; keeps the pre-activation for the backward.
+    pub(crate) fn forward(&mut self) -> Vec<f32> {
+        let (l, ch, kk) = (self.len, self.channels, self.kernel);
+        let mut pre = vec![0.0f32; self.batch * l * ch];
+        pre.par_chunks_mut(l * ch)
+            .enumerate()
+            .for_each(|(bi, out)| {
+                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                for t in 0..l {
+                    let row = &mut out[t * ch..(t + 1) * ch];
+                    row.copy_from_slice(&self.bias);
+                    for j in 0..kk {
+                        // Input time t + j − (K − 1); skip the zero padding.
+                        let Some(src) = (t + j).checked_sub(kk - 1) else {
+                            continue;
+                        };
+                        let (xr, wr) = (
+                            &x[src * ch..(src + 1) * ch],
+                            &self.w_t[j * ch..(j + 1) * ch],
+                        );
+                        for k in 0..ch {
+                            row[k] += wr[k] * xr[k];
+                        }
+                    }
+                }
+            });
+        let out = pre.iter().map(|&p| silu_and_grad(p).0).collect();
+        self.pre = pre;
+        out
+    }
+
+    /// Gradients given `dL/dout`.
+    pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
+        let (l, ch, kk) = (self.len, self.channels, self.kernel);
+        let gpre: Vec<f32> = grad
+            .iter()
+            .zip(&self.pre)
+            .map(|(&g, &p)| g * silu_and_grad(p).1)
+            .collect();
+        let mut dx = vec![0.0f32; self.batch * l * ch];
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(l * ch)
+            .enumerate()
+            .map(|(bi, dxb)| {
+                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
+                let mut dw_t = vec![0.0f32; kk * ch];
+                let mut db = vec![0.0f32; ch];
+                for t in 0..l {
+                    let gr = &gp[t * ch..(t + 1) * ch];
+                    for k in 0..ch {
+                        db[k] += gr[k];
+                    }
+                    for j in 0..kk {
+                        let Some(src) = (t + j).checked_sub(kk - 1) else {
+                            continue;
+                        };
+                        let wr = &self.w_t[j * ch..(j + 1) * ch];
+                        let xr = &x[src * ch..(src + 1) * ch];
+                        let dwr = &mut dw_t[j * ch..(j + 1) * ch];
+                        let dxr = &mut dxb[src * ch..(src + 1) * ch];
+                        for k in 0..ch {
+                            dwr[k] += gr[k] * xr[k];
+                            dxr[k] += gr[k] * wr[k];
+                        }
+                    }
+                }
+                (dw_t, db)
+            })
+            .collect();
+        let mut dw = vec![0.0f32; ch * kk];
+        let mut dbias = vec![0.0f32; ch];
+        for (dw_t, db) in partial {
+            for j in 0..kk {
+                for k in 0..ch {
+                    dw[k * kk + j] += dw_t[j * ch + k];
+                }
+            }
+            dbias.iter_mut().zip(&db).for_each(|(o, v)| *o += v);
+        }
+        ConvGrads { dx, dw, dbias }
+    }
+}
