@@ -201,6 +201,13 @@ fn links_comments_history_tags_search() {
     assert_eq!(hits[0]["id"], "P-1");
     let hits = nb.json(&["search", "interleave", "attention"]);
     assert_eq!(hits[0]["id"], "I-1");
+    // Whole words unless a word ends in `*`; an empty result says so.
+    assert!(nb.json(&["search", "chunk"]).as_array().unwrap().is_empty());
+    assert_eq!(nb.json(&["search", "chunk*"])[0]["id"], "E-1");
+    assert!(
+        nb.ok(&["search", "chunk"])
+            .contains("`chunk*` matches as a prefix")
+    );
 
     nb.ok(&["unlink", "I-1", "P-1"]);
     assert_eq!(

@@ -22,7 +22,12 @@ pub fn cmd_search(env: &Env, a: Args) -> Result<()> {
         return super::output::json(&hits);
     }
     if hits.is_empty() {
-        println!("No matches.");
+        match a.query.last() {
+            Some(last) if !last.ends_with('*') => {
+                println!("No matches. Words match whole; `{last}*` matches as a prefix.")
+            }
+            _ => println!("No matches."),
+        }
     }
     for h in hits {
         println!("{:<6} {:<10} {}", h.id.to_string(), h.status, h.title);
