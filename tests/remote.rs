@@ -148,6 +148,11 @@ impl World {
     }
 
     fn runner_cmd_building(&self, name: &str, build: &str, extra: &[&str]) -> Command {
+        self.runner_cmd_config(name, &format!("build = {build}\nbin = \"{BIN}\"\n"), extra)
+    }
+
+    /// A runner whose `[runner]` table has `build_and_bin` for its build settings.
+    fn runner_cmd_config(&self, name: &str, build_and_bin: &str, extra: &[&str]) -> Command {
         let home = self.dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
         let cfg = home.join("labbook.toml");
@@ -155,7 +160,7 @@ impl World {
             &cfg,
             format!(
                 "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n\n\
-                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\nbuild = {build}\nbin = \"{BIN}\"\nlease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
+                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\n{build_and_bin}lease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
                 self.fake.url(),
                 self.dir.path().join("origin.git").display()
             ),
@@ -699,4 +704,69 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
     assert_eq!(claims[0].state, ClaimState::Withdrawn);
     assert!(w.results(n).is_empty());
     assert_eq!(w.fake.state().issue(n).state, "open");
+}
+
+/// The default build: `cargo build --release` in the checkout, into the runner's shared
+/// target directory, and the built `target/release/labbook` (copied per job) runs the config.
+/// The pushed commit is a tiny crate whose `labbook` binary hands over to the real one, so
+/// the test builds in seconds and offline.
+#[test]
+fn the_default_build_compiles_the_commit_and_runs_its_binary() {
+    let w = world();
+    std::fs::create_dir_all(w.src.join("src")).unwrap();
+    std::fs::write(
+        w.src.join("Cargo.toml"),
+        "[package]\nname = \"labbook\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.src.join("src/main.rs"),
+        format!(
+            "fn main() {{\n    let status = std::process::Command::new({BIN:?})\n        \
+             .args(std::env::args_os().skip(1))\n        .status()\n        .expect(\"real labbook\");\n    \
+             std::process::exit(status.code().unwrap_or(1));\n}}\n"
+        ),
+    )
+    .unwrap();
+    git(&w.src, &["add", "."]);
+    git(&w.src, &["commit", "--quiet", "-m", "a crate"]);
+    let origin = w.dir.path().join("origin.git");
+    git(
+        &w.src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    let sha = git(&w.src, &["rev-parse", "HEAD"]);
+    w.fake.state().push_commit(&sha);
+
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w
+        .runner_cmd_config("gpu-1", "", &["--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let work = w.dir.path().join("gpu-1/work");
+    assert!(
+        work.join("target/release/labbook").is_file(),
+        "built into the shared target"
+    );
+    assert!(
+        work.join(format!("jobs/issue-{n}/labbook")).is_file(),
+        "the job ran its own copy"
+    );
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    assert_eq!(results[0].commit, sha);
+
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let store = w.alice_store();
+    let run = store.get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(!store.metric_series(RunId(1), "loss").unwrap().is_empty());
 }
