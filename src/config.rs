@@ -101,6 +101,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
             )));
         }
     };
+    // Polls, leases and status rates: a month is plenty, and keeps `now + d` in range.
+    const MAX_SECS: f64 = 30.0 * 86_400.0;
+    if secs > MAX_SECS {
+        return Err(Error::Invalid(format!(
+            "`{text}` is too long for a duration (at most 30 days)"
+        )));
+    }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
@@ -302,6 +309,18 @@ mod tests {
         assert!(AppConfig::parse("[runner]\nalow = []\n", Path::new("x")).is_err());
         assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
         assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        for bad in [
+            "99999999999999999999h",
+            "1e400",
+            "31d",
+            "-1s",
+            "soon",
+            "721h",
+        ] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert_eq!(parse_duration("720h").unwrap().as_secs(), 30 * 86_400);
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -58,6 +58,8 @@ fn world() -> World {
     let fake = FakeGithub::start(REPO, RUNNER_TOKEN).unwrap();
     fake.state().add_token(ALICE_TOKEN, "alice");
     fake.state().add_token(MALLORY_TOKEN, "mallory");
+    // Mallory has no write access: her comments carry `author_association: NONE`.
+    fake.state().outsiders.insert("mallory".into());
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("origin.git");
     std::fs::create_dir_all(&origin).unwrap();
@@ -769,4 +771,64 @@ fn the_default_build_compiles_the_commit_and_runs_its_binary() {
     let run = store.get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert!(!store.metric_series(RunId(1), "loss").unwrap().is_empty());
+}
+
+/// On a public repo anyone can comment: a stranger's claim must not block a request, and a
+/// stranger's results must neither close it nor reach the requester's notebook.
+#[test]
+fn claims_and_results_from_people_without_write_access_are_ignored() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let forever = "2999-01-01T00:00:00.000Z";
+    let claim = protocol::hidden_block(
+        KIND_CLAIM,
+        &Claim {
+            runner: "mallory-box".into(),
+            nonce: "0".into(),
+            lease_until: forever.into(),
+            state: ClaimState::Active,
+        },
+    );
+    let forged = serde_json::json!({
+        "v": 1, "runner": "mallory-box", "status": "succeeded", "error": null,
+        "commit": w.sha, "backend": "cpu", "host": "nowhere", "device": null,
+        "started_at": null, "finished_at": null, "wall_time_s": 1.0, "steps_done": 999,
+        "steps_total": 999, "final_metrics": {"loss": 123.0}, "curves": {}, "points": {}
+    });
+    let results = protocol::hidden_block(KIND_RESULTS, &forged);
+    {
+        let mut s = w.fake.state();
+        s.add_comment(n, &format!("mine\n{claim}"), "mallory");
+        s.add_comment(n, &format!("done!\n{results}"), "mallory");
+    }
+    // Before any runner: alice's sync does not take the forged results.
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::QueuedRemote
+    );
+    // The runner is not blocked by the stranger's "live" claim, and runs the request.
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("claimed"), "{}", text(&out));
+    let by_runner: Vec<String> = w
+        .fake
+        .state()
+        .comments_on(n)
+        .iter()
+        .filter(|c| c.user == "labbook-bot")
+        .map(|c| c.body.clone())
+        .collect();
+    assert!(
+        by_runner
+            .iter()
+            .any(|b| b.contains("<!-- labbook:results ")),
+        "the runner posted its own results"
+    );
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_ne!(run.steps_done, 999, "not the forged results");
+    assert_ne!(run.host.as_deref(), Some("nowhere"));
 }

@@ -79,6 +79,10 @@ pub struct FakeState {
     pub tokens: BTreeMap<String, String>,
     /// Full SHAs of the commits in the repo (`GET /repos/O/R/commits/{sha}` answers 200).
     pub pushed: BTreeSet<String>,
+    /// Logins without write access to the repo: their comments carry
+    /// `author_association: NONE` (everyone else's: OWNER for the repo's owner, else
+    /// COLLABORATOR).
+    pub outsiders: BTreeSet<String>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -178,6 +182,17 @@ impl FakeState {
         self.tokens.insert(token.into(), login.into());
     }
 
+    /// GitHub's `author_association` of `login` for this repo.
+    pub fn association(&self, login: &str) -> &'static str {
+        if self.outsiders.contains(login) {
+            "NONE"
+        } else if self.repo.split('/').next() == Some(login) {
+            "OWNER"
+        } else {
+            "COLLABORATOR"
+        }
+    }
+
     /// Makes commit `sha` (full 40 hex digits) known to the repo, as a push would.
     pub fn push_commit(&mut self, sha: &str) {
         self.pushed.insert(sha.to_ascii_lowercase());
@@ -219,6 +234,7 @@ impl FakeGithub {
             reject_titles_with: None,
             tokens: BTreeMap::new(),
             pushed: BTreeSet::new(),
+            outsiders: BTreeSet::new(),
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -517,7 +533,7 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                     }
                     s.comments[i].body = body.to_string();
                     s.comments[i].updated_at = self::now();
-                    ok(200, comment_json(&s.comments[i], &base, &s.repo))
+                    ok(200, comment_json(s, &s.comments[i], &base))
                 }
                 None => err(404, "Not Found"),
             }
@@ -537,7 +553,7 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                     .comments
                     .iter()
                     .filter(|c| c.issue == n)
-                    .map(|c| comment_json(c, &base, &s.repo))
+                    .map(|c| comment_json(s, c, &base))
                     .collect();
                 paginate(req, &base, all)
             }
@@ -552,7 +568,7 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                 }
                 let id = s.add_comment(n, &body, &login);
                 let c = s.comments.iter().find(|c| c.id == id).unwrap();
-                ok(201, comment_json(c, &base, &s.repo))
+                ok(201, comment_json(s, c, &base))
             }
             _ => err(404, "Not Found"),
         },
@@ -606,14 +622,15 @@ fn issue_json(i: &FakeIssue, base: &str, repo: &str) -> Value {
     v
 }
 
-fn comment_json(c: &FakeComment, base: &str, repo: &str) -> Value {
+fn comment_json(s: &FakeState, c: &FakeComment, base: &str) -> Value {
     json!({
         "id": c.id,
         "body": c.body,
         "user": {"login": c.user},
+        "author_association": s.association(&c.user),
         "created_at": c.created_at,
         "updated_at": c.updated_at,
-        "issue_url": format!("{base}/repos/{repo}/issues/{}", c.issue),
+        "issue_url": format!("{base}/repos/{}/issues/{}", s.repo, c.issue),
     })
 }
 
@@ -748,7 +765,7 @@ fn list_repo_comments(s: &FakeState, req: &Request, base: &str) -> Response {
     );
     let all = comments
         .into_iter()
-        .map(|c| comment_json(c, base, &s.repo))
+        .map(|c| comment_json(s, c, base))
         .collect();
     paginate(req, base, all)
 }

@@ -22,19 +22,21 @@ pub const KIND_CLAIM: &str = "claim";
 pub const KIND_RESULTS: &str = "results";
 pub const KIND_NOT_ALLOWED: &str = "not-allowed";
 
-/// `<!-- labbook:KIND {json} -->`. `-->` inside JSON strings is escaped (`--\u003e`), so
-/// no value can end the HTML comment early.
+/// `<!-- labbook:KIND {json} -->`. `<` and `>` inside JSON strings are escaped (`\u003c`,
+/// `\u003e`), so no value can end the HTML comment early or look like another block.
 pub fn hidden_block(kind: &str, value: &impl Serialize) -> String {
     let json = serde_json::to_string(value)
         .expect("block serialises")
-        .replace("-->", "--\\u003e");
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e");
     format!("<!-- labbook:{kind} {json} -->")
 }
 
-/// The first `kind` block of `text`, parsed.
+/// The last `kind` block of `text`, parsed. Blocks are written after the visible text, so
+/// the last one is ours even when a log tail or a metric name quotes a block's opening.
 pub fn parse_block<T: serde::de::DeserializeOwned>(kind: &str, text: &str) -> Option<T> {
     let open = format!("<!-- labbook:{kind} ");
-    let start = text.find(&open)? + open.len();
+    let start = text.rfind(&open)? + open.len();
     let end = start + text[start..].find(" -->")?;
     serde_json::from_str(&text[start..end]).ok()
 }
@@ -166,10 +168,23 @@ pub fn round6(v: f64) -> f64 {
 }
 
 /// The results comment: a readable summary, the log tail on failure, and the results
-/// block. Curves are downsampled (halving the points per curve) until the whole comment
-/// fits; if even two points per curve do not fit, curves are dropped from the end.
+/// block, always within GitHub's limit. To fit, in this order: curves are downsampled
+/// (halving the points per curve), curves are dropped from the end, the log tail is left
+/// out, final metrics are dropped from the end. The error is cut to 2,000 characters and
+/// final metrics are rounded to 6 significant digits up front.
 pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
     let mut r = results.clone();
+    if let Some(e) = &mut r.error
+        && e.chars().count() > MAX_ERROR
+    {
+        *e = format!("{}…", e.chars().take(MAX_ERROR).collect::<String>());
+    }
+    let finals: Vec<(String, f64)> = std::mem::take(&mut r.final_metrics)
+        .into_iter()
+        .map(|(k, v)| (k, round6(v)))
+        .collect();
+    let mut finals_kept = finals.len();
+    let mut log_tail = log_tail;
     let full = std::mem::take(&mut r.curves);
     let all_points = std::mem::take(&mut r.points);
     let mut keys: Vec<String> = full.keys().cloned().collect();
@@ -184,20 +199,42 @@ pub fn results_comment(results: &Results, log_tail: Option<&str>) -> String {
             .filter(|(k, _)| r.curves.contains_key(*k))
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let text = render_results(&r, log_tail, full.len() - keys.len());
-        if text.chars().count() <= COMMENT_BUDGET || keys.is_empty() {
+        r.final_metrics = finals[..finals_kept].iter().cloned().collect();
+        let dropped = Dropped {
+            curves: full.len() - keys.len(),
+            final_metrics: finals.len() - finals_kept,
+        };
+        let text = render_results(&r, log_tail, dropped);
+        if text.chars().count() <= COMMENT_BUDGET {
             return text;
         }
         if per_curve > 2 {
             per_curve = (per_curve / 2).max(2);
-        } else {
+        } else if !keys.is_empty() {
             let n = keys.len();
             keys.truncate(n - (n / 8).max(1));
+        } else if log_tail.is_some() {
+            log_tail = None;
+        } else if finals_kept > 0 {
+            finals_kept -= (finals_kept / 8).max(1);
+        } else {
+            // Only fixed-size fields are left; cannot happen with the error cut above.
+            return text;
         }
     }
 }
 
-fn render_results(r: &Results, log_tail: Option<&str>, dropped: usize) -> String {
+/// Longest error message kept in a results comment, in characters.
+const MAX_ERROR: usize = 2_000;
+
+/// What `results_comment` left out to fit.
+#[derive(Debug, Clone, Copy)]
+struct Dropped {
+    curves: usize,
+    final_metrics: usize,
+}
+
+fn render_results(r: &Results, log_tail: Option<&str>, dropped: Dropped) -> String {
     let mut s = format!(
         "**Run {}** on `{}` (backend `{}`) — {} of {} steps in {}.\n\n",
         r.status,
@@ -223,14 +260,20 @@ fn render_results(r: &Results, log_tail: Option<&str>, dropped: usize) -> String
         .curves
         .iter()
         .any(|(k, v)| r.points.get(k).is_some_and(|n| *n > v.len()));
-    if sampled || dropped > 0 {
+    if sampled || dropped.curves > 0 {
         s.push_str(&format!(
             "Curves are downsampled to fit a comment{}.\n\n",
-            if dropped == 0 {
+            if dropped.curves == 0 {
                 String::new()
             } else {
-                format!("; {dropped} curve(s) left out")
+                format!("; {} curve(s) left out", dropped.curves)
             }
+        ));
+    }
+    if dropped.final_metrics > 0 {
+        s.push_str(&format!(
+            "{} final metric(s) left out to fit a comment; the runner's `jobs/issue-N/tracker.db` has them all.\n\n",
+            dropped.final_metrics
         ));
     }
     if let Some(log) = log_tail.filter(|l| !l.trim().is_empty()) {
@@ -362,6 +405,46 @@ mod tests {
         let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
         assert!(back.curves.len() < 4_000 && !back.curves.is_empty());
         assert!(text.contains("left out"));
+    }
+
+    #[test]
+    fn a_quoted_block_opening_in_the_visible_text_does_not_hide_the_block() {
+        let mut r = results(1, 3);
+        r.error = Some("panicked: <!-- labbook:results {broken".into());
+        let text = results_comment(&r, Some("log says <!-- labbook:results {also broken -->\n"));
+        let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
+        assert_eq!(back.error, r.error);
+        // The block's own JSON cannot contain a block opening or an end of comment.
+        let block = &text[text.rfind("<!-- labbook:results ").unwrap()..];
+        assert_eq!(block.matches("<!--").count(), 1);
+        assert_eq!(block.matches("-->").count(), 1);
+    }
+
+    #[test]
+    fn thousands_of_final_metrics_and_a_huge_error_still_fit() {
+        let mut r = results(3, 100);
+        r.final_metrics = (0..5_000)
+            .map(|k| {
+                (
+                    format!("eval/some_long_metric_name_{k:05}"),
+                    1.0 / (k as f64 + 3.0),
+                )
+            })
+            .collect();
+        r.error = Some("x".repeat(200_000));
+        let text = results_comment(&r, Some(&"log line\n".repeat(10_000)));
+        assert!(
+            text.chars().count() <= MAX_COMMENT,
+            "{}",
+            text.chars().count()
+        );
+        let back: Results = parse_block(KIND_RESULTS, &text).unwrap();
+        assert!(!back.final_metrics.is_empty() && back.final_metrics.len() < 5_000);
+        assert!(back.error.unwrap().chars().count() <= MAX_ERROR + 1);
+        assert!(text.contains("final metric(s) left out"));
+        // Kept values are rounded to 6 significant digits and belong to the run.
+        let (k, v) = back.final_metrics.iter().next().unwrap();
+        assert_eq!(*v, round6(r.final_metrics[k]));
     }
 
     #[test]

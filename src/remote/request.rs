@@ -251,10 +251,21 @@ pub async fn list_comments(client: &mut Client, repo: &str, issue: u64) -> Resul
     Ok(out)
 }
 
-/// Comments as (id, body).
+/// Who may speak for the protocol: GitHub's `author_association` of people with write
+/// access to the repo (the runner's account must be one, as it labels and closes issues).
+const TRUSTED_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
+
+/// Comments as (id, body), keeping only those written by people with write access: on a
+/// public repo anyone can comment, and a claim or results block from a stranger must not
+/// block a request, close it, or put made-up results into a notebook.
 pub fn views(comments: &[Value]) -> Vec<CommentView> {
     comments
         .iter()
+        .filter(|c| {
+            c["author_association"]
+                .as_str()
+                .is_some_and(|a| TRUSTED_ASSOCIATIONS.contains(&a))
+        })
         .filter_map(|c| {
             Some(CommentView {
                 id: c["id"].as_u64()?,
@@ -372,5 +383,27 @@ pub fn outcome_of(r: &Results) -> RemoteOutcome {
         final_metrics: r.final_metrics.clone(),
         error: r.error.clone(),
         points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_comments_by_people_with_write_access_count() {
+        let comments: Vec<Value> = serde_json::from_str(
+            r#"[
+                {"id": 1, "body": "a", "author_association": "OWNER"},
+                {"id": 2, "body": "b", "author_association": "NONE"},
+                {"id": 3, "body": "c", "author_association": "COLLABORATOR"},
+                {"id": 4, "body": "d", "author_association": "CONTRIBUTOR"},
+                {"id": 5, "body": "e"},
+                {"id": 6, "body": "f", "author_association": "MEMBER"}
+            ]"#,
+        )
+        .unwrap();
+        let ids: Vec<u64> = views(&comments).iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![1, 3, 6]);
     }
 }
