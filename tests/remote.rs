@@ -832,3 +832,89 @@ fn claims_and_results_from_people_without_write_access_are_ignored() {
     assert_ne!(run.steps_done, 999, "not the forged results");
     assert_ne!(run.host.as_deref(), Some("nowhere"));
 }
+
+/// `run --remote` loses GitHub's answer to its POST (here: the network goes after the
+/// commit check). The run stays queued-remote without an issue; the next `labbook sync`
+/// attaches the issue if GitHub created it after all, and marks the run failed once the
+/// request can no longer arrive.
+#[test]
+fn a_request_whose_filing_was_not_confirmed_is_settled_by_sync() {
+    let w = world();
+    let mut requests = Vec::new();
+    for _ in 0..2 {
+        let count = w.fake.state().request_count() as u64;
+        w.fake.set_faults(Faults {
+            cut_after: Some(count + 1),
+            ..Default::default()
+        });
+        let out = w.labbook(
+            "alice",
+            ALICE_TOKEN,
+            &["run", "configs/smoke.toml", "--remote"],
+        );
+        assert!(!out.status.success());
+        assert!(text(&out).contains("stays queued-remote"), "{}", text(&out));
+        w.fake.set_faults(Faults::default());
+        requests.push(std::time::Instant::now());
+    }
+    let store = w.alice_store();
+    for id in [RunId(1), RunId(2)] {
+        assert_eq!(store.get_run(id).unwrap().status, RunStatus::QueuedRemote);
+        assert_eq!(
+            labbook::remote::request::remote_ref(&store, id)
+                .unwrap()
+                .issue,
+            None
+        );
+    }
+    assert!(w.fake.state().issues.is_empty(), "no POST got through");
+    // GitHub created R-1's issue after all (a late-processed request).
+    let id = labbook::remote::request::remote_ref(&store, RunId(1))
+        .unwrap()
+        .request;
+    let req = protocol::RunRequest {
+        v: 1,
+        id,
+        run: "R-1".into(),
+        commit: w.sha.clone(),
+        backend: "cpu".into(),
+        config: std::fs::read_to_string(w.src.join("configs/smoke.toml")).unwrap(),
+        config_path: Some("configs/smoke.toml".into()),
+        experiment: None,
+        experiment_issue: None,
+        requester: "alice".into(),
+    };
+    let (title, body) = labbook::remote::request::request_issue(&req);
+    let n = w
+        .fake
+        .state()
+        .create_issue(&title, &body, &[protocol::LABEL_REQUEST], "alice");
+    // Wait until R-2's request could no longer land (2 × timeout_secs + 1 s).
+    let settle = Duration::from_secs(2 * 5 + 2);
+    std::thread::sleep(settle.saturating_sub(requests[1].elapsed()));
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("found its request issue #{n}")),
+        "{}",
+        text(&out)
+    );
+    let store = w.alice_store();
+    let r2 = store.get_run(RunId(2)).unwrap();
+    assert_eq!(r2.status, RunStatus::Failed);
+    assert!(r2.error.unwrap().contains("never reached GitHub"));
+    assert_eq!(
+        labbook::remote::request::remote_ref(&store, RunId(1))
+            .unwrap()
+            .issue,
+        Some(n)
+    );
+    // R-1 then runs and comes back like any request.
+    w.runner_once("gpu-1");
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::Succeeded
+    );
+}

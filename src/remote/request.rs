@@ -118,10 +118,15 @@ pub fn request_run(
             None,
         );
         new.device = Some(format!("remote {}", req.config.train.backend));
-        let run = store.create_run(&new)?;
+        let mut remote = RemoteRef {
+            repo: repo.clone(),
+            issue: None,
+            request: protocol::nonce(),
+        };
+        let run = store.create_remote_run(&new, &serde_json::to_string(&remote).expect("json"))?;
         let request = RunRequest {
             v: 1,
-            id: protocol::nonce(),
+            id: remote.request.clone(),
             run: run.to_string(),
             commit: commit.clone(),
             backend: req.config.train.backend.to_string(),
@@ -131,18 +136,17 @@ pub fn request_run(
             experiment_issue,
             requester: store.author().to_string(),
         };
-        let mut remote = RemoteRef {
-            repo: repo.clone(),
-            issue: None,
-            request: request.id.clone(),
-        };
-        store.queue_remote(run, &serde_json::to_string(&remote).expect("json"))?;
         match file_issue(&mut client, &repo, &request).await {
-            Ok(n) => {
+            Ok(Filed::Issue(n)) => {
                 remote.issue = Some(n);
                 store.queue_remote(run, &serde_json::to_string(&remote).expect("json"))?;
                 Ok((run, n))
             }
+            // GitHub may still create it: keep the run; `labbook sync` settles it.
+            Ok(Filed::Unconfirmed(why)) => Err(Error::Github(format!(
+                "could not confirm that the run request was filed ({why}); {run} stays \
+                 queued-remote: `labbook sync` attaches its issue if it arrives, or marks it failed"
+            ))),
             Err(e) => {
                 let _ = store.delete_unstarted_run(run);
                 Err(e)
@@ -182,9 +186,17 @@ pub fn request_issue(r: &RunRequest) -> (String, String) {
     (title, body)
 }
 
+/// How filing a request issue ended.
+enum Filed {
+    Issue(u64),
+    /// The POST's answer was lost and no issue with the request id was found (yet).
+    Unconfirmed(String),
+}
+
 /// POSTs the request issue once; an uncertain POST is settled by looking for the request
-/// id among recent run requests (never a blind retry, so never two issues).
-async fn file_issue(client: &mut Client, repo: &str, r: &RunRequest) -> Result<u64> {
+/// id among recent run requests (never a blind retry, so never two issues). `Err` only
+/// when GitHub definitely did not create it.
+async fn file_issue(client: &mut Client, repo: &str, r: &RunRequest) -> Result<Filed> {
     let (title, body) = request_issue(r);
     if body.chars().count() > protocol::MAX_COMMENT {
         return Err(Error::Invalid(
@@ -200,30 +212,33 @@ async fn file_issue(client: &mut Client, repo: &str, r: &RunRequest) -> Result<u
             let v: Value = resp.json()?;
             v["number"]
                 .as_u64()
+                .map(Filed::Issue)
                 .ok_or_else(|| Error::Github("GitHub did not return an issue number".into()))
         }
-        Sent::Unknown(why) => {
-            let path = format!(
-                "/repos/{repo}/issues?state=all&labels={LABEL_REQUEST}&sort=created&direction=desc&per_page=100"
-            );
-            let resp = client.get(&path, None).await?;
-            let issues: Vec<Value> = resp.json()?;
-            issues
-                .iter()
-                .find(|i| {
-                    i["body"]
-                        .as_str()
-                        .and_then(|b| parse_block::<RunRequest>(KIND_REQUEST, b))
-                        .is_some_and(|b| b.id == r.id)
-                })
-                .and_then(|i| i["number"].as_u64())
-                .ok_or_else(|| {
-                    Error::Github(format!(
-                        "could not file the run request ({why}); nothing was recorded, try again"
-                    ))
-                })
-        }
+        Sent::Unknown(why) => Ok(match find_request(client, repo, &r.id).await {
+            Ok(Some(n)) => Filed::Issue(n),
+            Ok(None) => Filed::Unconfirmed(why),
+            Err(e) => Filed::Unconfirmed(format!("{why}; then {e}")),
+        }),
     }
+}
+
+/// The run-request issue carrying request id `id`, among the 100 newest.
+async fn find_request(client: &mut Client, repo: &str, id: &str) -> Result<Option<u64>> {
+    let path = format!(
+        "/repos/{repo}/issues?state=all&labels={LABEL_REQUEST}&sort=created&direction=desc&per_page=100"
+    );
+    let resp = client.get(&path, None).await?;
+    let issues: Vec<Value> = resp.json()?;
+    Ok(issues
+        .iter()
+        .find(|i| {
+            i["body"]
+                .as_str()
+                .and_then(|b| parse_block::<RunRequest>(KIND_REQUEST, b))
+                .is_some_and(|b| b.id == id)
+        })
+        .and_then(|i| i["number"].as_u64()))
 }
 
 /// What the import half of `labbook sync` did.
@@ -298,10 +313,6 @@ pub fn sync_remote_runs(
                     .push(format!("{run}: unreadable remote request record; skipped"));
                 continue;
             };
-            let Some(issue) = remote.issue else {
-                report.waiting += 1;
-                continue;
-            };
             if remote.repo != gh.repo {
                 report.events.push(format!(
                     "{run}: requested in {}, not {}; skipped",
@@ -309,6 +320,49 @@ pub fn sync_remote_runs(
                 ));
                 continue;
             }
+            let issue = match remote.issue {
+                Some(n) => n,
+                // `run --remote` was killed or lost GitHub's answer while filing.
+                None => match find_request(&mut client, &gh.repo, &remote.request).await? {
+                    Some(n) => {
+                        let found = RemoteRef {
+                            issue: Some(n),
+                            ..remote.clone()
+                        };
+                        store.queue_remote(run, &serde_json::to_string(&found).expect("json"))?;
+                        report
+                            .events
+                            .push(format!("{run}: found its request issue #{n}"));
+                        n
+                    }
+                    None if filing_settled(store, run, gh)? => {
+                        let never = RemoteOutcome {
+                            status: RunStatus::Failed,
+                            started_at: None,
+                            finished_at: Some(crate::store::now()),
+                            host: None,
+                            device: None,
+                            steps_done: 0,
+                            final_metrics: BTreeMap::new(),
+                            error: Some(
+                                "the run request never reached GitHub; request the run again"
+                                    .into(),
+                            ),
+                            points: Vec::new(),
+                        };
+                        if store.finish_remote_run(run, &never)? {
+                            report
+                                .events
+                                .push(format!("{run}: its request never reached GitHub; failed"));
+                        }
+                        continue;
+                    }
+                    None => {
+                        report.waiting += 1;
+                        continue;
+                    }
+                },
+            };
             let Some(resp) = client
                 .get_if_exists(&format!("/repos/{}/issues/{issue}", gh.repo))
                 .await?
@@ -353,6 +407,17 @@ pub fn sync_remote_runs(
         }
         Ok(report)
     })
+}
+
+/// Whether a request filed when `run` was created can no longer land: twice the client's
+/// timeout (and a second) has passed since (GitHub finishes requests it has received).
+fn filing_settled(store: &Store, run: RunId, gh: &GithubConfig) -> Result<bool> {
+    let created = store.get_run(run)?.created_at;
+    let Ok(created) = chrono::DateTime::parse_from_rfc3339(&created) else {
+        return Ok(true);
+    };
+    let settle = chrono::Duration::seconds(2 * gh.timeout_secs.max(1) as i64 + 1);
+    Ok(chrono::Utc::now() > created.with_timezone(&chrono::Utc) + settle)
 }
 
 /// The notebook's view of a results block.

@@ -272,36 +272,19 @@ pub struct RunFilter {
 impl Store {
     /// Creates a run in status `queued`. An experiment, if given, must exist and be an experiment.
     pub fn create_run(&mut self, new: &NewRun) -> Result<RunId> {
+        self.write(|tx, ctx| insert_run(tx, ctx, new))
+    }
+
+    /// A run waiting on a remote runner, created with its `remote` record in one
+    /// transaction, so a killed `run --remote` never leaves a plain queued run behind.
+    pub fn create_remote_run(&mut self, new: &NewRun, remote: &str) -> Result<RunId> {
         self.write(|tx, ctx| {
-            let exp = match new.experiment {
-                Some(id) if id.kind != Kind::Experiment => {
-                    return Err(Error::Invalid(format!("{id} is not an experiment (E-n)")));
-                }
-                Some(id) => Some(rowid_of(tx, id)?),
-                None => None,
-            };
+            let id = insert_run(tx, ctx, new)?;
             tx.execute(
-                "INSERT INTO runs (experiment_id, name, config, config_path, git_commit, git_diff, seed,
-                    backend, device, host, status, author, created_at, steps_total, sweep)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14)",
-                params![
-                    exp,
-                    new.name,
-                    new.config,
-                    new.config_path,
-                    new.git_commit,
-                    new.git_diff,
-                    new.seed,
-                    new.backend,
-                    new.device,
-                    new.host,
-                    ctx.author,
-                    ctx.now,
-                    new.steps_total,
-                    new.sweep
-                ],
+                "UPDATE runs SET status = 'queued-remote', remote = ?1 WHERE id = ?2",
+                params![remote, id.0],
             )?;
-            Ok(RunId(tx.last_insert_rowid()))
+            Ok(id)
         })
     }
 
@@ -625,6 +608,38 @@ impl Store {
         }
         Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
     }
+}
+
+fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Result<RunId> {
+    let exp = match new.experiment {
+        Some(id) if id.kind != Kind::Experiment => {
+            return Err(Error::Invalid(format!("{id} is not an experiment (E-n)")));
+        }
+        Some(id) => Some(rowid_of(tx, id)?),
+        None => None,
+    };
+    tx.execute(
+        "INSERT INTO runs (experiment_id, name, config, config_path, git_commit, git_diff, seed,
+            backend, device, host, status, author, created_at, steps_total, sweep)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14)",
+        params![
+            exp,
+            new.name,
+            new.config,
+            new.config_path,
+            new.git_commit,
+            new.git_diff,
+            new.seed,
+            new.backend,
+            new.device,
+            new.host,
+            ctx.author,
+            ctx.now,
+            new.steps_total,
+            new.sweep
+        ],
+    )?;
+    Ok(RunId(tx.last_insert_rowid()))
 }
 
 #[cfg(test)]
