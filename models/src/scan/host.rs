@@ -1,11 +1,11 @@
 //! Host (CPU) kernels of the selective scan: forward and hand-written backward.
 //!
 //! Work is split into tasks of (batch item, block of [`BLOCK`] channels) for rayon; inside a
-//! task the time loop is outermost and the state dimension `N` is innermost, processed in
-//! fixed-width lanes that the compiler turns into SIMD. `exp` is a branch-free polynomial
-//! ([`fast_exp`]) so it vectorises too (libm's `expf` was a third of a training step). On
-//! x86-64 with AVX2 and FMA the same code is compiled a second time for those features and
-//! picked at run time.
+//! task the time loop is outermost, then the state dimension, and the block's channels are the
+//! SIMD lanes, so each step has `N · BLOCK / LANES` independent recurrences and `C_t · h_t`
+//! needs no horizontal sum. `exp` is a branch-free polynomial ([`fast_exp`]) so it vectorises
+//! too (libm's `expf` was a third of a training step). On x86-64 with AVX2 and FMA the block
+//! kernels are compiled a second time for those features and picked at run time.
 //!
 //! Shapes: `u`, `delta`: `[batch, L, d_inner]`; `a`: `[d_inner, N]`; `b`, `c`:
 //! `[batch, L, N]`; `d`: `[d_inner]`.
