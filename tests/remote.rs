@@ -770,3 +770,57 @@ fn the_default_build_compiles_the_commit_and_runs_its_binary() {
     assert_eq!(run.status, RunStatus::Succeeded);
     assert!(!store.metric_series(RunId(1), "loss").unwrap().is_empty());
 }
+
+/// A renewal that GitHub holds up (slow answers, retries) is abandoned before the lease
+/// ends: the job is given up and its claim withdrawn within the lease, instead of the runner
+/// waiting on the PATCH for minutes while the job trains on an expiring claim.
+#[test]
+fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "--set",
+            "train.steps=50000",
+            "--set",
+            "train.eval_every=50000",
+        ],
+    );
+    let log = w.dir.path().join("runner-out.txt");
+    let runner = w
+        .runner_cmd("gpu-1", &[])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the runner to train", Duration::from_secs(120), || {
+        w.comments(n).iter().any(|c| c.contains("training, step"))
+    });
+    // Every answer now takes longer than the client's timeout (5 s, 4 retries): the old
+    // runner sat in the renewal for ~25 s past its 5 s lease.
+    w.fake.set_faults(Faults {
+        delay: Some(Duration::from_secs(8)),
+        ..Default::default()
+    });
+    let t = Instant::now();
+    wait_for("the claim to be withdrawn", Duration::from_secs(18), || {
+        w.claims(n).iter().any(|c| c.state == ClaimState::Withdrawn)
+    });
+    assert!(t.elapsed() < Duration::from_secs(16), "{:?}", t.elapsed());
+    w.fake.set_faults(Faults::default());
+    wait_for(
+        "the give-up to be reported",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("given up")),
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains("given up: the lease ran out"), "{printed}");
+    assert!(w.results(n).is_empty(), "{printed}");
+}

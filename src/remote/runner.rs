@@ -413,9 +413,19 @@ async fn close_issue(client: &mut Client, repo: &str, n: u64, ok: bool) -> Resul
 }
 
 /// Posts the results comment, or edits the one already there: never two.
-async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Result<()> {
+async fn post_results(
+    client: &mut Client,
+    repo: &str,
+    n: u64,
+    runner: &str,
+    body: &str,
+) -> Result<()> {
     for _attempt in 0..3 {
-        let existing = views(&list_comments(client, repo, n).await?)
+        let comments = views(&list_comments(client, repo, n).await?);
+        if let Some(why) = results_refused(&comments, runner) {
+            return Err(Error::Github(why));
+        }
+        let existing = comments
             .into_iter()
             .find(|c| protocol::has_block(KIND_RESULTS, &c.body));
         if let Some(c) = existing {
@@ -441,6 +451,70 @@ async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Re
         }
     }
     Err(Error::Github(format!("could not post the results on #{n}")))
+}
+
+/// Why this runner must not post results on a request: another runner's results are
+/// already there. (Its own, from an earlier attempt, are edited instead.)
+fn results_refused(comments: &[protocol::CommentView], runner: &str) -> Option<String> {
+    comments
+        .iter()
+        .filter(|c| protocol::has_block(KIND_RESULTS, &c.body))
+        .map(|c| parse_block::<Results>(KIND_RESULTS, &c.body).map(|r| r.runner))
+        .find(|r| r.as_deref() != Some(runner))
+        .map(|r| {
+            format!(
+                "results from runner `{}` are already on the request; not posted",
+                r.unwrap_or_else(|| "?".into())
+            )
+        })
+}
+
+/// How long before the lease's end a runner stops trusting it: renewals must have landed
+/// by then, and the job is given up once it passes. A fifth of the lease, at most a minute.
+fn lease_margin(lease: Duration) -> chrono::TimeDelta {
+    lease_delta(lease / 5).min(chrono::TimeDelta::seconds(60))
+}
+
+/// The most a withdrawal (after giving a job up) may wait on GitHub.
+fn withdraw_wait(lease: Duration) -> Duration {
+    lease.clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// One lease renewal: edits the claim with a fresh `lease_until` and the status, then
+/// re-reads the comments. Everything is abandoned at `deadline` (the lease's end less the
+/// margin), so a renewal held up by retries or rate-limit waits is never sent once the
+/// lease may have passed and cannot bring an expired claim back. `Ok(Some(until))`:
+/// renewed and still the winning claim; `Ok(None)`: another claim wins now.
+async fn renew(
+    client: &mut Client,
+    (repo, n): (&str, u64),
+    comment_path: &str,
+    opts: &RunnerOptions,
+    claim: &Claim,
+    status: &str,
+    deadline: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let Ok(budget) = (deadline - Utc::now()).to_std() else {
+        return Err(Error::Github("no time left before the lease ends".into()));
+    };
+    let until = Utc::now() + lease_delta(opts.lease);
+    let mut renewed = claim.clone();
+    renewed.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body = json!({ "body": claim_body(opts, &renewed, status) });
+    let attempt = async {
+        client.patch(comment_path, &body).await?;
+        list_comments(client, repo, n).await
+    };
+    match tokio::time::timeout(budget, attempt).await {
+        Err(_) => Err(Error::Github(
+            "GitHub did not answer before the lease's end".into(),
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(comments)) => Ok(match winning_claim(&views(&comments), Utc::now()) {
+            Some((_, w)) if w.nonce == claim.nonce => Some(until),
+            _ => None,
+        }),
+    }
 }
 
 enum JobEnd {
@@ -518,6 +592,7 @@ async fn run_job(
         let renew_every = (opts.lease / 3)
             .min(opts.status_every)
             .max(Duration::from_millis(200));
+        let margin = lease_margin(opts.lease);
         let mut lease_until = w.lease_until;
         let mut last_renew = Instant::now();
         let mut give_up: Option<String> = None;
@@ -529,24 +604,32 @@ async fn run_job(
             if give_up.is_none() && opts.stop.load(Ordering::SeqCst) {
                 give_up = Some("the runner is stopping".into());
             }
+            // Checked on every turn, not only when a renewal is due: a job must not run on
+            // (nor post results) once its lease may have passed.
+            if give_up.is_none() && Utc::now() >= lease_until - margin {
+                give_up = Some("the lease ran out before it could be renewed".into());
+            }
             if give_up.is_none() && last_renew.elapsed() >= renew_every {
                 last_renew = Instant::now();
-                if Utc::now() >= lease_until {
-                    give_up = Some("the lease ran out before it could be renewed".into());
-                } else {
-                    let until = Utc::now() + lease_delta(opts.lease);
-                    claim.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                    let status = status_line(&shared);
-                    match client
-                        .patch(
-                            &comment_path,
-                            &json!({ "body": claim_body(&opts, &claim, &status) }),
-                        )
-                        .await
-                    {
-                        Ok(_) => lease_until = until,
-                        Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
+                let status = status_line(&shared);
+                match renew(
+                    &mut client,
+                    (&repo, n),
+                    &comment_path,
+                    &opts,
+                    &claim,
+                    &status,
+                    lease_until - margin,
+                )
+                .await
+                {
+                    Ok(Some(until)) => {
+                        lease_until = until;
+                        claim.lease_until =
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                     }
+                    Ok(None) => give_up = Some("another runner holds the request now".into()),
+                    Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
                 }
             }
             if give_up.is_some() {
@@ -555,12 +638,15 @@ async fn run_job(
         }
         if let Some(why) = give_up {
             claim.state = ClaimState::Withdrawn;
-            let _ = client
-                .patch(
+            // Bounded: a withdrawal that cannot get through is harmless (the lease ends).
+            let _ = tokio::time::timeout(
+                withdraw_wait(opts.lease),
+                client.patch(
                     &comment_path,
                     &json!({ "body": claim_body(&opts, &claim, &why) }),
-                )
-                .await;
+                ),
+            )
+            .await;
             return Ok(JobEnd::GivenUp(why));
         }
         let done = lock(&shared).done.take();
@@ -575,9 +661,21 @@ async fn run_job(
             "another runner holds the request now".into(),
         ));
     }
+    if let Some(why) = results_refused(&comments, &opts.name) {
+        return Ok(JobEnd::GivenUp(why));
+    }
+    let issue: Value = client
+        .get(&format!("/repos/{repo}/issues/{n}"), None)
+        .await?
+        .json()?;
+    if issue["state"].as_str() == Some("closed") {
+        return Ok(JobEnd::GivenUp(
+            "the request was closed meanwhile; results not posted".into(),
+        ));
+    }
     let status = work.results.status.clone();
     let body = protocol::results_comment(&work.results, work.log_tail.as_deref());
-    post_results(&mut client, &repo, n, &body).await?;
+    post_results(&mut client, &repo, n, &opts.name, &body).await?;
     close_issue(&mut client, &repo, n, status == "succeeded").await?;
     claim.state = ClaimState::Finished;
     let _ = client
