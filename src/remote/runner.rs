@@ -517,6 +517,25 @@ async fn renew(
     }
 }
 
+/// How long a given-up job's thread is waited for after it was told to stop.
+const KILL_WAIT: Duration = Duration::from_secs(15);
+
+/// Runs the blocking part of a job; a panic becomes a failed job (`failed(why)`) instead of
+/// a thread that ends without a result while its lease is renewed forever.
+fn guarded(job: impl FnOnce() -> Work, failed: impl FnOnce(String) -> Work) -> Work {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        Ok(w) => w,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "?".into());
+            failed(format!("the runner's job thread panicked: {msg}"))
+        }
+    }
+}
+
 enum JobEnd {
     Ran(String),
     GivenUp(String),
@@ -574,7 +593,7 @@ async fn run_job(
             ..Default::default()
         }));
         let kill = Arc::new(AtomicBool::new(false));
-        {
+        let thread = {
             let (shared, kill, opts, req) = (
                 shared.clone(),
                 kill.clone(),
@@ -584,11 +603,17 @@ async fn run_job(
             std::thread::Builder::new()
                 .name(format!("job #{n}"))
                 .spawn(move || {
-                    let work = work(&opts, &req, n, &shared, &kill);
+                    let work = guarded(
+                        || work(&opts, &req, n, &shared, &kill),
+                        |why| Work {
+                            results: failed_results(&opts, &req, started, why),
+                            log_tail: None,
+                        },
+                    );
                     lock(&shared).done = Some(work);
                 })
-                .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?;
-        }
+                .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?
+        };
         let renew_every = (opts.lease / 3)
             .min(opts.status_every)
             .max(Duration::from_millis(200));
@@ -596,10 +621,32 @@ async fn run_job(
         let mut lease_until = w.lease_until;
         let mut last_renew = Instant::now();
         let mut give_up: Option<String> = None;
+        let mut killed_at: Option<Instant> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if lock(&shared).done.is_some() {
                 break;
+            }
+            if thread.is_finished() {
+                // Ended without a result (cannot happen with `guarded`): never wait for one.
+                lock(&shared).done.get_or_insert_with(|| Work {
+                    results: failed_results(
+                        &opts,
+                        &w.request,
+                        started,
+                        "the job ended without a result".into(),
+                    ),
+                    log_tail: None,
+                });
+                break;
+            }
+            if let Some(t) = killed_at {
+                // Killed: its children die within a poll; a thread stuck elsewhere (a lock,
+                // a hung syscall) is not waited for beyond this.
+                if t.elapsed() >= KILL_WAIT {
+                    break;
+                }
+                continue;
             }
             if give_up.is_none() && opts.stop.load(Ordering::SeqCst) {
                 give_up = Some("the runner is stopping".into());
@@ -634,6 +681,7 @@ async fn run_job(
             }
             if give_up.is_some() {
                 kill.store(true, Ordering::SeqCst);
+                killed_at = Some(Instant::now());
             }
         }
         if let Some(why) = give_up {
@@ -650,7 +698,15 @@ async fn run_job(
             return Ok(JobEnd::GivenUp(why));
         }
         let done = lock(&shared).done.take();
-        done.expect("loop ends when done")
+        done.unwrap_or_else(|| Work {
+            results: failed_results(
+                &opts,
+                &w.request,
+                started,
+                "the job ended without a result".into(),
+            ),
+            log_tail: None,
+        })
     };
     // Still ours? (If renewals failed until the lease ran out, another runner may hold it.)
     let comments = views(&list_comments(&mut client, &repo, n).await?);
@@ -1164,5 +1220,46 @@ mod tests {
         assert!(accepts(BackendChoice::Cuda(0), "cuda:1"));
         assert!(accepts(BackendChoice::Cuda(0), "cpu"));
         assert!(!accepts(BackendChoice::Cuda(0), "tpu"));
+    }
+
+    #[test]
+    fn a_panicking_job_becomes_a_failed_one() {
+        let failed = |why: String| Work {
+            results: Results {
+                v: 1,
+                runner: "r".into(),
+                status: "failed".into(),
+                error: Some(why),
+                commit: String::new(),
+                backend: "cpu".into(),
+                host: None,
+                device: None,
+                started_at: None,
+                finished_at: None,
+                wall_time_s: 0.0,
+                steps_done: 0,
+                steps_total: None,
+                final_metrics: Default::default(),
+                curves: Default::default(),
+                points: Default::default(),
+            },
+            log_tail: None,
+        };
+        let w = guarded(|| panic!("index out of bounds"), failed);
+        assert_eq!(w.results.status, "failed");
+        let err = w.results.error.unwrap();
+        assert!(
+            err.contains("panicked") && err.contains("index out of bounds"),
+            "{err}"
+        );
+        let ok = guarded(
+            || {
+                let mut w = failed("x".into());
+                w.results.status = "succeeded".into();
+                w
+            },
+            failed,
+        );
+        assert_eq!(ok.results.status, "succeeded");
     }
 }
