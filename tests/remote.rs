@@ -824,3 +824,64 @@ fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
     assert!(printed.contains("given up: the lease ran out"), "{printed}");
     assert!(w.results(n).is_empty(), "{printed}");
 }
+
+/// GitHub's commit API also answers for commits only a fork or a pull request has: the
+/// runner runs only commits on a branch of the configured repo, and never puts a request's
+/// "commit" anywhere before checking it is a full SHA.
+#[test]
+fn commits_off_the_repos_branches_or_not_shas_are_refused() {
+    let w = world();
+    // A commit the API knows (pushed) but that is only on a pull request's ref.
+    std::fs::write(w.src.join("README.md"), "from a fork\n").unwrap();
+    git(&w.src, &["commit", "--quiet", "-am", "fork only"]);
+    let origin = w.dir.path().join("origin.git");
+    git(
+        &w.src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            "HEAD:refs/pull/1/head",
+        ],
+    );
+    let fork_sha = git(&w.src, &["rev-parse", "HEAD"]);
+    w.fake.state().push_commit(&fork_sha);
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // A forged request whose "commit" is not a SHA.
+    let forged = {
+        let mut s = w.fake.state();
+        let body = s.issue(n).body.clone().unwrap();
+        let mut req: protocol::RunRequest =
+            protocol::parse_block(protocol::KIND_REQUEST, &body).unwrap();
+        req.commit = "main~1".into();
+        let body = protocol::hidden_block(protocol::KIND_REQUEST, &req);
+        s.create_issue("Run request (forged)", &body, &["run-request"], "alice")
+    };
+    let out = w.runner_once("gpu-1");
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(err.contains("not on any branch"), "{err}");
+    assert!(
+        !w.dir
+            .path()
+            .join("gpu-1/work/checkouts/issue-1/README.md")
+            .exists(),
+        "checked out"
+    );
+    let results = w.results(forged);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(err.contains("not a full commit SHA"), "{err}");
+    let s = w.fake.state();
+    assert!(
+        s.log
+            .iter()
+            .all(|(_, target, _)| !target.contains("main~1")),
+        "{:?}",
+        s.log
+    );
+    assert_eq!(s.issue(forged).state, "closed");
+}

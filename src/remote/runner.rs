@@ -572,7 +572,21 @@ async fn run_job(
         state: ClaimState::Active,
     };
     let started = Utc::now();
-    let work = if client
+    let work = if !is_full_sha(&w.request.commit) {
+        // Checked before the SHA goes anywhere (an API path, a git argument).
+        Work {
+            results: failed_results(
+                &opts,
+                &w.request,
+                started,
+                format!(
+                    "{:?} is not a full commit SHA (40 lowercase hex digits); not run",
+                    protocol::tail_chars(&w.request.commit, 60)
+                ),
+            ),
+            log_tail: None,
+        }
+    } else if client
         .get_if_exists(&format!("/repos/{repo}/commits/{}", w.request.commit))
         .await?
         .is_none()
@@ -879,7 +893,7 @@ fn work(
     let bin = {
         let _guard = REPO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         set_phase("fetching the commit");
-        if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log) {
+        if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log, kill) {
             return fail(e);
         }
         set_phase("building");
@@ -1049,12 +1063,17 @@ fn read_tail(log: &Path) -> Option<String> {
     Some(protocol::tail_chars(&text, 8_000).to_string())
 }
 
-fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String> {
+fn git(
+    args: &[&str],
+    dir: &Path,
+    log: &Path,
+    kill: &AtomicBool,
+) -> std::result::Result<(), String> {
     let argv: Vec<String> = std::iter::once("git")
         .chain(args.iter().copied())
         .map(String::from)
         .collect();
-    match run_logged(&argv, dir, log, &[], &AtomicBool::new(false)) {
+    match run_logged(&argv, dir, log, &[], kill) {
         Ok(0) => Ok(()),
         Ok(c) => Err(format!(
             "`git {}` failed (exit {c}); see the log",
@@ -1064,62 +1083,80 @@ fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String>
     }
 }
 
-/// Fetches `sha` from the clone URL into `WORKDIR/repo.git` and checks it out (detached)
-/// as a worktree at `checkout`, verified to be exactly `sha`.
+fn append_log(log: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    writeln!(f, "labbook runner: {line}")
+}
+
+/// 40 lowercase hex digits: what `git rev-parse` prints and all a request may name.
+fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Fetches the branches of the clone URL into `WORKDIR/repo.git` and checks `sha` out
+/// (detached) as a worktree at `checkout`, verified to be exactly `sha`. Only a commit on
+/// one of the repo's branches runs: GitHub's commit API also answers for commits that only
+/// a fork or a pull request has, and those are never fetched by SHA.
 fn checkout_commit(
     opts: &RunnerOptions,
     sha: &str,
     checkout: &Path,
     log: &Path,
+    kill: &AtomicBool,
 ) -> std::result::Result<(), String> {
-    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("`{sha}` is not a full commit SHA"));
+    if !is_full_sha(sha) {
+        return Err(format!("{sha:?} is not a full commit SHA"));
     }
     let bare = opts.workdir.join("repo.git");
     let wd = &opts.workdir;
     let bare_s = bare.display().to_string();
     if !bare.join("HEAD").is_file() {
-        git(&["init", "--quiet", "--bare", &bare_s], wd, log)?;
+        git(&["init", "--quiet", "--bare", &bare_s], wd, log, kill)?;
     }
-    let has = |sha: &str| {
-        Command::new("git")
-            .args([
-                "-C",
-                &bare_s,
-                "cat-file",
-                "-e",
-                &format!("{sha}^{{commit}}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has(sha) {
-        let url = &opts.clone_url;
-        let _ = git(
-            &[
-                "-C",
-                &bare_s,
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                url,
-                "+refs/heads/*:refs/remotes/origin/*",
-            ],
-            wd,
+    let url = &opts.clone_url;
+    // Always: a branch may have moved since the last job (`--prune` drops deleted ones).
+    if let Err(e) = git(
+        &[
+            "-C",
+            &bare_s,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            url,
+            "+refs/heads/*:refs/remotes/origin/*",
+        ],
+        wd,
+        log,
+        kill,
+    ) {
+        // The branches fetched last time still decide; a commit not among them is refused.
+        let _ = append_log(
             log,
+            &format!("fetch failed ({e}); using the branches fetched before"),
         );
-        if !has(sha) {
-            let _ = git(
-                &["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, sha],
-                wd,
-                log,
-            );
-        }
-        if !has(sha) {
-            return Err(format!("commit {sha} cannot be fetched from {url}"));
-        }
+    }
+    let on_branch = Command::new("git")
+        .args([
+            "-C",
+            &bare_s,
+            "for-each-ref",
+            "--format=%(refname)",
+            "--contains",
+            sha,
+            "refs/remotes/origin/",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !on_branch.status.success() || on_branch.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "commit {sha} is not on any branch of {url}; only commits pushed to a branch of the repo run"
+        ));
     }
     let co = checkout.display().to_string();
     if checkout.exists() {
@@ -1127,10 +1164,11 @@ fn checkout_commit(
             &["-C", &bare_s, "worktree", "remove", "--force", &co],
             wd,
             log,
+            kill,
         );
         let _ = std::fs::remove_dir_all(checkout);
     }
-    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log);
+    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log, kill);
     if let Some(parent) = checkout.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -1140,6 +1178,7 @@ fn checkout_commit(
         ],
         wd,
         log,
+        kill,
     )?;
     let head = Command::new("git")
         .args(["-C", &co, "rev-parse", "HEAD"])
