@@ -517,6 +517,36 @@ async fn renew(
     }
 }
 
+/// Drops `user:password@` from every URL in `text`, and any remaining occurrence of the
+/// clone URL's password or user-info (git sometimes prints them apart from the URL).
+fn scrub(text: &str, clone_url: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace() || "'\"`<>()".contains(c))
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    let userinfo = clone_url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or(""))
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(u, _)| u);
+    if let Some(u) = userinfo {
+        let secrets = [u, u.split_once(':').map_or("", |(_, p)| p)];
+        for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
 /// How long a given-up job's thread is waited for after it was told to stop.
 const KILL_WAIT: Duration = Duration::from_secs(15);
 
@@ -572,7 +602,7 @@ async fn run_job(
         state: ClaimState::Active,
     };
     let started = Utc::now();
-    let work = if !is_full_sha(&w.request.commit) {
+    let mut work = if !is_full_sha(&w.request.commit) {
         // Checked before the SHA goes anywhere (an API path, a git argument).
         Work {
             results: failed_results(
@@ -722,6 +752,10 @@ async fn run_job(
             log_tail: None,
         })
     };
+    // The comment is public: no credentials of the clone URL in the error or the log tail
+    // (git prints the URL it fetched from).
+    work.results.error = work.results.error.map(|e| scrub(&e, &opts.clone_url));
+    work.log_tail = work.log_tail.map(|t| scrub(&t, &opts.clone_url));
     // Still ours? (If renewals failed until the lease ran out, another runner may hold it.)
     let comments = views(&list_comments(&mut client, &repo, n).await?);
     if let Some((_, other)) = winning_claim(&comments, Utc::now())
@@ -1259,6 +1293,36 @@ mod tests {
         assert!(accepts(BackendChoice::Cuda(0), "cuda:1"));
         assert!(accepts(BackendChoice::Cuda(0), "cpu"));
         assert!(!accepts(BackendChoice::Cuda(0), "tpu"));
+    }
+
+    #[test]
+    fn clone_url_credentials_never_reach_a_comment() {
+        let url = "https://bob:ghp_s3cretTOKEN@git.example.com/lab/notebook.git";
+        let log = format!(
+            "fatal: unable to access '{url}/': Could not resolve host\n\
+             remote: Invalid username or password ghp_s3cretTOKEN\n\
+             see http://user:pw@mirror.example.com:8080/x and ssh://git@github.com/lab/n.git\n\
+             `git -C /w/repo.git fetch {url} +refs/heads/*:refs/remotes/origin/*` failed"
+        );
+        let clean = scrub(&log, url);
+        assert!(
+            !clean.contains("s3cret") && !clean.contains("bob:"),
+            "{clean}"
+        );
+        assert!(!clean.contains("user:pw"), "{clean}");
+        assert!(
+            clean.contains("'https://git.example.com/lab/notebook.git/'"),
+            "{clean}"
+        );
+        assert!(
+            clean.contains("http://mirror.example.com:8080/x"),
+            "{clean}"
+        );
+        assert!(clean.contains("ssh://github.com/lab/n.git"), "{clean}");
+        assert!(clean.contains("password ***"), "{clean}");
+        // Nothing to do without credentials.
+        let plain = "commit abc is not on any branch of /tmp/origin.git";
+        assert_eq!(scrub(plain, "/tmp/origin.git"), plain);
     }
 
     #[test]
