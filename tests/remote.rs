@@ -885,3 +885,63 @@ fn commits_off_the_repos_branches_or_not_shas_are_refused() {
     );
     assert_eq!(s.issue(forged).state, "closed");
 }
+
+/// The token reaches neither git, the build nor the run (their environment is cleaned),
+/// nor `/proc/<runner>/environ` for a same-user job (the runner is not dumpable), nor any
+/// file the runner writes.
+#[test]
+fn jobs_cannot_read_the_runners_token() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let env_dump = w.dir.path().join("build-env.txt");
+    let proc_dump = w.dir.path().join("runner-environ.txt");
+    let build = format!(
+        "[\"sh\", \"-c\", \"env > '{}'; cat /proc/$PPID/environ > '{}' 2>/dev/null; true\"]",
+        env_dump.display(),
+        proc_dump.display()
+    );
+    let out = w
+        .runner_cmd_building("gpu-1", &build, &["--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(RUNNER_TOKEN));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    let env = std::fs::read_to_string(&env_dump).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains(RUNNER_TOKEN), "{env}");
+    assert!(
+        !env.contains("GITHUB_TOKEN") && !env.contains("GH_TOKEN"),
+        "{env}"
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        // (root reads any process's environ: nothing to check there.)
+        let environ = std::fs::read(&proc_dump).unwrap_or_default();
+        assert!(environ.is_empty(), "the job read the runner's environ");
+    }
+    // No file the runner (or anyone in this test) wrote holds the token.
+    let mut stack = vec![w.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !(root && p == proc_dump) {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !bytes
+                        .windows(RUNNER_TOKEN.len())
+                        .any(|win| win == RUNNER_TOKEN.as_bytes()),
+                    "token in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}

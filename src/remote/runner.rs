@@ -101,6 +101,19 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
         ));
     }
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
+    #[cfg(target_os = "linux")]
+    {
+        // Jobs run as this user and could otherwise read the token from
+        // /proc/<runner pid>/environ (or ptrace the runner). Not dumpable: those files
+        // belong to root. Reset by execve, so git, the build and the run are unaffected.
+        // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            (opts.events)(&format!(
+                "warning: cannot make the runner non-dumpable ({}); jobs may read its environment",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     let opts = Arc::new(opts);
     let rt = crate::github::client::runtime()?;
     rt.block_on(async {
