@@ -945,3 +945,48 @@ fn jobs_cannot_read_the_runners_token() {
         }
     }
 }
+
+/// The job's notebook belongs to the checked-out commit's labbook: the runner reads it
+/// read-only, so a newer schema than its own is read (not refused) and nothing is migrated.
+#[test]
+fn a_job_notebook_with_a_newer_schema_is_read_without_migrating() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        eprintln!("no sqlite3 CLI; skipped");
+        return;
+    }
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // "The commit's labbook": the real one, whose notebook then claims a future schema.
+    let bin = w.dir.path().join("future-labbook.sh");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\n{BIN:?} \"$@\"\nrc=$?\nsqlite3 \"$2\" 'PRAGMA user_version = 99;'\nexit $rc\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = w
+        .runner_cmd_config(
+            "gpu-1",
+            &format!("build = [\"true\"]\nbin = \"{}\"\n", bin.display()),
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    assert_eq!(results[0].steps_done, 5);
+    assert!(results[0].final_metrics.contains_key("loss"));
+    assert!(!results[0].curves["loss"].is_empty());
+    let db = w
+        .dir
+        .path()
+        .join(format!("gpu-1/work/jobs/issue-{n}/tracker.db"));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99, "the job's notebook was touched");
+}

@@ -38,7 +38,7 @@ use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
 use crate::github::client::{Client, Sent};
-use crate::store::{RunFilter, RunStatus, Store};
+use crate::store::RunStatus;
 use labbook_models::backend::BackendChoice;
 
 /// Everything `labbook runner` needs besides the GitHub config and token.
@@ -1024,6 +1024,115 @@ fn work(
     }
 }
 
+/// The job notebook's run, as far as the results need it.
+struct JobRun {
+    id: i64,
+    status: RunStatus,
+    error: Option<String>,
+    host: Option<String>,
+    device: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    steps_done: i64,
+    steps_total: Option<i64>,
+    final_metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// The latest run of a job notebook (each job's notebook has one).
+fn job_run(conn: &rusqlite::Connection) -> rusqlite::Result<Option<JobRun>> {
+    use rusqlite::OptionalExtension as _;
+    conn.query_row(
+        "SELECT id, status, error, host, device, started_at, finished_at, steps_done,
+                steps_total, final_metrics
+         FROM runs ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            let status: String = r.get(1)?;
+            let metrics: Option<String> = r.get(9)?;
+            Ok(JobRun {
+                id: r.get(0)?,
+                // A status this runner does not know: the run did not finish as it knows it.
+                status: status.parse().unwrap_or(RunStatus::Crashed),
+                error: r.get(2)?,
+                host: r.get(3)?,
+                device: r.get(4)?,
+                started_at: r.get(5)?,
+                finished_at: r.get(6)?,
+                steps_done: r.get(7)?,
+                steps_total: r.get(8)?,
+                final_metrics: metrics
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Whether the job notebook has the pre-chunk `metrics` table (older schemas).
+fn has_old_metrics(conn: &rusqlite::Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+fn job_metric_keys(conn: &rusqlite::Connection, run: i64) -> rusqlite::Result<Vec<String>> {
+    let sql = if has_old_metrics(conn) {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1
+            UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key"
+    } else {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1) ORDER BY k.key"
+    };
+    let mut st = conn.prepare(sql)?;
+    st.query_map([run], |r| r.get(0))?.collect()
+}
+
+/// One metric's (step, value, wall time) points in step order; later writes win.
+fn job_points(
+    conn: &rusqlite::Connection,
+    run: i64,
+    key: &str,
+) -> rusqlite::Result<Vec<(i64, f64, f64)>> {
+    let mut by_step = std::collections::BTreeMap::new();
+    if has_old_metrics(conn) {
+        let mut st = conn.prepare(
+            "SELECT m.step, m.value, m.wall_time FROM metrics m JOIN metric_keys k ON k.id = m.key_id
+             WHERE m.run_id = ?1 AND k.key = ?2",
+        )?;
+        let rows = st.query_map(rusqlite::params![run, key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+                r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+            ))
+        })?;
+        for row in rows {
+            let (step, v, w) = row?;
+            by_step.insert(step, (v, w));
+        }
+    }
+    let mut st = conn.prepare(
+        "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+         WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
+    )?;
+    let blobs = st.query_map(rusqlite::params![run, key], |r| r.get::<_, Vec<u8>>(0))?;
+    for blob in blobs {
+        for p in blob?.chunks_exact(24) {
+            let f = |i: usize| <[u8; 8]>::try_from(&p[i..i + 8]).unwrap_or_default();
+            by_step.insert(
+                i64::from_le_bytes(f(0)),
+                (f64::from_le_bytes(f(8)), f64::from_le_bytes(f(16))),
+            );
+        }
+    }
+    Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
+}
+
 /// Reads the finished run from the job's notebook.
 fn collect(
     opts: &RunnerOptions,
@@ -1035,18 +1144,25 @@ fn collect(
     if !db.is_file() {
         return Err(format!("the run did not start (exit {code}); see the log"));
     }
-    let store = Store::open(db, "runner").map_err(|e| e.to_string())?;
-    let run = store
-        .list_runs(&RunFilter::default())
-        .map_err(|e| e.to_string())?
-        .pop()
+    // Read-only and without migrating, like `probe`: the notebook belongs to the checked-out
+    // commit's labbook, whose schema may be older or newer than the runner's.
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot read the job's notebook: {e}"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let run = job_run(&conn)
+        .map_err(|e| format!("cannot read the run from the job's notebook: {e}"))?
         .ok_or_else(|| format!("the run did not start (exit {code}); see the log"))?;
     let mut curves = std::collections::BTreeMap::new();
     let mut points = std::collections::BTreeMap::new();
-    for key in store.metric_keys(run.id).map_err(|e| e.to_string())? {
-        let series: Vec<CurvePoint> = store
-            .metric_points(run.id, &key)
-            .map_err(|e| e.to_string())?
+    let keys = job_metric_keys(&conn, run.id)
+        .map_err(|e| format!("cannot read the metrics from the job's notebook: {e}"))?;
+    for key in keys {
+        let series: Vec<CurvePoint> = job_points(&conn, run.id, &key)
+            .map_err(|e| format!("cannot read metric {key} from the job's notebook: {e}"))?
             .into_iter()
             .map(|(s, v, w)| {
                 (
