@@ -688,14 +688,7 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
     wait_for("the runner to train", Duration::from_secs(120), || {
         w.comments(n).iter().any(|c| c.contains("training, step"))
     });
-    // What systemd does on `stop`.
-    let term = Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = runner.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let out = terminate(runner);
     assert!(text(&out).contains("given up"), "{}", text(&out));
     // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
     assert!(!w.claimed(n));
@@ -729,19 +722,7 @@ fn the_default_build_compiles_the_commit_and_runs_its_binary() {
     )
     .unwrap();
     git(&w.src, &["add", "."]);
-    git(&w.src, &["commit", "--quiet", "-m", "a crate"]);
-    let origin = w.dir.path().join("origin.git");
-    git(
-        &w.src,
-        &[
-            "push",
-            "--quiet",
-            origin.to_str().unwrap(),
-            "HEAD:refs/heads/main",
-        ],
-    );
-    let sha = git(&w.src, &["rev-parse", "HEAD"]);
-    w.fake.state().push_commit(&sha);
+    let sha = commit_and_push(&w, "a crate", "refs/heads/main");
 
     let n = w.request("alice", ALICE_TOKEN, &[]);
     let out = w
@@ -813,13 +794,7 @@ fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
         Duration::from_secs(60),
         || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("given up")),
     );
-    let term = Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = runner.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    terminate(runner);
     let printed = std::fs::read_to_string(&log).unwrap();
     assert!(printed.contains("given up: the lease ran out"), "{printed}");
     assert!(w.results(n).is_empty(), "{printed}");
@@ -833,19 +808,8 @@ fn commits_off_the_repos_branches_or_not_shas_are_refused() {
     let w = world();
     // A commit the API knows (pushed) but that is only on a pull request's ref.
     std::fs::write(w.src.join("README.md"), "from a fork\n").unwrap();
-    git(&w.src, &["commit", "--quiet", "-am", "fork only"]);
-    let origin = w.dir.path().join("origin.git");
-    git(
-        &w.src,
-        &[
-            "push",
-            "--quiet",
-            origin.to_str().unwrap(),
-            "HEAD:refs/pull/1/head",
-        ],
-    );
-    let fork_sha = git(&w.src, &["rev-parse", "HEAD"]);
-    w.fake.state().push_commit(&fork_sha);
+    git(&w.src, &["add", "."]);
+    commit_and_push(&w, "fork only", "refs/pull/1/head");
     let n = w.request("alice", ALICE_TOKEN, &[]);
     // A forged request whose "commit" is not a SHA.
     let forged = {
@@ -989,4 +953,35 @@ fn a_job_notebook_with_a_newer_schema_is_read_without_migrating() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, 99, "the job's notebook was touched");
+}
+
+/// Commits what is staged in Alice's checkout, pushes it to `dst` of `origin.git`, and
+/// makes the fake's commit API know it; returns its SHA.
+fn commit_and_push(w: &World, message: &str, dst: &str) -> String {
+    git(&w.src, &["commit", "--quiet", "-m", message]);
+    let origin = w.dir.path().join("origin.git");
+    git(
+        &w.src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            &format!("HEAD:{dst}"),
+        ],
+    );
+    let sha = git(&w.src, &["rev-parse", "HEAD"]);
+    w.fake.state().push_commit(&sha);
+    sha
+}
+
+/// Stops a runner as systemd does (SIGTERM) and returns its output; it must exit 0.
+fn terminate(runner: Child) -> Output {
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    out
 }

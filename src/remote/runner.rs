@@ -686,15 +686,6 @@ async fn run_job(
             }
             if thread.is_finished() {
                 // Ended without a result (cannot happen with `guarded`): never wait for one.
-                lock(&shared).done.get_or_insert_with(|| Work {
-                    results: failed_results(
-                        &opts,
-                        &w.request,
-                        started,
-                        "the job ended without a result".into(),
-                    ),
-                    log_tail: None,
-                });
                 break;
             }
             if let Some(t) = killed_at {
