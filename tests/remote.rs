@@ -769,11 +769,12 @@ fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
         ],
     );
     let log = w.dir.path().join("runner-out.txt");
-    let runner = w
-        .runner_cmd("gpu-1", &[])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut runner = Reap(Some(
+        w.runner_cmd("gpu-1", &[])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
     wait_for("the runner to train", Duration::from_secs(120), || {
         w.comments(n).iter().any(|c| c.contains("training, step"))
     });
@@ -794,7 +795,7 @@ fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
         Duration::from_secs(60),
         || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("given up")),
     );
-    terminate(runner);
+    terminate(runner.0.take().unwrap());
     let printed = std::fs::read_to_string(&log).unwrap();
     assert!(printed.contains("given up: the lease ran out"), "{printed}");
     assert!(w.results(n).is_empty(), "{printed}");
@@ -984,4 +985,15 @@ fn terminate(runner: Child) -> Output {
     let out = runner.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     out
+}
+
+/// Kills a runner still running when a test fails (it would outlive the test otherwise).
+struct Reap(Option<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            kill(c);
+        }
+    }
 }
