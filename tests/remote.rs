@@ -690,14 +690,7 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
     wait_for("the runner to train", Duration::from_secs(120), || {
         w.comments(n).iter().any(|c| c.contains("training, step"))
     });
-    // What systemd does on `stop`.
-    let term = Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = runner.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let out = terminate(runner);
     assert!(text(&out).contains("given up"), "{}", text(&out));
     // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
     assert!(!w.claimed(n));
@@ -731,19 +724,7 @@ fn the_default_build_compiles_the_commit_and_runs_its_binary() {
     )
     .unwrap();
     git(&w.src, &["add", "."]);
-    git(&w.src, &["commit", "--quiet", "-m", "a crate"]);
-    let origin = w.dir.path().join("origin.git");
-    git(
-        &w.src,
-        &[
-            "push",
-            "--quiet",
-            origin.to_str().unwrap(),
-            "HEAD:refs/heads/main",
-        ],
-    );
-    let sha = git(&w.src, &["rev-parse", "HEAD"]);
-    w.fake.state().push_commit(&sha);
+    let sha = commit_and_push(&w, "a crate", "refs/heads/main");
 
     let n = w.request("alice", ALICE_TOKEN, &[]);
     let out = w
@@ -917,4 +898,250 @@ fn a_request_whose_filing_was_not_confirmed_is_settled_by_sync() {
         w.alice_store().get_run(RunId(1)).unwrap().status,
         RunStatus::Succeeded
     );
+}
+
+/// A renewal that GitHub holds up (slow answers, retries) is abandoned before the lease
+/// ends: the job is given up and its claim withdrawn within the lease, instead of the runner
+/// waiting on the PATCH for minutes while the job trains on an expiring claim.
+#[test]
+fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "--set",
+            "train.steps=50000",
+            "--set",
+            "train.eval_every=50000",
+        ],
+    );
+    let log = w.dir.path().join("runner-out.txt");
+    let mut runner = Reap(Some(
+        w.runner_cmd("gpu-1", &[])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_for("the runner to train", Duration::from_secs(120), || {
+        w.comments(n).iter().any(|c| c.contains("training, step"))
+    });
+    // Every answer now takes longer than the client's timeout (5 s, 4 retries): the old
+    // runner sat in the renewal for ~25 s past its 5 s lease.
+    w.fake.set_faults(Faults {
+        delay: Some(Duration::from_secs(8)),
+        ..Default::default()
+    });
+    let t = Instant::now();
+    wait_for("the claim to be withdrawn", Duration::from_secs(18), || {
+        w.claims(n).iter().any(|c| c.state == ClaimState::Withdrawn)
+    });
+    assert!(t.elapsed() < Duration::from_secs(16), "{:?}", t.elapsed());
+    w.fake.set_faults(Faults::default());
+    wait_for(
+        "the give-up to be reported",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("given up")),
+    );
+    terminate(runner.0.take().unwrap());
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains("given up: the lease ran out"), "{printed}");
+    assert!(w.results(n).is_empty(), "{printed}");
+}
+
+/// GitHub's commit API also answers for commits only a fork or a pull request has: the
+/// runner runs only commits on a branch of the configured repo, and never puts a request's
+/// "commit" anywhere before checking it is a full SHA.
+#[test]
+fn commits_off_the_repos_branches_or_not_shas_are_refused() {
+    let w = world();
+    // A commit the API knows (pushed) but that is only on a pull request's ref.
+    std::fs::write(w.src.join("README.md"), "from a fork\n").unwrap();
+    git(&w.src, &["add", "."]);
+    commit_and_push(&w, "fork only", "refs/pull/1/head");
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // A forged request whose "commit" is not a SHA.
+    let forged = {
+        let mut s = w.fake.state();
+        let body = s.issue(n).body.clone().unwrap();
+        let mut req: protocol::RunRequest =
+            protocol::parse_block(protocol::KIND_REQUEST, &body).unwrap();
+        req.commit = "main~1".into();
+        let body = protocol::hidden_block(protocol::KIND_REQUEST, &req);
+        s.create_issue("Run request (forged)", &body, &["run-request"], "alice")
+    };
+    let out = w.runner_once("gpu-1");
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(err.contains("not on any branch"), "{err}");
+    assert!(
+        !w.dir
+            .path()
+            .join("gpu-1/work/checkouts/issue-1/README.md")
+            .exists(),
+        "checked out"
+    );
+    let results = w.results(forged);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "failed");
+    let err = results[0].error.clone().unwrap();
+    assert!(err.contains("not a full commit SHA"), "{err}");
+    let s = w.fake.state();
+    assert!(
+        s.log
+            .iter()
+            .all(|(_, target, _)| !target.contains("main~1")),
+        "{:?}",
+        s.log
+    );
+    assert_eq!(s.issue(forged).state, "closed");
+}
+
+/// The token reaches neither git, the build nor the run (their environment is cleaned),
+/// nor `/proc/<runner>/environ` for a same-user job (the runner is not dumpable), nor any
+/// file the runner writes.
+#[test]
+fn jobs_cannot_read_the_runners_token() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let env_dump = w.dir.path().join("build-env.txt");
+    let proc_dump = w.dir.path().join("runner-environ.txt");
+    let build = format!(
+        "[\"sh\", \"-c\", \"env > '{}'; cat /proc/$PPID/environ > '{}' 2>/dev/null; true\"]",
+        env_dump.display(),
+        proc_dump.display()
+    );
+    let out = w
+        .runner_cmd_building("gpu-1", &build, &["--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(RUNNER_TOKEN));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    let env = std::fs::read_to_string(&env_dump).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains(RUNNER_TOKEN), "{env}");
+    assert!(
+        !env.contains("GITHUB_TOKEN") && !env.contains("GH_TOKEN"),
+        "{env}"
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        // (root reads any process's environ: nothing to check there.)
+        let environ = std::fs::read(&proc_dump).unwrap_or_default();
+        assert!(environ.is_empty(), "the job read the runner's environ");
+    }
+    // No file the runner (or anyone in this test) wrote holds the token.
+    let mut stack = vec![w.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !(root && p == proc_dump) {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !bytes
+                        .windows(RUNNER_TOKEN.len())
+                        .any(|win| win == RUNNER_TOKEN.as_bytes()),
+                    "token in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+/// The job's notebook belongs to the checked-out commit's labbook: the runner reads it
+/// read-only, so a newer schema than its own is read (not refused) and nothing is migrated.
+#[test]
+fn a_job_notebook_with_a_newer_schema_is_read_without_migrating() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        eprintln!("no sqlite3 CLI; skipped");
+        return;
+    }
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // "The commit's labbook": the real one, whose notebook then claims a future schema.
+    let bin = w.dir.path().join("future-labbook.sh");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\n{BIN:?} \"$@\"\nrc=$?\nsqlite3 \"$2\" 'PRAGMA user_version = 99;'\nexit $rc\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = w
+        .runner_cmd_config(
+            "gpu-1",
+            &format!("build = [\"true\"]\nbin = \"{}\"\n", bin.display()),
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    assert_eq!(results[0].steps_done, 5);
+    assert!(results[0].final_metrics.contains_key("loss"));
+    assert!(!results[0].curves["loss"].is_empty());
+    let db = w
+        .dir
+        .path()
+        .join(format!("gpu-1/work/jobs/issue-{n}/tracker.db"));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99, "the job's notebook was touched");
+}
+
+/// Commits what is staged in Alice's checkout, pushes it to `dst` of `origin.git`, and
+/// makes the fake's commit API know it; returns its SHA.
+fn commit_and_push(w: &World, message: &str, dst: &str) -> String {
+    git(&w.src, &["commit", "--quiet", "-m", message]);
+    let origin = w.dir.path().join("origin.git");
+    git(
+        &w.src,
+        &[
+            "push",
+            "--quiet",
+            origin.to_str().unwrap(),
+            &format!("HEAD:{dst}"),
+        ],
+    );
+    let sha = git(&w.src, &["rev-parse", "HEAD"]);
+    w.fake.state().push_commit(&sha);
+    sha
+}
+
+/// Stops a runner as systemd does (SIGTERM) and returns its output; it must exit 0.
+fn terminate(runner: Child) -> Output {
+    let term = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+/// Kills a runner still running when a test fails (it would outlive the test otherwise).
+struct Reap(Option<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            kill(c);
+        }
+    }
 }

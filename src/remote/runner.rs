@@ -38,7 +38,7 @@ use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
 use crate::github::client::{Client, Sent};
-use crate::store::{RunFilter, RunStatus, Store};
+use crate::store::RunStatus;
 use labbook_models::backend::BackendChoice;
 
 /// Everything `labbook runner` needs besides the GitHub config and token.
@@ -101,6 +101,19 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
         ));
     }
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
+    #[cfg(target_os = "linux")]
+    {
+        // Jobs run as this user and could otherwise read the token from
+        // /proc/<runner pid>/environ (or ptrace the runner). Not dumpable: those files
+        // belong to root. Reset by execve, so git, the build and the run are unaffected.
+        // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            (opts.events)(&format!(
+                "warning: cannot make the runner non-dumpable ({}); jobs may read its environment",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     let opts = Arc::new(opts);
     let rt = crate::github::client::runtime()?;
     rt.block_on(async {
@@ -413,9 +426,19 @@ async fn close_issue(client: &mut Client, repo: &str, n: u64, ok: bool) -> Resul
 }
 
 /// Posts the results comment, or edits the one already there: never two.
-async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Result<()> {
+async fn post_results(
+    client: &mut Client,
+    repo: &str,
+    n: u64,
+    runner: &str,
+    body: &str,
+) -> Result<()> {
     for _attempt in 0..3 {
-        let existing = views(&list_comments(client, repo, n).await?)
+        let comments = views(&list_comments(client, repo, n).await?);
+        if let Some(why) = results_refused(&comments, runner) {
+            return Err(Error::Github(why));
+        }
+        let existing = comments
             .into_iter()
             .find(|c| protocol::has_block(KIND_RESULTS, &c.body));
         if let Some(c) = existing {
@@ -441,6 +464,119 @@ async fn post_results(client: &mut Client, repo: &str, n: u64, body: &str) -> Re
         }
     }
     Err(Error::Github(format!("could not post the results on #{n}")))
+}
+
+/// Why this runner must not post results on a request: another runner's results are
+/// already there. (Its own, from an earlier attempt, are edited instead.)
+fn results_refused(comments: &[protocol::CommentView], runner: &str) -> Option<String> {
+    comments
+        .iter()
+        .filter(|c| protocol::has_block(KIND_RESULTS, &c.body))
+        .map(|c| parse_block::<Results>(KIND_RESULTS, &c.body).map(|r| r.runner))
+        .find(|r| r.as_deref() != Some(runner))
+        .map(|r| {
+            format!(
+                "results from runner `{}` are already on the request; not posted",
+                r.unwrap_or_else(|| "?".into())
+            )
+        })
+}
+
+/// How long before the lease's end a runner stops trusting it: renewals must have landed
+/// by then, and the job is given up once it passes. A fifth of the lease, at most a minute.
+fn lease_margin(lease: Duration) -> chrono::TimeDelta {
+    lease_delta(lease / 5).min(chrono::TimeDelta::seconds(60))
+}
+
+/// The most a withdrawal (after giving a job up) may wait on GitHub.
+fn withdraw_wait(lease: Duration) -> Duration {
+    lease.clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// One lease renewal: edits the claim with a fresh `lease_until` and the status, then
+/// re-reads the comments. Everything is abandoned at `deadline` (the lease's end less the
+/// margin), so a renewal held up by retries or rate-limit waits is never sent once the
+/// lease may have passed and cannot bring an expired claim back. `Ok(Some(until))`:
+/// renewed and still the winning claim; `Ok(None)`: another claim wins now.
+async fn renew(
+    client: &mut Client,
+    (repo, n): (&str, u64),
+    comment_path: &str,
+    opts: &RunnerOptions,
+    claim: &Claim,
+    status: &str,
+    deadline: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let Ok(budget) = (deadline - Utc::now()).to_std() else {
+        return Err(Error::Github("no time left before the lease ends".into()));
+    };
+    let until = Utc::now() + lease_delta(opts.lease);
+    let mut renewed = claim.clone();
+    renewed.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body = json!({ "body": claim_body(opts, &renewed, status) });
+    let attempt = async {
+        client.patch(comment_path, &body).await?;
+        list_comments(client, repo, n).await
+    };
+    match tokio::time::timeout(budget, attempt).await {
+        Err(_) => Err(Error::Github(
+            "GitHub did not answer before the lease's end".into(),
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(comments)) => Ok(match winning_claim(&views(&comments), Utc::now()) {
+            Some((_, w)) if w.nonce == claim.nonce => Some(until),
+            _ => None,
+        }),
+    }
+}
+
+/// Drops `user:password@` from every URL in `text`, and any remaining occurrence of the
+/// clone URL's password or user-info (git sometimes prints them apart from the URL).
+fn scrub(text: &str, clone_url: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace() || "'\"`<>()".contains(c))
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    let userinfo = clone_url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or(""))
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(u, _)| u);
+    if let Some(u) = userinfo {
+        let secrets = [u, u.split_once(':').map_or("", |(_, p)| p)];
+        for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
+/// How long a given-up job's thread is waited for after it was told to stop.
+const KILL_WAIT: Duration = Duration::from_secs(15);
+
+/// Runs the blocking part of a job; a panic becomes a failed job (`failed(why)`) instead of
+/// a thread that ends without a result while its lease is renewed forever.
+fn guarded(job: impl FnOnce() -> Work, failed: impl FnOnce(String) -> Work) -> Work {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        Ok(w) => w,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "?".into());
+            failed(format!("the runner's job thread panicked: {msg}"))
+        }
+    }
 }
 
 enum JobEnd {
@@ -479,7 +615,21 @@ async fn run_job(
         state: ClaimState::Active,
     };
     let started = Utc::now();
-    let work = if client
+    let mut work = if !is_full_sha(&w.request.commit) {
+        // Checked before the SHA goes anywhere (an API path, a git argument).
+        Work {
+            results: failed_results(
+                &opts,
+                &w.request,
+                started,
+                format!(
+                    "{:?} is not a full commit SHA (40 lowercase hex digits); not run",
+                    protocol::tail_chars(&w.request.commit, 60)
+                ),
+            ),
+            log_tail: None,
+        }
+    } else if client
         .get_if_exists(&format!("/repos/{repo}/commits/{}", w.request.commit))
         .await?
         .is_none()
@@ -500,7 +650,7 @@ async fn run_job(
             ..Default::default()
         }));
         let kill = Arc::new(AtomicBool::new(false));
-        {
+        let thread = {
             let (shared, kill, opts, req) = (
                 shared.clone(),
                 kill.clone(),
@@ -510,62 +660,106 @@ async fn run_job(
             std::thread::Builder::new()
                 .name(format!("job #{n}"))
                 .spawn(move || {
-                    let work = work(&opts, &req, n, &shared, &kill);
+                    let work = guarded(
+                        || work(&opts, &req, n, &shared, &kill),
+                        |why| Work {
+                            results: failed_results(&opts, &req, started, why),
+                            log_tail: None,
+                        },
+                    );
                     lock(&shared).done = Some(work);
                 })
-                .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?;
-        }
+                .map_err(|e| Error::Github(format!("cannot start a job thread: {e}")))?
+        };
         let renew_every = (opts.lease / 3)
             .min(opts.status_every)
             .max(Duration::from_millis(200));
+        let margin = lease_margin(opts.lease);
         let mut lease_until = w.lease_until;
         let mut last_renew = Instant::now();
         let mut give_up: Option<String> = None;
+        let mut killed_at: Option<Instant> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if lock(&shared).done.is_some() {
                 break;
             }
+            if thread.is_finished() {
+                // Ended without a result (cannot happen with `guarded`): never wait for one.
+                break;
+            }
+            if let Some(t) = killed_at {
+                // Killed: its children die within a poll; a thread stuck elsewhere (a lock,
+                // a hung syscall) is not waited for beyond this.
+                if t.elapsed() >= KILL_WAIT {
+                    break;
+                }
+                continue;
+            }
             if give_up.is_none() && opts.stop.load(Ordering::SeqCst) {
                 give_up = Some("the runner is stopping".into());
             }
+            // Checked on every turn, not only when a renewal is due: a job must not run on
+            // (nor post results) once its lease may have passed.
+            if give_up.is_none() && Utc::now() >= lease_until - margin {
+                give_up = Some("the lease ran out before it could be renewed".into());
+            }
             if give_up.is_none() && last_renew.elapsed() >= renew_every {
                 last_renew = Instant::now();
-                if Utc::now() >= lease_until {
-                    give_up = Some("the lease ran out before it could be renewed".into());
-                } else {
-                    let until = Utc::now() + lease_delta(opts.lease);
-                    claim.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                    let status = status_line(&shared);
-                    match client
-                        .patch(
-                            &comment_path,
-                            &json!({ "body": claim_body(&opts, &claim, &status) }),
-                        )
-                        .await
-                    {
-                        Ok(_) => lease_until = until,
-                        Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
+                let status = status_line(&shared);
+                match renew(
+                    &mut client,
+                    (&repo, n),
+                    &comment_path,
+                    &opts,
+                    &claim,
+                    &status,
+                    lease_until - margin,
+                )
+                .await
+                {
+                    Ok(Some(until)) => {
+                        lease_until = until;
+                        claim.lease_until =
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                     }
+                    Ok(None) => give_up = Some("another runner holds the request now".into()),
+                    Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
                 }
             }
             if give_up.is_some() {
                 kill.store(true, Ordering::SeqCst);
+                killed_at = Some(Instant::now());
             }
         }
         if let Some(why) = give_up {
             claim.state = ClaimState::Withdrawn;
-            let _ = client
-                .patch(
+            // Bounded: a withdrawal that cannot get through is harmless (the lease ends).
+            let _ = tokio::time::timeout(
+                withdraw_wait(opts.lease),
+                client.patch(
                     &comment_path,
                     &json!({ "body": claim_body(&opts, &claim, &why) }),
-                )
-                .await;
+                ),
+            )
+            .await;
             return Ok(JobEnd::GivenUp(why));
         }
         let done = lock(&shared).done.take();
-        done.expect("loop ends when done")
+        done.unwrap_or_else(|| Work {
+            results: failed_results(
+                &opts,
+                &w.request,
+                started,
+                "the job ended without a result".into(),
+            ),
+            log_tail: None,
+        })
     };
+    // The comment is public: no credentials of the clone URL in the error or the log tail
+    // (git prints the URL it fetched from).
+    work.results.error = work.results.error.map(|e| scrub(&e, &opts.clone_url));
+    work.log_tail = work.log_tail.map(|t| scrub(&t, &opts.clone_url));
     // Still ours? (If renewals failed until the lease ran out, another runner may hold it.)
     let comments = views(&list_comments(&mut client, &repo, n).await?);
     if let Some((_, other)) = winning_claim(&comments, Utc::now())
@@ -575,9 +769,21 @@ async fn run_job(
             "another runner holds the request now".into(),
         ));
     }
+    if let Some(why) = results_refused(&comments, &opts.name) {
+        return Ok(JobEnd::GivenUp(why));
+    }
+    let issue: Value = client
+        .get(&format!("/repos/{repo}/issues/{n}"), None)
+        .await?
+        .json()?;
+    if issue["state"].as_str() == Some("closed") {
+        return Ok(JobEnd::GivenUp(
+            "the request was closed meanwhile; results not posted".into(),
+        ));
+    }
     let status = work.results.status.clone();
     let body = protocol::results_comment(&work.results, work.log_tail.as_deref());
-    post_results(&mut client, &repo, n, &body).await?;
+    post_results(&mut client, &repo, n, &opts.name, &body).await?;
     close_issue(&mut client, &repo, n, status == "succeeded").await?;
     claim.state = ClaimState::Finished;
     let _ = client
@@ -725,7 +931,7 @@ fn work(
     let bin = {
         let _guard = REPO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         set_phase("fetching the commit");
-        if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log) {
+        if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log, kill) {
             return fail(e);
         }
         set_phase("building");
@@ -809,6 +1015,115 @@ fn work(
     }
 }
 
+/// The job notebook's run, as far as the results need it.
+struct JobRun {
+    id: i64,
+    status: RunStatus,
+    error: Option<String>,
+    host: Option<String>,
+    device: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    steps_done: i64,
+    steps_total: Option<i64>,
+    final_metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// The latest run of a job notebook (each job's notebook has one).
+fn job_run(conn: &rusqlite::Connection) -> rusqlite::Result<Option<JobRun>> {
+    use rusqlite::OptionalExtension as _;
+    conn.query_row(
+        "SELECT id, status, error, host, device, started_at, finished_at, steps_done,
+                steps_total, final_metrics
+         FROM runs ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            let status: String = r.get(1)?;
+            let metrics: Option<String> = r.get(9)?;
+            Ok(JobRun {
+                id: r.get(0)?,
+                // A status this runner does not know: the run did not finish as it knows it.
+                status: status.parse().unwrap_or(RunStatus::Crashed),
+                error: r.get(2)?,
+                host: r.get(3)?,
+                device: r.get(4)?,
+                started_at: r.get(5)?,
+                finished_at: r.get(6)?,
+                steps_done: r.get(7)?,
+                steps_total: r.get(8)?,
+                final_metrics: metrics
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Whether the job notebook has the pre-chunk `metrics` table (older schemas).
+fn has_old_metrics(conn: &rusqlite::Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+fn job_metric_keys(conn: &rusqlite::Connection, run: i64) -> rusqlite::Result<Vec<String>> {
+    let sql = if has_old_metrics(conn) {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1
+            UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key"
+    } else {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1) ORDER BY k.key"
+    };
+    let mut st = conn.prepare(sql)?;
+    st.query_map([run], |r| r.get(0))?.collect()
+}
+
+/// One metric's (step, value, wall time) points in step order; later writes win.
+fn job_points(
+    conn: &rusqlite::Connection,
+    run: i64,
+    key: &str,
+) -> rusqlite::Result<Vec<(i64, f64, f64)>> {
+    let mut by_step = std::collections::BTreeMap::new();
+    if has_old_metrics(conn) {
+        let mut st = conn.prepare(
+            "SELECT m.step, m.value, m.wall_time FROM metrics m JOIN metric_keys k ON k.id = m.key_id
+             WHERE m.run_id = ?1 AND k.key = ?2",
+        )?;
+        let rows = st.query_map(rusqlite::params![run, key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+                r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+            ))
+        })?;
+        for row in rows {
+            let (step, v, w) = row?;
+            by_step.insert(step, (v, w));
+        }
+    }
+    let mut st = conn.prepare(
+        "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+         WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
+    )?;
+    let blobs = st.query_map(rusqlite::params![run, key], |r| r.get::<_, Vec<u8>>(0))?;
+    for blob in blobs {
+        for p in blob?.chunks_exact(24) {
+            let f = |i: usize| <[u8; 8]>::try_from(&p[i..i + 8]).unwrap_or_default();
+            by_step.insert(
+                i64::from_le_bytes(f(0)),
+                (f64::from_le_bytes(f(8)), f64::from_le_bytes(f(16))),
+            );
+        }
+    }
+    Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
+}
+
 /// Reads the finished run from the job's notebook.
 fn collect(
     opts: &RunnerOptions,
@@ -820,18 +1135,25 @@ fn collect(
     if !db.is_file() {
         return Err(format!("the run did not start (exit {code}); see the log"));
     }
-    let store = Store::open(db, "runner").map_err(|e| e.to_string())?;
-    let run = store
-        .list_runs(&RunFilter::default())
-        .map_err(|e| e.to_string())?
-        .pop()
+    // Read-only and without migrating, like `probe`: the notebook belongs to the checked-out
+    // commit's labbook, whose schema may be older or newer than the runner's.
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot read the job's notebook: {e}"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let run = job_run(&conn)
+        .map_err(|e| format!("cannot read the run from the job's notebook: {e}"))?
         .ok_or_else(|| format!("the run did not start (exit {code}); see the log"))?;
     let mut curves = std::collections::BTreeMap::new();
     let mut points = std::collections::BTreeMap::new();
-    for key in store.metric_keys(run.id).map_err(|e| e.to_string())? {
-        let series: Vec<CurvePoint> = store
-            .metric_points(run.id, &key)
-            .map_err(|e| e.to_string())?
+    let keys = job_metric_keys(&conn, run.id)
+        .map_err(|e| format!("cannot read the metrics from the job's notebook: {e}"))?;
+    for key in keys {
+        let series: Vec<CurvePoint> = job_points(&conn, run.id, &key)
+            .map_err(|e| format!("cannot read metric {key} from the job's notebook: {e}"))?
             .into_iter()
             .map(|(s, v, w)| {
                 (
@@ -895,12 +1217,17 @@ fn read_tail(log: &Path) -> Option<String> {
     Some(protocol::tail_chars(&text, 8_000).to_string())
 }
 
-fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String> {
+fn git(
+    args: &[&str],
+    dir: &Path,
+    log: &Path,
+    kill: &AtomicBool,
+) -> std::result::Result<(), String> {
     let argv: Vec<String> = std::iter::once("git")
         .chain(args.iter().copied())
         .map(String::from)
         .collect();
-    match run_logged(&argv, dir, log, &[], &AtomicBool::new(false)) {
+    match run_logged(&argv, dir, log, &[], kill) {
         Ok(0) => Ok(()),
         Ok(c) => Err(format!(
             "`git {}` failed (exit {c}); see the log",
@@ -910,62 +1237,80 @@ fn git(args: &[&str], dir: &Path, log: &Path) -> std::result::Result<(), String>
     }
 }
 
-/// Fetches `sha` from the clone URL into `WORKDIR/repo.git` and checks it out (detached)
-/// as a worktree at `checkout`, verified to be exactly `sha`.
+fn append_log(log: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    writeln!(f, "labbook runner: {line}")
+}
+
+/// 40 lowercase hex digits: what `git rev-parse` prints and all a request may name.
+fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Fetches the branches of the clone URL into `WORKDIR/repo.git` and checks `sha` out
+/// (detached) as a worktree at `checkout`, verified to be exactly `sha`. Only a commit on
+/// one of the repo's branches runs: GitHub's commit API also answers for commits that only
+/// a fork or a pull request has, and those are never fetched by SHA.
 fn checkout_commit(
     opts: &RunnerOptions,
     sha: &str,
     checkout: &Path,
     log: &Path,
+    kill: &AtomicBool,
 ) -> std::result::Result<(), String> {
-    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("`{sha}` is not a full commit SHA"));
+    if !is_full_sha(sha) {
+        return Err(format!("{sha:?} is not a full commit SHA"));
     }
     let bare = opts.workdir.join("repo.git");
     let wd = &opts.workdir;
     let bare_s = bare.display().to_string();
     if !bare.join("HEAD").is_file() {
-        git(&["init", "--quiet", "--bare", &bare_s], wd, log)?;
+        git(&["init", "--quiet", "--bare", &bare_s], wd, log, kill)?;
     }
-    let has = |sha: &str| {
-        Command::new("git")
-            .args([
-                "-C",
-                &bare_s,
-                "cat-file",
-                "-e",
-                &format!("{sha}^{{commit}}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has(sha) {
-        let url = &opts.clone_url;
-        let _ = git(
-            &[
-                "-C",
-                &bare_s,
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                url,
-                "+refs/heads/*:refs/remotes/origin/*",
-            ],
-            wd,
+    let url = &opts.clone_url;
+    // Always: a branch may have moved since the last job (`--prune` drops deleted ones).
+    if let Err(e) = git(
+        &[
+            "-C",
+            &bare_s,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            url,
+            "+refs/heads/*:refs/remotes/origin/*",
+        ],
+        wd,
+        log,
+        kill,
+    ) {
+        // The branches fetched last time still decide; a commit not among them is refused.
+        let _ = append_log(
             log,
+            &format!("fetch failed ({e}); using the branches fetched before"),
         );
-        if !has(sha) {
-            let _ = git(
-                &["-C", &bare_s, "fetch", "--quiet", "--no-tags", url, sha],
-                wd,
-                log,
-            );
-        }
-        if !has(sha) {
-            return Err(format!("commit {sha} cannot be fetched from {url}"));
-        }
+    }
+    let on_branch = Command::new("git")
+        .args([
+            "-C",
+            &bare_s,
+            "for-each-ref",
+            "--format=%(refname)",
+            "--contains",
+            sha,
+            "refs/remotes/origin/",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !on_branch.status.success() || on_branch.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "commit {sha} is not on any branch of {url}; only commits pushed to a branch of the repo run"
+        ));
     }
     let co = checkout.display().to_string();
     if checkout.exists() {
@@ -973,10 +1318,11 @@ fn checkout_commit(
             &["-C", &bare_s, "worktree", "remove", "--force", &co],
             wd,
             log,
+            kill,
         );
         let _ = std::fs::remove_dir_all(checkout);
     }
-    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log);
+    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log, kill);
     if let Some(parent) = checkout.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -986,6 +1332,7 @@ fn checkout_commit(
         ],
         wd,
         log,
+        kill,
     )?;
     let head = Command::new("git")
         .args(["-C", &co, "rev-parse", "HEAD"])
@@ -1066,5 +1413,76 @@ mod tests {
         assert!(accepts(BackendChoice::Cuda(0), "cuda:1"));
         assert!(accepts(BackendChoice::Cuda(0), "cpu"));
         assert!(!accepts(BackendChoice::Cuda(0), "tpu"));
+    }
+
+    #[test]
+    fn clone_url_credentials_never_reach_a_comment() {
+        let url = "https://bob:ghp_s3cretTOKEN@git.example.com/lab/notebook.git";
+        let log = format!(
+            "fatal: unable to access '{url}/': Could not resolve host\n\
+             remote: Invalid username or password ghp_s3cretTOKEN\n\
+             see http://user:pw@mirror.example.com:8080/x and ssh://git@github.com/lab/n.git\n\
+             `git -C /w/repo.git fetch {url} +refs/heads/*:refs/remotes/origin/*` failed"
+        );
+        let clean = scrub(&log, url);
+        assert!(
+            !clean.contains("s3cret") && !clean.contains("bob:"),
+            "{clean}"
+        );
+        assert!(!clean.contains("user:pw"), "{clean}");
+        assert!(
+            clean.contains("'https://git.example.com/lab/notebook.git/'"),
+            "{clean}"
+        );
+        assert!(
+            clean.contains("http://mirror.example.com:8080/x"),
+            "{clean}"
+        );
+        assert!(clean.contains("ssh://github.com/lab/n.git"), "{clean}");
+        assert!(clean.contains("password ***"), "{clean}");
+        // Nothing to do without credentials.
+        let plain = "commit abc is not on any branch of /tmp/origin.git";
+        assert_eq!(scrub(plain, "/tmp/origin.git"), plain);
+    }
+
+    #[test]
+    fn a_panicking_job_becomes_a_failed_one() {
+        let failed = |why: String| Work {
+            results: Results {
+                v: 1,
+                runner: "r".into(),
+                status: "failed".into(),
+                error: Some(why),
+                commit: String::new(),
+                backend: "cpu".into(),
+                host: None,
+                device: None,
+                started_at: None,
+                finished_at: None,
+                wall_time_s: 0.0,
+                steps_done: 0,
+                steps_total: None,
+                final_metrics: Default::default(),
+                curves: Default::default(),
+                points: Default::default(),
+            },
+            log_tail: None,
+        };
+        let w = guarded(|| panic!("index out of bounds"), failed);
+        assert_eq!(w.results.status, "failed");
+        let err = w.results.error.unwrap();
+        assert!(
+            err.contains("panicked") && err.contains("index out of bounds"),
+            "{err}"
+        );
+        let ok = guarded(
+            || {
+                let mut w = failed("x".into());
+                w.results.status = "succeeded".into();
+                w
+            },
+            failed,
+        );
+        assert_eq!(ok.results.status, "succeeded");
     }
 }
