@@ -374,15 +374,23 @@ async fn consider(
     let Some(claim_id) = mine else {
         return Ok(None); // the claim did not land; an unseen one expires harmlessly
     };
-    match winning_claim(&comments, Utc::now()) {
-        Some((_, w)) if w.nonce == nonce => Ok(Some(Won {
+    let ours = |comments: &[protocol::CommentView]| matches!(winning_claim(comments, Utc::now()), Some((_, w)) if w.nonce == nonce);
+    let mut won = ours(&comments);
+    if won {
+        // GitHub's comment list can lag behind its writes, so a rival's earlier claim may
+        // not be listed yet: look once more after a pause before spending GPU time.
+        tokio::time::sleep(confirm_pause(opts.lease)).await;
+        won = ours(&views(&list_comments(client, repo, n).await?));
+    }
+    match won {
+        true => Ok(Some(Won {
             issue: n,
             request,
             claim_id,
             nonce,
             lease_until,
         })),
-        _ => {
+        false => {
             claim.state = ClaimState::Withdrawn;
             let _ = client
                 .patch(
@@ -394,6 +402,12 @@ async fn consider(
             Ok(None)
         }
     }
+}
+
+/// How long a runner waits before re-reading its winning claim: a tenth of the lease, at
+/// most 2 s.
+fn confirm_pause(lease: Duration) -> Duration {
+    (lease / 10).min(Duration::from_secs(2))
 }
 
 fn lease_delta(d: Duration) -> chrono::TimeDelta {
