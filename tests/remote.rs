@@ -1145,3 +1145,41 @@ impl Drop for Reap {
         }
     }
 }
+
+/// GitHub's comment list can lag behind its writes: a rival runner's earlier claim is
+/// missing from the lists right after this runner posts its own. The runner looks again
+/// after a pause, sees the rival, and withdraws instead of running the request twice.
+#[test]
+fn a_claim_is_confirmed_by_a_second_read_when_lists_lag() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let lease_until = (chrono::Utc::now() + chrono::TimeDelta::minutes(10))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rival = protocol::hidden_block(
+        KIND_CLAIM,
+        &Claim {
+            runner: "gpu-2".into(),
+            nonce: "rival".into(),
+            lease_until,
+            state: ClaimState::Active,
+        },
+    );
+    {
+        let mut s = w.fake.state();
+        // Another runner account with write access claimed first...
+        let id = s.add_comment(n, &format!("claimed\n{rival}"), "gpu-bot-2");
+        // ...but the first two comment lists (the look before claiming and the re-read
+        // after it) do not show that claim yet.
+        s.stale_lists = Some((id, 2));
+    }
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("withdrew"), "{}", text(&out));
+    assert!(w.results(n).is_empty(), "the request was not run");
+    let ours: Vec<Claim> = w
+        .claims(n)
+        .into_iter()
+        .filter(|c| c.runner == "gpu-1")
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].state, ClaimState::Withdrawn);
+}

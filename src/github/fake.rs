@@ -83,6 +83,9 @@ pub struct FakeState {
     /// `author_association: NONE` (everyone else's: OWNER for the repo's owner, else
     /// COLLABORATOR).
     pub outsiders: BTreeSet<String>,
+    /// `(comment id, n)`: the next `n` comment lists leave that comment out, as a GitHub
+    /// replica that has not seen a fresh write yet.
+    pub stale_lists: Option<(u64, u32)>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -235,6 +238,7 @@ impl FakeGithub {
             tokens: BTreeMap::new(),
             pushed: BTreeSet::new(),
             outsiders: BTreeSet::new(),
+            stale_lists: None,
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -549,10 +553,17 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
         },
         ("GET", ["issues", n, "comments"]) => match n.parse::<u64>() {
             Ok(n) if find(s, n).is_some() => {
+                let hidden = match &mut s.stale_lists {
+                    Some((id, left)) if *left > 0 => {
+                        *left -= 1;
+                        Some(*id)
+                    }
+                    _ => None,
+                };
                 let all: Vec<Value> = s
                     .comments
                     .iter()
-                    .filter(|c| c.issue == n)
+                    .filter(|c| c.issue == n && Some(c.id) != hidden)
                     .map(|c| comment_json(s, c, &base))
                     .collect();
                 paginate(req, &base, all)
