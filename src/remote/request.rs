@@ -336,20 +336,10 @@ pub fn sync_remote_runs(
                         n
                     }
                     None if filing_settled(store, run, gh)? => {
-                        let never = RemoteOutcome {
-                            status: RunStatus::Failed,
-                            started_at: None,
-                            finished_at: Some(crate::store::now()),
-                            host: None,
-                            device: None,
-                            steps_done: 0,
-                            final_metrics: BTreeMap::new(),
-                            error: Some(
-                                "the run request never reached GitHub; request the run again"
-                                    .into(),
-                            ),
-                            points: Vec::new(),
-                        };
+                        let never = never_ran(
+                            RunStatus::Failed,
+                            "the run request never reached GitHub; request the run again".into(),
+                        );
                         if store.finish_remote_run(run, &never)? {
                             report
                                 .events
@@ -380,17 +370,10 @@ pub fn sync_remote_runs(
                 .find_map(|c| parse_block::<Results>(KIND_RESULTS, &c.body));
             let outcome = match results {
                 Some(r) => outcome_of(&r),
-                None if state["state"] == "closed" => RemoteOutcome {
-                    status: RunStatus::Cancelled,
-                    started_at: None,
-                    finished_at: Some(crate::store::now()),
-                    host: None,
-                    device: None,
-                    steps_done: 0,
-                    final_metrics: BTreeMap::new(),
-                    error: Some(format!("request #{issue} was closed without results")),
-                    points: Vec::new(),
-                },
+                None if state["state"] == "closed" => never_ran(
+                    RunStatus::Cancelled,
+                    format!("request #{issue} was closed without results"),
+                ),
                 None => {
                     report.waiting += 1;
                     continue;
@@ -418,6 +401,21 @@ fn filing_settled(store: &Store, run: RunId, gh: &GithubConfig) -> Result<bool> 
     };
     let settle = chrono::Duration::seconds(2 * gh.timeout_secs.max(1) as i64 + 1);
     Ok(chrono::Utc::now() > created.with_timezone(&chrono::Utc) + settle)
+}
+
+/// The outcome of a request that ended without running: finished now, nothing measured.
+fn never_ran(status: RunStatus, error: String) -> RemoteOutcome {
+    RemoteOutcome {
+        status,
+        started_at: None,
+        finished_at: Some(crate::store::now()),
+        host: None,
+        device: None,
+        steps_done: 0,
+        final_metrics: BTreeMap::new(),
+        error: Some(error),
+        points: Vec::new(),
+    }
 }
 
 /// The notebook's view of a results block.
