@@ -67,15 +67,8 @@ pub trait ScanBackend: Backend {
         let inputs = HostInputs::load::<Self>(u, delta, a, b, c, d);
         let (grad, _) = download::<Self, 3>(grad);
         let g = inputs.backward(&grad);
-        let (bt, l, ch, n) = (inputs.batch, inputs.len, inputs.channels, inputs.state);
-        [
-            upload::<Self, 3>(g.du, [bt, l, ch], &device),
-            upload::<Self, 3>(g.ddelta, [bt, l, ch], &device),
-            upload::<Self, 2>(g.da, [ch, n], &device),
-            upload::<Self, 3>(g.db, [bt, l, n], &device),
-            upload::<Self, 3>(g.dc, [bt, l, n], &device),
-            upload::<Self, 1>(g.dd, [ch], &device),
-        ]
+        let dims = [inputs.batch, inputs.len, inputs.channels];
+        upload_grads::<Self>(g, dims, inputs.state, &device)
     }
 
     /// Host kernel of [`gated_scan`]; called only when `HOST_KERNELS`.
@@ -312,6 +305,24 @@ fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize;
     (v, dims)
 }
 
+/// The scan's six host gradients as tensors: `dims` = `[batch, L, d_inner]`, `n` = state size.
+fn upload_grads<B: Backend>(
+    g: host::HostGrads,
+    dims: [usize; 3],
+    n: usize,
+    device: &B::Device,
+) -> [FloatTensor<B>; 6] {
+    let [bt, l, ch] = dims;
+    [
+        upload::<B, 3>(g.du, dims, device),
+        upload::<B, 3>(g.ddelta, dims, device),
+        upload::<B, 2>(g.da, [ch, n], device),
+        upload::<B, 3>(g.db, [bt, l, n], device),
+        upload::<B, 3>(g.dc, [bt, l, n], device),
+        upload::<B, 1>(g.dd, [ch], device),
+    ]
+}
+
 fn upload<B: Backend, const D: usize>(
     v: Vec<f32>,
     dims: [usize; D],
@@ -424,15 +435,15 @@ impl<B: Backend> Backward<B, 7> for GatedScanBackwardOp {
         let (grad, _) = download::<B, 3>(grad);
         let (g, dz) = ops.state.backward(&grad);
         let dims = ops.state.scan.dims();
-        let [ch, n] = [dims[2], ops.state.scan.state];
-        let bln = [dims[0], dims[1], n];
+        let [du, ddelta, da, db, dc, dd] =
+            upload_grads::<B>(g, dims, ops.state.scan.state, &device);
         let outs = [
-            upload::<B, 3>(g.du, dims, &device),
-            upload::<B, 3>(g.ddelta, dims, &device),
-            upload::<B, 2>(g.da, [ch, n], &device),
-            upload::<B, 3>(g.db, bln, &device),
-            upload::<B, 3>(g.dc, bln, &device),
-            upload::<B, 1>(g.dd, [ch], &device),
+            du,
+            ddelta,
+            da,
+            db,
+            dc,
+            dd,
             upload::<B, 3>(dz, dims, &device),
         ];
         register::<B, 7>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
