@@ -1074,70 +1074,6 @@ fn job_run(conn: &rusqlite::Connection) -> rusqlite::Result<Option<JobRun>> {
     .optional()
 }
 
-/// Whether the job notebook has the pre-chunk `metrics` table (older schemas).
-fn has_old_metrics(conn: &rusqlite::Connection) -> bool {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .is_ok_and(|n| n > 0)
-}
-
-fn job_metric_keys(conn: &rusqlite::Connection, run: i64) -> rusqlite::Result<Vec<String>> {
-    let sql = if has_old_metrics(conn) {
-        "SELECT k.key FROM metric_keys k WHERE k.id IN (
-            SELECT key_id FROM metric_chunks WHERE run_id = ?1
-            UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key"
-    } else {
-        "SELECT k.key FROM metric_keys k WHERE k.id IN (
-            SELECT key_id FROM metric_chunks WHERE run_id = ?1) ORDER BY k.key"
-    };
-    let mut st = conn.prepare(sql)?;
-    st.query_map([run], |r| r.get(0))?.collect()
-}
-
-/// One metric's (step, value, wall time) points in step order; later writes win.
-fn job_points(
-    conn: &rusqlite::Connection,
-    run: i64,
-    key: &str,
-) -> rusqlite::Result<Vec<(i64, f64, f64)>> {
-    let mut by_step = std::collections::BTreeMap::new();
-    if has_old_metrics(conn) {
-        let mut st = conn.prepare(
-            "SELECT m.step, m.value, m.wall_time FROM metrics m JOIN metric_keys k ON k.id = m.key_id
-             WHERE m.run_id = ?1 AND k.key = ?2",
-        )?;
-        let rows = st.query_map(rusqlite::params![run, key], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
-                r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
-            ))
-        })?;
-        for row in rows {
-            let (step, v, w) = row?;
-            by_step.insert(step, (v, w));
-        }
-    }
-    let mut st = conn.prepare(
-        "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
-         WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
-    )?;
-    let blobs = st.query_map(rusqlite::params![run, key], |r| r.get::<_, Vec<u8>>(0))?;
-    for blob in blobs {
-        for p in blob?.chunks_exact(24) {
-            let f = |i: usize| <[u8; 8]>::try_from(&p[i..i + 8]).unwrap_or_default();
-            by_step.insert(
-                i64::from_le_bytes(f(0)),
-                (f64::from_le_bytes(f(8)), f64::from_le_bytes(f(16))),
-            );
-        }
-    }
-    Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
-}
-
 /// Reads the finished run from the job's notebook.
 fn collect(
     opts: &RunnerOptions,
@@ -1163,10 +1099,10 @@ fn collect(
         .ok_or_else(|| format!("the run did not start (exit {code}); see the log"))?;
     let mut curves = std::collections::BTreeMap::new();
     let mut points = std::collections::BTreeMap::new();
-    let keys = job_metric_keys(&conn, run.id)
+    let keys = crate::store::metric_keys_in(&conn, run.id)
         .map_err(|e| format!("cannot read the metrics from the job's notebook: {e}"))?;
     for key in keys {
-        let series: Vec<CurvePoint> = job_points(&conn, run.id, &key)
+        let series: Vec<CurvePoint> = crate::store::metric_points_in(&conn, run.id, &key)
             .map_err(|e| format!("cannot read metric {key} from the job's notebook: {e}"))?
             .into_iter()
             .map(|(s, v, w)| {

@@ -556,13 +556,7 @@ impl Store {
 
     /// Metric keys logged for a run.
     pub fn metric_keys(&self, id: RunId) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT k.key FROM metric_keys k WHERE k.id IN (
-                SELECT key_id FROM metric_chunks WHERE run_id = ?1
-                UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key",
-        )?;
-        let rows = stmt.query_map([id.0], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(metric_keys_in(&self.conn, id.0)?)
     }
 
     /// One metric's (step, value) series in step order; non-finite points come back as NaN.
@@ -576,13 +570,51 @@ impl Store {
 
     /// [`Store::metric_series`] with each point's wall time (seconds since the run started).
     pub fn metric_points(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64, f64)>> {
-        let mut by_step: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
-        // Rows from before migration 3 first, then chunks in write order: later wins.
-        let mut old = self.conn.prepare_cached(
+        Ok(metric_points_in(&self.conn, id.0, key)?)
+    }
+}
+
+/// Whether the notebook still has the pre-chunk `metrics` table (a schema older or newer
+/// than this binary's may not).
+fn has_row_metrics(conn: &rusqlite::Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+/// Metric keys of run `run` in notebook `conn` — this binary's or one opened read-only
+/// whatever its schema (the runner reads a job's notebook this way).
+pub fn metric_keys_in(conn: &rusqlite::Connection, run: i64) -> rusqlite::Result<Vec<String>> {
+    let sql = if has_row_metrics(conn) {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1
+            UNION SELECT key_id FROM metrics WHERE run_id = ?1) ORDER BY k.key"
+    } else {
+        "SELECT k.key FROM metric_keys k WHERE k.id IN (
+            SELECT key_id FROM metric_chunks WHERE run_id = ?1) ORDER BY k.key"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    stmt.query_map([run], |r| r.get(0))?.collect()
+}
+
+/// One metric's (step, value, wall time) points in step order, from notebook `conn` (see
+/// [`metric_keys_in`]); non-finite values come back as NaN.
+pub fn metric_points_in(
+    conn: &rusqlite::Connection,
+    run: i64,
+    key: &str,
+) -> rusqlite::Result<Vec<(i64, f64, f64)>> {
+    let mut by_step: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    // Rows from before migration 3 first, then chunks in write order: later wins.
+    if has_row_metrics(conn) {
+        let mut old = conn.prepare_cached(
             "SELECT m.step, m.value, m.wall_time FROM metrics m JOIN metric_keys k ON k.id = m.key_id
              WHERE m.run_id = ?1 AND k.key = ?2",
         )?;
-        for row in old.query_map(params![id.0, key], |r| {
+        for row in old.query_map(params![run, key], |r| {
             Ok((
                 r.get(0)?,
                 r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
@@ -592,22 +624,22 @@ impl Store {
             let (step, value, wall) = row?;
             by_step.insert(step, (value, wall));
         }
-        let mut chunks = self.conn.prepare_cached(
-            "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
-             WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
-        )?;
-        let mut rows = chunks.query(params![id.0, key])?;
-        while let Some(row) = rows.next()? {
-            let blob: Vec<u8> = row.get(0)?;
-            for p in blob.chunks_exact(24) {
-                let step = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
-                let value = f64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
-                let wall = f64::from_le_bytes(p[16..24].try_into().expect("8 bytes"));
-                by_step.insert(step, (value, wall));
-            }
-        }
-        Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
     }
+    let mut chunks = conn.prepare_cached(
+        "SELECT c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+         WHERE c.run_id = ?1 AND k.key = ?2 ORDER BY c.id",
+    )?;
+    let mut rows = chunks.query(params![run, key])?;
+    while let Some(row) = rows.next()? {
+        let blob: Vec<u8> = row.get(0)?;
+        for p in blob.chunks_exact(24) {
+            let step = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
+            let value = f64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
+            let wall = f64::from_le_bytes(p[16..24].try_into().expect("8 bytes"));
+            by_step.insert(step, (value, wall));
+        }
+    }
+    Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
 }
 
 fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Result<RunId> {
