@@ -55,7 +55,8 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
     let store = Store::open(db_path, author)?;
     let (req_tx, req_rx) = mpsc::channel();
     let (rep_tx, rep_rx) = mpsc::channel();
-    let sync_tx = rep_tx.clone();
+    // Replies of child `labbook` processes (sync, detached runs), sent from their threads.
+    let child_tx = rep_tx.clone();
     let worker = std::thread::Builder::new()
         .name("labbook-db".into())
         .spawn(move || worker::run(store, req_rx, rep_tx))
@@ -121,13 +122,17 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
                             queue.extend(state::update(&mut app, Action::Worker(reply)));
                         }
                         Effect::LaunchRun(args) => {
-                            let reply = launch_run(db_path, &args);
-                            queue.extend(state::update(&mut app, Action::Worker(reply)));
+                            // Starting a process and validating the config: not on the UI thread.
+                            let tx = child_tx.clone();
+                            let db = db_path.to_path_buf();
+                            std::thread::spawn(move || {
+                                let _ = tx.send(launch_run(&db, &args));
+                            });
                         }
                         Effect::Sync => {
                             // Sync talks to the network: never on the UI thread. Its writes
                             // reach the screen through the worker's data_version poll.
-                            let tx = sync_tx.clone();
+                            let tx = child_tx.clone();
                             let db = db_path.to_path_buf();
                             std::thread::spawn(move || {
                                 let _ = tx.send(run_sync(&db));
@@ -187,20 +192,22 @@ fn to_action(app: &App, ev: Event) -> Option<Action> {
     }
 }
 
-/// Starts a detached run through the CLI (`labbook --db DB run ARGS... --detach`), which
-/// validates everything first and puts the worker in its own process group.
-/// `labbook sync` as a child process; its last output line becomes the status message.
-fn run_sync(db_path: &Path) -> Reply {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return Reply::Failed(format!("cannot find the labbook executable: {e}")),
-    };
-    let out = std::process::Command::new(exe)
+/// `labbook --db DB ARGS...` as a child process with no stdin, and its output; the TUI
+/// runs slow or process-owning commands this way rather than on its own threads.
+fn labbook_child(db_path: &Path, args: &[&str]) -> Result<std::process::Output, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the labbook executable: {e}"))?;
+    std::process::Command::new(exe)
         .arg("--db")
         .arg(db_path)
-        .arg("sync")
+        .args(args)
         .stdin(std::process::Stdio::null())
-        .output();
+        .output()
+        .map_err(|e| format!("cannot run labbook {}: {e}", args.first().unwrap_or(&"")))
+}
+
+/// `labbook sync` as a child process; its last output line becomes the status message.
+fn run_sync(db_path: &Path) -> Reply {
     let last = |bytes: &[u8], fallback: &str| {
         String::from_utf8_lossy(bytes)
             .lines()
@@ -210,30 +217,23 @@ fn run_sync(db_path: &Path) -> Reply {
             .trim_start_matches("error: ")
             .to_string()
     };
-    match out {
+    match labbook_child(db_path, &["sync"]) {
         Ok(o) if o.status.success() => Reply::Done {
             msg: last(&o.stdout, "sync done"),
             select: None,
         },
         Ok(o) => Reply::Failed(format!("sync: {}", last(&o.stderr, "failed"))),
-        Err(e) => Reply::Failed(format!("cannot run labbook sync: {e}")),
+        Err(e) => Reply::Failed(e),
     }
 }
 
+/// Starts a detached run through the CLI (`labbook --db DB run ARGS... --detach`), which
+/// validates everything first and puts the worker in its own process group.
 fn launch_run(db_path: &Path, args: &[String]) -> Reply {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return Reply::Failed(format!("cannot find the labbook executable: {e}")),
-    };
-    let out = std::process::Command::new(exe)
-        .arg("--db")
-        .arg(db_path)
-        .arg("run")
-        .args(args)
-        .arg("--detach")
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
+    let mut argv: Vec<&str> = vec!["run"];
+    argv.extend(args.iter().map(String::as_str));
+    argv.push("--detach");
+    match labbook_child(db_path, &argv) {
         Ok(o) if o.status.success() => {
             let run = String::from_utf8_lossy(&o.stdout).trim().to_string();
             Reply::Done {
@@ -251,6 +251,6 @@ fn launch_run(db_path: &Path, args: &[String]) -> Reply {
                     .to_string(),
             )
         }
-        Err(e) => Reply::Failed(format!("cannot start labbook run: {e}")),
+        Err(e) => Reply::Failed(e),
     }
 }
