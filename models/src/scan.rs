@@ -19,13 +19,17 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::tensor::activation::silu;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor};
+use burn::tensor::{
+    Tensor, TensorData, TensorMetadata, TensorPrimitive, backend::Backend, ops::FloatTensor,
+};
 use std::sync::Arc;
 
 use crate::model::mamba::softplus;
 
+mod block;
 mod conv;
 mod host;
+use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;
 use host::{GatedScan, HostInputs};
 
@@ -98,6 +102,14 @@ pub trait ScanBackend: Backend {
         let mut cv = load_conv::<Self>(x, w, bias);
         let out = cv.forward();
         upload::<Self, 3>(out, [cv.batch, cv.len, cv.channels], &device)
+    }
+
+    /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
+    fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
+        let device = Self::float_device(&inputs[0]);
+        let (dims, host) = load_block::<Self>(inputs);
+        let (_, out) = HostBlock::forward(dims, eps as f32, host);
+        upload::<Self, 3>(out, [dims.batch, dims.len, dims.d_model], &device)
     }
 }
 
@@ -240,6 +252,85 @@ pub fn causal_conv_silu_reference<B: Backend>(
     silu(out)
 }
 
+/// The weights of one Mamba residual block (selective variant), as [`mamba_block`] takes them;
+/// layouts as the modules store them (see `model::mamba`).
+#[derive(Debug, Clone)]
+pub struct MambaBlockParams<B: Backend> {
+    /// RMSNorm weight `[d_model]`.
+    pub norm: Tensor<B, 1>,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+    /// `[d_model, 2·d_inner]`.
+    pub in_proj: Tensor<B, 2>,
+    /// `[d_inner, K]`.
+    pub conv_w: Tensor<B, 2>,
+    /// `[d_inner]`.
+    pub conv_b: Tensor<B, 1>,
+    /// `[d_inner, dt_rank + 2N]`.
+    pub x_proj: Tensor<B, 2>,
+    /// `[dt_rank, d_inner]`.
+    pub dt_w: Tensor<B, 2>,
+    /// `[d_inner]`.
+    pub dt_b: Tensor<B, 1>,
+    /// `[d_inner, N]`; `A = −exp(A_log)`.
+    pub a_log: Tensor<B, 2>,
+    /// `[d_inner]`.
+    pub d: Tensor<B, 1>,
+    /// `[d_inner, d_model]`.
+    pub out_proj: Tensor<B, 2>,
+}
+
+/// The whole Mamba residual block `x + mixer(RMSNorm(x))` as one op with a hand-written
+/// backward: `x` `[batch, L, d_model]` → `[batch, L, d_model]`. It runs on the host (on a GPU
+/// backend it copies through host memory), so `model::mamba` uses it only where
+/// [`ScanBackend::HOST_KERNELS`]. Panics on inconsistent shapes.
+pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> Tensor<B, 3> {
+    let [batch, len, d_model] = x.dims();
+    let [d_inner, kernel] = p.conv_w.dims();
+    let [rank, _] = p.dt_w.dims();
+    let [_, state] = p.a_log.dims();
+    let dims = BlockDims {
+        batch,
+        len,
+        d_model,
+        d_inner,
+        state,
+        rank,
+        kernel,
+    };
+    let got = [
+        x.dims().to_vec(),
+        p.norm.dims().to_vec(),
+        p.in_proj.dims().to_vec(),
+        p.conv_w.dims().to_vec(),
+        p.conv_b.dims().to_vec(),
+        p.x_proj.dims().to_vec(),
+        p.dt_w.dims().to_vec(),
+        p.dt_b.dims().to_vec(),
+        p.a_log.dims().to_vec(),
+        p.d.dims().to_vec(),
+        p.out_proj.dims().to_vec(),
+    ];
+    assert_eq!(got, dims.input_shapes(), "mamba_block: inconsistent shapes");
+    let f = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let f2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
+    let inputs = [
+        x.into_primitive().tensor(),
+        f(p.norm),
+        f2(p.in_proj),
+        f2(p.conv_w),
+        f(p.conv_b),
+        f2(p.x_proj),
+        f2(p.dt_w),
+        f(p.dt_b),
+        f2(p.a_log),
+        f(p.d),
+        f2(p.out_proj),
+    ];
+    let y = B::mamba_block_host(inputs, p.norm_eps);
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_model]
+}
+
 fn check_shapes(
     u: &[usize; 3],
     delta: &[usize; 3],
@@ -345,6 +436,44 @@ fn load_gated<B: Backend>(
 ) -> GatedScan {
     let (z, _) = download::<B, 3>(z);
     GatedScan::new(HostInputs::load::<B>(u, delta_raw, a, b, c, d), z)
+}
+
+/// Host copies of [`mamba_block`]'s inputs and the sizes read off their shapes.
+fn load_block<B: Backend>(
+    inputs: [FloatTensor<B>; slot::COUNT],
+) -> (BlockDims, [Vec<f32>; slot::COUNT]) {
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let (x, cw, dtw, al) = (
+        &shapes[slot::X],
+        &shapes[slot::CONV_W],
+        &shapes[slot::DT_W],
+        &shapes[slot::A_LOG],
+    );
+    let dims = BlockDims {
+        batch: x[0],
+        len: x[1],
+        d_model: x[2],
+        d_inner: cw[0],
+        state: al[1],
+        rank: dtw[0],
+        kernel: cw[1],
+    };
+    assert_eq!(
+        shapes,
+        dims.input_shapes(),
+        "mamba_block: inconsistent shapes"
+    );
+    (dims, inputs.map(download_flat::<B>))
+}
+
+/// A tensor of any rank as a row-major host vector.
+fn download_flat<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
+    match t.shape().num_dims() {
+        1 => download::<B, 1>(t).0,
+        2 => download::<B, 2>(t).0,
+        3 => download::<B, 3>(t).0,
+        rank => unreachable!("mamba_block: no input has rank {rank}"),
+    }
 }
 
 fn load_conv<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, bias: FloatTensor<B>) -> ConvSilu {
@@ -476,8 +605,52 @@ impl<B: Backend> Backward<B, 3> for ConvSiluBackwardOp {
     }
 }
 
+#[derive(Debug)]
+struct MambaBlockBackwardOp;
+
+impl<B: Backend> Backward<B, { slot::COUNT }> for MambaBlockBackwardOp {
+    type State = Arc<HostBlock>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, { slot::COUNT }>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let device = B::float_device(&grad);
+        let (grad, _) = download::<B, 3>(grad);
+        let block = &ops.state;
+        let mut shapes = block.dims.input_shapes().into_iter();
+        let outs = block.backward(&grad).map(|g| {
+            let shape = shapes.next().expect("one shape per input");
+            B::float_from_data(TensorData::new(g, shape), &device)
+        });
+        register::<B, { slot::COUNT }>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+    }
+}
+
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     const HOST_KERNELS: bool = B::HOST_KERNELS;
+
+    fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
+        let nodes = inputs.each_ref().map(|t| t.node.clone());
+        let prims = inputs.map(|t| t.primitive);
+        match MambaBlockBackwardOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let device = B::float_device(&prims[slot::X]);
+                let (dims, host) = load_block::<B>(prims);
+                let (block, out) = HostBlock::forward(dims, eps as f32, host);
+                let out = upload::<B, 3>(out, [dims.batch, dims.len, dims.d_model], &device);
+                prep.finish(Arc::new(block), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::mamba_block_host(prims, eps)),
+        }
+    }
 
     fn gated_scan_host(
         u: FloatTensor<Self>,

@@ -1,8 +1,10 @@
-//! The fused Mamba host ops (`gated_scan`, `causal_conv_silu`) against their tensor-op
-//! compositions: forward and every gradient, on random shapes and seeds.
+//! The fused Mamba host ops (`gated_scan`, `causal_conv_silu`, the whole block) against their
+//! tensor-op compositions: forward and every gradient, on random shapes and seeds.
 use burn::backend::{Autodiff, Flex, NdArray};
+use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use labbook_models::model::MambaConfig;
 use labbook_models::scan::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
@@ -154,4 +156,87 @@ fn conv_silu_matches_composition_ndarray() {
 #[test]
 fn conv_silu_matches_composition_flex() {
     conv_matches::<Autodiff<Flex>>();
+}
+
+/// `MambaBlock::forward` (one fused host op on these backends) against
+/// `MambaBlock::forward_composed` (RMSNorm, linears, conv, gated scan as separate ops):
+/// output and the gradients of the input and of every weight.
+fn block_matches<B: AutodiffBackend + ScanBackend>() {
+    // [batch, L, d_model, d_state, expand, d_conv, dt_rank (0 = default)]
+    let shapes = [
+        [1, 1, 1, 1, 1, 1, 0],
+        [2, 7, 8, 4, 2, 4, 0],
+        [3, 13, 16, 16, 2, 3, 3],
+        [1, 40, 24, 5, 1, 4, 0],
+    ];
+    for (seed, [bt, l, dm, n, expand, k, rank]) in shapes.into_iter().enumerate() {
+        let dev = Default::default();
+        B::seed(&dev, seed as u64 + 400);
+        let cfg = MambaConfig::new(dm)
+            .with_d_state(n)
+            .with_expand(expand)
+            .with_d_conv(k)
+            .with_dt_rank((rank > 0).then_some(rank));
+        let mut block = cfg.init_block::<B>(&dev);
+        // Weights the init leaves at one, made random so their gradients are exercised.
+        let normal = Distribution::Normal(0.0, 1.0);
+        block.norm.gamma = Param::from_tensor(leaf::<B, 1>([dm], normal, &dev) + 1.0);
+        block.mixer.d = Param::from_tensor(leaf::<B, 1>([expand * dm], normal, &dev));
+        let x = leaf::<B, 3>([bt, l, dm], normal, &dev);
+        let r = leaf::<B, 3>([bt, l, dm], normal, &dev);
+        let run = |fused: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if fused {
+                block.forward(x.clone())
+            } else {
+                block.forward_composed(x.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            let m = &block.mixer;
+            let (xp, dtp) = (m.x_proj.as_ref().unwrap(), m.dt_proj.as_ref().unwrap());
+            let g1 = [
+                x.grad(&grads).unwrap().flatten::<1>(0, 2),
+                block.norm.gamma.val().grad(&grads).unwrap(),
+                m.conv_bias.val().grad(&grads).unwrap(),
+                dtp.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
+                m.d.val().grad(&grads).unwrap(),
+            ];
+            let g2 = [
+                m.in_proj.weight.val().grad(&grads).unwrap(),
+                m.conv_weight.val().grad(&grads).unwrap(),
+                xp.weight.val().grad(&grads).unwrap(),
+                dtp.weight.val().grad(&grads).unwrap(),
+                m.a_log.val().grad(&grads).unwrap(),
+                m.out_proj.weight.val().grad(&grads).unwrap(),
+            ];
+            (y.inner(), g1, g2)
+        };
+        let (f, s) = (run(true), run(false));
+        let e = rel_err(f.0, s.0);
+        assert!(e <= 1e-5, "shape {seed}: forward rel err {e}");
+        for (name, (gf, gs)) in ["x", "norm", "conv_bias", "dt_bias", "d"]
+            .into_iter()
+            .zip(f.1.into_iter().zip(s.1))
+        {
+            let e = rel_err(gf, gs);
+            assert!(e <= 1e-4, "shape {seed}: d{name} rel err {e}");
+        }
+        for (name, (gf, gs)) in ["in_proj", "conv_w", "x_proj", "dt_w", "a_log", "out_proj"]
+            .into_iter()
+            .zip(f.2.into_iter().zip(s.2))
+        {
+            let e = rel_err(gf, gs);
+            assert!(e <= 1e-4, "shape {seed}: d{name} rel err {e}");
+        }
+    }
+}
+
+#[test]
+fn mamba_block_matches_composition_ndarray() {
+    block_matches::<Autodiff<NdArray>>();
+}
+
+#[test]
+fn mamba_block_matches_composition_flex() {
+    block_matches::<Autodiff<Flex>>();
 }

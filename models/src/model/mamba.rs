@@ -5,7 +5,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
-use crate::scan::{ScanBackend, causal_conv_silu, gated_scan};
+use crate::scan::{MambaBlockParams, ScanBackend, causal_conv_silu, gated_scan, mamba_block};
 
 /// Configuration of one Mamba mixer.
 #[derive(Config, Debug)]
@@ -216,8 +216,38 @@ impl MambaConfig {
 }
 
 impl<B: ScanBackend> MambaBlock<B> {
-    /// `[batch, L, d_model] → [batch, L, d_model]`.
+    /// `[batch, L, d_model] → [batch, L, d_model]`. On host backends
+    /// ([`ScanBackend::HOST_KERNELS`]) a selective block is one fused op
+    /// ([`mamba_block`]); otherwise, and for the LTI ablation, [`Self::forward_composed`].
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.fused_params() {
+            Some(p) if B::HOST_KERNELS => mamba_block(x, p),
+            _ => self.forward_composed(x),
+        }
+    }
+
+    /// The same block composed of tensor ops around the scan (for device backends, the LTI
+    /// ablation, and as the reference of the fused op in the tests).
+    pub fn forward_composed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         x.clone() + self.mixer.forward(self.norm.forward(x))
+    }
+
+    /// The weights in [`mamba_block`]'s form; `None` for the LTI ablation.
+    fn fused_params(&self) -> Option<MambaBlockParams<B>> {
+        let m = &self.mixer;
+        let (x_proj, dt_proj) = (m.x_proj.as_ref()?, m.dt_proj.as_ref()?);
+        Some(MambaBlockParams {
+            norm: self.norm.gamma.val(),
+            norm_eps: self.norm.epsilon,
+            in_proj: m.in_proj.weight.val(),
+            conv_w: m.conv_weight.val(),
+            conv_b: m.conv_bias.val(),
+            x_proj: x_proj.weight.val(),
+            dt_w: dt_proj.weight.val(),
+            dt_b: dt_proj.bias.as_ref()?.val(),
+            a_log: m.a_log.val(),
+            d: m.d.val(),
+            out_proj: m.out_proj.weight.val(),
+        })
     }
 }

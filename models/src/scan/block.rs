@@ -1,0 +1,477 @@
+//! The whole Mamba residual block as one host op with a hand-written backward:
+//! `out = x + out_proj(gated_scan(conv_silu(in_proj_x(xn)), dt_proj(x_proj_Δ(…)), A, B, C, D,
+//! in_proj_z(xn)))` with `xn = RMSNorm(x)`.
+//!
+//! Composed of burn ops, one block was ~30 tensor ops forward and more backward, each with a
+//! fresh allocation, an autodiff node and a single-threaded element loop; at the d_model 64
+//! training shape that bookkeeping cost as much as the scan itself. Here the matrix products
+//! are `matrixmultiply` calls on the host buffers (transposes are strides, not copies), the
+//! conv and the gated scan reuse [`ConvSilu`] and [`GatedScan`], and the rest are plain loops.
+//!
+//! Rows `R = batch · L`; every activation is row-major `[R, ·]`. Weights use the module's
+//! layouts: `in_proj` `[d_model, 2·d_inner]`, `x_proj` `[d_inner, dt_rank + 2N]`, `dt_proj`
+//! `[dt_rank, d_inner]` + bias `[d_inner]`, `out_proj` `[d_inner, d_model]`, conv `[d_inner,
+//! K]` + bias, `A_log` `[d_inner, N]`, `D` `[d_inner]`, norm `[d_model]`.
+use rayon::prelude::*;
+
+use super::conv::ConvSilu;
+use super::host::{GatedScan, HostInputs};
+
+/// Index of each input in the op's input (and gradient) array.
+pub(crate) mod slot {
+    pub const X: usize = 0;
+    pub const NORM: usize = 1;
+    pub const IN_PROJ: usize = 2;
+    pub const CONV_W: usize = 3;
+    pub const CONV_B: usize = 4;
+    pub const X_PROJ: usize = 5;
+    pub const DT_W: usize = 6;
+    pub const DT_B: usize = 7;
+    pub const A_LOG: usize = 8;
+    pub const D: usize = 9;
+    pub const OUT_PROJ: usize = 10;
+    pub const COUNT: usize = 11;
+}
+
+/// Sizes of one block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockDims {
+    pub batch: usize,
+    pub len: usize,
+    pub d_model: usize,
+    pub d_inner: usize,
+    pub state: usize,
+    pub rank: usize,
+    pub kernel: usize,
+}
+
+impl BlockDims {
+    fn rows(&self) -> usize {
+        self.batch * self.len
+    }
+
+    /// Columns of `x_proj`'s output: `dt_rank + 2N`.
+    fn proj(&self) -> usize {
+        self.rank + 2 * self.state
+    }
+
+    /// The shape of every input, in [`slot`] order.
+    pub(crate) fn input_shapes(&self) -> [Vec<usize>; slot::COUNT] {
+        let (dm, di, n, r, k) = (
+            self.d_model,
+            self.d_inner,
+            self.state,
+            self.rank,
+            self.kernel,
+        );
+        [
+            vec![self.batch, self.len, dm],
+            vec![dm],
+            vec![dm, 2 * di],
+            vec![di, k],
+            vec![di],
+            vec![di, r + 2 * n],
+            vec![r, di],
+            vec![di],
+            vec![di, n],
+            vec![di],
+            vec![di, dm],
+        ]
+    }
+}
+
+/// A row-major view `rows × cols` of `data` with element `(i, j)` at `i·rs + j·cs`: a
+/// transpose or a column slice is a view, not a copy.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// A contiguous `rows × cols` matrix.
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        View {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// Columns `c0..c0 + cols` of a contiguous matrix with `stride` columns.
+    fn cols(data: &'a [f32], rows: usize, stride: usize, c0: usize, cols: usize) -> Self {
+        View {
+            data: &data[c0..],
+            rows,
+            cols,
+            rs: stride,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        View {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    fn fits(&self, len: usize) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < len
+    }
+}
+
+/// `c = a·b + beta·c`, with `c` a `a.rows × b.cols` matrix at row stride `c_rs` in `c`.
+fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
+    assert!(
+        a.fits(a.data.len()) && b.fits(b.data.len()),
+        "gemm: view out of bounds"
+    );
+    let out = View {
+        data: c,
+        rows: a.rows,
+        cols: b.cols,
+        rs: c_rs,
+        cs: 1,
+    };
+    assert!(out.fits(c.len()), "gemm: output out of bounds");
+    if a.rows == 0 || b.cols == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every index of the three views inside its slice, and `c`
+    // is borrowed mutably, so it aliases neither input.
+    unsafe {
+        matrixmultiply::sgemm(
+            a.rows,
+            a.cols,
+            b.cols,
+            1.0,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            c_rs as isize,
+            1,
+        );
+    }
+}
+
+/// Rows per parallel task of the element-wise loops.
+const ROWS_PER_TASK: usize = 64;
+
+/// The forward's inputs and everything its backward needs.
+pub(crate) struct HostBlock {
+    pub(crate) dims: BlockDims,
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    w_in: Vec<f32>,
+    w_x: Vec<f32>,
+    w_dt: Vec<f32>,
+    w_out: Vec<f32>,
+    /// `1 / rms(x)` per row, `[R]`.
+    rstd: Vec<f32>,
+    /// Normalised input `[R, d_model]`.
+    xn: Vec<f32>,
+    /// The conv (keeps its input and pre-activation).
+    conv: ConvSilu,
+    /// Low-rank Δ `[R, dt_rank]`.
+    dt_low: Vec<f32>,
+    /// The gated scan (keeps `u` = conv output, Δ, `A`, `B`, `C`, `D`, `z` and its output).
+    scan: GatedScan,
+    /// Gated scan output `[R, d_inner]` (the input of `out_proj`).
+    y: Vec<f32>,
+}
+
+impl std::fmt::Debug for HostBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostBlock{:?}", self.dims)
+    }
+}
+
+impl HostBlock {
+    /// Runs the forward; `inputs` in [`slot`] order, each row-major with the shape
+    /// [`BlockDims::input_shapes`] gives. Returns `[batch, L, d_model]`.
+    pub(crate) fn forward(
+        dims: BlockDims,
+        eps: f32,
+        mut inputs: [Vec<f32>; slot::COUNT],
+    ) -> (Self, Vec<f32>) {
+        for (v, shape) in inputs.iter().zip(dims.input_shapes()) {
+            assert_eq!(
+                v.len(),
+                shape.iter().product::<usize>(),
+                "mamba block input {shape:?}"
+            );
+        }
+        let mut take = |i: usize| std::mem::take(&mut inputs[i]);
+        let (x, gamma, w_in) = (take(slot::X), take(slot::NORM), take(slot::IN_PROJ));
+        let (conv_w, conv_b, w_x) = (take(slot::CONV_W), take(slot::CONV_B), take(slot::X_PROJ));
+        let (w_dt, b_dt, a_log) = (take(slot::DT_W), take(slot::DT_B), take(slot::A_LOG));
+        let (d, w_out) = (take(slot::D), take(slot::OUT_PROJ));
+        let BlockDims {
+            batch,
+            len,
+            d_model: dm,
+            d_inner: di,
+            state: n,
+            rank: r,
+            ..
+        } = dims;
+        let rows = dims.rows();
+        let p = dims.proj();
+
+        // RMSNorm: xn = x · rstd · γ.
+        let mut rstd = vec![0.0f32; rows];
+        let mut xn = vec![0.0f32; rows * dm];
+        xn.par_chunks_mut(ROWS_PER_TASK * dm)
+            .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
+            .zip(x.par_chunks(ROWS_PER_TASK * dm))
+            .for_each(|((xn, rs), x)| {
+                for ((xn, rs), x) in xn.chunks_mut(dm).zip(rs).zip(x.chunks(dm)) {
+                    let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
+                    *rs = 1.0 / (ms + eps).sqrt();
+                    for ((o, &v), &g) in xn.iter_mut().zip(x).zip(&gamma) {
+                        *o = v * *rs * g;
+                    }
+                }
+            });
+
+        // in_proj, as two products so that the conv input and the gate come out contiguous.
+        let mut xs = vec![0.0f32; rows * di];
+        let mut z = vec![0.0f32; rows * di];
+        let xn_v = View::new(&xn, rows, dm);
+        gemm(xn_v, View::cols(&w_in, dm, 2 * di, 0, di), 0.0, &mut xs, di);
+        gemm(xn_v, View::cols(&w_in, dm, 2 * di, di, di), 0.0, &mut z, di);
+
+        let mut conv = ConvSilu::new(xs, [batch, len, di], &conv_w, conv_b);
+        let u = conv.forward(); // [R, d_inner]
+
+        // x_proj → [Δ_low | B | C], split into contiguous buffers.
+        let mut dbc = vec![0.0f32; rows * p];
+        gemm(
+            View::new(&u, rows, di),
+            View::new(&w_x, di, p),
+            0.0,
+            &mut dbc,
+            p,
+        );
+        let mut dt_low = vec![0.0f32; rows * r];
+        let mut b = vec![0.0f32; rows * n];
+        let mut c = vec![0.0f32; rows * n];
+        for (i, row) in dbc.chunks(p).enumerate() {
+            dt_low[i * r..(i + 1) * r].copy_from_slice(&row[..r]);
+            b[i * n..(i + 1) * n].copy_from_slice(&row[r..r + n]);
+            c[i * n..(i + 1) * n].copy_from_slice(&row[r + n..]);
+        }
+        drop(dbc);
+
+        // dt_proj: Δ before softplus = Δ_low · W_dt + b_dt.
+        let mut delta_raw: Vec<f32> = b_dt.iter().copied().cycle().take(rows * di).collect();
+        gemm(
+            View::new(&dt_low, rows, r),
+            View::new(&w_dt, r, di),
+            1.0,
+            &mut delta_raw,
+            di,
+        );
+
+        let a: Vec<f32> = a_log.iter().map(|v| -v.exp()).collect();
+        let inputs = HostInputs {
+            batch,
+            len,
+            channels: di,
+            state: n,
+            u,
+            delta: delta_raw,
+            a,
+            b,
+            c,
+            d,
+        };
+        let mut scan = GatedScan::new(inputs, z);
+        let y = scan.forward(); // [R, d_inner]
+
+        // out = x + y · W_out.
+        let mut out = x.clone();
+        gemm(
+            View::new(&y, rows, di),
+            View::new(&w_out, di, dm),
+            1.0,
+            &mut out,
+            dm,
+        );
+
+        let block = HostBlock {
+            dims,
+            x,
+            gamma,
+            w_in,
+            w_x,
+            w_dt,
+            w_out,
+            rstd,
+            xn,
+            conv,
+            dt_low,
+            scan,
+            y,
+        };
+        (block, out)
+    }
+
+    /// Gradients of every input in [`slot`] order, given `dL/dout` `[batch, L, d_model]`.
+    pub(crate) fn backward(&self, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
+        let BlockDims {
+            d_model: dm,
+            d_inner: di,
+            state: n,
+            rank: r,
+            ..
+        } = self.dims;
+        let rows = self.dims.rows();
+        let p = self.dims.proj();
+        let g_v = View::new(grad, rows, dm);
+
+        // out_proj.
+        let mut d_out = vec![0.0f32; di * dm];
+        gemm(View::new(&self.y, rows, di).t(), g_v, 0.0, &mut d_out, dm);
+        let mut gy = vec![0.0f32; rows * di];
+        gemm(g_v, View::new(&self.w_out, di, dm).t(), 0.0, &mut gy, di);
+
+        // Gated scan: du (into the conv output), dΔ_raw, dA, dB, dC, dD and dz.
+        let (sg, dz) = self.scan.backward(&gy);
+        drop(gy);
+        let d_a_log: Vec<f32> = sg
+            .da
+            .iter()
+            .zip(&self.scan.scan.a)
+            .map(|(g, a)| g * a)
+            .collect();
+
+        // dt_proj.
+        let ddr = View::new(&sg.ddelta, rows, di);
+        let mut d_dt_w = vec![0.0f32; r * di];
+        gemm(
+            View::new(&self.dt_low, rows, r).t(),
+            ddr,
+            0.0,
+            &mut d_dt_w,
+            di,
+        );
+        let mut d_dt_b = vec![0.0f32; di];
+        for row in sg.ddelta.chunks(di) {
+            d_dt_b.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+        }
+
+        // x_proj: the gradient of [Δ_low | B | C], then of its weight and input.
+        let mut g_dbc = vec![0.0f32; rows * p];
+        gemm(ddr, View::new(&self.w_dt, r, di).t(), 0.0, &mut g_dbc, p);
+        for (i, row) in g_dbc.chunks_mut(p).enumerate() {
+            row[r..r + n].copy_from_slice(&sg.db[i * n..(i + 1) * n]);
+            row[r + n..].copy_from_slice(&sg.dc[i * n..(i + 1) * n]);
+        }
+        let g_dbc_v = View::new(&g_dbc, rows, p);
+        let mut d_x_proj = vec![0.0f32; di * p];
+        gemm(
+            View::new(&self.scan.scan.u, rows, di).t(),
+            g_dbc_v,
+            0.0,
+            &mut d_x_proj,
+            p,
+        );
+        let mut g_u = sg.du;
+        gemm(g_dbc_v, View::new(&self.w_x, di, p).t(), 1.0, &mut g_u, di);
+        drop(g_dbc);
+
+        // Conv + SiLU.
+        let cg = self.conv.backward(&g_u);
+        drop(g_u);
+
+        // in_proj: weight columns [0, d_inner) from the conv input, the rest from the gate.
+        let xn_t = View::new(&self.xn, rows, dm).t();
+        let (gx_v, gz_v) = (View::new(&cg.dx, rows, di), View::new(&dz, rows, di));
+        let mut d_in = vec![0.0f32; dm * 2 * di];
+        gemm(xn_t, gx_v, 0.0, &mut d_in, 2 * di);
+        gemm(xn_t, gz_v, 0.0, &mut d_in[di..], 2 * di);
+        let mut g_xn = vec![0.0f32; rows * dm];
+        gemm(
+            gx_v,
+            View::cols(&self.w_in, dm, 2 * di, 0, di).t(),
+            0.0,
+            &mut g_xn,
+            dm,
+        );
+        gemm(
+            gz_v,
+            View::cols(&self.w_in, dm, 2 * di, di, di).t(),
+            1.0,
+            &mut g_xn,
+            dm,
+        );
+
+        // RMSNorm: with x̂ = x·rstd and ĝ = g·γ, dx = rstd·(ĝ − x̂·mean(ĝ·x̂)) (+ the residual).
+        let mut dx = grad.to_vec();
+        let d_gamma = dx
+            .par_chunks_mut(ROWS_PER_TASK * dm)
+            .zip(g_xn.par_chunks(ROWS_PER_TASK * dm))
+            .zip(self.x.par_chunks(ROWS_PER_TASK * dm))
+            .zip(self.rstd.par_chunks(ROWS_PER_TASK))
+            .map(|(((dx, g), x), rs)| {
+                let mut d_gamma = vec![0.0f32; dm];
+                for (((dx, g), x), &rs) in dx
+                    .chunks_mut(dm)
+                    .zip(g.chunks(dm))
+                    .zip(x.chunks(dm))
+                    .zip(rs)
+                {
+                    let mut dot = 0.0f32;
+                    for j in 0..dm {
+                        let xh = x[j] * rs;
+                        d_gamma[j] += g[j] * xh;
+                        dot += g[j] * self.gamma[j] * xh;
+                    }
+                    let mean = dot / dm as f32;
+                    for j in 0..dm {
+                        let xh = x[j] * rs;
+                        dx[j] += rs * (g[j] * self.gamma[j] - xh * mean);
+                    }
+                }
+                d_gamma
+            })
+            .reduce(
+                || vec![0.0f32; dm],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        let mut out: [Vec<f32>; slot::COUNT] = Default::default();
+        out[slot::X] = dx;
+        out[slot::NORM] = d_gamma;
+        out[slot::IN_PROJ] = d_in;
+        out[slot::CONV_W] = cg.dw;
+        out[slot::CONV_B] = cg.dbias;
+        out[slot::X_PROJ] = d_x_proj;
+        out[slot::DT_W] = d_dt_w;
+        out[slot::DT_B] = d_dt_b;
+        out[slot::A_LOG] = d_a_log;
+        out[slot::D] = sg.dd;
+        out[slot::OUT_PROJ] = d_out;
+        out
+    }
+}
