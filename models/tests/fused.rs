@@ -168,6 +168,8 @@ fn block_matches<B: AutodiffBackend + ScanBackend>() {
         [2, 7, 8, 4, 2, 4, 0],
         [3, 13, 16, 16, 2, 3, 3],
         [1, 40, 24, 5, 1, 4, 0],
+        // More rows than one task of the parallel products takes (batch · L > 256).
+        [2, 300, 8, 4, 2, 4, 0],
     ];
     for (seed, [bt, l, dm, n, expand, k, rank]) in shapes.into_iter().enumerate() {
         let dev = Default::default();

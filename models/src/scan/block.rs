@@ -114,6 +114,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Rows `r0..r0 + rows` (for a view whose rows are `rs` apart).
+    fn row_range(self, r0: usize, rows: usize) -> Self {
+        View {
+            data: &self.data[(r0 * self.rs).min(self.data.len())..],
+            rows,
+            ..self
+        }
+    }
+
     fn t(self) -> Self {
         View {
             data: self.data,
@@ -168,6 +177,58 @@ fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
             c_rs as isize,
             1,
         );
+    }
+}
+
+/// Rows of `a` (and `c`) per parallel task of [`par_gemm`], and the smallest share of the
+/// contraction per task of [`par_gemm_t`].
+const GEMM_ROWS: usize = 256;
+
+/// [`gemm`] with the rows of `a` and `c` split across rayon tasks: `a` must have rows at
+/// `a.rs` apart (not a transpose) and `c` be exactly `a.rows × b.cols` contiguous.
+fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
+    let n = b.cols;
+    assert_eq!(c.len(), a.rows * n, "par_gemm: output size");
+    if n == 0 {
+        return;
+    }
+    c.par_chunks_mut(GEMM_ROWS * n)
+        .enumerate()
+        .for_each(|(i, c)| {
+            let part = a.row_range(i * GEMM_ROWS, c.len() / n);
+            gemm(part, b, beta, c, n);
+        });
+}
+
+/// `c = aᵀ·b` for `a` `[R, m]` and `b` `[R, n]` (both contiguous), the contraction over `R`
+/// split across rayon tasks and their partial products summed; `c` is `m × n` at row stride
+/// `c_rs` (so it can be a column block of a wider weight gradient).
+fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
+    assert_eq!(a.rows, b.rows, "par_gemm_t: contraction");
+    assert!(a.cs == 1 && b.cs == 1, "par_gemm_t: contiguous rows");
+    let (m, n) = (a.cols, b.cols);
+    let share = GEMM_ROWS.max(a.rows.div_ceil(rayon::current_num_threads().max(1)));
+    let sum = (0..a.rows.div_ceil(share).max(1))
+        .into_par_iter()
+        .map(|i| {
+            let (r0, rows) = (i * share, share.min(a.rows - i * share));
+            let mut acc = vec![0.0f32; m * n];
+            gemm(
+                a.row_range(r0, rows).t(),
+                b.row_range(r0, rows),
+                0.0,
+                &mut acc,
+                n,
+            );
+            acc
+        })
+        .reduce_with(|mut x, y| {
+            x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
+            x
+        })
+        .unwrap_or_else(|| vec![0.0; m * n]);
+    for (i, row) in sum.chunks(n.max(1)).enumerate().take(m) {
+        c[i * c_rs..i * c_rs + n].copy_from_slice(row);
     }
 }
 
@@ -255,20 +316,19 @@ impl HostBlock {
         let mut xs = vec![0.0f32; rows * di];
         let mut z = vec![0.0f32; rows * di];
         let xn_v = View::new(&xn, rows, dm);
-        gemm(xn_v, View::cols(&w_in, dm, 2 * di, 0, di), 0.0, &mut xs, di);
-        gemm(xn_v, View::cols(&w_in, dm, 2 * di, di, di), 0.0, &mut z, di);
+        par_gemm(xn_v, View::cols(&w_in, dm, 2 * di, 0, di), 0.0, &mut xs);
+        par_gemm(xn_v, View::cols(&w_in, dm, 2 * di, di, di), 0.0, &mut z);
 
         let mut conv = ConvSilu::new(xs, [batch, len, di], &conv_w, conv_b);
         let u = conv.forward(); // [R, d_inner]
 
         // x_proj → [Δ_low | B | C], split into contiguous buffers.
         let mut dbc = vec![0.0f32; rows * p];
-        gemm(
+        par_gemm(
             View::new(&u, rows, di),
             View::new(&w_x, di, p),
             0.0,
             &mut dbc,
-            p,
         );
         let mut dt_low = vec![0.0f32; rows * r];
         let mut b = vec![0.0f32; rows * n];
@@ -282,13 +342,8 @@ impl HostBlock {
 
         // dt_proj: Δ before softplus = Δ_low · W_dt + b_dt.
         let mut delta_raw: Vec<f32> = b_dt.iter().copied().cycle().take(rows * di).collect();
-        gemm(
-            View::new(&dt_low, rows, r),
-            View::new(&w_dt, r, di),
-            1.0,
-            &mut delta_raw,
-            di,
-        );
+        let (dt_v, w_dt_v) = (View::new(&dt_low, rows, r), View::new(&w_dt, r, di));
+        par_gemm(dt_v, w_dt_v, 1.0, &mut delta_raw);
 
         let a: Vec<f32> = a_log.iter().map(|v| -v.exp()).collect();
         let inputs = HostInputs {
@@ -308,12 +363,11 @@ impl HostBlock {
 
         // out = x + y · W_out.
         let mut out = x.clone();
-        gemm(
+        par_gemm(
             View::new(&y, rows, di),
             View::new(&w_out, di, dm),
             1.0,
             &mut out,
-            dm,
         );
 
         let block = HostBlock {
@@ -349,9 +403,9 @@ impl HostBlock {
 
         // out_proj.
         let mut d_out = vec![0.0f32; di * dm];
-        gemm(View::new(&self.y, rows, di).t(), g_v, 0.0, &mut d_out, dm);
+        par_gemm_t(View::new(&self.y, rows, di), g_v, &mut d_out, dm);
         let mut gy = vec![0.0f32; rows * di];
-        gemm(g_v, View::new(&self.w_out, di, dm).t(), 0.0, &mut gy, di);
+        par_gemm(g_v, View::new(&self.w_out, di, dm).t(), 0.0, &mut gy);
 
         // Gated scan: du (into the conv output), dΔ_raw, dA, dB, dC, dD and dz.
         let (sg, dz) = self.scan.backward(&gy);
@@ -366,13 +420,7 @@ impl HostBlock {
         // dt_proj.
         let ddr = View::new(&sg.ddelta, rows, di);
         let mut d_dt_w = vec![0.0f32; r * di];
-        gemm(
-            View::new(&self.dt_low, rows, r).t(),
-            ddr,
-            0.0,
-            &mut d_dt_w,
-            di,
-        );
+        par_gemm_t(View::new(&self.dt_low, rows, r), ddr, &mut d_dt_w, di);
         let mut d_dt_b = vec![0.0f32; di];
         for row in sg.ddelta.chunks(di) {
             d_dt_b.iter_mut().zip(row).for_each(|(o, v)| *o += v);
@@ -387,15 +435,14 @@ impl HostBlock {
         }
         let g_dbc_v = View::new(&g_dbc, rows, p);
         let mut d_x_proj = vec![0.0f32; di * p];
-        gemm(
-            View::new(&self.scan.scan.u, rows, di).t(),
+        par_gemm_t(
+            View::new(&self.scan.scan.u, rows, di),
             g_dbc_v,
-            0.0,
             &mut d_x_proj,
             p,
         );
         let mut g_u = sg.du;
-        gemm(g_dbc_v, View::new(&self.w_x, di, p).t(), 1.0, &mut g_u, di);
+        par_gemm(g_dbc_v, View::new(&self.w_x, di, p).t(), 1.0, &mut g_u);
         drop(g_dbc);
 
         // Conv + SiLU.
@@ -403,26 +450,16 @@ impl HostBlock {
         drop(g_u);
 
         // in_proj: weight columns [0, d_inner) from the conv input, the rest from the gate.
-        let xn_t = View::new(&self.xn, rows, dm).t();
+        let xn_v = View::new(&self.xn, rows, dm);
         let (gx_v, gz_v) = (View::new(&cg.dx, rows, di), View::new(&dz, rows, di));
         let mut d_in = vec![0.0f32; dm * 2 * di];
-        gemm(xn_t, gx_v, 0.0, &mut d_in, 2 * di);
-        gemm(xn_t, gz_v, 0.0, &mut d_in[di..], 2 * di);
+        par_gemm_t(xn_v, gx_v, &mut d_in, 2 * di);
+        par_gemm_t(xn_v, gz_v, &mut d_in[di..], 2 * di);
         let mut g_xn = vec![0.0f32; rows * dm];
-        gemm(
-            gx_v,
-            View::cols(&self.w_in, dm, 2 * di, 0, di).t(),
-            0.0,
-            &mut g_xn,
-            dm,
-        );
-        gemm(
-            gz_v,
-            View::cols(&self.w_in, dm, 2 * di, di, di).t(),
-            1.0,
-            &mut g_xn,
-            dm,
-        );
+        let w_in_x = View::cols(&self.w_in, dm, 2 * di, 0, di).t();
+        let w_in_z = View::cols(&self.w_in, dm, 2 * di, di, di).t();
+        par_gemm(gx_v, w_in_x, 0.0, &mut g_xn);
+        par_gemm(gz_v, w_in_z, 1.0, &mut g_xn);
 
         // RMSNorm: with x̂ = x·rstd and ĝ = g·γ, dx = rstd·(ĝ − x̂·mean(ĝ·x̂)) (+ the residual).
         let mut dx = grad.to_vec();

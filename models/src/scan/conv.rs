@@ -4,7 +4,7 @@
 //! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
 use rayon::prelude::*;
 
-use super::host::silu_and_grad;
+use super::host::{MIN_ELEMS, silu_and_grad};
 
 /// Inputs of the fused conv, plus the pre-activation kept by [`ConvSilu::forward`].
 pub(crate) struct ConvSilu {
@@ -92,7 +92,11 @@ impl ConvSilu {
                     }
                 }
             });
-        let out = pre.iter().map(|&p| silu_and_grad(p).0).collect();
+        let out = pre
+            .par_iter()
+            .with_min_len(MIN_ELEMS)
+            .map(|&p| silu_and_grad(p).0)
+            .collect();
         self.pre = pre;
         out
     }
@@ -101,7 +105,8 @@ impl ConvSilu {
     pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
         let (l, ch, kk) = (self.len, self.channels, self.kernel);
         let gpre: Vec<f32> = grad
-            .iter()
+            .par_iter()
+            .with_min_len(MIN_ELEMS)
             .zip(&self.pre)
             .map(|(&g, &p)| g * silu_and_grad(p).1)
             .collect();
