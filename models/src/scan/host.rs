@@ -202,7 +202,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::forward_block(s, bi, k0, w) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { avx2::forward_block_512(s, bi, k0, w) },
+            Isa::Avx512 => unsafe { avx512::forward_block(s, bi, k0, w) },
             _ => forward_block::<false>(s, bi, k0, w),
         }
     }
@@ -220,11 +220,14 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::backward_block(s, grad, bi, k0, w) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { avx2::backward_block_512(s, grad, bi, k0, w) },
+            Isa::Avx512 => unsafe { avx512::backward_block(s, grad, bi, k0, w) },
             _ => backward_block::<false>(s, grad, bi, k0, w, reduce_lanes),
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -248,28 +251,10 @@ mod avx2 {
         super::backward_block::<true>(s, grad, bi, k0, w, |p, o| reduce_lanes(p, o))
     }
 
-    /// The same code compiled for AVX-512 (~10–15% faster single-threaded on a Sapphire
-    /// Rapids-class Xeon: a block is one `zmm` register instead of two `ymm`).
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(super) fn forward_block_512(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
-        super::forward_block::<true>(s, bi, k0, w)
-    }
-
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(super) fn backward_block_512(
-        s: &HostInputs,
-        grad: &[f32],
-        bi: usize,
-        k0: usize,
-        w: usize,
-    ) -> BlockGrads {
-        super::backward_block::<true>(s, grad, bi, k0, w, |p, o| reduce_lanes(p, o))
-    }
-
     /// [`super::reduce_lanes`], eight outputs at a time: two rounds of `hadd` and a fold of
     /// the 128-bit halves.
     #[target_feature(enable = "avx2,fma")]
-    fn reduce_lanes(p: &[f32], out: &mut [f32]) {
+    pub(super) fn reduce_lanes(p: &[f32], out: &mut [f32]) {
         assert_eq!(p.len(), out.len() * LANES);
         let full = out.len() / 8 * 8;
         for k0 in (0..full).step_by(8) {
@@ -360,12 +345,20 @@ fn backward_block<const FMA: bool>(
     w: usize,
     reduce: impl Fn(&[f32], &mut [f32]),
 ) -> BlockGrads {
-    let (l, n) = (s.len, s.state);
+    with_scratch(s.len, s.state, |bufs| {
+        backward_pass::<FMA>(s, grad, (bi, k0, w), bufs, reduce)
+    })
+}
+
+/// Runs `body` on the per-thread work buffers of a block backward, `[dts, xs, dys, states,
+/// decays, pc, pb]` for `L` steps and state size `n`: row 0 of `states` (`h_{−1}`) is zero,
+/// everything else is stale and must be written before it is read.
+#[inline(always)]
+fn with_scratch<R>(l: usize, n: usize, body: impl FnOnce([&mut [f32]; 7]) -> R) -> R {
     let nb = n * BLOCK;
-    // Every element below is written before it is read, except row 0 of `states`, so the
-    // buffer is reused without clearing (fresh ones were page faults and memsets). Taken out
-    // of the thread-local rather than borrowed in a closure: the closure would be compiled
-    // without this function's target features.
+    // Reused without clearing (fresh buffers were page faults and memsets). Taken out of the
+    // thread-local rather than borrowed in a closure passed to std: that closure would be
+    // compiled without the caller's target features. (`body` is inlined into the caller.)
     let mut scratch = SCRATCH.take();
     let need = 3 * l * BLOCK + (2 * l + 1) * nb + 2 * l * n * LANES;
     if scratch.len() < need {
@@ -379,15 +372,9 @@ fn backward_block<const FMA: bool>(
     let (pc, rest) = rest.split_at_mut(l * n * LANES); // partial sums of dC, [L, N, LANES]
     let pb = &mut rest[..l * n * LANES];
     states[..nb].fill(0.0);
-    let g = backward_pass::<FMA>(
-        s,
-        grad,
-        (bi, k0, w),
-        [dts, xs, dys, states, decays, pc, pb],
-        reduce,
-    );
+    let out = body([dts, xs, dys, states, decays, pc, pb]);
     SCRATCH.set(scratch);
-    g
+    out
 }
 
 thread_local! {
@@ -482,25 +469,43 @@ fn backward_pass<const FMA: bool>(
             ddelta[t * w + j] = ga[j] + x[j] * gb[j];
         }
     }
-    let mut g = BlockGrads {
-        bi,
-        k0,
-        width: w,
-        du,
-        ddelta,
-        da: vec![0.0; w * n],
-        db: vec![0.0; l * n],
-        dc: vec![0.0; l * n],
-        dd: dd[..w].to_vec(),
-    };
-    for j in 0..w {
-        for st in 0..n {
-            g.da[j * n + st] = da[st * BLOCK + j];
+    BlockGrads::assemble((bi, k0, w), [du, ddelta], &da, &dd, [&*pc, &*pb], reduce)
+}
+
+impl BlockGrads {
+    /// A task's gradients from the backward pass's buffers: `da` as `[N, BLOCK]`, `dd` per
+    /// lane, and the lane partial sums `pc`, `pb` of `dC`, `dB` as `[L, N, LANES]`.
+    #[inline(always)]
+    fn assemble(
+        (bi, k0, w): (usize, usize, usize),
+        [du, ddelta]: [Vec<f32>; 2],
+        da: &[f32],
+        dd: &Blk,
+        [pc, pb]: [&[f32]; 2],
+        reduce: impl Fn(&[f32], &mut [f32]),
+    ) -> Self {
+        let n = da.len() / BLOCK;
+        let l = pc.len() / (n * LANES).max(1);
+        let mut g = BlockGrads {
+            bi,
+            k0,
+            width: w,
+            du,
+            ddelta,
+            da: vec![0.0; w * n],
+            db: vec![0.0; l * n],
+            dc: vec![0.0; l * n],
+            dd: dd[..w].to_vec(),
+        };
+        for j in 0..w {
+            for st in 0..n {
+                g.da[j * n + st] = da[st * BLOCK + j];
+            }
         }
+        reduce(pc, &mut g.dc);
+        reduce(pb, &mut g.db);
+        g
     }
-    reduce(pc, &mut g.dc);
-    reduce(pb, &mut g.db);
-    g
 }
 
 impl HostInputs {

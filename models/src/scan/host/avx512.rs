@@ -1,0 +1,204 @@
+//! The block kernels written with AVX-512 intrinsics: a block of [`BLOCK`] = 16 channels is
+//! exactly one `__m512`. Same layout and arithmetic as the generic `forward_block` /
+//! `backward_pass` (the unit test in `host.rs` runs both against a sequential reference);
+//! written out by hand because the compiler scalarised parts of the generic backward (the
+//! state recompute became 16 scalar multiply-adds per state, the accumulators spilled).
+use std::arch::x86_64::*;
+
+use super::{BLOCK, BlockGrads, HostInputs, LANES, block_params, gather, with_scratch};
+
+/// Lanes `0..w` set.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn mask(w: usize) -> __mmask16 {
+    ((1u32 << w) - 1) as __mmask16
+}
+
+/// `s[i..i + 16]` as a vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn load(s: &[f32], i: usize) -> __m512 {
+    let v: &[f32; BLOCK] = s[i..i + BLOCK].try_into().expect("block in bounds");
+    // SAFETY: `v` is 16 readable floats.
+    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn store(s: &mut [f32], i: usize, x: __m512) {
+    let v: &mut [f32; BLOCK] = (&mut s[i..i + BLOCK]).try_into().expect("block in bounds");
+    // SAFETY: `v` is 16 writable floats.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), x) }
+}
+
+/// Lanes `0..w` of `x` into `s[i..i + w]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn store_first(s: &mut [f32], i: usize, w: usize, x: __m512) {
+    let v = &mut s[i..i + w];
+    // SAFETY: the mask writes only lanes `0..w`, which `v` holds.
+    unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr(), mask(w), x) }
+}
+
+/// `v[0..8] + v[8..16]` into `s[i..i + 8]`: the lane partial sums of `dB` and `dC`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn store_folded(s: &mut [f32], i: usize, x: __m512) {
+    let lo = _mm512_castps512_ps256(x);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+    let v: &mut [f32; LANES] = (&mut s[i..i + LANES]).try_into().expect("lane in bounds");
+    // SAFETY: `v` is 8 writable floats.
+    unsafe { _mm256_storeu_ps(v.as_mut_ptr(), _mm256_add_ps(lo, hi)) }
+}
+
+/// `super::exp_with`: `2^k · p(r)`, `x = k·ln2 + r`, `p` of degree 6, clamped to `[-87, 88]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn exp(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+        _mm512_set1_ps(88.0),
+    );
+    let round = _mm512_set1_ps(12_582_912.0);
+    let t = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
+    let k = _mm512_sub_ps(t, round);
+    let ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B40_0000));
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_145_75), x);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let scale = _mm512_slli_epi32::<23>(_mm512_add_epi32(ki, _mm512_set1_epi32(127)));
+    _mm512_mul_ps(p, _mm512_castsi512_ps(scale))
+}
+
+/// `y[bi, :, k0..k0 + w]` as `[L, w]`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    let (l, ch, n) = (s.len, s.channels, s.state);
+    let (at, dk) = block_params(s, k0, w);
+    let dk = load(&dk, 0);
+    let mut h = vec![0.0f32; n * BLOCK]; // [N, BLOCK]
+    let mut out = vec![0.0f32; l * w];
+    for t in 0..l {
+        let row = bi * l + t;
+        let dt = load(&gather(&s.delta, row, ch, k0, w), 0);
+        let x = load(&gather(&s.u, row, ch, k0, w), 0);
+        let dtx = _mm512_mul_ps(dt, x);
+        let (bt, ct) = (&s.b[row * n..(row + 1) * n], &s.c[row * n..(row + 1) * n]);
+        let mut acc = _mm512_mul_ps(dk, x);
+        for st in 0..n {
+            let o = st * BLOCK;
+            let e = exp(_mm512_mul_ps(dt, load(&at, o)));
+            let v = _mm512_fmadd_ps(e, load(&h, o), _mm512_mul_ps(dtx, _mm512_set1_ps(bt[st])));
+            store(&mut h, o, v);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(ct[st]), v, acc);
+        }
+        store_first(&mut out, t * w, w, acc);
+    }
+    out
+}
+
+/// Gradients of channels `k0..k0 + w` of batch item `bi` (see `super::backward_block`).
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn backward_block(
+    s: &HostInputs,
+    grad: &[f32],
+    bi: usize,
+    k0: usize,
+    w: usize,
+) -> BlockGrads {
+    with_scratch(s.len, s.state, |bufs| {
+        backward_pass(s, grad, (bi, k0, w), bufs)
+    })
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn backward_pass(
+    s: &HostInputs,
+    grad: &[f32],
+    (bi, k0, w): (usize, usize, usize),
+    [dts, xs, dys, states, decays, pc, pb]: [&mut [f32]; 7],
+) -> BlockGrads {
+    let (l, ch, n) = (s.len, s.channels, s.state);
+    let (at, dk) = block_params(s, k0, w);
+    let dk = load(&dk, 0);
+    let nb = n * BLOCK;
+    for t in 0..l {
+        let row = bi * l + t;
+        store(dts, t * BLOCK, load(&gather(&s.delta, row, ch, k0, w), 0));
+        store(xs, t * BLOCK, load(&gather(&s.u, row, ch, k0, w), 0));
+        store(dys, t * BLOCK, load(&gather(grad, row, ch, k0, w), 0));
+    }
+    // Recompute the states h_t (row t + 1 of `states`) and the decays exp(Δ_t·A).
+    for t in 0..l {
+        let row = bi * l + t;
+        let dt = load(dts, t * BLOCK);
+        let dtx = _mm512_mul_ps(dt, load(xs, t * BLOCK));
+        let bt = &s.b[row * n..(row + 1) * n];
+        for (st, &b) in bt.iter().enumerate() {
+            let o = st * BLOCK;
+            let e = exp(_mm512_mul_ps(dt, load(&at, o)));
+            let h = _mm512_fmadd_ps(
+                e,
+                load(states, t * nb + o),
+                _mm512_mul_ps(dtx, _mm512_set1_ps(b)),
+            );
+            store(states, (t + 1) * nb + o, h);
+            store(decays, t * nb + o, e);
+        }
+    }
+    let mut carry = vec![0.0f32; nb]; // dL/dh_t from later steps, [N, BLOCK]
+    let mut da = vec![0.0f32; nb]; // [N, BLOCK]
+    let mut dd = _mm512_setzero_ps();
+    let mut du = vec![0.0f32; l * w];
+    let mut ddelta = vec![0.0f32; l * w];
+    for t in (0..l).rev() {
+        let row = bi * l + t;
+        let (dt, x, dy) = (
+            load(dts, t * BLOCK),
+            load(xs, t * BLOCK),
+            load(dys, t * BLOCK),
+        );
+        let dtx = _mm512_mul_ps(dt, x);
+        dd = _mm512_fmadd_ps(dy, x, dd);
+        let (bt, ct) = (&s.b[row * n..(row + 1) * n], &s.c[row * n..(row + 1) * n]);
+        // gb = Σ_s gs·B_s; ga = Σ_s A_s·gs·decay_s·h_{t−1,s}.
+        let (mut gb, mut ga) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for st in 0..n {
+            let o = st * BLOCK;
+            let (b, c) = (_mm512_set1_ps(bt[st]), _mm512_set1_ps(ct[st]));
+            let gs = _mm512_fmadd_ps(dy, c, load(&carry, o));
+            let nc = _mm512_mul_ps(gs, load(decays, t * nb + o));
+            let q = _mm512_mul_ps(nc, load(states, t * nb + o));
+            store(&mut carry, o, nc);
+            ga = _mm512_fmadd_ps(load(&at, o), q, ga);
+            gb = _mm512_fmadd_ps(gs, b, gb);
+            let da_o = _mm512_fmadd_ps(dt, q, load(&da, o));
+            store(&mut da, o, da_o);
+            let p = (t * n + st) * LANES;
+            store_folded(pc, p, _mm512_mul_ps(dy, load(states, (t + 1) * nb + o)));
+            store_folded(pb, p, _mm512_mul_ps(gs, dtx));
+        }
+        store_first(
+            &mut du,
+            t * w,
+            w,
+            _mm512_fmadd_ps(dt, gb, _mm512_mul_ps(dy, dk)),
+        );
+        store_first(&mut ddelta, t * w, w, _mm512_fmadd_ps(x, gb, ga));
+    }
+    let mut dd_lanes = [0.0f32; BLOCK];
+    store(&mut dd_lanes, 0, dd);
+    BlockGrads::assemble(
+        (bi, k0, w),
+        [du, ddelta],
+        &da,
+        &dd_lanes,
+        [&*pc, &*pb],
+        // The closure has `backward_pass`'s target features (a superset of AVX2's).
+        |p, o| super::avx2::reduce_lanes(p, o),
+    )
+}
