@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::conv::ConvSilu;
+use super::host::elementwise::vectorized;
 use super::host::{GatedScan, HostInputs};
 
 /// Index of each input in the op's input (and gradient) array.
@@ -303,13 +304,15 @@ impl HostBlock {
             .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
             .zip(x.par_chunks(ROWS_PER_TASK * dm))
             .for_each(|((xn, rs), x)| {
-                for ((xn, rs), x) in xn.chunks_mut(dm).zip(rs).zip(x.chunks(dm)) {
-                    let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
-                    *rs = 1.0 / (ms + eps).sqrt();
-                    for ((o, &v), &g) in xn.iter_mut().zip(x).zip(&gamma) {
-                        *o = v * *rs * g;
+                vectorized(|| {
+                    for ((xn, rs), x) in xn.chunks_mut(dm).zip(rs).zip(x.chunks(dm)) {
+                        let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
+                        *rs = 1.0 / (ms + eps).sqrt();
+                        for ((o, &v), &g) in xn.iter_mut().zip(x).zip(&gamma) {
+                            *o = v * *rs * g;
+                        }
                     }
-                }
+                })
             });
 
         // in_proj, as two products so that the conv input and the gate come out contiguous.
@@ -469,26 +472,28 @@ impl HostBlock {
             .zip(self.x.par_chunks(ROWS_PER_TASK * dm))
             .zip(self.rstd.par_chunks(ROWS_PER_TASK))
             .map(|(((dx, g), x), rs)| {
-                let mut d_gamma = vec![0.0f32; dm];
-                for (((dx, g), x), &rs) in dx
-                    .chunks_mut(dm)
-                    .zip(g.chunks(dm))
-                    .zip(x.chunks(dm))
-                    .zip(rs)
-                {
-                    let mut dot = 0.0f32;
-                    for j in 0..dm {
-                        let xh = x[j] * rs;
-                        d_gamma[j] += g[j] * xh;
-                        dot += g[j] * self.gamma[j] * xh;
+                vectorized(|| {
+                    let mut d_gamma = vec![0.0f32; dm];
+                    for (((dx, g), x), &rs) in dx
+                        .chunks_mut(dm)
+                        .zip(g.chunks(dm))
+                        .zip(x.chunks(dm))
+                        .zip(rs)
+                    {
+                        let mut dot = 0.0f32;
+                        for j in 0..dm {
+                            let xh = x[j] * rs;
+                            d_gamma[j] += g[j] * xh;
+                            dot += g[j] * self.gamma[j] * xh;
+                        }
+                        let mean = dot / dm as f32;
+                        for j in 0..dm {
+                            let xh = x[j] * rs;
+                            dx[j] += rs * (g[j] * self.gamma[j] - xh * mean);
+                        }
                     }
-                    let mean = dot / dm as f32;
-                    for j in 0..dm {
-                        let xh = x[j] * rs;
-                        dx[j] += rs * (g[j] * self.gamma[j] - xh * mean);
-                    }
-                }
-                d_gamma
+                    d_gamma
+                })
             })
             .reduce(
                 || vec![0.0f32; dm],

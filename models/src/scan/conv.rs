@@ -4,7 +4,8 @@
 //! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
 use rayon::prelude::*;
 
-use super::host::{MIN_ELEMS, silu_and_grad};
+use super::host::elementwise::{self, vectorized};
+use super::host::silu_and_grad;
 
 /// Inputs of the fused conv, plus the pre-activation kept by [`ConvSilu::forward`].
 pub(crate) struct ConvSilu {
@@ -73,30 +74,28 @@ impl ConvSilu {
         pre.par_chunks_mut(l * ch)
             .enumerate()
             .for_each(|(bi, out)| {
-                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                for t in 0..l {
-                    let row = &mut out[t * ch..(t + 1) * ch];
-                    row.copy_from_slice(&self.bias);
-                    for j in 0..kk {
-                        // Input time t + j − (K − 1); skip the zero padding.
-                        let Some(src) = (t + j).checked_sub(kk - 1) else {
-                            continue;
-                        };
-                        let (xr, wr) = (
-                            &x[src * ch..(src + 1) * ch],
-                            &self.w_t[j * ch..(j + 1) * ch],
-                        );
-                        for k in 0..ch {
-                            row[k] += wr[k] * xr[k];
+                vectorized(|| {
+                    let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                    for t in 0..l {
+                        let row = &mut out[t * ch..(t + 1) * ch];
+                        row.copy_from_slice(&self.bias);
+                        for j in 0..kk {
+                            // Input time t + j − (K − 1); skip the zero padding.
+                            let Some(src) = (t + j).checked_sub(kk - 1) else {
+                                continue;
+                            };
+                            let (xr, wr) = (
+                                &x[src * ch..(src + 1) * ch],
+                                &self.w_t[j * ch..(j + 1) * ch],
+                            );
+                            for k in 0..ch {
+                                row[k] += wr[k] * xr[k];
+                            }
                         }
                     }
-                }
+                })
             });
-        let out = pre
-            .par_iter()
-            .with_min_len(MIN_ELEMS)
-            .map(|&p| silu_and_grad(p).0)
-            .collect();
+        let out = elementwise::map1(&pre, |p| silu_and_grad(p).0);
         self.pre = pre;
         out
     }
@@ -104,41 +103,38 @@ impl ConvSilu {
     /// Gradients given `dL/dout`.
     pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
         let (l, ch, kk) = (self.len, self.channels, self.kernel);
-        let gpre: Vec<f32> = grad
-            .par_iter()
-            .with_min_len(MIN_ELEMS)
-            .zip(&self.pre)
-            .map(|(&g, &p)| g * silu_and_grad(p).1)
-            .collect();
+        let gpre = elementwise::map2(grad, &self.pre, |g, p| g * silu_and_grad(p).1);
         let mut dx = vec![0.0f32; self.batch * l * ch];
         let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(l * ch)
             .enumerate()
             .map(|(bi, dxb)| {
-                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
-                let mut dw_t = vec![0.0f32; kk * ch];
-                let mut db = vec![0.0f32; ch];
-                for t in 0..l {
-                    let gr = &gp[t * ch..(t + 1) * ch];
-                    for k in 0..ch {
-                        db[k] += gr[k];
-                    }
-                    for j in 0..kk {
-                        let Some(src) = (t + j).checked_sub(kk - 1) else {
-                            continue;
-                        };
-                        let wr = &self.w_t[j * ch..(j + 1) * ch];
-                        let xr = &x[src * ch..(src + 1) * ch];
-                        let dwr = &mut dw_t[j * ch..(j + 1) * ch];
-                        let dxr = &mut dxb[src * ch..(src + 1) * ch];
+                vectorized(|| {
+                    let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                    let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
+                    let mut dw_t = vec![0.0f32; kk * ch];
+                    let mut db = vec![0.0f32; ch];
+                    for t in 0..l {
+                        let gr = &gp[t * ch..(t + 1) * ch];
                         for k in 0..ch {
-                            dwr[k] += gr[k] * xr[k];
-                            dxr[k] += gr[k] * wr[k];
+                            db[k] += gr[k];
+                        }
+                        for j in 0..kk {
+                            let Some(src) = (t + j).checked_sub(kk - 1) else {
+                                continue;
+                            };
+                            let wr = &self.w_t[j * ch..(j + 1) * ch];
+                            let xr = &x[src * ch..(src + 1) * ch];
+                            let dwr = &mut dw_t[j * ch..(j + 1) * ch];
+                            let dxr = &mut dxb[src * ch..(src + 1) * ch];
+                            for k in 0..ch {
+                                dwr[k] += gr[k] * xr[k];
+                                dxr[k] += gr[k] * wr[k];
+                            }
                         }
                     }
-                }
-                (dw_t, db)
+                    (dw_t, db)
+                })
             })
             .collect();
         let mut dw = vec![0.0f32; ch * kk];

@@ -13,8 +13,6 @@ use rayon::prelude::*;
 
 /// Channels per task.
 const BLOCK: usize = 16;
-/// Fewest elements per rayon task of the element-wise maps.
-pub(crate) const MIN_ELEMS: usize = 1 << 14;
 /// SIMD lanes of the state loop.
 const LANES: usize = 8;
 
@@ -228,6 +226,7 @@ impl Isa {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub(crate) mod elementwise;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -624,11 +623,7 @@ impl GatedScan {
     /// `scan.delta` holds Δ before softplus on entry.
     pub(crate) fn new(mut scan: HostInputs, z: Vec<f32>) -> Self {
         let delta_raw = std::mem::take(&mut scan.delta);
-        scan.delta = delta_raw
-            .par_iter()
-            .with_min_len(MIN_ELEMS)
-            .map(|&x| softplus(x))
-            .collect();
+        scan.delta = elementwise::map1(&delta_raw, softplus);
         GatedScan {
             scan,
             delta_raw,
@@ -640,32 +635,17 @@ impl GatedScan {
     /// Runs the scan, keeps its ungated output and returns the gated one.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
         self.ys = self.scan.forward();
-        self.ys
-            .par_iter()
-            .with_min_len(MIN_ELEMS)
-            .zip(&self.z)
-            .map(|(&y, &z)| y * silu_and_grad(z).0)
-            .collect()
+        elementwise::map2(&self.ys, &self.z, |y, z| y * silu_and_grad(z).0)
     }
 
     /// Gradients `[du, d delta_raw, da, db, dc, dd]` and `dz`, given `dL/dy`.
     pub(crate) fn backward(&self, grad: &[f32]) -> (HostGrads, Vec<f32>) {
-        let (gys, dz): (Vec<f32>, Vec<f32>) = grad
-            .par_iter()
-            .with_min_len(MIN_ELEMS)
-            .zip(&self.z)
-            .zip(&self.ys)
-            .map(|((&g, &z), &y)| {
-                let (s, ds) = silu_and_grad(z);
-                (g * s, g * y * ds)
-            })
-            .unzip();
+        let (gys, dz) = elementwise::map3_2(grad, &self.z, &self.ys, |g, z, y| {
+            let (s, ds) = silu_and_grad(z);
+            (g * s, g * y * ds)
+        });
         let mut g = self.scan.backward(&gys);
-        g.ddelta
-            .par_iter_mut()
-            .with_min_len(MIN_ELEMS)
-            .zip(&self.delta_raw)
-            .for_each(|(d, &x)| *d *= sigmoid(x));
+        elementwise::update(&mut g.ddelta, &self.delta_raw, |d, x| d * sigmoid(x));
         (g, dz)
     }
 }

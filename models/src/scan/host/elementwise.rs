@@ -1,0 +1,133 @@
+//! Element-wise maps of the fused host ops (softplus, SiLU, the gate and their derivatives),
+//! split into rayon tasks and vectorised for the CPU's best ISA.
+//!
+//! The maps are plain loops over slices of a generic closure; [`vectorized`] calls the loop
+//! inside a function compiled for AVX-512 or AVX2 + FMA, and because the closure is inlined
+//! there it is compiled with those features too. (Called per element through rayon's `map`,
+//! the same math ran scalar and was ~13% of a training step.)
+use rayon::prelude::*;
+
+use super::Isa;
+
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// Runs `body` in a copy compiled for the best vector ISA the CPU has.
+#[inline(always)]
+pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
+    match Isa::detect() {
+        // SAFETY: `detect` saw the features each copy is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { with_avx512(body) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { with_avx2(body) },
+        _ => body(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+fn with_avx512<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn with_avx2<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+/// `f(x_i)` for every element.
+pub(crate) fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            vectorized(|| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = f(x);
+                }
+            })
+        });
+    out
+}
+
+/// `f(x_i, y_i)` for every element; `x` and `y` have the same length.
+pub(crate) fn map2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(x.len(), y.len(), "map2: lengths");
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+        .for_each(|(o, (x, y))| {
+            vectorized(|| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(x, y);
+                }
+            })
+        });
+    out
+}
+
+/// `d_i = f(d_i, x_i)` for every element.
+pub(crate) fn update(d: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    assert_eq!(d.len(), x.len(), "update: lengths");
+    d.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(d, x)| {
+            vectorized(|| {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    *d = f(*d, x);
+                }
+            })
+        });
+}
+
+/// Two outputs `f(x_i, y_i, z_i)` for every element.
+pub(crate) fn map3_2(
+    x: &[f32],
+    y: &[f32],
+    z: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    assert!(x.len() == y.len() && y.len() == z.len(), "map3_2: lengths");
+    let (mut p, mut q) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    p.par_chunks_mut(CHUNK)
+        .zip(q.par_chunks_mut(CHUNK))
+        .zip(
+            x.par_chunks(CHUNK)
+                .zip(y.par_chunks(CHUNK))
+                .zip(z.par_chunks(CHUNK)),
+        )
+        .for_each(|((p, q), ((x, y), z))| {
+            vectorized(|| {
+                for ((((p, q), &x), &y), &z) in p.iter_mut().zip(q).zip(x).zip(y).zip(z) {
+                    (*p, *q) = f(x, y, z);
+                }
+            })
+        });
+    (p, q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{map1, map2, map3_2, update};
+
+    #[test]
+    fn maps_apply_to_every_element_across_chunks() {
+        let n = super::CHUNK * 2 + 5;
+        let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let y: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+        assert_eq!(
+            map1(&x, |a| a * 2.0),
+            x.iter().map(|a| a * 2.0).collect::<Vec<_>>()
+        );
+        let s = map2(&x, &y, |a, b| a - b);
+        assert!(s.iter().enumerate().all(|(i, &v)| v == x[i] - y[i]));
+        let mut d = y.clone();
+        update(&mut d, &x, |d, a| d * a);
+        assert!(d.iter().enumerate().all(|(i, &v)| v == y[i] * x[i]));
+        let (p, q) = map3_2(&x, &y, &s, |a, b, c| (a + b, c));
+        assert!(p.iter().enumerate().all(|(i, &v)| v == x[i] + y[i]));
+        assert_eq!(q, s);
+    }
+}
