@@ -3,6 +3,7 @@
 //!
 //! The app calls [`config::RunConfig::parse`] / [`config::RunConfig::set`], then
 //! [`train::train`] with a [`train::TrainObserver`], or [`train::bench_train`].
+pub mod alloc;
 pub mod backend;
 pub mod config;
 pub mod model;

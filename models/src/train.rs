@@ -333,6 +333,7 @@ where
     B::InnerBackend: ScanBackend,
 {
     cfg.validate()?;
+    crate::alloc::keep_freed_memory();
     let started = Instant::now();
     let t = &cfg.train;
     B::seed(device, t.seed);
@@ -535,6 +536,7 @@ where
     if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
         return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
     }
+    crate::alloc::keep_freed_memory();
     let (pattern, positional) = match model {
         "mamba" => ("M".repeat(layers), Positional::None),
         "transformer" => ("A".repeat(layers), Positional::Rope),
