@@ -40,13 +40,27 @@ fn store_first(s: &mut [f32], i: usize, w: usize, x: __m512) {
     unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr(), mask(w), x) }
 }
 
-/// `v[0..8] + v[8..16]` into `s[i..i + 8]`: the lane partial sums of `dB` and `dC`.
+/// A row of 16 lanes as a vector.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn store_folded(s: &mut [f32], i: usize, x: __m512) {
+fn ld(v: &[f32; BLOCK]) -> __m512 {
+    // SAFETY: `v` is 16 readable floats.
+    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn st(v: &mut [f32; BLOCK], x: __m512) {
+    // SAFETY: `v` is 16 writable floats.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), x) }
+}
+
+/// `x[0..8] + x[8..16]` into `v`: the lane partial sums of `dB` and `dC`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn fold(v: &mut [f32; LANES], x: __m512) {
     let lo = _mm512_castps512_ps256(x);
     let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
-    let v: &mut [f32; LANES] = (&mut s[i..i + LANES]).try_into().expect("lane in bounds");
     // SAFETY: `v` is 8 writable floats.
     unsafe { _mm256_storeu_ps(v.as_mut_ptr(), _mm256_add_ps(lo, hi)) }
 }
@@ -125,33 +139,37 @@ fn backward_pass(
     let (l, ch, n) = (s.len, s.channels, s.state);
     let (at, dk) = block_params(s, k0, w);
     let dk = load(&dk, 0);
-    let nb = n * BLOCK;
     for t in 0..l {
         let row = bi * l + t;
         store(dts, t * BLOCK, load(&gather(&s.delta, row, ch, k0, w), 0));
         store(xs, t * BLOCK, load(&gather(&s.u, row, ch, k0, w), 0));
         store(dys, t * BLOCK, load(&gather(grad, row, ch, k0, w), 0));
     }
+    // Rows of 16 lanes, iterated in lockstep below so that no access needs a bounds check.
+    let at = at.as_chunks::<BLOCK>().0; // [N]
+    let states = states.as_chunks_mut::<BLOCK>().0; // [(L + 1)·N]
+    let decays = decays.as_chunks_mut::<BLOCK>().0; // [L·N]
+    let (pc, pb) = (pc.as_chunks_mut::<LANES>().0, pb.as_chunks_mut::<LANES>().0); // [L·N]
     // Recompute the states h_t (row t + 1 of `states`) and the decays exp(Δ_t·A).
     for t in 0..l {
         let row = bi * l + t;
         let dt = load(dts, t * BLOCK);
         let dtx = _mm512_mul_ps(dt, load(xs, t * BLOCK));
         let bt = &s.b[row * n..(row + 1) * n];
-        for (st, &b) in bt.iter().enumerate() {
-            let o = st * BLOCK;
-            let e = exp(_mm512_mul_ps(dt, load(&at, o)));
-            let h = _mm512_fmadd_ps(
-                e,
-                load(states, t * nb + o),
-                _mm512_mul_ps(dtx, _mm512_set1_ps(b)),
+        let (done, next) = states.split_at_mut((t + 1) * n);
+        let (prev, cur) = (&done[t * n..], &mut next[..n]);
+        let dec = &mut decays[t * n..(t + 1) * n];
+        for ((((cur, prev), dec), a), &b) in cur.iter_mut().zip(prev).zip(dec).zip(at).zip(bt) {
+            let e = exp(_mm512_mul_ps(dt, ld(a)));
+            st(
+                cur,
+                _mm512_fmadd_ps(e, ld(prev), _mm512_mul_ps(dtx, _mm512_set1_ps(b))),
             );
-            store(states, (t + 1) * nb + o, h);
-            store(decays, t * nb + o, e);
+            st(dec, e);
         }
     }
-    let mut carry = vec![0.0f32; nb]; // dL/dh_t from later steps, [N, BLOCK]
-    let mut da = vec![0.0f32; nb]; // [N, BLOCK]
+    let mut carry = vec![[0.0f32; BLOCK]; n]; // dL/dh_t from later steps
+    let mut da = vec![[0.0f32; BLOCK]; n];
     let mut dd = _mm512_setzero_ps();
     let mut du = vec![0.0f32; l * w];
     let mut ddelta = vec![0.0f32; l * w];
@@ -165,22 +183,30 @@ fn backward_pass(
         let dtx = _mm512_mul_ps(dt, x);
         dd = _mm512_fmadd_ps(dy, x, dd);
         let (bt, ct) = (&s.b[row * n..(row + 1) * n], &s.c[row * n..(row + 1) * n]);
+        let (prevs, hs) = (
+            &states[t * n..(t + 1) * n],
+            &states[(t + 1) * n..(t + 2) * n],
+        );
+        let decs = &decays[t * n..(t + 1) * n];
+        let (pcs, pbs) = (&mut pc[t * n..(t + 1) * n], &mut pb[t * n..(t + 1) * n]);
         // gb = Σ_s gs·B_s; ga = Σ_s A_s·gs·decay_s·h_{t−1,s}.
         let (mut gb, mut ga) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for st in 0..n {
-            let o = st * BLOCK;
-            let (b, c) = (_mm512_set1_ps(bt[st]), _mm512_set1_ps(ct[st]));
-            let gs = _mm512_fmadd_ps(dy, c, load(&carry, o));
-            let nc = _mm512_mul_ps(gs, load(decays, t * nb + o));
-            let q = _mm512_mul_ps(nc, load(states, t * nb + o));
-            store(&mut carry, o, nc);
-            ga = _mm512_fmadd_ps(load(&at, o), q, ga);
-            gb = _mm512_fmadd_ps(gs, b, gb);
-            let da_o = _mm512_fmadd_ps(dt, q, load(&da, o));
-            store(&mut da, o, da_o);
-            let p = (t * n + st) * LANES;
-            store_folded(pc, p, _mm512_mul_ps(dy, load(states, (t + 1) * nb + o)));
-            store_folded(pb, p, _mm512_mul_ps(gs, dtx));
+        let per_state = carry
+            .iter_mut()
+            .zip(da.iter_mut())
+            .zip(at.iter().zip(bt).zip(ct))
+            .zip(prevs.iter().zip(hs).zip(decs))
+            .zip(pcs.iter_mut().zip(pbs.iter_mut()));
+        for ((((carry, da), ((a, &b), &c)), ((prev, h), dec)), (pcv, pbv)) in per_state {
+            let gs = _mm512_fmadd_ps(dy, _mm512_set1_ps(c), ld(carry));
+            let nc = _mm512_mul_ps(gs, ld(dec));
+            let q = _mm512_mul_ps(nc, ld(prev));
+            st(carry, nc);
+            ga = _mm512_fmadd_ps(ld(a), q, ga);
+            gb = _mm512_fmadd_ps(gs, _mm512_set1_ps(b), gb);
+            st(da, _mm512_fmadd_ps(dt, q, ld(da)));
+            fold(pcv, _mm512_mul_ps(dy, ld(h)));
+            fold(pbv, _mm512_mul_ps(gs, dtx));
         }
         store_first(
             &mut du,
@@ -190,14 +216,16 @@ fn backward_pass(
         );
         store_first(&mut ddelta, t * w, w, _mm512_fmadd_ps(x, gb, ga));
     }
+    let da = da.as_flattened();
+    let (pc, pb) = (pc.as_flattened(), pb.as_flattened());
     let mut dd_lanes = [0.0f32; BLOCK];
     store(&mut dd_lanes, 0, dd);
     BlockGrads::assemble(
         (bi, k0, w),
         [du, ddelta],
-        &da,
+        da,
         &dd_lanes,
-        [&*pc, &*pb],
+        [pc, pb],
         // The closure has `backward_pass`'s target features (a superset of AVX2's).
         |p, o| super::avx2::reduce_lanes(p, o),
     )
