@@ -181,8 +181,8 @@ fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
     }
 }
 
-/// Rows of `a` (and `c`) per parallel task of [`par_gemm`], and the smallest share of the
-/// contraction per task of [`par_gemm_t`].
+/// The fewest rows of `a` (and `c`) per task of [`par_gemm`], and of the contraction per task
+/// of [`par_gemm_t`].
 const GEMM_ROWS: usize = 256;
 
 /// [`gemm`] with the rows of `a` and `c` split across rayon tasks: `a` must have rows at
@@ -193,10 +193,12 @@ fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
     if n == 0 {
         return;
     }
-    c.par_chunks_mut(GEMM_ROWS * n)
+    // One share per thread: each task packs `b` again, so more tasks only cost.
+    let share = GEMM_ROWS.max(a.rows.div_ceil(rayon::current_num_threads().max(1)));
+    c.par_chunks_mut(share * n)
         .enumerate()
         .for_each(|(i, c)| {
-            let part = a.row_range(i * GEMM_ROWS, c.len() / n);
+            let part = a.row_range(i * share, c.len() / n);
             gemm(part, b, beta, c, n);
         });
 }
