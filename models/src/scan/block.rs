@@ -195,12 +195,10 @@ fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
     }
     // One share per thread: each task packs `b` again, so more tasks only cost.
     let share = GEMM_ROWS.max(a.rows.div_ceil(rayon::current_num_threads().max(1)));
-    c.par_chunks_mut(share * n)
-        .enumerate()
-        .for_each(|(i, c)| {
-            let part = a.row_range(i * share, c.len() / n);
-            gemm(part, b, beta, c, n);
-        });
+    c.par_chunks_mut(share * n).enumerate().for_each(|(i, c)| {
+        let part = a.row_range(i * share, c.len() / n);
+        gemm(part, b, beta, c, n);
+    });
 }
 
 /// `c = aᵀ·b` for `a` `[R, m]` and `b` `[R, n]` (both contiguous), the contraction over `R`

@@ -113,9 +113,8 @@ pub(crate) struct HostGrads {
     pub(crate) dd: Vec<f32>,
 }
 
-/// One task's share of the gradients: channels `k0..k0 + width` of batch item `bi`.
+/// One task's share of the gradients: channels `k0..k0 + width` of one batch item.
 struct BlockGrads {
-    bi: usize,
     k0: usize,
     width: usize,
     du: Vec<f32>,     // [L, width]
@@ -468,7 +467,7 @@ fn backward_pass<const FMA: bool>(
             ddelta[t * w + j] = ga[j] + x[j] * gb[j];
         }
     }
-    BlockGrads::assemble((bi, k0, w), [du, ddelta], &da, &dd, [&*pc, &*pb], reduce)
+    BlockGrads::assemble((k0, w), [du, ddelta], &da, &dd, [&*pc, &*pb], reduce)
 }
 
 impl BlockGrads {
@@ -476,7 +475,7 @@ impl BlockGrads {
     /// lane, and the lane partial sums `pc`, `pb` of `dC`, `dB` as `[L, N, LANES]`.
     #[inline(always)]
     fn assemble(
-        (bi, k0, w): (usize, usize, usize),
+        (k0, w): (usize, usize),
         [du, ddelta]: [Vec<f32>; 2],
         da: &[f32],
         dd: &Blk,
@@ -486,7 +485,6 @@ impl BlockGrads {
         let n = da.len() / BLOCK;
         let l = pc.len() / (n * LANES).max(1);
         let mut g = BlockGrads {
-            bi,
             k0,
             width: w,
             du,
@@ -536,13 +534,19 @@ impl HostInputs {
             .into_par_iter()
             .map(|(bi, k0, w)| (bi, k0, w, isa.forward_block(self, bi, k0, w)))
             .collect();
+        // Parts are in `blocks` order, so each batch item's parts are one run; the copies into
+        // place run per batch item in parallel.
         let mut y = vec![0.0f32; self.batch * l * ch];
-        for (bi, k0, w, part) in parts {
-            for t in 0..l {
-                let row = (bi * l + t) * ch + k0;
-                y[row..row + w].copy_from_slice(&part[t * w..(t + 1) * w]);
-            }
-        }
+        let per_item = ch.div_ceil(BLOCK);
+        y.par_chunks_mut((l * ch).max(1))
+            .zip(parts.par_chunks(per_item.max(1)))
+            .for_each(|(y, parts)| {
+                for (_, k0, w, part) in parts {
+                    for (t, src) in part.chunks_exact(*w).enumerate() {
+                        y[t * ch + k0..t * ch + k0 + w].copy_from_slice(src);
+                    }
+                }
+            });
         y
     }
 
@@ -566,22 +570,29 @@ impl HostInputs {
             dc: vec![0.0; self.batch * l * n],
             dd: vec![0.0; ch],
         };
+        // Per batch item in parallel (parts are in `blocks` order): its rows of `du`, `dΔ`,
+        // `dB`, `dC`. Then `dA` and `dD`, which sum over batch items.
+        let per_item = ch.div_ceil(BLOCK).max(1);
+        out.du
+            .par_chunks_mut((l * ch).max(1))
+            .zip(out.ddelta.par_chunks_mut((l * ch).max(1)))
+            .zip(out.db.par_chunks_mut((l * n).max(1)))
+            .zip(out.dc.par_chunks_mut((l * n).max(1)))
+            .zip(parts.par_chunks(per_item))
+            .for_each(|((((du, ddelta), db), dc), parts)| {
+                for p in parts {
+                    let (k0, w) = (p.k0, p.width);
+                    let rows = p.du.chunks_exact(w).zip(p.ddelta.chunks_exact(w));
+                    for (t, (du_t, dd_t)) in rows.enumerate() {
+                        du[t * ch + k0..t * ch + k0 + w].copy_from_slice(du_t);
+                        ddelta[t * ch + k0..t * ch + k0 + w].copy_from_slice(dd_t);
+                    }
+                    db.iter_mut().zip(&p.db).for_each(|(o, v)| *o += v);
+                    dc.iter_mut().zip(&p.dc).for_each(|(o, v)| *o += v);
+                }
+            });
         for p in parts {
-            let (bi, k0, w) = (p.bi, p.k0, p.width);
-            for t in 0..l {
-                let row = (bi * l + t) * ch + k0;
-                out.du[row..row + w].copy_from_slice(&p.du[t * w..(t + 1) * w]);
-                out.ddelta[row..row + w].copy_from_slice(&p.ddelta[t * w..(t + 1) * w]);
-            }
-            let rows = bi * l * n..(bi + 1) * l * n;
-            out.db[rows.clone()]
-                .iter_mut()
-                .zip(&p.db)
-                .for_each(|(o, v)| *o += v);
-            out.dc[rows]
-                .iter_mut()
-                .zip(&p.dc)
-                .for_each(|(o, v)| *o += v);
+            let (k0, w) = (p.k0, p.width);
             out.da[k0 * n..(k0 + w) * n]
                 .iter_mut()
                 .zip(&p.da)

@@ -221,7 +221,7 @@ fn backward_pass(
     let mut dd_lanes = [0.0f32; BLOCK];
     store(&mut dd_lanes, 0, dd);
     BlockGrads::assemble(
-        (bi, k0, w),
+        (k0, w),
         [du, ddelta],
         da,
         &dd_lanes,
