@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::conv::ConvSilu;
 use super::host::elementwise::vectorized;
-use super::host::{GatedScan, HostInputs};
+use super::host::{GatedScan, HostInputs, softplus};
 
 /// Index of each input in the op's input (and gradient) array.
 pub(crate) mod slot {
@@ -343,10 +343,29 @@ impl HostBlock {
         }
         drop(dbc);
 
-        // dt_proj: Δ before softplus = Δ_low · W_dt + b_dt.
-        let mut delta_raw: Vec<f32> = b_dt.iter().copied().cycle().take(rows * di).collect();
-        let (dt_v, w_dt_v) = (View::new(&dt_low, rows, r), View::new(&w_dt, r, di));
-        par_gemm(dt_v, w_dt_v, 1.0, &mut delta_raw);
+        // dt_proj and softplus in one pass: Δ_raw = Δ_low · W_dt + b_dt, Δ = softplus(Δ_raw).
+        // The rank is tiny (d_model / 16), so rank-many row updates beat a packed product.
+        let mut delta_raw = vec![0.0f32; rows * di];
+        let mut delta = vec![0.0f32; rows * di];
+        delta_raw
+            .par_chunks_mut(ROWS_PER_TASK * di)
+            .zip(delta.par_chunks_mut(ROWS_PER_TASK * di))
+            .enumerate()
+            .for_each(|(task, (raw, delta))| {
+                vectorized(|| {
+                    let rows = raw.chunks_exact_mut(di).zip(delta.chunks_exact_mut(di));
+                    for (i, (raw, delta)) in rows.enumerate() {
+                        let row = task * ROWS_PER_TASK + i;
+                        raw.copy_from_slice(&b_dt);
+                        for (&lo, w) in dt_low[row * r..(row + 1) * r].iter().zip(w_dt.chunks(di)) {
+                            raw.iter_mut().zip(w).for_each(|(o, &w)| *o += lo * w);
+                        }
+                        for (o, &x) in delta.iter_mut().zip(raw.iter()) {
+                            *o = softplus(x);
+                        }
+                    }
+                })
+            });
 
         let a: Vec<f32> = a_log.iter().map(|v| -v.exp()).collect();
         let inputs = HostInputs {
@@ -355,13 +374,13 @@ impl HostBlock {
             channels: di,
             state: n,
             u,
-            delta: delta_raw,
+            delta,
             a,
             b,
             c,
             d,
         };
-        let mut scan = GatedScan::new(inputs, z);
+        let mut scan = GatedScan::with_delta(inputs, delta_raw, z);
         let y = scan.forward(); // [R, d_inner]
 
         // out = x + y · W_out.

@@ -643,6 +643,17 @@ impl GatedScan {
         }
     }
 
+    /// From inputs whose `delta` already is `softplus(delta_raw)`.
+    pub(crate) fn with_delta(scan: HostInputs, delta_raw: Vec<f32>, z: Vec<f32>) -> Self {
+        assert_eq!(scan.delta.len(), delta_raw.len(), "GatedScan: Δ and Δ_raw");
+        GatedScan {
+            scan,
+            delta_raw,
+            z,
+            ys: Vec::new(),
+        }
+    }
+
     /// Runs the scan, keeps its ungated output and returns the gated one.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
         self.ys = self.scan.forward();
