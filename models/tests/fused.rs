@@ -5,6 +5,7 @@ use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use labbook_models::model::MambaConfig;
+use labbook_models::scan::mamba_block;
 use labbook_models::scan::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
@@ -184,12 +185,17 @@ fn block_matches<B: AutodiffBackend + ScanBackend>() {
         let normal = Distribution::Normal(0.0, 1.0);
         block.norm.gamma = Param::from_tensor(leaf::<B, 1>([dm], normal, &dev) + 1.0);
         block.mixer.d = Param::from_tensor(leaf::<B, 1>([expand * dm], normal, &dev));
+        // A_log is init to the same row for every channel; make the channels differ.
+        let a_log = leaf::<B, 2>([expand * dm, n], Distribution::Normal(0.5, 0.7), &dev);
+        block.mixer.a_log = Param::from_tensor(a_log);
         let x = leaf::<B, 3>([bt, l, dm], normal, &dev);
         let r = leaf::<B, 3>([bt, l, dm], normal, &dev);
         let run = |fused: bool| {
             let x = x.clone().detach().require_grad();
             let y = if fused {
-                block.forward(x.clone())
+                // Called directly, so the test cannot pass by comparing composed to composed.
+                let params = block.fused_params().expect("a selective block fuses");
+                mamba_block(x.clone(), params)
             } else {
                 block.forward_composed(x.clone())
             };
@@ -241,4 +247,21 @@ fn mamba_block_matches_composition_ndarray() {
 #[test]
 fn mamba_block_matches_composition_flex() {
     block_matches::<Autodiff<Flex>>();
+}
+
+/// Inference (no autodiff): the fused op's untracked path against the composed block.
+fn block_inference_matches<B: ScanBackend>() {
+    let dev = Default::default();
+    B::seed(&dev, 500);
+    let block = MambaConfig::new(12).with_d_state(5).init_block::<B>(&dev);
+    let x = Tensor::<B, 3>::random([2, 300, 12], Distribution::Normal(0.0, 1.0), &dev);
+    let fused = mamba_block(x.clone(), block.fused_params().expect("selective block"));
+    let e = rel_err(fused, block.forward_composed(x));
+    assert!(e <= 1e-5, "inference rel err {e}");
+}
+
+#[test]
+fn mamba_block_inference_matches_composition() {
+    block_inference_matches::<NdArray>();
+    block_inference_matches::<Flex>();
 }

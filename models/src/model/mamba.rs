@@ -232,10 +232,14 @@ impl<B: ScanBackend> MambaBlock<B> {
         x.clone() + self.mixer.forward(self.norm.forward(x))
     }
 
-    /// The weights in [`mamba_block`]'s form; `None` for the LTI ablation.
-    fn fused_params(&self) -> Option<MambaBlockParams<B>> {
+    /// The weights in [`mamba_block`]'s form; `None` for the LTI ablation, and for a block
+    /// whose projections carry biases the fused op does not have (in/x/out projections).
+    pub fn fused_params(&self) -> Option<MambaBlockParams<B>> {
         let m = &self.mixer;
         let (x_proj, dt_proj) = (m.x_proj.as_ref()?, m.dt_proj.as_ref()?);
+        if m.in_proj.bias.is_some() || x_proj.bias.is_some() || m.out_proj.bias.is_some() {
+            return None;
+        }
         Some(MambaBlockParams {
             norm: self.norm.gamma.val(),
             norm_eps: self.norm.epsilon,

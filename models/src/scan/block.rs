@@ -135,9 +135,14 @@ impl<'a> View<'a> {
     }
 
     fn fits(&self, len: usize) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < len
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.rs)
+            .zip((self.cols - 1).checked_mul(self.cs))
+            .and_then(|(r, c)| r.checked_add(c));
+        last.is_some_and(|i| i < len)
     }
 }
 
@@ -156,6 +161,8 @@ fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
         cs: 1,
     };
     assert!(out.fits(c.len()), "gemm: output out of bounds");
+    // sgemm requires that no two elements of `c` share memory.
+    assert!(a.rows <= 1 || c_rs >= b.cols, "gemm: output rows overlap");
     if a.rows == 0 || b.cols == 0 {
         return;
     }
@@ -223,7 +230,10 @@ fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
             );
             acc
         })
-        .reduce_with(|mut x, y| {
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Summed in order, so the result does not depend on work stealing.
+        .reduce(|mut x, y| {
             x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
             x
         })
@@ -273,6 +283,18 @@ impl HostBlock {
         eps: f32,
         mut inputs: [Vec<f32>; slot::COUNT],
     ) -> (Self, Vec<f32>) {
+        let BlockDims {
+            d_model,
+            d_inner,
+            state,
+            rank,
+            kernel,
+            ..
+        } = dims;
+        assert!(
+            d_model > 0 && d_inner > 0 && state > 0 && rank > 0 && kernel > 0,
+            "mamba_block: d_model, d_inner, d_state, dt_rank and d_conv must be at least 1"
+        );
         for (v, shape) in inputs.iter().zip(dims.input_shapes()) {
             assert_eq!(
                 v.len(),
@@ -514,13 +536,13 @@ impl HostBlock {
                     d_gamma
                 })
             })
-            .reduce(
-                || vec![0.0f32; dm],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+            .collect::<Vec<_>>()
+            .into_iter()
+            // Summed in chunk order, so the result does not depend on work stealing.
+            .fold(vec![0.0f32; dm], |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            });
         let mut out: [Vec<f32>; slot::COUNT] = Default::default();
         out[slot::X] = dx;
         out[slot::NORM] = d_gamma;
@@ -534,5 +556,98 @@ impl HostBlock {
         out[slot::D] = sg.dd;
         out[slot::OUT_PROJ] = d_out;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{View, par_gemm, par_gemm_t};
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000)
+            .map(|v| v as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// `a·b` by the definition, in f64.
+    fn naive(a: View, b: View) -> Vec<f64> {
+        let mut c = vec![0.0f64; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                c[i * b.cols + j] = (0..a.cols)
+                    .map(|k| {
+                        a.data[i * a.rs + k * a.cs] as f64 * b.data[k * b.rs + j * b.cs] as f64
+                    })
+                    .sum();
+            }
+        }
+        c
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what}[{i}] = {g}, want {w}"
+            );
+        }
+    }
+
+    /// The split products against the definition for row counts around the task size, with a
+    /// transposed and a column-slice operand, on pools of 1, 3 and 4 threads (uneven shares).
+    #[test]
+    fn split_products_match_the_definition() {
+        for threads in [1, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                for rows in [1, 255, 257, 600, 1100] {
+                    let (k, n, wide) = (9, 7, 12);
+                    let a = values(rows * k, 1);
+                    let w = values(k * wide, 2); // [k, wide]; columns 3..3 + n are used
+                    let wt = values(n * k, 3); // [n, k], used transposed
+                    let a_v = View::new(&a, rows, k);
+                    let cols = View::cols(&w, k, wide, 3, n);
+                    let mut c = vec![0.0f32; rows * n];
+                    par_gemm(a_v, cols, 0.0, &mut c);
+                    close(&c, &naive(a_v, cols), &format!("a·w[:, 3..] rows {rows}"));
+                    let t = View::new(&wt, n, k).t();
+                    par_gemm(a_v, t, 1.0, &mut c); // accumulates onto the previous product
+                    let want: Vec<f64> = naive(a_v, cols)
+                        .iter()
+                        .zip(naive(a_v, t))
+                        .map(|(x, y)| x + y)
+                        .collect();
+                    close(&c, &want, &format!("+ a·wtᵀ rows {rows}"));
+                    // aᵀ·b over the rows, written as a column block of a wider matrix.
+                    let b = values(rows * n, 4);
+                    let b_v = View::new(&b, rows, n);
+                    let mut wide_c = vec![-7.0f32; k * (n + 2)];
+                    par_gemm_t(a_v, b_v, &mut wide_c[2..], n + 2);
+                    let want = naive(a_v.t(), b_v);
+                    for i in 0..k {
+                        let row = &wide_c[i * (n + 2)..(i + 1) * (n + 2)];
+                        assert_eq!(&row[..2], &[-7.0, -7.0], "untouched columns");
+                        close(
+                            &row[2..],
+                            &want[i * n..(i + 1) * n],
+                            &format!("aᵀ·b rows {rows}"),
+                        );
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: output rows overlap")]
+    fn overlapping_output_rows_are_refused() {
+        let a = vec![1.0f32; 4];
+        let mut c = vec![0.0f32; 8];
+        super::gemm(View::new(&a, 2, 2), View::new(&a, 2, 2), 0.0, &mut c, 1);
     }
 }
