@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::conv::ConvSilu;
-use super::host::elementwise::vectorized;
+use super::host::elementwise::{kernel, vectorized_kernel as vectorized};
 use super::host::{GatedScan, HostInputs, softplus};
 
 /// Index of each input in the op's input (and gradient) array.
@@ -243,6 +243,92 @@ fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
     }
 }
 
+// The row loops below run through `vectorized` (`elementwise::vectorized_kernel`), compiled
+// for AVX-512/AVX2: as closure bodies the compiler had kept them out of line, in SSE code.
+kernel!(RmsNormRows {
+    xn: &'a mut [f32],
+    rstd: &'a mut [f32],
+    x: &'a [f32],
+    gamma: &'a [f32],
+    eps: f32,
+} -> () = rms_norm_rows);
+kernel!(RmsNormBackwardRows {
+    dx: &'a mut [f32],
+    g: &'a [f32],
+    x: &'a [f32],
+    rstd: &'a [f32],
+    gamma: &'a [f32],
+} -> Vec<f32> = rms_norm_backward_rows);
+kernel!(DtProjRows {
+    raw: &'a mut [f32],
+    delta: &'a mut [f32],
+    low: &'a [f32],
+    w_dt: &'a [f32],
+    b_dt: &'a [f32],
+} -> () = dt_proj_rows);
+
+/// RMSNorm of rows `x` (`[rows, d_model]`): `xn = x · rstd · γ`, `rstd` per row.
+#[inline(always)]
+fn rms_norm_rows(xn: &mut [f32], rstd: &mut [f32], x: &[f32], gamma: &[f32], eps: f32) {
+    let dm = gamma.len();
+    for ((xn, rs), x) in xn.chunks_exact_mut(dm).zip(rstd).zip(x.chunks_exact(dm)) {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
+        *rs = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &g) in xn.iter_mut().zip(x).zip(gamma) {
+            *o = v * *rs * g;
+        }
+    }
+}
+
+/// RMSNorm backward of rows: with `x̂ = x·rstd` and `ĝ = g·γ`, adds
+/// `rstd·(ĝ − x̂·mean(ĝ·x̂))` to `dx` and returns these rows' share of `dγ = Σ g·x̂`.
+#[inline(always)]
+fn rms_norm_backward_rows(
+    dx: &mut [f32],
+    g: &[f32],
+    x: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+) -> Vec<f32> {
+    let dm = gamma.len();
+    let mut d_gamma = vec![0.0f32; dm];
+    let rows = dx
+        .chunks_exact_mut(dm)
+        .zip(g.chunks_exact(dm))
+        .zip(x.chunks_exact(dm));
+    for (((dx, g), x), &rs) in rows.zip(rstd) {
+        let mut dot = 0.0f32;
+        for (((dg, &g), &x), &w) in d_gamma.iter_mut().zip(g).zip(x).zip(gamma) {
+            let xh = x * rs;
+            *dg += g * xh;
+            dot += g * w * xh;
+        }
+        let mean = dot / dm as f32;
+        for (((dx, &g), &x), &w) in dx.iter_mut().zip(g).zip(x).zip(gamma) {
+            *dx += rs * (g * w - x * rs * mean);
+        }
+    }
+    d_gamma
+}
+
+/// `dt_proj` and softplus for rows: `raw = Δ_low · W_dt + b_dt` (`Δ_low` rows of `dt_rank`
+/// values starting at `low`), `delta = softplus(raw)`.
+#[inline(always)]
+fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b_dt: &[f32]) {
+    let di = b_dt.len();
+    let r = w_dt.len() / di;
+    let rows = raw.chunks_exact_mut(di).zip(delta.chunks_exact_mut(di));
+    for (i, (raw, delta)) in rows.enumerate() {
+        raw.copy_from_slice(b_dt);
+        for (&lo, w) in low[i * r..(i + 1) * r].iter().zip(w_dt.chunks_exact(di)) {
+            raw.iter_mut().zip(w).for_each(|(o, &w)| *o += lo * w);
+        }
+        for (o, &x) in delta.iter_mut().zip(raw.iter()) {
+            *o = softplus(x);
+        }
+    }
+}
+
 /// Rows per parallel task of the element-wise loops.
 const ROWS_PER_TASK: usize = 64;
 
@@ -325,15 +411,14 @@ impl HostBlock {
         xn.par_chunks_mut(ROWS_PER_TASK * dm)
             .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
             .zip(x.par_chunks(ROWS_PER_TASK * dm))
-            .for_each(|((xn, rs), x)| {
-                vectorized(|| {
-                    for ((xn, rs), x) in xn.chunks_mut(dm).zip(rs).zip(x.chunks(dm)) {
-                        let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
-                        *rs = 1.0 / (ms + eps).sqrt();
-                        for ((o, &v), &g) in xn.iter_mut().zip(x).zip(&gamma) {
-                            *o = v * *rs * g;
-                        }
-                    }
+            .for_each(|((xn, rstd), x)| {
+                let gamma = &gamma;
+                vectorized(RmsNormRows {
+                    xn,
+                    rstd,
+                    x,
+                    gamma,
+                    eps,
                 })
             });
 
@@ -374,18 +459,14 @@ impl HostBlock {
             .zip(delta.par_chunks_mut(ROWS_PER_TASK * di))
             .enumerate()
             .for_each(|(task, (raw, delta))| {
-                vectorized(|| {
-                    let rows = raw.chunks_exact_mut(di).zip(delta.chunks_exact_mut(di));
-                    for (i, (raw, delta)) in rows.enumerate() {
-                        let row = task * ROWS_PER_TASK + i;
-                        raw.copy_from_slice(&b_dt);
-                        for (&lo, w) in dt_low[row * r..(row + 1) * r].iter().zip(w_dt.chunks(di)) {
-                            raw.iter_mut().zip(w).for_each(|(o, &w)| *o += lo * w);
-                        }
-                        for (o, &x) in delta.iter_mut().zip(raw.iter()) {
-                            *o = softplus(x);
-                        }
-                    }
+                let lo = &dt_low[(task * ROWS_PER_TASK * r).min(dt_low.len())..];
+                let (w_dt, b_dt) = (&w_dt, &b_dt);
+                vectorized(DtProjRows {
+                    raw,
+                    delta,
+                    low: lo,
+                    w_dt,
+                    b_dt,
                 })
             });
 
@@ -513,27 +594,12 @@ impl HostBlock {
             .zip(self.x.par_chunks(ROWS_PER_TASK * dm))
             .zip(self.rstd.par_chunks(ROWS_PER_TASK))
             .map(|(((dx, g), x), rs)| {
-                vectorized(|| {
-                    let mut d_gamma = vec![0.0f32; dm];
-                    for (((dx, g), x), &rs) in dx
-                        .chunks_mut(dm)
-                        .zip(g.chunks(dm))
-                        .zip(x.chunks(dm))
-                        .zip(rs)
-                    {
-                        let mut dot = 0.0f32;
-                        for j in 0..dm {
-                            let xh = x[j] * rs;
-                            d_gamma[j] += g[j] * xh;
-                            dot += g[j] * self.gamma[j] * xh;
-                        }
-                        let mean = dot / dm as f32;
-                        for j in 0..dm {
-                            let xh = x[j] * rs;
-                            dx[j] += rs * (g[j] * self.gamma[j] - xh * mean);
-                        }
-                    }
-                    d_gamma
+                vectorized(RmsNormBackwardRows {
+                    dx,
+                    g,
+                    x,
+                    rstd: rs,
+                    gamma: &self.gamma,
                 })
             })
             .collect::<Vec<_>>()

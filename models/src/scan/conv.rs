@@ -4,7 +4,7 @@
 //! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
 use rayon::prelude::*;
 
-use super::host::elementwise::{self, vectorized};
+use super::host::elementwise::{self, kernel, vectorized_kernel as vectorized};
 use super::host::silu_and_grad;
 
 /// Inputs of the fused conv, plus the pre-activation kept by [`ConvSilu::forward`].
@@ -69,31 +69,14 @@ impl ConvSilu {
 
     /// `silu(conv(x))` as `[batch, L, d_inner]`; keeps the pre-activation for the backward.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
-        let (l, ch, kk) = (self.len, self.channels, self.kernel);
+        let (l, ch) = (self.len, self.channels);
         let mut pre = vec![0.0f32; self.batch * l * ch];
         pre.par_chunks_mut(l * ch)
             .enumerate()
             .for_each(|(bi, out)| {
-                vectorized(|| {
-                    let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                    for t in 0..l {
-                        let row = &mut out[t * ch..(t + 1) * ch];
-                        row.copy_from_slice(&self.bias);
-                        for j in 0..kk {
-                            // Input time t + j − (K − 1); skip the zero padding.
-                            let Some(src) = (t + j).checked_sub(kk - 1) else {
-                                continue;
-                            };
-                            let (xr, wr) = (
-                                &x[src * ch..(src + 1) * ch],
-                                &self.w_t[j * ch..(j + 1) * ch],
-                            );
-                            for k in 0..ch {
-                                row[k] += wr[k] * xr[k];
-                            }
-                        }
-                    }
-                })
+                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                let (w_t, bias) = (&self.w_t, &self.bias);
+                vectorized(ConvItem { out, x, w_t, bias });
             });
         let out = elementwise::map1(&pre, |p| silu_and_grad(p).0);
         self.pre = pre;
@@ -109,31 +92,15 @@ impl ConvSilu {
             .par_chunks_mut(l * ch)
             .enumerate()
             .map(|(bi, dxb)| {
-                vectorized(|| {
-                    let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                    let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
-                    let mut dw_t = vec![0.0f32; kk * ch];
-                    let mut db = vec![0.0f32; ch];
-                    for t in 0..l {
-                        let gr = &gp[t * ch..(t + 1) * ch];
-                        for k in 0..ch {
-                            db[k] += gr[k];
-                        }
-                        for j in 0..kk {
-                            let Some(src) = (t + j).checked_sub(kk - 1) else {
-                                continue;
-                            };
-                            let wr = &self.w_t[j * ch..(j + 1) * ch];
-                            let xr = &x[src * ch..(src + 1) * ch];
-                            let dwr = &mut dw_t[j * ch..(j + 1) * ch];
-                            let dxr = &mut dxb[src * ch..(src + 1) * ch];
-                            for k in 0..ch {
-                                dwr[k] += gr[k] * xr[k];
-                                dxr[k] += gr[k] * wr[k];
-                            }
-                        }
-                    }
-                    (dw_t, db)
+                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
+                let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
+                let w_t = &self.w_t;
+                vectorized(ConvBackwardItem {
+                    dx: dxb,
+                    x,
+                    gp,
+                    w_t,
+                    ch,
                 })
             })
             .collect();
@@ -149,4 +116,75 @@ impl ConvSilu {
         }
         ConvGrads { dx, dw, dbias }
     }
+}
+
+// The per-item loops run through `vectorized` (`elementwise::vectorized_kernel`), compiled for
+// AVX-512/AVX2: as closure bodies they had stayed out of line, in SSE code.
+kernel!(ConvItem {
+    out: &'a mut [f32],
+    x: &'a [f32],
+    w_t: &'a [f32],
+    bias: &'a [f32],
+} -> () = conv_item);
+kernel!(ConvBackwardItem {
+    dx: &'a mut [f32],
+    x: &'a [f32],
+    gp: &'a [f32],
+    w_t: &'a [f32],
+    ch: usize,
+} -> (Vec<f32>, Vec<f32>) = conv_backward_item);
+
+/// Pre-activation of one batch item: `out[t] = bias + Σ_j w_t[j] ⊙ x[t + j − (K − 1)]`;
+/// `x`, `out`: `[L, d_inner]`, `w_t`: `[K, d_inner]`.
+#[inline(always)]
+fn conv_item(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]) {
+    let ch = bias.len();
+    let kk = w_t.len() / ch;
+    for (t, row) in out.chunks_exact_mut(ch).enumerate() {
+        row.copy_from_slice(bias);
+        for (j, wr) in w_t.chunks_exact(ch).enumerate() {
+            // Input time t + j − (K − 1); skip the zero padding.
+            let Some(src) = (t + j).checked_sub(kk - 1) else {
+                continue;
+            };
+            let xr = &x[src * ch..(src + 1) * ch];
+            for ((o, &w), &x) in row.iter_mut().zip(wr).zip(xr) {
+                *o += w * x;
+            }
+        }
+    }
+}
+
+/// Backward of [`conv_item`] for `ch` channels given `gp` = dL/d(pre-activation): adds to
+/// `dx` and returns this item's `(dw_t, dbias)`.
+#[inline(always)]
+fn conv_backward_item(
+    dx: &mut [f32],
+    x: &[f32],
+    gp: &[f32],
+    w_t: &[f32],
+    ch: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let kk = w_t.len() / ch;
+    let mut dw_t = vec![0.0f32; kk * ch];
+    let mut db = vec![0.0f32; ch];
+    for (t, gr) in gp.chunks_exact(ch).enumerate() {
+        db.iter_mut().zip(gr).for_each(|(d, &g)| *d += g);
+        for (j, (wr, dwr)) in w_t
+            .chunks_exact(ch)
+            .zip(dw_t.chunks_exact_mut(ch))
+            .enumerate()
+        {
+            let Some(src) = (t + j).checked_sub(kk - 1) else {
+                continue;
+            };
+            let xr = &x[src * ch..(src + 1) * ch];
+            let dxr = &mut dx[src * ch..(src + 1) * ch];
+            for ((((dw, dx), &g), &x), &w) in dwr.iter_mut().zip(dxr).zip(gr).zip(xr).zip(wr) {
+                *dw += g * x;
+                *dx += g * w;
+            }
+        }
+    }
+    (dw_t, db)
 }

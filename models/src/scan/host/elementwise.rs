@@ -9,12 +9,65 @@ use rayon::prelude::*;
 
 use super::Isa;
 
+/// Work for [`vectorized_kernel`]: `run` is `#[inline(always)]` and so is the loop it calls, so
+/// the loop is compiled inside each per-ISA copy. (A closure's body is inlined only when the
+/// compiler finds it small enough; larger row loops passed to [`vectorized`] stayed out of
+/// line, in baseline SSE code.) Declared with [`kernel!`].
+pub(crate) trait Kernel {
+    type Out;
+    fn run(self) -> Self::Out;
+}
+
+/// `kernel!(Name { arg: Type, … } -> Out = function)` declares a [`Kernel`] that calls
+/// `function(arg, …)`; `function` must be `#[inline(always)]`.
+macro_rules! kernel {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = $func:path) => {
+        pub(crate) struct $name<'a> {
+            $(pub(crate) $field: $ty),*
+        }
+        impl $crate::scan::host::elementwise::Kernel for $name<'_> {
+            type Out = $out;
+            #[inline(always)]
+            fn run(self) -> $out {
+                $func($(self.$field),*)
+            }
+        }
+    };
+}
+pub(crate) use kernel;
+
+/// Runs `k` in a copy compiled for the best vector ISA the CPU has.
+#[inline(always)]
+pub(crate) fn vectorized_kernel<K: Kernel>(k: K) -> K::Out {
+    match Isa::detect() {
+        // SAFETY: `detect` saw the features each copy is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { kernel_avx512(k) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { kernel_avx2(k) },
+        _ => k.run(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+fn kernel_avx512<K: Kernel>(k: K) -> K::Out {
+    k.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn kernel_avx2<K: Kernel>(k: K) -> K::Out {
+    k.run()
+}
+
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
 
-/// Runs `body` in a copy compiled for the best vector ISA the CPU has.
+/// Runs `body` in a copy compiled for the best vector ISA the CPU has (for small loop bodies;
+/// see [`Kernel`] for row loops).
 #[inline(always)]
-pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
+fn vectorized<R>(body: impl FnOnce() -> R) -> R {
     match Isa::detect() {
         // SAFETY: `detect` saw the features each copy is compiled for.
         #[cfg(target_arch = "x86_64")]
