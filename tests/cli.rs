@@ -919,3 +919,33 @@ fn finished_run_of_a_synced_experiment_leaves_one_summary_comment() {
         0
     );
 }
+
+#[test]
+fn bench_train_prints_a_line_or_json() {
+    let nb = Nb::new();
+    let args = [
+        "bench",
+        "train",
+        "--d-model",
+        "8",
+        "--layers",
+        "1",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+    ];
+    let text = nb.ok(&args);
+    assert!(
+        text.starts_with("mamba (M), d_model 8, layers 1, seq_len 8, batch 2, cpu")
+            && text.contains("ms/step"),
+        "{text}"
+    );
+    let v = nb.json(&args);
+    assert_eq!(v["pattern"], "M");
+    assert!(v["ms_per_step"].as_f64().unwrap() > 0.0, "{v}");
+    let err = nb.fails(&["bench", "train", "--model", "rnn", "--steps", "1"]);
+    assert!(err.contains("unknown model `rnn`"), "{err}");
+}

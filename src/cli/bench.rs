@@ -13,7 +13,8 @@ pub struct Args {
 enum What {
     /// Store speed on a fresh temporary notebook: item inserts, metric inserts, search latency.
     Store(StoreArgs),
-    /// Training speed of one model shape: forward + backward + AdamW, median ms per step.
+    /// Training speed of one model shape: forward + backward + AdamW, median ms per step (a
+    /// line of text; JSON with `--json`). The other benches always print JSON.
     Train(TrainArgs),
     /// TUI speed: first frame and filter keystroke latency on a large temporary notebook.
     Tui(TuiArgs),
@@ -82,7 +83,7 @@ struct StoreArgs {
     searches: usize,
 }
 
-pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
+pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
     match a.what {
         What::Store(args) => {
             let cfg = labbook::bench::StoreBench {
@@ -98,7 +99,26 @@ pub fn cmd_bench(_env: &Env, a: Args) -> Result<()> {
             let r = labbook_models::train::bench_train(
                 &t.model, t.d_model, t.layers, t.seq_len, t.batch, t.steps, t.backend,
             )?;
-            super::output::json(&r)
+            if env.json {
+                return super::output::json(&r);
+            }
+            println!(
+                "{} ({}), d_model {}, layers {}, seq_len {}, batch {}, {}: median {:.1} ms/step \
+                 (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters",
+                r.model,
+                r.pattern,
+                r.d_model,
+                r.layers,
+                r.seq_len,
+                r.batch,
+                r.backend,
+                r.ms_per_step,
+                r.ms_per_step_min,
+                r.tokens_per_s,
+                r.steps,
+                r.n_params
+            );
+            Ok(())
         }
         What::Tui(args) => {
             let report = crate::tui::bench::run(args.items, args.runs, args.streaming, |msg| {
