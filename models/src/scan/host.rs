@@ -144,10 +144,24 @@ fn blk_mut(s: &mut [f32], i: usize) -> &mut Blk {
 /// Channels `k0..k0 + w` of `v` (`[rows, channels]`) at `row`, zero-padded to [`BLOCK`].
 #[inline(always)]
 fn gather(v: &[f32], row: usize, channels: usize, k0: usize, w: usize) -> Blk {
-    let mut out: Blk = [0.0; BLOCK];
     let at = row * channels + k0;
+    if w == BLOCK {
+        // A fixed-size copy is a register move; the general one is a `memmove` call (perf: ~3%
+        // of a step from the kernels' gathers).
+        return *blk(v, at);
+    }
+    let mut out: Blk = [0.0; BLOCK];
     out[..w].copy_from_slice(&v[at..at + w]);
     out
+}
+
+/// `dst.copy_from_slice(src)`, as a fixed-size copy when it is a whole block (see [`gather`]).
+#[inline(always)]
+fn copy_block(dst: &mut [f32], src: &[f32]) {
+    match (<&mut Blk>::try_from(&mut *dst), <&Blk>::try_from(src)) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => dst.copy_from_slice(src),
+    }
 }
 
 /// `out[k] = Σ_i p[8k + i]`: folds the lane partial sums of `dB` and `dC`.
@@ -543,7 +557,7 @@ impl HostInputs {
             .for_each(|(y, parts)| {
                 for (_, k0, w, part) in parts {
                     for (t, src) in part.chunks_exact(*w).enumerate() {
-                        y[t * ch + k0..t * ch + k0 + w].copy_from_slice(src);
+                        copy_block(&mut y[t * ch + k0..t * ch + k0 + w], src);
                     }
                 }
             });
@@ -584,8 +598,8 @@ impl HostInputs {
                     let (k0, w) = (p.k0, p.width);
                     let rows = p.du.chunks_exact(w).zip(p.ddelta.chunks_exact(w));
                     for (t, (du_t, dd_t)) in rows.enumerate() {
-                        du[t * ch + k0..t * ch + k0 + w].copy_from_slice(du_t);
-                        ddelta[t * ch + k0..t * ch + k0 + w].copy_from_slice(dd_t);
+                        copy_block(&mut du[t * ch + k0..t * ch + k0 + w], du_t);
+                        copy_block(&mut ddelta[t * ch + k0..t * ch + k0 + w], dd_t);
                     }
                     db.iter_mut().zip(&p.db).for_each(|(o, v)| *o += v);
                     dc.iter_mut().zip(&p.dc).for_each(|(o, v)| *o += v);
