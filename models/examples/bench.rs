@@ -7,16 +7,13 @@
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::AutodiffBackend;
 use labbook_models::scan::ScanBackend;
-use labbook_models::train::{BenchResult, TrainError, bench_train_with};
+use labbook_models::train::{BenchResult, BenchShape, TrainError, bench_train_with};
 
 fn run<B: AutodiffBackend + ScanBackend>(
-    model: &str,
-    [d_model, layers, seq_len, batch]: [usize; 4],
-    steps: usize,
+    shape: &BenchShape,
     name: &str,
 ) -> Result<BenchResult, TrainError> {
-    let device = Default::default();
-    bench_train_with::<B>(model, d_model, layers, seq_len, batch, steps, &device, name)
+    bench_train_with::<B>(shape, &Default::default(), name)
 }
 
 fn main() {
@@ -49,20 +46,20 @@ fn main() {
     }
     for backend in &backends {
         for model in &models {
+            let [d_model, layers, seq_len, batch] = shape;
+            let bench = BenchShape {
+                d_model,
+                layers,
+                seq_len,
+                batch,
+                steps,
+                ..BenchShape::new(model)
+            };
             let r = match backend.as_str() {
-                "flex" => run::<Autodiff<Flex>>(model, shape, steps, "cpu (flex)"),
-                "ndarray" => run::<Autodiff<NdArray>>(model, shape, steps, "cpu (ndarray)"),
+                "flex" => run::<Autodiff<Flex>>(&bench, "cpu (flex)"),
+                "ndarray" => run::<Autodiff<NdArray>>(&bench, "cpu (ndarray)"),
                 "cuda" => {
-                    let [d_model, layers, seq_len, batch] = shape;
-                    labbook_models::bench_train(
-                        model,
-                        d_model,
-                        layers,
-                        seq_len,
-                        batch,
-                        steps,
-                        labbook_models::BackendChoice::Cuda(0),
-                    )
+                    labbook_models::bench_train(&bench, labbook_models::BackendChoice::Cuda(0))
                 }
                 other => panic!("unknown backend {other}"),
             };

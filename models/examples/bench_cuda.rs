@@ -19,15 +19,15 @@ fn main() {
     }
     let mut failed = false;
     for model in models {
-        match labbook_models::bench_train(
-            model,
+        let shape = labbook_models::BenchShape {
             d_model,
             layers,
             seq_len,
             batch,
             steps,
-            labbook_models::BackendChoice::Cuda(0),
-        ) {
+            ..labbook_models::BenchShape::new(model)
+        };
+        match labbook_models::bench_train(&shape, labbook_models::BackendChoice::Cuda(0)) {
             Ok(r) => println!("{}", serde_json::to_string(&r).unwrap()),
             Err(e) => {
                 eprintln!("cuda {model}: {e}");

@@ -16,6 +16,6 @@ pub mod train;
 pub use backend::{BackendChoice, BackendError};
 pub use config::{ConfigError, RunConfig};
 pub use train::{
-    BenchResult, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, bench_train,
-    train,
+    BenchResult, BenchShape, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary,
+    bench_train, train,
 };

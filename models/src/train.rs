@@ -474,38 +474,47 @@ pub struct BenchResult {
     pub n_params: usize,
 }
 
-/// Benchmarks training steps (median over `steps` after 2 warm-up steps) on `backend`.
-/// `model` is `mamba`, `transformer` (rope) or `hybrid` (attention every 2nd layer).
-pub fn bench_train(
-    model: &str,
-    d_model: usize,
-    layers: usize,
-    seq_len: usize,
-    batch: usize,
-    steps: usize,
-    backend: BackendChoice,
-) -> Result<BenchResult, TrainError> {
+/// What [`bench_train`] measures: a model kind at a size, for a number of timed steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchShape {
+    /// `mamba`, `transformer` (rope) or `hybrid` (attention every 2nd layer).
+    pub model: String,
+    pub d_model: usize,
+    pub layers: usize,
+    pub seq_len: usize,
+    pub batch: usize,
+    /// Timed steps, after 2 warm-up steps.
+    pub steps: usize,
+}
+
+impl BenchShape {
+    /// `model` at the reference size: d_model 64, 2 layers, seq_len 256, batch 8,
+    /// 20 timed steps.
+    pub fn new(model: &str) -> Self {
+        BenchShape {
+            model: model.to_string(),
+            d_model: 64,
+            layers: 2,
+            seq_len: 256,
+            batch: 8,
+            steps: 20,
+        }
+    }
+}
+
+/// Benchmarks training steps (median over `shape.steps` after 2 warm-up steps) on `backend`.
+pub fn bench_train(shape: &BenchShape, backend: BackendChoice) -> Result<BenchResult, TrainError> {
     backend.check_available()?;
     match backend {
         BackendChoice::Cpu => bench_train_with::<CpuTrainBackend>(
-            model,
-            d_model,
-            layers,
-            seq_len,
-            batch,
-            steps,
+            shape,
             &Default::default(),
             &format!("cpu ({})", crate::backend::CPU_BACKEND_NAME),
         ),
         #[cfg(feature = "cuda")]
         BackendChoice::Cuda(index) => {
             bench_train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
-                model,
-                d_model,
-                layers,
-                seq_len,
-                batch,
-                steps,
+                shape,
                 &burn::backend::cuda::CudaDevice { index },
                 &backend.to_string(),
             )
@@ -518,26 +527,28 @@ pub fn bench_train(
 }
 
 /// [`bench_train`] on an explicit backend (used to compare CPU backends).
-#[allow(clippy::too_many_arguments)]
 pub fn bench_train_with<B>(
-    model: &str,
-    d_model: usize,
-    layers: usize,
-    seq_len: usize,
-    batch: usize,
-    steps: usize,
+    shape: &BenchShape,
     device: &B::Device,
     backend_name: &str,
 ) -> Result<BenchResult, TrainError>
 where
     B: AutodiffBackend + ScanBackend,
 {
+    let BenchShape {
+        model,
+        d_model,
+        layers,
+        seq_len,
+        batch,
+        steps,
+    } = shape.clone();
     let bad = |m: String| Err(TrainError::InvalidArgument(m));
     if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
         return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
     }
     crate::alloc::keep_freed_memory();
-    let (pattern, positional) = match model {
+    let (pattern, positional) = match model.as_str() {
         "mamba" => ("M".repeat(layers), Positional::None),
         "transformer" => ("A".repeat(layers), Positional::Rope),
         "hybrid" => (pattern_attn_every(layers, 2), Positional::Rope),

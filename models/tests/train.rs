@@ -199,20 +199,20 @@ fn cuda_backend_without_feature_is_reported() {
 
 #[test]
 fn bench_train_reports_throughput() {
-    let r = labbook_models::bench_train(
-        "hybrid",
-        16,
-        2,
-        16,
-        2,
-        2,
-        labbook_models::BackendChoice::Cpu,
-    )
-    .unwrap();
+    let shape = labbook_models::BenchShape {
+        d_model: 16,
+        seq_len: 16,
+        batch: 2,
+        steps: 2,
+        ..labbook_models::BenchShape::new("hybrid")
+    };
+    let cpu = labbook_models::BackendChoice::Cpu;
+    let r = labbook_models::bench_train(&shape, cpu).unwrap();
     assert!(r.ms_per_step > 0.0 && r.tokens_per_s > 0.0);
     assert_eq!(r.pattern, "MA");
-    assert!(
-        labbook_models::bench_train("rnn", 16, 2, 16, 2, 2, labbook_models::BackendChoice::Cpu)
-            .is_err()
-    );
+    let rnn = labbook_models::BenchShape {
+        model: "rnn".into(),
+        ..shape
+    };
+    assert!(labbook_models::bench_train(&rnn, cpu).is_err());
 }

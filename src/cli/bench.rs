@@ -96,9 +96,15 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
             super::output::json(&report)
         }
         What::Train(t) => {
-            let r = labbook_models::train::bench_train(
-                &t.model, t.d_model, t.layers, t.seq_len, t.batch, t.steps, t.backend,
-            )?;
+            let shape = labbook_models::BenchShape {
+                model: t.model,
+                d_model: t.d_model,
+                layers: t.layers,
+                seq_len: t.seq_len,
+                batch: t.batch,
+                steps: t.steps,
+            };
+            let r = labbook_models::train::bench_train(&shape, t.backend)?;
             if env.json {
                 return super::output::json(&r);
             }
