@@ -285,33 +285,7 @@ pub struct MambaBlockParams<B: Backend> {
 /// backend it copies through host memory), so `model::mamba` uses it only where
 /// [`ScanBackend::HOST_KERNELS`]. Panics on inconsistent shapes.
 pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> Tensor<B, 3> {
-    let [batch, len, d_model] = x.dims();
-    let [d_inner, kernel] = p.conv_w.dims();
-    let [rank, _] = p.dt_w.dims();
-    let [_, state] = p.a_log.dims();
-    let dims = BlockDims {
-        batch,
-        len,
-        d_model,
-        d_inner,
-        state,
-        rank,
-        kernel,
-    };
-    let got = [
-        x.dims().to_vec(),
-        p.norm.dims().to_vec(),
-        p.in_proj.dims().to_vec(),
-        p.conv_w.dims().to_vec(),
-        p.conv_b.dims().to_vec(),
-        p.x_proj.dims().to_vec(),
-        p.dt_w.dims().to_vec(),
-        p.dt_b.dims().to_vec(),
-        p.a_log.dims().to_vec(),
-        p.d.dims().to_vec(),
-        p.out_proj.dims().to_vec(),
-    ];
-    assert_eq!(got, dims.input_shapes(), "mamba_block: inconsistent shapes");
+    // Shapes are checked where every path reads them: `load_block`.
     let f = |t: Tensor<B, 1>| t.into_primitive().tensor();
     let f2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
     let inputs = [
@@ -550,6 +524,20 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackwardOp {
 #[derive(Debug)]
 struct GatedScanBackwardOp;
 
+/// The backward of a fused host op (3-D output): `dL/dout` comes to the host, `grads_of`
+/// turns it into one gradient per input, and each tracked parent is handed its own.
+fn host_backward<B: Backend, S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    grads_of: impl FnOnce(&S, &[f32], &B::Device) -> [FloatTensor<B>; N],
+) {
+    let grad = grads.consume::<B>(&ops.node);
+    let device = B::float_device(&grad);
+    let (grad, _) = download::<B, 3>(grad);
+    let outs = grads_of(&ops.state, &grad, &device);
+    register::<B, N>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+}
+
 impl<B: Backend> Backward<B, 7> for GatedScanBackwardOp {
     type State = Arc<GatedScan>;
 
@@ -559,23 +547,13 @@ impl<B: Backend> Backward<B, 7> for GatedScanBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let device = B::float_device(&grad);
-        let (grad, _) = download::<B, 3>(grad);
-        let (g, dz) = ops.state.backward(&grad);
-        let dims = ops.state.scan.dims();
-        let [du, ddelta, da, db, dc, dd] =
-            upload_grads::<B>(g, dims, ops.state.scan.state, &device);
-        let outs = [
-            du,
-            ddelta,
-            da,
-            db,
-            dc,
-            dd,
-            upload::<B, 3>(dz, dims, &device),
-        ];
-        register::<B, 7>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+        host_backward::<B, _, 7>(ops, grads, |gs, grad, device| {
+            let (g, dz) = gs.backward(grad);
+            let dims = gs.scan.dims();
+            let [du, ddelta, da, db, dc, dd] = upload_grads::<B>(g, dims, gs.scan.state, device);
+            let dz = upload::<B, 3>(dz, dims, device);
+            [du, ddelta, da, db, dc, dd, dz]
+        });
     }
 }
 
@@ -591,17 +569,14 @@ impl<B: Backend> Backward<B, 3> for ConvSiluBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let device = B::float_device(&grad);
-        let (grad, _) = download::<B, 3>(grad);
-        let cv = &ops.state;
-        let g = cv.backward(&grad);
-        let outs = [
-            upload::<B, 3>(g.dx, [cv.batch, cv.len, cv.channels], &device),
-            upload::<B, 2>(g.dw, [cv.channels, cv.kernel], &device),
-            upload::<B, 1>(g.dbias, [cv.channels], &device),
-        ];
-        register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+        host_backward::<B, _, 3>(ops, grads, |cv, grad, device| {
+            let g = cv.backward(grad);
+            [
+                upload::<B, 3>(g.dx, [cv.batch, cv.len, cv.channels], device),
+                upload::<B, 2>(g.dw, [cv.channels, cv.kernel], device),
+                upload::<B, 1>(g.dbias, [cv.channels], device),
+            ]
+        });
     }
 }
 
@@ -617,16 +592,13 @@ impl<B: Backend> Backward<B, { slot::COUNT }> for MambaBlockBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let device = B::float_device(&grad);
-        let (grad, _) = download::<B, 3>(grad);
-        let block = &ops.state;
-        let mut shapes = block.dims.input_shapes().into_iter();
-        let outs = block.backward(&grad).map(|g| {
-            let shape = shapes.next().expect("one shape per input");
-            B::float_from_data(TensorData::new(g, shape), &device)
+        host_backward::<B, _, { slot::COUNT }>(ops, grads, |block, grad, device| {
+            let mut shapes = block.dims.input_shapes().into_iter();
+            block.backward(grad).map(|g| {
+                let shape = shapes.next().expect("one shape per input");
+                B::float_from_data(TensorData::new(g, shape), device)
+            })
         });
-        register::<B, { slot::COUNT }>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
     }
 }
 

@@ -192,6 +192,12 @@ fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
 /// of [`par_gemm_t`].
 const GEMM_ROWS: usize = 256;
 
+/// Rows per task when `rows` are split across the pool's threads: one share per thread (each
+/// task packs the other operand again, so more tasks only cost), at least [`GEMM_ROWS`].
+fn share_per_thread(rows: usize) -> usize {
+    GEMM_ROWS.max(rows.div_ceil(rayon::current_num_threads().max(1)))
+}
+
 /// [`gemm`] with the rows of `a` and `c` split across rayon tasks: `a` must have rows at
 /// `a.rs` apart (not a transpose) and `c` be exactly `a.rows × b.cols` contiguous.
 fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
@@ -200,8 +206,7 @@ fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
     if n == 0 {
         return;
     }
-    // One share per thread: each task packs `b` again, so more tasks only cost.
-    let share = GEMM_ROWS.max(a.rows.div_ceil(rayon::current_num_threads().max(1)));
+    let share = share_per_thread(a.rows);
     c.par_chunks_mut(share * n).enumerate().for_each(|(i, c)| {
         let part = a.row_range(i * share, c.len() / n);
         gemm(part, b, beta, c, n);
@@ -215,7 +220,7 @@ fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
     assert_eq!(a.rows, b.rows, "par_gemm_t: contraction");
     assert!(a.cs == 1 && b.cs == 1, "par_gemm_t: contiguous rows");
     let (m, n) = (a.cols, b.cols);
-    let share = GEMM_ROWS.max(a.rows.div_ceil(rayon::current_num_threads().max(1)));
+    let share = share_per_thread(a.rows);
     let sum = (0..a.rows.div_ceil(share).max(1))
         .into_par_iter()
         .map(|i| {

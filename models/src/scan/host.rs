@@ -649,12 +649,7 @@ impl GatedScan {
     pub(crate) fn new(mut scan: HostInputs, z: Vec<f32>) -> Self {
         let delta_raw = std::mem::take(&mut scan.delta);
         scan.delta = elementwise::map1(&delta_raw, softplus);
-        GatedScan {
-            scan,
-            delta_raw,
-            z,
-            ys: Vec::new(),
-        }
+        Self::with_delta(scan, delta_raw, z)
     }
 
     /// From inputs whose `delta` already is `softplus(delta_raw)`.

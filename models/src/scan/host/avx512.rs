@@ -18,17 +18,16 @@ fn mask(w: usize) -> __mmask16 {
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn load(s: &[f32], i: usize) -> __m512 {
-    let v: &[f32; BLOCK] = s[i..i + BLOCK].try_into().expect("block in bounds");
-    // SAFETY: `v` is 16 readable floats.
-    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+    ld(s[i..i + BLOCK].try_into().expect("block in bounds"))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn store(s: &mut [f32], i: usize, x: __m512) {
-    let v: &mut [f32; BLOCK] = (&mut s[i..i + BLOCK]).try_into().expect("block in bounds");
-    // SAFETY: `v` is 16 writable floats.
-    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), x) }
+    st(
+        (&mut s[i..i + BLOCK]).try_into().expect("block in bounds"),
+        x,
+    )
 }
 
 /// Lanes `0..w` of `x` into `s[i..i + w]`.
