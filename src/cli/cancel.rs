@@ -31,9 +31,8 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
         match run.status {
             RunStatus::Queued | RunStatus::QueuedRemote => {
                 if store.cancel_queued(id)? {
-                    let issue = (run.status == RunStatus::QueuedRemote)
-                        .then(|| labbook::remote::request::remote_ref(&store, id))
-                        .flatten()
+                    // Local runs have no remote record.
+                    let issue = labbook::remote::request::remote_ref(&store, id)
                         .and_then(|r| Some(format!("{}#{}", r.repo, r.issue?)));
                     report.push((
                         id,

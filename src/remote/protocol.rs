@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Label of run-request issues.
 pub const LABEL_REQUEST: &str = "run-request";
@@ -335,11 +334,6 @@ pub fn nonce() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
-}
-
-/// The `user.login` of a GitHub JSON object.
-pub fn login_of(v: &Value) -> Option<&str> {
-    v.get("user")?.get("login")?.as_str()
 }
 
 #[cfg(test)]

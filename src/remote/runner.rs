@@ -38,7 +38,7 @@ use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
 use crate::github::client::{Client, Sent};
-use crate::store::RunStatus;
+use crate::store::{RunStatus, stamp};
 use labbook_models::backend::BackendChoice;
 
 /// Everything `labbook runner` needs besides the GitHub config and token.
@@ -349,7 +349,7 @@ async fn consider(
     let mut claim = Claim {
         runner: opts.name.clone(),
         nonce: nonce.clone(),
-        lease_until: lease_until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        lease_until: stamp(lease_until),
         state: ClaimState::Active,
     };
     let path = format!("/repos/{repo}/issues/{n}/comments");
@@ -526,7 +526,7 @@ async fn renew(
     };
     let until = Utc::now() + lease_delta(opts.lease);
     let mut renewed = claim.clone();
-    renewed.lease_until = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    renewed.lease_until = stamp(until);
     let body = json!({ "body": claim_body(opts, &renewed, status) });
     let attempt = async {
         client.patch(comment_path, &body).await?;
@@ -623,9 +623,7 @@ async fn run_job(
     let mut claim = Claim {
         runner: opts.name.clone(),
         nonce: w.nonce.clone(),
-        lease_until: w
-            .lease_until
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        lease_until: stamp(w.lease_until),
         state: ClaimState::Active,
     };
     let started = Utc::now();
@@ -734,8 +732,7 @@ async fn run_job(
                 {
                     Ok(Some(until)) => {
                         lease_until = until;
-                        claim.lease_until =
-                            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                        claim.lease_until = stamp(until);
                     }
                     Ok(None) => give_up = Some("another runner holds the request now".into()),
                     Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
@@ -842,11 +839,11 @@ fn status_line(shared: &Mutex<Shared>) -> String {
     }
 }
 
-/// Steps done, steps total and the latest value of each metric of the job's run. Read-only
-/// and without migrating: the notebook belongs to the checked-out commit's labbook.
 /// Steps done, steps total, latest value per metric.
 type Progress = (i64, Option<i64>, Vec<(String, f64)>);
 
+/// Steps done, steps total and the latest value of each metric of the job's run. Read-only
+/// and without migrating: the notebook belongs to the checked-out commit's labbook.
 fn probe(db: &Path) -> Option<Progress> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
@@ -915,10 +912,6 @@ fn failed_results(
         curves: Default::default(),
         points: Default::default(),
     }
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The blocking part of a job: fetch, check out, build, train, collect.

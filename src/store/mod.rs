@@ -199,9 +199,13 @@ pub struct Ctx {
 
 /// Current UTC time, RFC 3339 with milliseconds; sorts as text.
 pub fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    stamp(chrono::Utc::now())
+}
+
+/// `t` as RFC 3339 with milliseconds (`2026-11-28T21:04:56.123Z`), the notebook's and the
+/// remote protocol's time format.
+pub fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn check_sqlite_header(path: &Path) -> Result<()> {
