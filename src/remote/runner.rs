@@ -38,6 +38,7 @@ use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
 use crate::github::client::{Client, Sent};
+use crate::github::sync::Issue;
 use crate::store::{RunStatus, stamp};
 use labbook_models::backend::BackendChoice;
 
@@ -200,16 +201,6 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
     })
 }
 
-#[derive(serde::Deserialize)]
-struct GhIssue {
-    number: u64,
-    body: Option<String>,
-    #[serde(default)]
-    labels: Vec<Value>,
-    user: Option<Value>,
-    pull_request: Option<Value>,
-}
-
 /// Lists open requests and claims up to `free` of them.
 async fn poll(
     client: &mut Client,
@@ -220,13 +211,13 @@ async fn poll(
     report: &mut RunnerReport,
 ) -> Result<Vec<Won>> {
     let repo = &gh.repo;
-    let mut issues: Vec<GhIssue> = Vec::new();
+    let mut issues: Vec<Issue> = Vec::new();
     let mut next = Some(format!(
         "/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"
     ));
     while let Some(path) = next.take() {
         let resp = client.get(&path, None).await?;
-        issues.extend(resp.json::<Vec<GhIssue>>()?);
+        issues.extend(resp.json::<Vec<Issue>>()?);
         next = resp.next_link().map(|l| client.relative(&l));
     }
     let mut won = Vec::new();
@@ -234,7 +225,7 @@ async fn poll(
         if won.len() >= free {
             break;
         }
-        if issue.pull_request.is_some() || busy.contains(&issue.number) {
+        if issue.pull_request.is_some() || busy.contains(&(issue.number as u64)) {
             continue;
         }
         match consider(client, repo, opts, &issue, report).await {
@@ -277,10 +268,10 @@ async fn consider(
     client: &mut Client,
     repo: &str,
     opts: &RunnerOptions,
-    issue: &GhIssue,
+    issue: &Issue,
     report: &mut RunnerReport,
 ) -> Result<Option<Won>> {
-    let n = issue.number;
+    let n = issue.number as u64;
     let Some(request) = issue
         .body
         .as_deref()
@@ -302,11 +293,7 @@ async fn consider(
         close_issue(client, repo, n, ok).await?;
         return Ok(None);
     }
-    let author = issue
-        .user
-        .as_ref()
-        .and_then(|u| u["login"].as_str())
-        .unwrap_or("");
+    let author = issue.user.as_ref().map_or("", |u| u.login.as_str());
     if !opts.allow.iter().any(|a| a.eq_ignore_ascii_case(author)) {
         if !comments
             .iter()
@@ -335,12 +322,11 @@ async fn consider(
     if winning_claim(&comments, Utc::now()).is_some() {
         return Ok(None); // someone holds it
     }
-    let labels: Vec<&str> = issue
+    if issue
         .labels
         .iter()
-        .filter_map(|l| l["name"].as_str())
-        .collect();
-    if labels.contains(&LABEL_DONE) || labels.contains(&LABEL_FAILED) {
+        .any(|l| l.name == LABEL_DONE || l.name == LABEL_FAILED)
+    {
         return Ok(None);
     }
     // Claim: post, re-read, the earliest live claim wins.
