@@ -704,7 +704,12 @@ async fn run_job(
             }
             if give_up.is_none() && last_renew.elapsed() >= renew_every {
                 last_renew = Instant::now();
-                let status = status_line(&shared);
+                // The probe opens the job's notebook (a busy wait of up to 2 s): off the
+                // runtime's one thread, so it does not hold up other jobs' renewals.
+                let probe_of = Arc::clone(&shared);
+                let status = tokio::task::spawn_blocking(move || status_line(&probe_of))
+                    .await
+                    .unwrap_or_else(|_| "training".into());
                 match renew(
                     &mut client,
                     (&repo, n),
