@@ -28,6 +28,7 @@ use crate::model::mamba::softplus;
 
 mod block;
 mod conv;
+mod fill;
 mod host;
 use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;

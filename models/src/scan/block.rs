@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::conv::ConvSilu;
+use super::fill::{filled, filled2};
 use super::host::elementwise::{kernel, vectorized_kernel as vectorized};
 use super::host::{GatedScan, HostInputs, softplus};
 
@@ -213,6 +214,32 @@ fn par_gemm(a: View, b: View, beta: f32, c: &mut [f32]) {
     });
 }
 
+/// `base + a·b` (`base` `a.rows × b.cols`, or zeros when `None`) as a new matrix, with the rows
+/// split across rayon tasks as in [`par_gemm`]; each task writes its rows of the result
+/// (see [`filled`]).
+fn par_gemm_new(base: Option<&[f32]>, a: View, b: View) -> Vec<f32> {
+    let n = b.cols;
+    if let Some(base) = base {
+        assert_eq!(base.len(), a.rows * n, "par_gemm_new: base size");
+    }
+    if n == 0 || a.rows == 0 {
+        return vec![0.0; a.rows * n];
+    }
+    let share = share_per_thread(a.rows);
+    let tasks = (0..a.rows.div_ceil(share)).into_par_iter();
+    let (c, _) = filled(a.rows * n, share * n, tasks, |c, i| {
+        let part = a.row_range(i * share, c.len() / n);
+        match base {
+            Some(base) => {
+                c.copy_from_slice(&base[i * share * n..i * share * n + c.len()]);
+                gemm(part, b, 1.0, c, n);
+            }
+            None => gemm(part, b, 0.0, c, n),
+        }
+    });
+    c
+}
+
 /// `c = aᵀ·b` for `a` `[R, m]` and `b` `[R, n]` (both contiguous), the contraction over `R`
 /// split across rayon tasks and their partial products summed; `c` is `m × n` at row stride
 /// `c_rs` (so it can be a column block of a wider weight gradient).
@@ -337,6 +364,15 @@ fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b
 /// Rows per parallel task of the element-wise loops.
 const ROWS_PER_TASK: usize = 64;
 
+/// The element-wise sum of `parts` (each `len` long), added in order so that the result does
+/// not depend on which thread computed which part.
+fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    parts.into_iter().fold(vec![0.0f32; len], |mut a, b| {
+        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+        a
+    })
+}
+
 /// The forward's inputs and everything its backward needs.
 pub(crate) struct HostBlock {
     pub(crate) dims: BlockDims,
@@ -411,12 +447,11 @@ impl HostBlock {
         let p = dims.proj();
 
         // RMSNorm: xn = x · rstd · γ.
-        let mut rstd = vec![0.0f32; rows];
-        let mut xn = vec![0.0f32; rows * dm];
-        xn.par_chunks_mut(ROWS_PER_TASK * dm)
-            .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
-            .zip(x.par_chunks(ROWS_PER_TASK * dm))
-            .for_each(|((xn, rstd), x)| {
+        let (xn, rstd, _) = filled2(
+            [rows * dm, rows],
+            [ROWS_PER_TASK * dm, ROWS_PER_TASK],
+            x.par_chunks(ROWS_PER_TASK * dm),
+            |xn, rstd, x| {
                 let gamma = &gamma;
                 vectorized(RmsNormRows {
                     xn,
@@ -425,26 +460,19 @@ impl HostBlock {
                     gamma,
                     eps,
                 })
-            });
+            },
+        );
 
         // in_proj, as two products so that the conv input and the gate come out contiguous.
-        let mut xs = vec![0.0f32; rows * di];
-        let mut z = vec![0.0f32; rows * di];
         let xn_v = View::new(&xn, rows, dm);
-        par_gemm(xn_v, View::cols(&w_in, dm, 2 * di, 0, di), 0.0, &mut xs);
-        par_gemm(xn_v, View::cols(&w_in, dm, 2 * di, di, di), 0.0, &mut z);
+        let xs = par_gemm_new(None, xn_v, View::cols(&w_in, dm, 2 * di, 0, di));
+        let z = par_gemm_new(None, xn_v, View::cols(&w_in, dm, 2 * di, di, di));
 
         let mut conv = ConvSilu::new(xs, [batch, len, di], &conv_w, conv_b);
         let u = conv.forward(); // [R, d_inner]
 
         // x_proj → [Δ_low | B | C], split into contiguous buffers.
-        let mut dbc = vec![0.0f32; rows * p];
-        par_gemm(
-            View::new(&u, rows, di),
-            View::new(&w_x, di, p),
-            0.0,
-            &mut dbc,
-        );
+        let dbc = par_gemm_new(None, View::new(&u, rows, di), View::new(&w_x, di, p));
         let mut dt_low = vec![0.0f32; rows * r];
         let mut b = vec![0.0f32; rows * n];
         let mut c = vec![0.0f32; rows * n];
@@ -457,13 +485,11 @@ impl HostBlock {
 
         // dt_proj and softplus in one pass: Δ_raw = Δ_low · W_dt + b_dt, Δ = softplus(Δ_raw).
         // The rank is tiny (d_model / 16), so rank-many row updates beat a packed product.
-        let mut delta_raw = vec![0.0f32; rows * di];
-        let mut delta = vec![0.0f32; rows * di];
-        delta_raw
-            .par_chunks_mut(ROWS_PER_TASK * di)
-            .zip(delta.par_chunks_mut(ROWS_PER_TASK * di))
-            .enumerate()
-            .for_each(|(task, (raw, delta))| {
+        let (delta_raw, delta, _) = filled2(
+            [rows * di; 2],
+            [ROWS_PER_TASK * di; 2],
+            (0..rows.div_ceil(ROWS_PER_TASK)).into_par_iter(),
+            |raw, delta, task| {
                 let lo = &dt_low[(task * ROWS_PER_TASK * r).min(dt_low.len())..];
                 let (w_dt, b_dt) = (&w_dt, &b_dt);
                 vectorized(DtProjRows {
@@ -473,7 +499,8 @@ impl HostBlock {
                     w_dt,
                     b_dt,
                 })
-            });
+            },
+        );
 
         let a: Vec<f32> = a_log.iter().map(|v| -v.exp()).collect();
         let inputs = HostInputs {
@@ -492,13 +519,7 @@ impl HostBlock {
         let y = scan.forward(); // [R, d_inner]
 
         // out = x + y · W_out.
-        let mut out = x.clone();
-        par_gemm(
-            View::new(&y, rows, di),
-            View::new(&w_out, di, dm),
-            1.0,
-            &mut out,
-        );
+        let out = par_gemm_new(Some(&x), View::new(&y, rows, di), View::new(&w_out, di, dm));
 
         let block = HostBlock {
             dims,
@@ -534,8 +555,7 @@ impl HostBlock {
         // out_proj.
         let mut d_out = vec![0.0f32; di * dm];
         par_gemm_t(View::new(&self.y, rows, di), g_v, &mut d_out, dm);
-        let mut gy = vec![0.0f32; rows * di];
-        par_gemm(g_v, View::new(&self.w_out, di, dm).t(), 0.0, &mut gy);
+        let gy = par_gemm_new(None, g_v, View::new(&self.w_out, di, dm).t());
 
         // Gated scan: du (into the conv output), dΔ_raw, dA, dB, dC, dD and dz.
         let (sg, dz) = self.scan.backward(&gy);
@@ -551,18 +571,26 @@ impl HostBlock {
         let ddr = View::new(&sg.ddelta, rows, di);
         let mut d_dt_w = vec![0.0f32; r * di];
         par_gemm_t(View::new(&self.dt_low, rows, r), ddr, &mut d_dt_w, di);
-        let mut d_dt_b = vec![0.0f32; di];
-        for row in sg.ddelta.chunks(di) {
-            d_dt_b.iter_mut().zip(row).for_each(|(o, v)| *o += v);
-        }
 
-        // x_proj: the gradient of [Δ_low | B | C], then of its weight and input.
-        let mut g_dbc = vec![0.0f32; rows * p];
-        gemm(ddr, View::new(&self.w_dt, r, di).t(), 0.0, &mut g_dbc, p);
-        for (i, row) in g_dbc.chunks_mut(p).enumerate() {
-            row[r..r + n].copy_from_slice(&sg.db[i * n..(i + 1) * n]);
-            row[r + n..].copy_from_slice(&sg.dc[i * n..(i + 1) * n]);
-        }
+        // x_proj: the gradient of [Δ_low | B | C] (with dt_proj's bias gradient, a column sum
+        // of dΔ_raw, from the same rows), then of its weight and input.
+        let w_dt_t = View::new(&self.w_dt, r, di).t();
+        let tasks = sg.ddelta.par_chunks(ROWS_PER_TASK * di).enumerate();
+        let (g_dbc, bias_parts) = filled(rows * p, ROWS_PER_TASK * p, tasks, |g, (task, dd)| {
+            let (r0, task_rows) = (task * ROWS_PER_TASK, g.len() / p);
+            gemm(ddr.row_range(r0, task_rows), w_dt_t, 0.0, g, p);
+            for (i, row) in g.chunks_mut(p).enumerate() {
+                let at = (r0 + i) * n;
+                row[r..r + n].copy_from_slice(&sg.db[at..at + n]);
+                row[r + n..].copy_from_slice(&sg.dc[at..at + n]);
+            }
+            let mut sums = vec![0.0f32; di];
+            for row in dd.chunks(di) {
+                sums.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+            }
+            sums
+        });
+        let d_dt_b = sum_in_order(bias_parts, di);
         let g_dbc_v = View::new(&g_dbc, rows, p);
         let mut d_x_proj = vec![0.0f32; di * p];
         par_gemm_t(
@@ -585,20 +613,23 @@ impl HostBlock {
         let mut d_in = vec![0.0f32; dm * 2 * di];
         par_gemm_t(xn_v, gx_v, &mut d_in, 2 * di);
         par_gemm_t(xn_v, gz_v, &mut d_in[di..], 2 * di);
-        let mut g_xn = vec![0.0f32; rows * dm];
         let w_in_x = View::cols(&self.w_in, dm, 2 * di, 0, di).t();
         let w_in_z = View::cols(&self.w_in, dm, 2 * di, di, di).t();
-        par_gemm(gx_v, w_in_x, 0.0, &mut g_xn);
+        let mut g_xn = par_gemm_new(None, gx_v, w_in_x);
         par_gemm(gz_v, w_in_z, 1.0, &mut g_xn);
 
         // RMSNorm: with x̂ = x·rstd and ĝ = g·γ, dx = rstd·(ĝ − x̂·mean(ĝ·x̂)) (+ the residual).
-        let mut dx = grad.to_vec();
-        let d_gamma = dx
-            .par_chunks_mut(ROWS_PER_TASK * dm)
-            .zip(g_xn.par_chunks(ROWS_PER_TASK * dm))
+        let rows_in = g_xn
+            .par_chunks(ROWS_PER_TASK * dm)
             .zip(self.x.par_chunks(ROWS_PER_TASK * dm))
-            .zip(self.rstd.par_chunks(ROWS_PER_TASK))
-            .map(|(((dx, g), x), rs)| {
+            .zip(grad.par_chunks(ROWS_PER_TASK * dm))
+            .zip(self.rstd.par_chunks(ROWS_PER_TASK));
+        let (dx, gamma_parts) = filled(
+            rows * dm,
+            ROWS_PER_TASK * dm,
+            rows_in,
+            |dx, (((g, x), residual), rs)| {
+                dx.copy_from_slice(residual);
                 vectorized(RmsNormBackwardRows {
                     dx,
                     g,
@@ -606,14 +637,9 @@ impl HostBlock {
                     rstd: rs,
                     gamma: &self.gamma,
                 })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            // Summed in chunk order, so the result does not depend on work stealing.
-            .fold(vec![0.0f32; dm], |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            });
+            },
+        );
+        let d_gamma = sum_in_order(gamma_parts, dm);
         let mut out: [Vec<f32>; slot::COUNT] = Default::default();
         out[slot::X] = dx;
         out[slot::NORM] = d_gamma;

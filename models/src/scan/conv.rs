@@ -4,6 +4,8 @@
 //! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
 use rayon::prelude::*;
 
+use super::fill::filled;
+
 use super::host::elementwise::{self, kernel, vectorized_kernel as vectorized};
 use super::host::silu_and_grad;
 
@@ -70,14 +72,11 @@ impl ConvSilu {
     /// `silu(conv(x))` as `[batch, L, d_inner]`; keeps the pre-activation for the backward.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
         let (l, ch) = (self.len, self.channels);
-        let mut pre = vec![0.0f32; self.batch * l * ch];
-        pre.par_chunks_mut(l * ch)
-            .enumerate()
-            .for_each(|(bi, out)| {
-                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                let (w_t, bias) = (&self.w_t, &self.bias);
-                vectorized(ConvItem { out, x, w_t, bias });
-            });
+        let items = self.x.par_chunks(l * ch);
+        let (pre, _) = filled(self.batch * l * ch, l * ch, items, |out, x| {
+            let (w_t, bias) = (&self.w_t, &self.bias);
+            vectorized(ConvItem { out, x, w_t, bias });
+        });
         let out = elementwise::map1(&pre, |p| silu_and_grad(p).0);
         self.pre = pre;
         out
@@ -87,23 +86,11 @@ impl ConvSilu {
     pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
         let (l, ch, kk) = (self.len, self.channels, self.kernel);
         let gpre = elementwise::map2(grad, &self.pre, |g, p| g * silu_and_grad(p).1);
-        let mut dx = vec![0.0f32; self.batch * l * ch];
-        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(l * ch)
-            .enumerate()
-            .map(|(bi, dxb)| {
-                let x = &self.x[bi * l * ch..(bi + 1) * l * ch];
-                let gp = &gpre[bi * l * ch..(bi + 1) * l * ch];
-                let w_t = &self.w_t;
-                vectorized(ConvBackwardItem {
-                    dx: dxb,
-                    x,
-                    gp,
-                    w_t,
-                    ch,
-                })
-            })
-            .collect();
+        let items = self.x.par_chunks(l * ch).zip(gpre.par_chunks(l * ch));
+        let (dx, partial) = filled(self.batch * l * ch, l * ch, items, |dx, (x, gp)| {
+            let w_t = &self.w_t;
+            vectorized(ConvBackwardItem { dx, x, gp, w_t, ch })
+        });
         let mut dw = vec![0.0f32; ch * kk];
         let mut dbias = vec![0.0f32; ch];
         for (dw_t, db) in partial {

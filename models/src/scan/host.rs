@@ -11,6 +11,8 @@
 //! `[batch, L, N]`; `d`: `[d_inner]`.
 use rayon::prelude::*;
 
+use super::fill::{filled, filled2};
+
 /// Channels per task.
 const BLOCK: usize = 16;
 /// SIMD lanes of the state loop.
@@ -550,17 +552,15 @@ impl HostInputs {
             .collect();
         // Parts are in `blocks` order, so each batch item's parts are one run; the copies into
         // place run per batch item in parallel.
-        let mut y = vec![0.0f32; self.batch * l * ch];
-        let per_item = ch.div_ceil(BLOCK);
-        y.par_chunks_mut((l * ch).max(1))
-            .zip(parts.par_chunks(per_item.max(1)))
-            .for_each(|(y, parts)| {
-                for (_, k0, w, part) in parts {
-                    for (t, src) in part.chunks_exact(*w).enumerate() {
-                        copy_block(&mut y[t * ch + k0..t * ch + k0 + w], src);
-                    }
+        let per_item = ch.div_ceil(BLOCK).max(1);
+        let items = parts.par_chunks(per_item);
+        let (y, _) = filled(self.batch * l * ch, l * ch, items, |y, parts| {
+            for (_, k0, w, part) in parts {
+                for (t, src) in part.chunks_exact(*w).enumerate() {
+                    copy_block(&mut y[t * ch + k0..t * ch + k0 + w], src);
                 }
-            });
+            }
+        });
         y
     }
 
@@ -576,24 +576,16 @@ impl HostInputs {
             .into_par_iter()
             .map(|(bi, k0, w)| isa.backward_block(self, grad, bi, k0, w))
             .collect();
-        let mut out = HostGrads {
-            du: vec![0.0; self.batch * l * ch],
-            ddelta: vec![0.0; self.batch * l * ch],
-            da: vec![0.0; ch * n],
-            db: vec![0.0; self.batch * l * n],
-            dc: vec![0.0; self.batch * l * n],
-            dd: vec![0.0; ch],
-        };
-        // Per batch item in parallel (parts are in `blocks` order): its rows of `du`, `dΔ`,
-        // `dB`, `dC`. Then `dA` and `dD`, which sum over batch items.
+        // Per batch item in parallel (parts are in `blocks` order): its rows of `du` and `dΔ`,
+        // then of `dB` and `dC`, which sum over the item's channel blocks. Then `dA` and `dD`,
+        // which sum over batch items.
         let per_item = ch.div_ceil(BLOCK).max(1);
-        out.du
-            .par_chunks_mut((l * ch).max(1))
-            .zip(out.ddelta.par_chunks_mut((l * ch).max(1)))
-            .zip(out.db.par_chunks_mut((l * n).max(1)))
-            .zip(out.dc.par_chunks_mut((l * n).max(1)))
-            .zip(parts.par_chunks(per_item))
-            .for_each(|((((du, ddelta), db), dc), parts)| {
+        let items = parts.par_chunks(per_item);
+        let (du, ddelta, _) = filled2(
+            [self.batch * l * ch; 2],
+            [l * ch; 2],
+            items,
+            |du, ddelta, parts| {
                 for p in parts {
                     let (k0, w) = (p.k0, p.width);
                     let rows = p.du.chunks_exact(w).zip(p.ddelta.chunks_exact(w));
@@ -601,10 +593,29 @@ impl HostInputs {
                         copy_block(&mut du[t * ch + k0..t * ch + k0 + w], du_t);
                         copy_block(&mut ddelta[t * ch + k0..t * ch + k0 + w], dd_t);
                     }
+                }
+            },
+        );
+        let items = parts.par_chunks(per_item);
+        let (db, dc, _) = filled2(
+            [self.batch * l * n; 2],
+            [l * n; 2],
+            items,
+            |db, dc, parts| {
+                for p in parts {
                     db.iter_mut().zip(&p.db).for_each(|(o, v)| *o += v);
                     dc.iter_mut().zip(&p.dc).for_each(|(o, v)| *o += v);
                 }
-            });
+            },
+        );
+        let mut out = HostGrads {
+            du,
+            ddelta,
+            da: vec![0.0; ch * n],
+            db,
+            dc,
+            dd: vec![0.0; ch],
+        };
         for p in parts {
             let (k0, w) = (p.k0, p.width);
             out.da[k0 * n..(k0 + w) * n]

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::Isa;
+use crate::scan::fill::{filled, filled2};
 
 /// Work for [`vectorized_kernel`]: `run` is `#[inline(always)]` and so is the loop it calls, so
 /// the loop is compiled inside each per-ISA copy. (A closure's body is inlined only when the
@@ -92,33 +93,28 @@ fn with_avx2<R>(body: impl FnOnce() -> R) -> R {
 
 /// `f(x_i)` for every element.
 pub(crate) fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            vectorized(|| {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = f(x);
-                }
-            })
-        });
-    out
+    filled(x.len(), CHUNK, x.par_chunks(CHUNK), |o, x| {
+        vectorized(|| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        })
+    })
+    .0
 }
 
 /// `f(x_i, y_i)` for every element; `x` and `y` have the same length.
 pub(crate) fn map2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(x.len(), y.len(), "map2: lengths");
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-        .for_each(|(o, (x, y))| {
-            vectorized(|| {
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                    *o = f(x, y);
-                }
-            })
-        });
-    out
+    let xy = x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK));
+    filled(x.len(), CHUNK, xy, |o, (x, y)| {
+        vectorized(|| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        })
+    })
+    .0
 }
 
 /// `d_i = f(d_i, x_i)` for every element.
@@ -143,21 +139,17 @@ pub(crate) fn map3_2(
     f: impl Fn(f32, f32, f32) -> (f32, f32) + Sync,
 ) -> (Vec<f32>, Vec<f32>) {
     assert!(x.len() == y.len() && y.len() == z.len(), "map3_2: lengths");
-    let (mut p, mut q) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-    p.par_chunks_mut(CHUNK)
-        .zip(q.par_chunks_mut(CHUNK))
-        .zip(
-            x.par_chunks(CHUNK)
-                .zip(y.par_chunks(CHUNK))
-                .zip(z.par_chunks(CHUNK)),
-        )
-        .for_each(|((p, q), ((x, y), z))| {
-            vectorized(|| {
-                for ((((p, q), &x), &y), &z) in p.iter_mut().zip(q).zip(x).zip(y).zip(z) {
-                    (*p, *q) = f(x, y, z);
-                }
-            })
-        });
+    let xyz = x
+        .par_chunks(CHUNK)
+        .zip(y.par_chunks(CHUNK))
+        .zip(z.par_chunks(CHUNK));
+    let (p, q, _) = filled2([x.len(); 2], [CHUNK; 2], xyz, |p, q, ((x, y), z)| {
+        vectorized(|| {
+            for ((((p, q), &x), &y), &z) in p.iter_mut().zip(q).zip(x).zip(y).zip(z) {
+                (*p, *q) = f(x, y, z);
+            }
+        })
+    });
     (p, q)
 }
 
