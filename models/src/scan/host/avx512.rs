@@ -64,26 +64,44 @@ fn fold(v: &mut [f32; LANES], x: __m512) {
     unsafe { _mm256_storeu_ps(v.as_mut_ptr(), _mm256_add_ps(lo, hi)) }
 }
 
-/// `super::exp_with`: `2^k · p(r)`, `x = k·ln2 + r`, `p` of degree 6, clamped to `[-87, 88]`.
+/// `2^x`, `x` clamped to `[-126, 127]`: `2^k · p(f)` with `k = round(x)`, `f = x − k` in
+/// `[−½, ½]` (exact) and `p` the degree-6 Taylor polynomial of `e^{f·ln 2}` (relative error
+/// < 3e-7, like `super::exp_with`); `scalef` applies `2^k`. The kernels take the decays
+/// `exp(Δ·A)` as `2^{Δ·A'}` with `A' = A·log2 e` scaled once per block ([`log2e_scaled`]):
+/// five instructions fewer per decay than the `exp` form (no range reduction by `ln 2`, no
+/// integer exponent arithmetic).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn exp(x: __m512) -> __m512 {
+fn exp2(x: __m512) -> __m512 {
+    // (ln 2)^i / i!, highest degree first; a by-value array so that the loop unrolls.
+    const COEFFS: [f32; 7] = [
+        1.540_353_1e-4,
+        1.333_355_8e-3,
+        9.618_129e-3,
+        5.550_410_8e-2,
+        0.240_226_5,
+        std::f32::consts::LN_2,
+        1.0,
+    ];
     let x = _mm512_min_ps(
-        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
-        _mm512_set1_ps(88.0),
+        _mm512_max_ps(x, _mm512_set1_ps(-126.0)),
+        _mm512_set1_ps(127.0),
     );
+    // Adding 1.5·2^23 rounds to an integer (`roundscale` is two µops on the FMA port here).
     let round = _mm512_set1_ps(12_582_912.0);
-    let t = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
-    let k = _mm512_sub_ps(t, round);
-    let ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B40_0000));
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_145_75), x);
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm512_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    let k = _mm512_sub_ps(_mm512_add_ps(x, round), round);
+    let f = _mm512_sub_ps(x, k);
+    let [c6, c5, c4, c3, c2, c1, c0] = COEFFS;
+    let mut p = _mm512_set1_ps(c6);
+    for c in [c5, c4, c3, c2, c1, c0] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
     }
-    let scale = _mm512_slli_epi32::<23>(_mm512_add_epi32(ki, _mm512_set1_epi32(127)));
-    _mm512_mul_ps(p, _mm512_castsi512_ps(scale))
+    _mm512_scalef_ps(p, k)
+}
+
+/// `A·log2 e` for [`exp2`].
+fn log2e_scaled(at: &[f32]) -> Vec<f32> {
+    at.iter().map(|a| a * std::f32::consts::LOG2_E).collect()
 }
 
 /// `y[bi, :, k0..k0 + w]` as `[L, w]`.
@@ -91,6 +109,7 @@ fn exp(x: __m512) -> __m512 {
 pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
     let (l, ch, n) = (s.len, s.channels, s.state);
     let (at, dk) = block_params(s, k0, w);
+    let at = log2e_scaled(&at);
     let dk = load(&dk, 0);
     let mut h = vec![0.0f32; n * BLOCK]; // [N, BLOCK]
     let mut out = vec![0.0f32; l * w];
@@ -103,7 +122,7 @@ pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> V
         let mut acc = _mm512_mul_ps(dk, x);
         for st in 0..n {
             let o = st * BLOCK;
-            let e = exp(_mm512_mul_ps(dt, load(&at, o)));
+            let e = exp2(_mm512_mul_ps(dt, load(&at, o)));
             let v = _mm512_fmadd_ps(e, load(&h, o), _mm512_mul_ps(dtx, _mm512_set1_ps(bt[st])));
             store(&mut h, o, v);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(ct[st]), v, acc);
@@ -144,8 +163,9 @@ fn backward_pass(
         store(xs, t * BLOCK, load(&gather(&s.u, row, ch, k0, w), 0));
         store(dys, t * BLOCK, load(&gather(grad, row, ch, k0, w), 0));
     }
+    let at2 = log2e_scaled(&at);
     // Rows of 16 lanes, iterated in lockstep below so that no access needs a bounds check.
-    let at = at.as_chunks::<BLOCK>().0; // [N]
+    let (at, at2) = (at.as_chunks::<BLOCK>().0, at2.as_chunks::<BLOCK>().0); // [N]
     let states = states.as_chunks_mut::<BLOCK>().0; // [(L + 1)·N]
     let decays = decays.as_chunks_mut::<BLOCK>().0; // [L·N]
     let (pc, pb) = (pc.as_chunks_mut::<LANES>().0, pb.as_chunks_mut::<LANES>().0); // [L·N]
@@ -158,8 +178,8 @@ fn backward_pass(
         let (done, next) = states.split_at_mut((t + 1) * n);
         let (prev, cur) = (&done[t * n..], &mut next[..n]);
         let dec = &mut decays[t * n..(t + 1) * n];
-        for ((((cur, prev), dec), a), &b) in cur.iter_mut().zip(prev).zip(dec).zip(at).zip(bt) {
-            let e = exp(_mm512_mul_ps(dt, ld(a)));
+        for ((((cur, prev), dec), a2), &b) in cur.iter_mut().zip(prev).zip(dec).zip(at2).zip(bt) {
+            let e = exp2(_mm512_mul_ps(dt, ld(a2)));
             st(
                 cur,
                 _mm512_fmadd_ps(e, ld(prev), _mm512_mul_ps(dtx, _mm512_set1_ps(b))),
@@ -228,4 +248,37 @@ fn backward_pass(
         // The closure has `backward_pass`'s target features (a superset of AVX2's).
         |p, o| super::avx2::reduce_lanes(p, o),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exp2` against f64 over the decays' range (and past it, where it clamps), on machines
+    /// with AVX-512.
+    #[test]
+    fn exp2_is_accurate() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn worst() -> f64 {
+            let mut worst = 0.0f64;
+            let mut x = -126.0f32;
+            while x < 127.0 {
+                let xs: [f32; BLOCK] = std::array::from_fn(|i| x + i as f32 * 0.0011);
+                let mut got = [0.0f32; BLOCK];
+                st(&mut got, exp2(ld(&xs)));
+                for (&x, &g) in xs.iter().zip(&got) {
+                    let want = 2f64.powf(x.clamp(-126.0, 127.0) as f64);
+                    worst = worst.max(((g as f64 - want) / want).abs());
+                }
+                x += 0.0173;
+            }
+            worst
+        }
+        // SAFETY: the CPU has AVX-512 (checked above), and so AVX2 and FMA.
+        let worst = unsafe { worst() };
+        assert!(worst < 3e-7, "worst relative error {worst:e}");
+    }
 }
