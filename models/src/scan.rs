@@ -18,9 +18,12 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::{
-    Tensor, TensorData, TensorMetadata, TensorPrimitive, backend::Backend, ops::FloatTensor,
+    Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
+    backend::Backend,
+    ops::{FloatTensor, IntTensor},
 };
 use std::sync::Arc;
 
@@ -30,9 +33,11 @@ mod block;
 mod conv;
 mod fill;
 mod host;
+mod rows;
 use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;
 use host::{GatedScan, HostInputs};
+use rows::{HostEmbedding, HostRmsNorm};
 
 /// A backend that can run the selective scan. The default methods run the fused host loop,
 /// which works on every backend (on a GPU backend it copies through host memory).
@@ -111,6 +116,28 @@ pub trait ScanBackend: Backend {
         let (dims, host) = load_block::<Self>(inputs);
         let (_, out) = HostBlock::forward(dims, eps as f32, host);
         upload::<Self, 3>(out, [dims.batch, dims.len, dims.d_model], &device)
+    }
+
+    /// Host kernel of [`rms_norm`]: `x` `[batch, L, d]`, `gamma` `[d]`.
+    fn rms_norm_host(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let device = Self::float_device(&x);
+        let (x, dims) = download::<Self, 3>(x);
+        let (gamma, _) = download::<Self, 1>(gamma);
+        let (_, out) = HostRmsNorm::forward(x, gamma, eps as f32);
+        upload::<Self, 3>(out, dims, &device)
+    }
+
+    /// Host kernel of [`embedding`]: `weights` `[vocab, d]`, `tokens` `[batch, L]`.
+    fn embedding_host(weights: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
+        let device = Self::float_device(&weights);
+        let (weights, [vocab, dm]) = download::<Self, 2>(weights);
+        let (tokens, [batch, len]) = download_tokens::<Self>(tokens);
+        let (_, out) = HostEmbedding::forward(&weights, vocab, &tokens);
+        upload::<Self, 3>(out, [batch, len, dm], &device)
     }
 }
 
@@ -304,6 +331,49 @@ pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> T
     ];
     let y = B::mamba_block_host(inputs, p.norm_eps);
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_model]
+}
+
+/// `norm.forward(x)` (RMSNorm over the last dimension): one host op with a hand-written
+/// backward where [`ScanBackend::HOST_KERNELS`], the module's own forward elsewhere.
+pub fn rms_norm<B: ScanBackend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return norm.forward(x);
+    }
+    let y = B::rms_norm_host(
+        x.into_primitive().tensor(),
+        norm.gamma.val().into_primitive().tensor(),
+        norm.epsilon,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
+}
+
+/// `embedding.forward(tokens)`: `[batch, L]` token ids → `[batch, L, d]` rows of the weights,
+/// one host op with a hand-written backward where [`ScanBackend::HOST_KERNELS`], the module's
+/// own forward elsewhere. Panics on a token outside the vocabulary.
+pub fn embedding<B: ScanBackend>(
+    embedding: &Embedding<B>,
+    tokens: Tensor<B, 2, Int>,
+) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return embedding.forward(tokens);
+    }
+    let y = B::embedding_host(
+        embedding.weight.val().into_primitive().tensor(),
+        tokens.into_primitive(),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
+}
+
+/// Token ids as host `i64`s, and their `[batch, L]` shape.
+fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
+    let t = Tensor::<B, 2, Int>::from_primitive(tokens);
+    let dims = t.dims();
+    let v = t
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .expect("embedding: token ids convert to i64");
+    (v, dims)
 }
 
 fn check_shapes(
@@ -603,8 +673,90 @@ impl<B: Backend> Backward<B, { slot::COUNT }> for MambaBlockBackwardOp {
     }
 }
 
+#[derive(Debug)]
+struct RmsNormBackwardOp;
+
+impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
+    type State = (Arc<HostRmsNorm>, [usize; 3]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 2>(ops, grads, |(norm, dims), grad, device| {
+            let (dx, dgamma) = norm.backward(grad, None);
+            [
+                upload::<B, 3>(dx, *dims, device),
+                upload::<B, 1>(dgamma, [dims[2]], device),
+            ]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct EmbeddingBackwardOp;
+
+impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
+    type State = (Arc<HostEmbedding>, [usize; 2]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 1>(ops, grads, |(emb, shape), grad, device| {
+            [upload::<B, 2>(emb.backward(grad), *shape, device)]
+        });
+    }
+}
+
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     const HOST_KERNELS: bool = B::HOST_KERNELS;
+
+    fn rms_norm_host(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match RmsNormBackwardOp
+            .prepare::<C>([x.node.clone(), gamma.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let device = B::float_device(&x.primitive);
+                let (xv, dims) = download::<B, 3>(x.primitive);
+                let (gamma, _) = download::<B, 1>(gamma.primitive);
+                let (norm, out) = HostRmsNorm::forward(xv, gamma, eps as f32);
+                let out = upload::<B, 3>(out, dims, &device);
+                prep.finish((Arc::new(norm), dims), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::rms_norm_host(x.primitive, gamma.primitive, eps))
+            }
+        }
+    }
+
+    fn embedding_host(weights: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
+        match EmbeddingBackwardOp
+            .prepare::<C>([weights.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let device = B::float_device(&weights.primitive);
+                let (wv, shape) = download::<B, 2>(weights.primitive);
+                let (tokens, [batch, len]) = download_tokens::<B>(tokens);
+                let (emb, out) = HostEmbedding::forward(&wv, shape[0], &tokens);
+                let out = upload::<B, 3>(out, [batch, len, shape[1]], &device);
+                prep.finish((Arc::new(emb), shape), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::embedding_host(weights.primitive, tokens)),
+        }
+    }
 
     fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
         let nodes = inputs.each_ref().map(|t| t.node.clone());

@@ -1,14 +1,17 @@
-//! The fused Mamba host ops (`gated_scan`, `causal_conv_silu`, the whole block) against their
-//! tensor-op compositions: forward and every gradient, on random shapes and seeds.
+//! The fused host ops (`gated_scan`, `causal_conv_silu`, the whole Mamba block, `rms_norm`,
+//! `embedding`) against their tensor-op compositions (burn's modules for the last two):
+//! forward and every gradient, on random shapes and seeds.
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::Param;
+use burn::nn::{EmbeddingConfig, RmsNormConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Int, TensorData};
 use labbook_models::model::MambaConfig;
-use labbook_models::scan::mamba_block;
 use labbook_models::scan::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
+use labbook_models::scan::{embedding, mamba_block, rms_norm};
 
 fn rel_err<B: Backend, const D: usize>(out: Tensor<B, D>, reference: Tensor<B, D>) -> f64 {
     let o = out.into_data().convert::<f64>().into_vec::<f64>().unwrap();
@@ -264,4 +267,80 @@ fn block_inference_matches<B: ScanBackend>() {
 fn mamba_block_inference_matches_composition() {
     block_inference_matches::<NdArray>();
     block_inference_matches::<Flex>();
+}
+
+/// `rms_norm` and `embedding` against burn's `RmsNorm` and `Embedding` modules: output, input
+/// gradient and weight gradient, with a random γ and repeated tokens (so the embedding's
+/// backward has to add rows).
+fn rows_ops_match<B: AutodiffBackend + ScanBackend>() {
+    assert!(B::HOST_KERNELS, "the CPU backends run the host ops");
+    let normal = Distribution::Normal(0.0, 1.0);
+    // d ≥ 2: at d = 1 the norm's input gradient is ~eps/x², rounding noise in both versions.
+    for (seed, [bt, l, d, vocab]) in [[1, 1, 2, 1], [2, 7, 3, 5], [3, 70, 16, 4], [2, 33, 64, 16]]
+        .into_iter()
+        .enumerate()
+    {
+        let dev = Default::default();
+        B::seed(&dev, seed as u64 + 500);
+        let mut norm = RmsNormConfig::new(d).init::<B>(&dev);
+        norm.gamma = Param::from_tensor(leaf::<B, 1>([d], Distribution::Normal(1.0, 0.5), &dev));
+        let x = leaf::<B, 3>([bt, l, d], Distribution::Normal(0.5, 2.0), &dev);
+        let r = leaf::<B, 3>([bt, l, d], normal, &dev);
+        let run = |fast: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if fast {
+                rms_norm(&norm, x.clone())
+            } else {
+                norm.forward(x.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            let gx = x.grad(&grads).unwrap();
+            let gg = norm.gamma.val().grad(&grads).unwrap();
+            (y.inner(), gx, gg)
+        };
+        let ((y, gx, gg), (y0, gx0, gg0)) = (run(true), run(false));
+        let what = format!("rms_norm {:?}", [bt, l, d]);
+        assert!(rel_err(y, y0) < 1e-5, "{what}: output");
+        assert!(rel_err(gx, gx0) < 1e-4, "{what}: dx");
+        assert!(rel_err(gg, gg0) < 1e-4, "{what}: dγ");
+
+        let emb = EmbeddingConfig::new(vocab, d).init::<B>(&dev);
+        let ids: Vec<i64> = (0..bt * l)
+            .map(|i| ((i * 7 + seed) % vocab) as i64)
+            .collect();
+        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [bt, l]), &dev);
+        let run = |fast: bool| {
+            let y = if fast {
+                embedding(&emb, tokens.clone())
+            } else {
+                emb.forward(tokens.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (y.inner(), emb.weight.val().grad(&grads).unwrap())
+        };
+        let ((y, gw), (y0, gw0)) = (run(true), run(false));
+        let what = format!("embedding {:?}", [bt, l, d, vocab]);
+        assert!(rel_err(y, y0) == 0.0, "{what}: output (a copy)");
+        assert!(rel_err(gw, gw0) < 1e-5, "{what}: dW");
+    }
+}
+
+#[test]
+fn rms_norm_and_embedding_match_the_modules_ndarray() {
+    rows_ops_match::<Autodiff<NdArray>>();
+}
+
+#[test]
+fn rms_norm_and_embedding_match_the_modules_flex() {
+    rows_ops_match::<Autodiff<Flex>>();
+}
+
+#[test]
+#[should_panic(expected = "token 9 at position 1 is outside the vocabulary 0..4")]
+fn embedding_names_a_token_outside_the_vocabulary() {
+    type B = Autodiff<NdArray>;
+    let dev = Default::default();
+    let emb = EmbeddingConfig::new(4, 3).init::<B>(&dev);
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 9], [1, 2]), &dev);
+    let _ = embedding(&emb, tokens);
 }

@@ -5,6 +5,8 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
+use crate::scan::{ScanBackend, rms_norm};
+
 /// Position information used by a model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Positional {
@@ -72,11 +74,11 @@ pub struct AttentionBlock<B: Backend> {
     rope: bool,
 }
 
-impl<B: Backend> AttentionBlock<B> {
+impl<B: ScanBackend> AttentionBlock<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attention(self.norm1.forward(x));
-        let h = gelu(self.fc1.forward(self.norm2.forward(x.clone()))); // [batch, L, mlp·d]
+        let x = x.clone() + self.attention(rms_norm(&self.norm1, x));
+        let h = gelu(self.fc1.forward(rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
         x + self.fc2.forward(h)
     }
 

@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
 use super::mamba::{MambaBlock, MambaConfig};
-use crate::scan::ScanBackend;
+use crate::scan::{ScanBackend, embedding, rms_norm};
 
 /// Configuration of a full language model.
 #[derive(Config, Debug)]
@@ -135,7 +135,7 @@ impl<B: ScanBackend> Lm<B> {
     /// Token ids `[batch, L]` → logits `[batch, L, vocab]`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, len] = tokens.dims();
-        let mut x = self.embedding.forward(tokens); // [batch, L, d_model]
+        let mut x = embedding(&self.embedding, tokens); // [batch, L, d_model]
         if self.absolute_positions {
             let (d, device) = (x.dims()[2], x.device());
             x = x + sinusoidal_positions::<B>(len, d, &device); // [batch, L, d_model]
@@ -143,6 +143,6 @@ impl<B: ScanBackend> Lm<B> {
         for block in &self.blocks {
             x = block.forward(x); // [batch, L, d_model]
         }
-        self.head.forward(self.norm_f.forward(x)) // [batch, L, vocab]
+        self.head.forward(rms_norm(&self.norm_f, x)) // [batch, L, vocab]
     }
 }

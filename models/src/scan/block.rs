@@ -18,6 +18,7 @@ use super::conv::ConvSilu;
 use super::fill::{filled, filled2};
 use super::host::elementwise::{kernel, vectorized_kernel as vectorized};
 use super::host::{GatedScan, HostInputs, softplus};
+use super::rows::HostRmsNorm;
 
 /// Index of each input in the op's input (and gradient) array.
 pub(crate) mod slot {
@@ -362,11 +363,11 @@ fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b
 }
 
 /// Rows per parallel task of the element-wise loops.
-const ROWS_PER_TASK: usize = 64;
+pub(super) const ROWS_PER_TASK: usize = 64;
 
 /// The element-wise sum of `parts` (each `len` long), added in order so that the result does
 /// not depend on which thread computed which part.
-fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+pub(super) fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
     parts.into_iter().fold(vec![0.0f32; len], |mut a, b| {
         a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
         a
@@ -376,14 +377,12 @@ fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
 /// The forward's inputs and everything its backward needs.
 pub(crate) struct HostBlock {
     pub(crate) dims: BlockDims,
-    x: Vec<f32>,
-    gamma: Vec<f32>,
+    /// The RMSNorm (keeps `x`, `γ` and `1 / rms(x)` per row).
+    norm: HostRmsNorm,
     w_in: Vec<f32>,
     w_x: Vec<f32>,
     w_dt: Vec<f32>,
     w_out: Vec<f32>,
-    /// `1 / rms(x)` per row, `[R]`.
-    rstd: Vec<f32>,
     /// Normalised input `[R, d_model]`.
     xn: Vec<f32>,
     /// The conv (keeps its input and pre-activation).
@@ -446,22 +445,8 @@ impl HostBlock {
         let rows = dims.rows();
         let p = dims.proj();
 
-        // RMSNorm: xn = x · rstd · γ.
-        let (xn, rstd, _) = filled2(
-            [rows * dm, rows],
-            [ROWS_PER_TASK * dm, ROWS_PER_TASK],
-            x.par_chunks(ROWS_PER_TASK * dm),
-            |xn, rstd, x| {
-                let gamma = &gamma;
-                vectorized(RmsNormRows {
-                    xn,
-                    rstd,
-                    x,
-                    gamma,
-                    eps,
-                })
-            },
-        );
+        // RMSNorm: xn = x · rstd · γ (the norm keeps x, the residual).
+        let (norm, xn) = HostRmsNorm::forward(x, gamma, eps);
 
         // in_proj, as two products so that the conv input and the gate come out contiguous.
         let xn_v = View::new(&xn, rows, dm);
@@ -519,17 +504,19 @@ impl HostBlock {
         let y = scan.forward(); // [R, d_inner]
 
         // out = x + y · W_out.
-        let out = par_gemm_new(Some(&x), View::new(&y, rows, di), View::new(&w_out, di, dm));
+        let out = par_gemm_new(
+            Some(norm.x()),
+            View::new(&y, rows, di),
+            View::new(&w_out, di, dm),
+        );
 
         let block = HostBlock {
             dims,
-            x,
-            gamma,
+            norm,
             w_in,
             w_x,
             w_dt,
             w_out,
-            rstd,
             xn,
             conv,
             dt_low,
@@ -618,28 +605,8 @@ impl HostBlock {
         let mut g_xn = par_gemm_new(None, gx_v, w_in_x);
         par_gemm(gz_v, w_in_z, 1.0, &mut g_xn);
 
-        // RMSNorm: with x̂ = x·rstd and ĝ = g·γ, dx = rstd·(ĝ − x̂·mean(ĝ·x̂)) (+ the residual).
-        let rows_in = g_xn
-            .par_chunks(ROWS_PER_TASK * dm)
-            .zip(self.x.par_chunks(ROWS_PER_TASK * dm))
-            .zip(grad.par_chunks(ROWS_PER_TASK * dm))
-            .zip(self.rstd.par_chunks(ROWS_PER_TASK));
-        let (dx, gamma_parts) = filled(
-            rows * dm,
-            ROWS_PER_TASK * dm,
-            rows_in,
-            |dx, (((g, x), residual), rs)| {
-                dx.copy_from_slice(residual);
-                vectorized(RmsNormBackwardRows {
-                    dx,
-                    g,
-                    x,
-                    rstd: rs,
-                    gamma: &self.gamma,
-                })
-            },
-        );
-        let d_gamma = sum_in_order(gamma_parts, dm);
+        // RMSNorm, with the residual's gradient.
+        let (dx, d_gamma) = self.norm.backward(&g_xn, Some(grad));
         let mut out: [Vec<f32>; slot::COUNT] = Default::default();
         out[slot::X] = dx;
         out[slot::NORM] = d_gamma;

@@ -1,0 +1,161 @@
+//! Host ops of the LM around its blocks: RMSNorm (the final norm, and the attention blocks'
+//! norms) and the token embedding, each with a hand-written backward.
+//!
+//! Composed of burn ops, the final norm was ~4 single-threaded ndarray ops forward and ~10
+//! backward on `[R, d_model]`, and ndarray's `select` (burn's embedding) builds one
+//! dynamic-dimension view per token: at the d_model 64 bench shape these took ~2 ms of a
+//! ~22 ms step (the embedding forward alone 0.5 ms for a 512 KB gather), all on one thread.
+use rayon::prelude::*;
+
+use super::block::{ROWS_PER_TASK, RmsNormBackwardRows, RmsNormRows, sum_in_order};
+use super::fill::{filled, filled2};
+use super::host::elementwise::vectorized_kernel as vectorized;
+
+/// RMSNorm over the last dimension of row-major `[R, d]` rows: `x · rstd · γ` with
+/// `rstd = 1 / sqrt(mean(x²) + eps)` (burn's `RmsNorm`).
+pub(crate) struct HostRmsNorm {
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    /// `1 / rms(x)` per row.
+    rstd: Vec<f32>,
+}
+
+impl std::fmt::Debug for HostRmsNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostRmsNorm[{}, {}]", self.rstd.len(), self.gamma.len())
+    }
+}
+
+impl HostRmsNorm {
+    /// The normalised rows; `x.len()` must be a multiple of `gamma.len()`.
+    pub(crate) fn forward(x: Vec<f32>, gamma: Vec<f32>, eps: f32) -> (Self, Vec<f32>) {
+        let dm = gamma.len();
+        assert!(
+            dm > 0 && x.len().is_multiple_of(dm),
+            "rms_norm: input of {} values is not rows of d_model {dm}",
+            x.len()
+        );
+        let rows = x.len() / dm;
+        let (xn, rstd, _) = filled2(
+            [rows * dm, rows],
+            [ROWS_PER_TASK * dm, ROWS_PER_TASK],
+            x.par_chunks(ROWS_PER_TASK * dm),
+            |xn, rstd, x| {
+                let gamma = &gamma;
+                vectorized(RmsNormRows {
+                    xn,
+                    rstd,
+                    x,
+                    gamma,
+                    eps,
+                })
+            },
+        );
+        (HostRmsNorm { x, gamma, rstd }, xn)
+    }
+
+    /// The input rows.
+    pub(crate) fn x(&self) -> &[f32] {
+        &self.x
+    }
+
+    /// `(dx, dγ)` given `dL/dout`; `dx` starts from `residual` (the gradient reaching `x` by
+    /// another path, as in a residual block) when given.
+    pub(crate) fn backward(&self, grad: &[f32], residual: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+        let dm = self.gamma.len();
+        let chunk = ROWS_PER_TASK * dm;
+        assert_eq!(grad.len(), self.x.len(), "rms_norm: gradient size");
+        if let Some(r) = residual {
+            assert_eq!(r.len(), self.x.len(), "rms_norm: residual gradient size");
+        }
+        let rows_in = grad
+            .par_chunks(chunk)
+            .zip(self.x.par_chunks(chunk))
+            .zip(self.rstd.par_chunks(ROWS_PER_TASK))
+            .enumerate();
+        let (dx, parts) = filled(self.x.len(), chunk, rows_in, |dx, (i, ((g, x), rs))| {
+            if let Some(r) = residual {
+                dx.copy_from_slice(&r[i * chunk..i * chunk + dx.len()]);
+            }
+            vectorized(RmsNormBackwardRows {
+                dx,
+                g,
+                x,
+                rstd: rs,
+                gamma: &self.gamma,
+            })
+        });
+        (dx, sum_in_order(parts, dm))
+    }
+}
+
+/// Token embedding: row `tokens[i]` of the `[vocab, d]` weights for each position `i`.
+pub(crate) struct HostEmbedding {
+    tokens: Vec<usize>,
+    vocab: usize,
+    dm: usize,
+}
+
+impl std::fmt::Debug for HostEmbedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HostEmbedding[{} tokens, {}×{}]",
+            self.tokens.len(),
+            self.vocab,
+            self.dm
+        )
+    }
+}
+
+impl HostEmbedding {
+    /// `[tokens.len(), d]` rows gathered from `weights` (`[vocab, d]`, row-major). Panics,
+    /// naming the position, on a token outside `0..vocab`.
+    pub(crate) fn forward(weights: &[f32], vocab: usize, tokens: &[i64]) -> (Self, Vec<f32>) {
+        assert!(
+            vocab > 0 && weights.len().is_multiple_of(vocab),
+            "embedding: weights are not {vocab} rows"
+        );
+        let dm = weights.len() / vocab;
+        let tokens: Vec<usize> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| match usize::try_from(t) {
+                Ok(t) if t < vocab => t,
+                _ => panic!(
+                    "embedding: token {t} at position {i} is outside the vocabulary 0..{vocab}"
+                ),
+            })
+            .collect();
+        let (out, _) = filled(
+            tokens.len() * dm,
+            ROWS_PER_TASK * dm,
+            tokens.par_chunks(ROWS_PER_TASK),
+            |out, ts| {
+                for (row, &t) in out.chunks_exact_mut(dm.max(1)).zip(ts) {
+                    row.copy_from_slice(&weights[t * dm..(t + 1) * dm]);
+                }
+            },
+        );
+        (HostEmbedding { tokens, vocab, dm }, out)
+    }
+
+    /// `dL/dweights` `[vocab, d]` given `dL/dout` `[tokens, d]`: each position's gradient row
+    /// added to its token's row, in position order.
+    pub(crate) fn backward(&self, grad: &[f32]) -> Vec<f32> {
+        let dm = self.dm;
+        assert_eq!(
+            grad.len(),
+            self.tokens.len() * dm,
+            "embedding: gradient size"
+        );
+        let mut dw = vec![0.0f32; self.vocab * dm];
+        for (g, &t) in grad.chunks_exact(dm.max(1)).zip(&self.tokens) {
+            dw[t * dm..(t + 1) * dm]
+                .iter_mut()
+                .zip(g)
+                .for_each(|(o, v)| *o += v);
+        }
+        dw
+    }
+}
