@@ -339,6 +339,8 @@ pub fn rms_norm<B: ScanBackend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B,
     if !B::HOST_KERNELS {
         return norm.forward(x);
     }
+    let (d, g) = (x.dims()[2], norm.gamma.dims()[0]);
+    assert_eq!(d, g, "rms_norm: input has {d} features, the norm's γ {g}");
     let y = B::rms_norm_host(
         x.into_primitive().tensor(),
         norm.gamma.val().into_primitive().tensor(),

@@ -325,6 +325,32 @@ fn rows_ops_match<B: AutodiffBackend + ScanBackend>() {
     }
 }
 
+/// Without autodiff (evaluation), the host ops give the modules' outputs too.
+#[test]
+fn rms_norm_and_embedding_match_the_modules_untracked() {
+    type B = NdArray;
+    let dev = Default::default();
+    B::seed(&dev, 7);
+    let norm = RmsNormConfig::new(24).init::<B>(&dev);
+    let x = Tensor::<B, 3>::random([3, 70, 24], Distribution::Normal(0.0, 2.0), &dev);
+    let (y, y0) = (rms_norm(&norm, x.clone()), norm.forward(x));
+    assert!(rel_err(y, y0) < 1e-6, "rms_norm");
+    let emb = EmbeddingConfig::new(5, 24).init::<B>(&dev);
+    let ids: Vec<i64> = (0..3 * 70).map(|i| (i % 5) as i64).collect();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [3, 70]), &dev);
+    let (y, y0) = (embedding(&emb, tokens.clone()), emb.forward(tokens));
+    assert!(rel_err(y, y0) == 0.0, "embedding");
+}
+
+#[test]
+#[should_panic(expected = "rms_norm: input has 4 features, the norm's γ 6")]
+fn rms_norm_refuses_a_gamma_of_another_width() {
+    type B = NdArray;
+    let dev = Default::default();
+    let norm = RmsNormConfig::new(6).init::<B>(&dev);
+    let _ = rms_norm(&norm, Tensor::<B, 3>::zeros([2, 3, 4], &dev));
+}
+
 #[test]
 fn rms_norm_and_embedding_match_the_modules_ndarray() {
     rows_ops_match::<Autodiff<NdArray>>();

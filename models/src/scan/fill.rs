@@ -27,7 +27,7 @@ fn chunks(len: usize, chunk: usize) -> usize {
 
 /// A `len`-float buffer cut into chunks of `chunk` floats: task `i` gets chunk `i`, zeroed, and
 /// item `i` of `with` (which must have one item per chunk); returns the buffer and the tasks'
-/// results in chunk order.
+/// results in chunk order. An empty buffer runs no task.
 pub(crate) fn filled<T: Send, R: Send>(
     len: usize,
     chunk: usize,
@@ -35,6 +35,10 @@ pub(crate) fn filled<T: Send, R: Send>(
     fill: impl Fn(&mut [f32], T) -> R + Sync + Send,
 ) -> (Vec<f32>, Vec<R>) {
     let chunk = chunk.max(1);
+    if len == 0 {
+        // No chunks, so no tasks (a sequence of length 0 still has one item per batch entry).
+        return (Vec::new(), Vec::new());
+    }
     assert_eq!(with.len(), chunks(len, chunk), "filled: one item per chunk");
     let mut out = Vec::<f32>::with_capacity(len);
     let results = out.spare_capacity_mut()[..len]
@@ -57,6 +61,9 @@ pub(crate) fn filled2<T: Send, R: Send>(
     fill: impl Fn(&mut [f32], &mut [f32], T) -> R + Sync + Send,
 ) -> (Vec<f32>, Vec<f32>, Vec<R>) {
     let sizes = sizes.map(|c| c.max(1));
+    if lens == [0, 0] {
+        return (Vec::new(), Vec::new(), Vec::new());
+    }
     let n = chunks(lens[0], sizes[0]);
     assert_eq!(n, chunks(lens[1], sizes[1]), "filled2: chunk counts");
     assert_eq!(with.len(), n, "filled2: one item per chunk");
@@ -88,6 +95,8 @@ mod tests {
     #[test]
     fn every_chunk_is_zeroed_then_filled_in_order() {
         for len in [0, 1, 7, 64, 65, 1000] {
+            // Freed NaNs first, so that a chunk handed out without zeroing would likely show.
+            drop(vec![f32::NAN; len]);
             let (v, idx) = filled(len, 8, (0..len.div_ceil(8)).into_par_iter(), |c, i| {
                 assert!(c.iter().all(|&x| x == 0.0), "chunk {i} handed out zeroed");
                 c.iter_mut()
@@ -97,6 +106,7 @@ mod tests {
             });
             assert_eq!(v, (0..len).map(|i| i as f32).collect::<Vec<_>>());
             assert_eq!(idx, (0..len.div_ceil(8)).collect::<Vec<_>>());
+            drop((vec![f32::NAN; len], vec![f32::NAN; 2 * len]));
             let (p, q, _) = filled2(
                 [len, 2 * len],
                 [8, 16],
@@ -117,6 +127,18 @@ mod tests {
                     .all(|(j, &x)| x == if j % 16 == 0 { -1.0 } else { 0.0 })
             );
         }
+    }
+
+    #[test]
+    fn an_empty_buffer_runs_no_task() {
+        let (v, r) = filled(0, 8, (0..3).into_par_iter(), |_, i| i);
+        assert!(v.is_empty() && r.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "filled2: chunk counts")]
+    fn buffers_with_different_chunk_counts_are_refused() {
+        filled2([16, 16], [8, 4], (0..2).into_par_iter(), |_, _, _| ());
     }
 
     #[test]
