@@ -13,18 +13,8 @@ use labbook_models::scan::{
 };
 use labbook_models::scan::{embedding, mamba_block, rms_norm};
 
-fn rel_err<B: Backend, const D: usize>(out: Tensor<B, D>, reference: Tensor<B, D>) -> f64 {
-    let o = out.into_data().convert::<f64>().into_vec::<f64>().unwrap();
-    let r = reference
-        .into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .unwrap();
-    assert_eq!(o.len(), r.len());
-    let num: f64 = o.iter().zip(&r).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f64 = r.iter().map(|b| b * b).sum();
-    num.sqrt() / den.sqrt().max(1e-30)
-}
+mod common;
+use common::rel_err;
 
 fn leaf<B: AutodiffBackend, const D: usize>(
     shape: [usize; D],

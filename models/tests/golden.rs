@@ -9,6 +9,9 @@ use labbook_models::model::{MambaBlock, MambaConfig};
 use labbook_models::scan::ScanBackend;
 use safetensors::{Dtype, SafeTensors};
 
+mod common;
+use common::{host, rel_err_of};
+
 const TOL: f64 = 1e-4;
 
 struct Golden {
@@ -64,22 +67,6 @@ impl Golden {
     }
 }
 
-fn rel_err(out: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(out.len(), reference.len());
-    let num: f64 = out
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = reference.iter().map(|b| b * b).sum::<f64>().sqrt();
-    num / den
-}
-
-fn host<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().into_vec::<f64>().unwrap()
-}
-
 /// Builds the stack with the golden weights (PyTorch `[out, in]` Linear weights transposed to
 /// Burn's `[in, out]`; conv1d `[d_inner, 1, k]` reshaped to `[d_inner, k]`).
 fn load_stack<B: ScanBackend>(g: &Golden) -> Vec<MambaBlock<B>> {
@@ -125,7 +112,7 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
         y = block.forward(y);
     }
     let (ry, _) = g.get("output.y");
-    let e = rel_err(&host(y.clone()), &ry);
+    let e = rel_err_of(&host(y.clone()), &ry);
     eprintln!("output.y: rel err {e:.2e}");
     assert!(e <= TOL, "output y: rel err {e}");
 
@@ -133,7 +120,7 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
     let mut checked = Vec::new();
     let mut check = |name: String, ours: Vec<f64>| {
         let (reference, _) = g.get(&format!("grad.{name}"));
-        let e = rel_err(&ours, &reference);
+        let e = rel_err_of(&ours, &reference);
         eprintln!("grad.{name}: rel err {e:.2e}");
         assert!(e <= TOL, "grad.{name}: rel err {e}");
         checked.push(name);

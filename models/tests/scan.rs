@@ -5,23 +5,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use labbook_models::scan::{ScanBackend, selective_scan, selective_scan_reference};
 
-fn rel_err<B: Backend, const D: usize>(out: Tensor<B, D>, reference: Tensor<B, D>) -> f64 {
-    let o = out.into_data().convert::<f64>().into_vec::<f64>().unwrap();
-    let r = reference
-        .into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .unwrap();
-    assert_eq!(o.len(), r.len());
-    let num: f64 = o
-        .iter()
-        .zip(&r)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = r.iter().map(|b| b * b).sum::<f64>().sqrt();
-    num / den.max(1e-30)
-}
+mod common;
+use common::rel_err;
 
 struct Inputs<B: Backend> {
     u: Tensor<B, 3>,
