@@ -112,10 +112,7 @@ pub trait ScanBackend: Backend {
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
     fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
-        let device = Self::float_device(&inputs[0]);
-        let (dims, host) = load_block::<Self>(inputs);
-        let (_, out) = HostBlock::forward(dims, eps as f32, host);
-        upload::<Self, 3>(out, [dims.batch, dims.len, dims.d_model], &device)
+        block_on_host::<Self>(inputs, eps).1
     }
 
     /// Host kernel of [`rms_norm`]: `x` `[batch, L, d]`, `gamma` `[d]`.
@@ -124,20 +121,12 @@ pub trait ScanBackend: Backend {
         gamma: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        let device = Self::float_device(&x);
-        let (x, dims) = download::<Self, 3>(x);
-        let (gamma, _) = download::<Self, 1>(gamma);
-        let (_, out) = HostRmsNorm::forward(x, gamma, eps as f32);
-        upload::<Self, 3>(out, dims, &device)
+        rms_norm_on_host::<Self>(x, gamma, eps).1
     }
 
     /// Host kernel of [`embedding`]: `weights` `[vocab, d]`, `tokens` `[batch, L]`.
     fn embedding_host(weights: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
-        let device = Self::float_device(&weights);
-        let (weights, [vocab, dm]) = download::<Self, 2>(weights);
-        let (tokens, [batch, len]) = download_tokens::<Self>(tokens);
-        let (_, out) = HostEmbedding::forward(&weights, vocab, &tokens);
-        upload::<Self, 3>(out, [batch, len, dm], &device)
+        embedding_on_host::<Self>(weights, tokens).1
     }
 }
 
@@ -376,6 +365,44 @@ fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
         .into_vec::<i64>()
         .expect("embedding: token ids convert to i64");
     (v, dims)
+}
+
+/// [`HostBlock::forward`] on a backend's tensors: the block (its backward's state) and `out`.
+fn block_on_host<B: Backend>(
+    inputs: [FloatTensor<B>; slot::COUNT],
+    eps: f64,
+) -> (HostBlock, FloatTensor<B>) {
+    let device = B::float_device(&inputs[slot::X]);
+    let (dims, host) = load_block::<B>(inputs);
+    let (block, out) = HostBlock::forward(dims, eps as f32, host);
+    let out = upload::<B, 3>(out, [dims.batch, dims.len, dims.d_model], &device);
+    (block, out)
+}
+
+/// [`HostRmsNorm::forward`] on a backend's tensors: the norm (its backward's state) and `out`.
+fn rms_norm_on_host<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    eps: f64,
+) -> (HostRmsNorm, FloatTensor<B>) {
+    let device = B::float_device(&x);
+    let (x, [batch, len, d]) = download::<B, 3>(x);
+    let (gamma, _) = download::<B, 1>(gamma);
+    let (norm, out) = HostRmsNorm::forward(x, gamma, eps as f32, [batch, len]);
+    (norm, upload::<B, 3>(out, [batch, len, d], &device))
+}
+
+/// [`HostEmbedding::forward`] on a backend's tensors: the embedding (its backward's state) and
+/// `out`.
+fn embedding_on_host<B: Backend>(
+    weights: FloatTensor<B>,
+    tokens: IntTensor<B>,
+) -> (HostEmbedding, FloatTensor<B>) {
+    let device = B::float_device(&weights);
+    let (weights, [vocab, d]) = download::<B, 2>(weights);
+    let (tokens, [batch, len]) = download_tokens::<B>(tokens);
+    let (emb, out) = HostEmbedding::forward(&weights, vocab, &tokens);
+    (emb, upload::<B, 3>(out, [batch, len, d], &device))
 }
 
 fn check_shapes(
@@ -679,7 +706,7 @@ impl<B: Backend> Backward<B, { slot::COUNT }> for MambaBlockBackwardOp {
 struct RmsNormBackwardOp;
 
 impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
-    type State = (Arc<HostRmsNorm>, [usize; 3]);
+    type State = Arc<HostRmsNorm>;
 
     fn backward(
         self,
@@ -687,10 +714,11 @@ impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 2>(ops, grads, |(norm, dims), grad, device| {
+        host_backward::<B, _, 2>(ops, grads, |norm, grad, device| {
             let (dx, dgamma) = norm.backward(grad, None);
+            let dims = norm.dims();
             [
-                upload::<B, 3>(dx, *dims, device),
+                upload::<B, 3>(dx, dims, device),
                 upload::<B, 1>(dgamma, [dims[2]], device),
             ]
         });
@@ -701,7 +729,7 @@ impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
 struct EmbeddingBackwardOp;
 
 impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
-    type State = (Arc<HostEmbedding>, [usize; 2]);
+    type State = Arc<HostEmbedding>;
 
     fn backward(
         self,
@@ -709,8 +737,12 @@ impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 1>(ops, grads, |(emb, shape), grad, device| {
-            [upload::<B, 2>(emb.backward(grad), *shape, device)]
+        host_backward::<B, _, 1>(ops, grads, |emb, grad, device| {
+            [upload::<B, 2>(
+                emb.backward(grad),
+                emb.weight_shape(),
+                device,
+            )]
         });
     }
 }
@@ -729,12 +761,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let device = B::float_device(&x.primitive);
-                let (xv, dims) = download::<B, 3>(x.primitive);
-                let (gamma, _) = download::<B, 1>(gamma.primitive);
-                let (norm, out) = HostRmsNorm::forward(xv, gamma, eps as f32);
-                let out = upload::<B, 3>(out, dims, &device);
-                prep.finish((Arc::new(norm), dims), out)
+                let (norm, out) = rms_norm_on_host::<B>(x.primitive, gamma.primitive, eps);
+                prep.finish(Arc::new(norm), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::rms_norm_host(x.primitive, gamma.primitive, eps))
@@ -749,12 +777,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let device = B::float_device(&weights.primitive);
-                let (wv, shape) = download::<B, 2>(weights.primitive);
-                let (tokens, [batch, len]) = download_tokens::<B>(tokens);
-                let (emb, out) = HostEmbedding::forward(&wv, shape[0], &tokens);
-                let out = upload::<B, 3>(out, [batch, len, shape[1]], &device);
-                prep.finish((Arc::new(emb), shape), out)
+                let (emb, out) = embedding_on_host::<B>(weights.primitive, tokens);
+                prep.finish(Arc::new(emb), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::embedding_host(weights.primitive, tokens)),
         }
@@ -769,10 +793,7 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let device = B::float_device(&prims[slot::X]);
-                let (dims, host) = load_block::<B>(prims);
-                let (block, out) = HostBlock::forward(dims, eps as f32, host);
-                let out = upload::<B, 3>(out, [dims.batch, dims.len, dims.d_model], &device);
+                let (block, out) = block_on_host::<B>(prims, eps);
                 prep.finish(Arc::new(block), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::mamba_block_host(prims, eps)),

@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::conv::ConvSilu;
-use super::fill::{filled, filled2};
+use super::fill::{ROWS_PER_TASK, filled, filled2, sum_in_order};
 use super::host::elementwise::{kernel, vectorized_kernel as vectorized};
 use super::host::{GatedScan, HostInputs, softplus};
 use super::rows::HostRmsNorm;
@@ -263,14 +263,8 @@ fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
             );
             acc
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        // Summed in order, so the result does not depend on work stealing.
-        .reduce(|mut x, y| {
-            x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
-            x
-        })
-        .unwrap_or_else(|| vec![0.0; m * n]);
+        .collect::<Vec<_>>();
+    let sum = sum_in_order(sum, m * n);
     for (i, row) in sum.chunks(n.max(1)).enumerate().take(m) {
         c[i * c_rs..i * c_rs + n].copy_from_slice(row);
     }
@@ -278,20 +272,6 @@ fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
 
 // The row loops below run through `vectorized` (`elementwise::vectorized_kernel`), compiled
 // for AVX-512/AVX2: as closure bodies the compiler had kept them out of line, in SSE code.
-kernel!(RmsNormRows {
-    xn: &'a mut [f32],
-    rstd: &'a mut [f32],
-    x: &'a [f32],
-    gamma: &'a [f32],
-    eps: f32,
-} -> () = rms_norm_rows);
-kernel!(RmsNormBackwardRows {
-    dx: &'a mut [f32],
-    g: &'a [f32],
-    x: &'a [f32],
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-} -> Vec<f32> = rms_norm_backward_rows);
 kernel!(DtProjRows {
     raw: &'a mut [f32],
     delta: &'a mut [f32],
@@ -299,50 +279,6 @@ kernel!(DtProjRows {
     w_dt: &'a [f32],
     b_dt: &'a [f32],
 } -> () = dt_proj_rows);
-
-/// RMSNorm of rows `x` (`[rows, d_model]`): `xn = x · rstd · γ`, `rstd` per row.
-#[inline(always)]
-fn rms_norm_rows(xn: &mut [f32], rstd: &mut [f32], x: &[f32], gamma: &[f32], eps: f32) {
-    let dm = gamma.len();
-    for ((xn, rs), x) in xn.chunks_exact_mut(dm).zip(rstd).zip(x.chunks_exact(dm)) {
-        let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
-        *rs = 1.0 / (ms + eps).sqrt();
-        for ((o, &v), &g) in xn.iter_mut().zip(x).zip(gamma) {
-            *o = v * *rs * g;
-        }
-    }
-}
-
-/// RMSNorm backward of rows: with `x̂ = x·rstd` and `ĝ = g·γ`, adds
-/// `rstd·(ĝ − x̂·mean(ĝ·x̂))` to `dx` and returns these rows' share of `dγ = Σ g·x̂`.
-#[inline(always)]
-fn rms_norm_backward_rows(
-    dx: &mut [f32],
-    g: &[f32],
-    x: &[f32],
-    rstd: &[f32],
-    gamma: &[f32],
-) -> Vec<f32> {
-    let dm = gamma.len();
-    let mut d_gamma = vec![0.0f32; dm];
-    let rows = dx
-        .chunks_exact_mut(dm)
-        .zip(g.chunks_exact(dm))
-        .zip(x.chunks_exact(dm));
-    for (((dx, g), x), &rs) in rows.zip(rstd) {
-        let mut dot = 0.0f32;
-        for (((dg, &g), &x), &w) in d_gamma.iter_mut().zip(g).zip(x).zip(gamma) {
-            let xh = x * rs;
-            *dg += g * xh;
-            dot += g * w * xh;
-        }
-        let mean = dot / dm as f32;
-        for (((dx, &g), &x), &w) in dx.iter_mut().zip(g).zip(x).zip(gamma) {
-            *dx += rs * (g * w - x * rs * mean);
-        }
-    }
-    d_gamma
-}
 
 /// `dt_proj` and softplus for rows: `raw = Δ_low · W_dt + b_dt` (`Δ_low` rows of `dt_rank`
 /// values starting at `low`), `delta = softplus(raw)`.
@@ -360,18 +296,6 @@ fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b
             *o = softplus(x);
         }
     }
-}
-
-/// Rows per parallel task of the element-wise loops.
-pub(super) const ROWS_PER_TASK: usize = 64;
-
-/// The element-wise sum of `parts` (each `len` long), added in order so that the result does
-/// not depend on which thread computed which part.
-pub(super) fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
-    parts.into_iter().fold(vec![0.0f32; len], |mut a, b| {
-        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-        a
-    })
 }
 
 /// The forward's inputs and everything its backward needs.
@@ -446,7 +370,7 @@ impl HostBlock {
         let p = dims.proj();
 
         // RMSNorm: xn = x · rstd · γ (the norm keeps x, the residual).
-        let (norm, xn) = HostRmsNorm::forward(x, gamma, eps);
+        let (norm, xn) = HostRmsNorm::forward(x, gamma, eps, [batch, len]);
 
         // in_proj, as two products so that the conv input and the gate come out contiguous.
         let xn_v = View::new(&xn, rows, dm);

@@ -86,6 +86,18 @@ pub(crate) fn filled2<T: Send, R: Send>(
     (p, q, results)
 }
 
+/// Rows per parallel task of the host ops' row loops.
+pub(crate) const ROWS_PER_TASK: usize = 64;
+
+/// The element-wise sum of `parts` (each `len` long), added in order so that the result does
+/// not depend on which thread computed which part.
+pub(crate) fn sum_in_order(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    parts.into_iter().fold(vec![0.0f32; len], |mut a, b| {
+        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+        a
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use rayon::prelude::*;

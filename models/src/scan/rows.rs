@@ -7,13 +7,14 @@
 //! ~22 ms step (the embedding forward alone 0.5 ms for a 512 KB gather), all on one thread.
 use rayon::prelude::*;
 
-use super::block::{ROWS_PER_TASK, RmsNormBackwardRows, RmsNormRows, sum_in_order};
-use super::fill::{filled, filled2};
-use super::host::elementwise::vectorized_kernel as vectorized;
+use super::fill::{ROWS_PER_TASK, filled, filled2, sum_in_order};
+use super::host::elementwise::{kernel, vectorized_kernel as vectorized};
 
-/// RMSNorm over the last dimension of row-major `[R, d]` rows: `x · rstd · γ` with
+/// RMSNorm over the last dimension of a row-major `[batch, L, d]` input: `x · rstd · γ` with
 /// `rstd = 1 / sqrt(mean(x²) + eps)` (burn's `RmsNorm`).
 pub(crate) struct HostRmsNorm {
+    /// `[batch, L]` of the input.
+    lead: [usize; 2],
     x: Vec<f32>,
     gamma: Vec<f32>,
     /// `1 / rms(x)` per row.
@@ -27,15 +28,19 @@ impl std::fmt::Debug for HostRmsNorm {
 }
 
 impl HostRmsNorm {
-    /// The normalised rows; `x.len()` must be a multiple of `gamma.len()`.
-    pub(crate) fn forward(x: Vec<f32>, gamma: Vec<f32>, eps: f32) -> (Self, Vec<f32>) {
-        let dm = gamma.len();
+    /// The normalised input; `x` holds `batch · L` rows of `gamma.len()` values.
+    pub(crate) fn forward(
+        x: Vec<f32>,
+        gamma: Vec<f32>,
+        eps: f32,
+        [batch, len]: [usize; 2],
+    ) -> (Self, Vec<f32>) {
+        let (dm, rows) = (gamma.len(), batch * len);
         assert!(
-            dm > 0 && x.len().is_multiple_of(dm),
-            "rms_norm: input of {} values is not rows of d_model {dm}",
+            dm > 0 && x.len() == rows * dm,
+            "rms_norm: input of {} values is not [{batch}, {len}, {dm}]",
             x.len()
         );
-        let rows = x.len() / dm;
         let (xn, rstd, _) = filled2(
             [rows * dm, rows],
             [ROWS_PER_TASK * dm, ROWS_PER_TASK],
@@ -51,12 +56,26 @@ impl HostRmsNorm {
                 })
             },
         );
-        (HostRmsNorm { x, gamma, rstd }, xn)
+        let lead = [batch, len];
+        (
+            HostRmsNorm {
+                lead,
+                x,
+                gamma,
+                rstd,
+            },
+            xn,
+        )
     }
 
     /// The input rows.
     pub(crate) fn x(&self) -> &[f32] {
         &self.x
+    }
+
+    /// The input's shape `[batch, L, d]`.
+    pub(crate) fn dims(&self) -> [usize; 3] {
+        [self.lead[0], self.lead[1], self.gamma.len()]
     }
 
     /// `(dx, dγ)` given `dL/dout`; `dx` starts from `residual` (the gradient reaching `x` by
@@ -87,6 +106,67 @@ impl HostRmsNorm {
         });
         (dx, sum_in_order(parts, dm))
     }
+}
+
+// The row loops run through `vectorized` (`elementwise::vectorized_kernel`), compiled for
+// AVX-512/AVX2: as closure bodies the compiler had kept them out of line, in SSE code.
+kernel!(RmsNormRows {
+    xn: &'a mut [f32],
+    rstd: &'a mut [f32],
+    x: &'a [f32],
+    gamma: &'a [f32],
+    eps: f32,
+} -> () = rms_norm_rows);
+kernel!(RmsNormBackwardRows {
+    dx: &'a mut [f32],
+    g: &'a [f32],
+    x: &'a [f32],
+    rstd: &'a [f32],
+    gamma: &'a [f32],
+} -> Vec<f32> = rms_norm_backward_rows);
+
+/// RMSNorm of rows `x` (`[rows, d_model]`): `xn = x · rstd · γ`, `rstd` per row.
+#[inline(always)]
+fn rms_norm_rows(xn: &mut [f32], rstd: &mut [f32], x: &[f32], gamma: &[f32], eps: f32) {
+    let dm = gamma.len();
+    for ((xn, rs), x) in xn.chunks_exact_mut(dm).zip(rstd).zip(x.chunks_exact(dm)) {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / dm as f32;
+        *rs = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &g) in xn.iter_mut().zip(x).zip(gamma) {
+            *o = v * *rs * g;
+        }
+    }
+}
+
+/// RMSNorm backward of rows: with `x̂ = x·rstd` and `ĝ = g·γ`, adds
+/// `rstd·(ĝ − x̂·mean(ĝ·x̂))` to `dx` and returns these rows' share of `dγ = Σ g·x̂`.
+#[inline(always)]
+fn rms_norm_backward_rows(
+    dx: &mut [f32],
+    g: &[f32],
+    x: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+) -> Vec<f32> {
+    let dm = gamma.len();
+    let mut d_gamma = vec![0.0f32; dm];
+    let rows = dx
+        .chunks_exact_mut(dm)
+        .zip(g.chunks_exact(dm))
+        .zip(x.chunks_exact(dm));
+    for (((dx, g), x), &rs) in rows.zip(rstd) {
+        let mut dot = 0.0f32;
+        for (((dg, &g), &x), &w) in d_gamma.iter_mut().zip(g).zip(x).zip(gamma) {
+            let xh = x * rs;
+            *dg += g * xh;
+            dot += g * w * xh;
+        }
+        let mean = dot / dm as f32;
+        for (((dx, &g), &x), &w) in dx.iter_mut().zip(g).zip(x).zip(gamma) {
+            *dx += rs * (g * w - x * rs * mean);
+        }
+    }
+    d_gamma
 }
 
 /// Token embedding: row `tokens[i]` of the `[vocab, d]` weights for each position `i`.
@@ -138,6 +218,11 @@ impl HostEmbedding {
             },
         );
         (HostEmbedding { tokens, vocab, dm }, out)
+    }
+
+    /// The weights' shape `[vocab, d]`.
+    pub(crate) fn weight_shape(&self) -> [usize; 2] {
+        [self.vocab, self.dm]
     }
 
     /// `dL/dweights` `[vocab, d]` given `dL/dout` `[tokens, d]`: each position's gradient row
