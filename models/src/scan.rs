@@ -22,7 +22,7 @@ use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::{
     Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
-    backend::Backend,
+    backend::{AutodiffBackend, Backend},
     ops::{FloatTensor, IntTensor},
 };
 use std::sync::Arc;
@@ -32,11 +32,14 @@ use crate::model::mamba::softplus;
 mod block;
 mod conv;
 mod fill;
+mod gemm;
 mod host;
+mod loss;
 mod rows;
 use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;
 use host::{GatedScan, HostInputs};
+use loss::HostHeadLoss;
 use rows::{HostEmbedding, HostRmsNorm};
 
 /// A backend that can run the selective scan. The default methods run the fused host loop,
@@ -127,6 +130,17 @@ pub trait ScanBackend: Backend {
     /// Host kernel of [`embedding`]: `weights` `[vocab, d]`, `tokens` `[batch, L]`.
     fn embedding_host(weights: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
         embedding_on_host::<Self>(weights, tokens).1
+    }
+
+    /// Host kernel of [`head_loss`]: `x` `[batch, L, d]`, `w` `[d, vocab]`, `targets` and
+    /// `weights` `[batch, L]`; returns `[loss, correct]`, each `[1]`.
+    fn head_loss_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        head_loss_on_host::<Self>(x, w, targets, weights).1
     }
 }
 
@@ -355,6 +369,30 @@ pub fn embedding<B: ScanBackend>(
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
 }
 
+/// The LM head `x·W` (no bias) and [`crate::train::masked_loss`] on its logits as one host op
+/// with a hand-written backward: `x` `[batch, L, d]`, `weight` `[d, vocab]`, `targets` and
+/// `weights` `[batch, L]`; returns `(loss, correct)`, each `[1]`. Only where
+/// [`ScanBackend::HOST_KERNELS`] (`Lm::loss` picks). Panics on a target outside the vocabulary.
+pub fn head_loss<B: ScanBackend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    targets: Tensor<B, 2, Int>,
+    weights: Tensor<B, 2>,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    assert!(
+        B::HOST_KERNELS,
+        "head_loss: runs on host-memory backends only"
+    );
+    let [loss, correct] = B::head_loss_host(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        targets.into_primitive(),
+        weights.into_primitive().tensor(),
+    );
+    let wrap = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
+    (wrap(loss), wrap(correct))
+}
+
 /// Token ids as host `i64`s, and their `[batch, L]` shape.
 fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
     let t = Tensor::<B, 2, Int>::from_primitive(tokens);
@@ -403,6 +441,24 @@ fn embedding_on_host<B: Backend>(
     let (tokens, [batch, len]) = download_tokens::<B>(tokens);
     let (emb, out) = HostEmbedding::forward(&weights, vocab, &tokens);
     (emb, upload::<B, 3>(out, [batch, len, d], &device))
+}
+
+/// [`HostHeadLoss::forward`] on a backend's tensors: the op (its backward's state) and
+/// `[loss, correct]`.
+fn head_loss_on_host<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    targets: IntTensor<B>,
+    weights: FloatTensor<B>,
+) -> (HostHeadLoss, [FloatTensor<B>; 2]) {
+    let device = B::float_device(&x);
+    let (x, dims) = download::<B, 3>(x);
+    let (w, _) = download::<B, 2>(w);
+    let (targets, _) = download_tokens::<B>(targets);
+    let (weights, _) = download::<B, 2>(weights);
+    let (op, v) = HostHeadLoss::forward(x, dims, w, &targets, weights);
+    let scalar = |v: f32| upload::<B, 1>(vec![v], [1], &device);
+    (op, [scalar(v.loss), scalar(v.correct)])
 }
 
 fn check_shapes(
@@ -624,16 +680,16 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackwardOp {
 #[derive(Debug)]
 struct GatedScanBackwardOp;
 
-/// The backward of a fused host op (3-D output): `dL/dout` comes to the host, `grads_of`
-/// turns it into one gradient per input, and each tracked parent is handed its own.
-fn host_backward<B: Backend, S, const N: usize>(
+/// The backward of a fused host op (`D`-dimensional output): `dL/dout` comes to the host,
+/// `grads_of` turns it into one gradient per input, and each tracked parent is handed its own.
+fn host_backward<B: Backend, S, const N: usize, const D: usize>(
     ops: Ops<S, N>,
     grads: &mut Gradients,
     grads_of: impl FnOnce(&S, &[f32], &B::Device) -> [FloatTensor<B>; N],
 ) {
     let grad = grads.consume::<B>(&ops.node);
     let device = B::float_device(&grad);
-    let (grad, _) = download::<B, 3>(grad);
+    let (grad, _) = download::<B, D>(grad);
     let outs = grads_of(&ops.state, &grad, &device);
     register::<B, N>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
 }
@@ -647,7 +703,7 @@ impl<B: Backend> Backward<B, 7> for GatedScanBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 7>(ops, grads, |gs, grad, device| {
+        host_backward::<B, _, 7, 3>(ops, grads, |gs, grad, device| {
             let (g, dz) = gs.backward(grad);
             let dims = gs.scan.dims();
             let [du, ddelta, da, db, dc, dd] = upload_grads::<B>(g, dims, gs.scan.state, device);
@@ -669,7 +725,7 @@ impl<B: Backend> Backward<B, 3> for ConvSiluBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 3>(ops, grads, |cv, grad, device| {
+        host_backward::<B, _, 3, 3>(ops, grads, |cv, grad, device| {
             let g = cv.backward(grad);
             [
                 upload::<B, 3>(g.dx, [cv.batch, cv.len, cv.channels], device),
@@ -692,7 +748,7 @@ impl<B: Backend> Backward<B, { slot::COUNT }> for MambaBlockBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, { slot::COUNT }>(ops, grads, |block, grad, device| {
+        host_backward::<B, _, { slot::COUNT }, 3>(ops, grads, |block, grad, device| {
             let mut shapes = block.dims.input_shapes().into_iter();
             block.backward(grad).map(|g| {
                 let shape = shapes.next().expect("one shape per input");
@@ -714,7 +770,7 @@ impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 2>(ops, grads, |norm, grad, device| {
+        host_backward::<B, _, 2, 3>(ops, grads, |norm, grad, device| {
             let (dx, dgamma) = norm.backward(grad, None);
             let dims = norm.dims();
             [
@@ -737,7 +793,7 @@ impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 1>(ops, grads, |emb, grad, device| {
+        host_backward::<B, _, 1, 3>(ops, grads, |emb, grad, device| {
             [upload::<B, 2>(
                 emb.backward(grad),
                 emb.weight_shape(),
@@ -747,8 +803,56 @@ impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
     }
 }
 
+#[derive(Debug)]
+struct HeadLossBackwardOp;
+
+impl<B: Backend> Backward<B, 2> for HeadLossBackwardOp {
+    type State = Arc<HostHeadLoss>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 2, 1>(ops, grads, |op, grad, device| {
+            let (dx, dw) = op.backward(grad[0]);
+            [
+                upload::<B, 3>(dx, op.dims(), device),
+                upload::<B, 2>(dw, op.weight_shape(), device),
+            ]
+        });
+    }
+}
+
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     const HOST_KERNELS: bool = B::HOST_KERNELS;
+
+    fn head_loss_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        // The weights take no gradient: only their values enter.
+        let weights = weights.primitive;
+        let (loss, correct) = match HeadLossBackwardOp
+            .prepare::<C>([x.node.clone(), w.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (op, [loss, correct]) =
+                    head_loss_on_host::<B>(x.primitive, w.primitive, targets, weights);
+                (prep.finish(Arc::new(op), loss), correct)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [loss, correct] = B::head_loss_host(x.primitive, w.primitive, targets, weights);
+                (prep.finish(loss), correct)
+            }
+        };
+        [loss, <Self as AutodiffBackend>::from_inner(correct)]
+    }
 
     fn rms_norm_host(
         x: FloatTensor<Self>,

@@ -256,7 +256,7 @@ fn evaluate<B: ScanBackend>(
             let batch = task.sample(&mut rng, n, len, true);
             let weight: f64 = batch.weights.iter().map(|&w| w as f64).sum();
             let (x, y, w) = tensors::<B>(&batch, device);
-            let (loss, corr) = masked_loss(model.forward(x), y, w);
+            let (loss, corr) = model.loss(x, y, w);
             loss_sum += scalar(loss) * weight;
             correct += scalar(corr);
             count += weight;
@@ -383,7 +383,7 @@ where
             false,
         );
         let (x, y, w) = tensors::<B>(&batch, device);
-        let (loss, correct) = masked_loss(model.forward(x), y, w);
+        let (loss, correct) = model.loss(x, y, w);
         let loss_v = scalar(loss.clone());
         if !loss_v.is_finite() {
             return Err(TrainError::NonFinite { step, loss: loss_v });
@@ -579,7 +579,7 @@ where
         b.weights.iter_mut().for_each(|w| *w = 1.0); // full LM loss: every position scored
         let t0 = Instant::now();
         let (x, y, w) = tensors::<B>(&b, device);
-        let (loss, _) = masked_loss(lm.forward(x), y, w);
+        let (loss, _) = lm.loss(x, y, w);
         let grads = GradientsParams::from_grads(loss.backward(), &lm);
         lm = optim.step(1e-3, lm, grads);
         // Force the step to finish before stopping the clock.

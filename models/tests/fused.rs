@@ -1,9 +1,10 @@
 //! The fused host ops (`gated_scan`, `causal_conv_silu`, the whole Mamba block, `rms_norm`,
-//! `embedding`) against their tensor-op compositions (burn's modules for the last two):
+//! `embedding`, `head_loss`) against their tensor-op compositions (burn's modules for the last
+//! three):
 //! forward and every gradient, on random shapes and seeds.
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::Param;
-use burn::nn::{EmbeddingConfig, RmsNormConfig};
+use burn::nn::{EmbeddingConfig, LinearConfig, RmsNormConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use burn::tensor::{Int, TensorData};
@@ -11,7 +12,8 @@ use labbook_models::model::MambaConfig;
 use labbook_models::scan::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
-use labbook_models::scan::{embedding, mamba_block, rms_norm};
+use labbook_models::scan::{embedding, head_loss, mamba_block, rms_norm};
+use labbook_models::train::masked_loss;
 
 mod common;
 use common::rel_err;
@@ -359,4 +361,102 @@ fn embedding_names_a_token_outside_the_vocabulary() {
     let emb = EmbeddingConfig::new(4, 3).init::<B>(&dev);
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 9], [1, 2]), &dev);
     let _ = embedding(&emb, tokens);
+}
+
+/// `head_loss` against burn's `Linear` and `masked_loss`: loss, correct count, and the
+/// gradients of the head input and weight, with some positions unweighted (and one shape with
+/// no weight at all, where the count clamps to 1) and repeated targets.
+fn head_loss_matches<B: AutodiffBackend + ScanBackend>() {
+    assert!(B::HOST_KERNELS, "the CPU backends run the host ops");
+    for (seed, [bt, l, d, vocab]) in [[1, 1, 1, 1], [2, 7, 3, 5], [3, 70, 16, 4], [2, 33, 64, 16]]
+        .into_iter()
+        .enumerate()
+    {
+        let dev = Default::default();
+        B::seed(&dev, seed as u64 + 900);
+        let head = LinearConfig::new(d, vocab).with_bias(false).init::<B>(&dev);
+        let x = leaf::<B, 3>([bt, l, d], Distribution::Normal(0.0, 2.0), &dev);
+        let ids: Vec<i64> = (0..bt * l)
+            .map(|i| ((i * 5 + seed) % vocab) as i64)
+            .collect();
+        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [bt, l]), &dev);
+        // Every third position unweighted; none weighted in the first shape.
+        let w: Vec<f32> = (0..bt * l)
+            .map(|i| {
+                if seed == 0 || i % 3 == 2 {
+                    0.0
+                } else {
+                    0.5 + (i % 4) as f32
+                }
+            })
+            .collect();
+        let weights = Tensor::<B, 2>::from_data(TensorData::new(w, [bt, l]), &dev);
+        let run = |fast: bool| {
+            let x = x.clone().detach().require_grad();
+            let (loss, correct) = if fast {
+                head_loss(
+                    x.clone(),
+                    head.weight.val(),
+                    targets.clone(),
+                    weights.clone(),
+                )
+            } else {
+                masked_loss(head.forward(x.clone()), targets.clone(), weights.clone())
+            };
+            // × 3: the incoming gradient is not 1.
+            let grads = (loss.clone() * 3.0).backward();
+            let gx = x.grad(&grads).unwrap();
+            let gw = head.weight.val().grad(&grads).unwrap();
+            (loss.inner(), correct.inner(), gx, gw)
+        };
+        let ((loss, correct, gx, gw), (loss0, correct0, gx0, gw0)) = (run(true), run(false));
+        let what = format!("head_loss {:?}", [bt, l, d, vocab]);
+        assert!(rel_err(loss, loss0) < 1e-5, "{what}: loss");
+        assert!(rel_err(correct, correct0) == 0.0, "{what}: correct");
+        assert!(rel_err(gx, gx0) < 1e-4, "{what}: dx");
+        assert!(rel_err(gw, gw0) < 1e-4, "{what}: dW");
+    }
+}
+
+#[test]
+fn head_loss_matches_linear_and_masked_loss_ndarray() {
+    head_loss_matches::<Autodiff<NdArray>>();
+}
+
+#[test]
+fn head_loss_matches_linear_and_masked_loss_flex() {
+    head_loss_matches::<Autodiff<Flex>>();
+}
+
+/// Evaluation runs the op without autodiff.
+#[test]
+fn head_loss_matches_untracked() {
+    type B = NdArray;
+    let dev = Default::default();
+    B::seed(&dev, 11);
+    let head = LinearConfig::new(24, 7).with_bias(false).init::<B>(&dev);
+    let x = Tensor::<B, 3>::random([3, 70, 24], Distribution::Normal(0.0, 2.0), &dev);
+    let ids: Vec<i64> = (0..3 * 70).map(|i| (i % 7) as i64).collect();
+    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [3, 70]), &dev);
+    let weights = Tensor::<B, 2>::ones([3, 70], &dev);
+    let (loss, correct) = head_loss(
+        x.clone(),
+        head.weight.val(),
+        targets.clone(),
+        weights.clone(),
+    );
+    let (loss0, correct0) = masked_loss(head.forward(x), targets, weights);
+    assert!(rel_err(loss, loss0) < 1e-5, "loss");
+    assert!(rel_err(correct, correct0) == 0.0, "correct");
+}
+
+#[test]
+#[should_panic(expected = "head_loss: target 7 at position 2 is outside 0..7")]
+fn head_loss_names_a_target_outside_the_vocabulary() {
+    type B = Autodiff<NdArray>;
+    let dev = Default::default();
+    let head = LinearConfig::new(3, 7).with_bias(false).init::<B>(&dev);
+    let x = Tensor::<B, 3>::zeros([1, 3, 3], &dev);
+    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 6, 7], [1, 3]), &dev);
+    let _ = head_loss(x, head.weight.val(), targets, Tensor::ones([1, 3], &dev));
 }

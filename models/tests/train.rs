@@ -8,7 +8,6 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use labbook_models::model::{Lm, LmConfig, Positional};
 use labbook_models::tasks::{Rng, Task};
-use labbook_models::train::masked_loss;
 use labbook_models::{RunConfig, TrainError, TrainObserver, TrainOptions, train};
 
 type B = Autodiff<Flex>;
@@ -34,7 +33,7 @@ fn overfit(pattern: &str) -> (f64, f64) {
     let mut first = None;
     let mut last = f64::NAN;
     for _ in 0..150 {
-        let (loss, _) = masked_loss(model.forward(x.clone()), y.clone(), w.clone());
+        let (loss, _) = model.loss(x.clone(), y.clone(), w.clone());
         last = loss.clone().into_scalar().elem::<f64>();
         first.get_or_insert(last);
         let grads = GradientsParams::from_grads(loss.backward(), &model);

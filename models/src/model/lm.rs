@@ -7,7 +7,8 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
 use super::mamba::{MambaBlock, MambaConfig};
-use crate::scan::{ScanBackend, embedding, rms_norm};
+use crate::scan::{ScanBackend, embedding, head_loss, rms_norm};
+use crate::train::masked_loss;
 
 /// Configuration of a full language model.
 #[derive(Config, Debug)]
@@ -134,6 +135,27 @@ pub struct Lm<B: Backend> {
 impl<B: ScanBackend> Lm<B> {
     /// Token ids `[batch, L]` → logits `[batch, L, vocab]`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.head.forward(self.features(tokens)) // [batch, L, vocab]
+    }
+
+    /// [`masked_loss`] of the logits for `tokens` against `targets` with `weights` (all
+    /// `[batch, L]`): `(loss, correct)`. On host-memory backends the head and the loss run as
+    /// one fused op ([`crate::scan::head_loss`]).
+    pub fn loss(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        weights: Tensor<B, 2>,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let x = self.features(tokens); // [batch, L, d_model]
+        if B::HOST_KERNELS && self.head.bias.is_none() {
+            return head_loss(x, self.head.weight.val(), targets, weights);
+        }
+        masked_loss(self.head.forward(x), targets, weights)
+    }
+
+    /// Token ids `[batch, L]` → the final norm's output `[batch, L, d_model]`.
+    fn features(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, len] = tokens.dims();
         let mut x = embedding(&self.embedding, tokens); // [batch, L, d_model]
         if self.absolute_positions {
@@ -143,6 +165,6 @@ impl<B: ScanBackend> Lm<B> {
         for block in &self.blocks {
             x = block.forward(x); // [batch, L, d_model]
         }
-        self.head.forward(rms_norm(&self.norm_f, x)) // [batch, L, vocab]
+        rms_norm(&self.norm_f, x) // [batch, L, d_model]
     }
 }
