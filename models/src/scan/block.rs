@@ -86,7 +86,7 @@ impl BlockDims {
 
 // The row loops below run through `vectorized` (`elementwise::vectorized_kernel`), compiled
 // for AVX-512/AVX2: as closure bodies the compiler had kept them out of line, in SSE code.
-kernel!(DtProjRows {
+kernel!(fma DtProjRows {
     raw: &'a mut [f32],
     delta: &'a mut [f32],
     low: &'a [f32],
@@ -97,7 +97,14 @@ kernel!(DtProjRows {
 /// `dt_proj` and softplus for rows: `raw = Δ_low · W_dt + b_dt` (`Δ_low` rows of `dt_rank`
 /// values starting at `low`), `delta = softplus(raw)`.
 #[inline(always)]
-fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b_dt: &[f32]) {
+fn dt_proj_rows(
+    raw: &mut [f32],
+    delta: &mut [f32],
+    low: &[f32],
+    w_dt: &[f32],
+    b_dt: &[f32],
+    fma: bool,
+) {
     let di = b_dt.len();
     let r = w_dt.len() / di;
     let rows = raw.chunks_exact_mut(di).zip(delta.chunks_exact_mut(di));
@@ -107,7 +114,7 @@ fn dt_proj_rows(raw: &mut [f32], delta: &mut [f32], low: &[f32], w_dt: &[f32], b
             raw.iter_mut().zip(w).for_each(|(o, &w)| *o += lo * w);
         }
         for (o, &x) in delta.iter_mut().zip(raw.iter()) {
-            *o = softplus(x);
+            *o = softplus(x, fma);
         }
     }
 }

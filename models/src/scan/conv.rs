@@ -77,7 +77,7 @@ impl ConvSilu {
             let (w_t, bias) = (&self.w_t, &self.bias);
             vectorized(ConvItem { out, x, w_t, bias });
         });
-        let out = elementwise::map1(&pre, |p| silu_and_grad(p).0);
+        let out = elementwise::map1(&pre, |p, fma| silu_and_grad(p, fma).0);
         self.pre = pre;
         out
     }
@@ -85,7 +85,7 @@ impl ConvSilu {
     /// Gradients given `dL/dout`.
     pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
         let (l, ch, kk) = (self.len, self.channels, self.kernel);
-        let gpre = elementwise::map2(grad, &self.pre, |g, p| g * silu_and_grad(p).1);
+        let gpre = elementwise::map2(grad, &self.pre, |g, p, fma| g * silu_and_grad(p, fma).1);
         let items = self.x.par_chunks(l * ch).zip(gpre.par_chunks(l * ch));
         let (dx, partial) = filled(self.batch * l * ch, l * ch, items, |dx, (x, gp)| {
             let w_t = &self.w_t;

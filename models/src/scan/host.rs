@@ -3,7 +3,7 @@
 //! Work is split into tasks of (batch item, block of [`BLOCK`] channels) for rayon; inside a
 //! task the time loop is outermost, then the state dimension, and the block's channels are the
 //! SIMD lanes, so each step has `N · BLOCK / LANES` independent recurrences and `C_t · h_t`
-//! needs no horizontal sum. `exp` is a branch-free polynomial ([`fast_exp`]) so it vectorises
+//! needs no horizontal sum. `exp` is a branch-free polynomial ([`exp_with`]) so it vectorises
 //! too (libm's `expf` was a third of a training step). On x86-64 the block kernels are compiled
 //! again for AVX2 + FMA and for AVX-512, and the best copy the CPU has is picked at run time.
 //!
@@ -18,11 +18,9 @@ const BLOCK: usize = 16;
 /// SIMD lanes of the state loop.
 const LANES: usize = 8;
 
-/// `exp(x)` to about 2 ulp for `x` in `[-87, 88]` (clamped outside), branch-free so that loops
-/// over it vectorise: `2^k · p(r)` with `x = k·ln2 + r`, `|r| ≤ ln2/2`, `p` of degree 6. `k`
-/// comes from the bits of the rounding sum (a float-to-int `as` cast would not vectorise).
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
+/// [`exp_with`] without fused multiply-adds (tests).
+#[cfg(test)]
+fn fast_exp(x: f32) -> f32 {
     exp_with::<false>(x)
 }
 
@@ -33,7 +31,10 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// [`fast_exp`], its multiply-adds fused when `FMA`.
+/// `exp(x)` to about 2 ulp for `x` in `[-87, 88]` (clamped outside), branch-free so that loops
+/// over it vectorise: `2^k · p(r)` with `x = k·ln2 + r`, `|r| ≤ ln2/2`, `p` of degree 6. `k`
+/// comes from the bits of the rounding sum (a float-to-int `as` cast would not vectorise). The
+/// multiply-adds are fused when `FMA`.
 #[inline(always)]
 fn exp_with<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -60,34 +61,51 @@ fn lane_mut(s: &mut [f32], i: usize) -> &mut Lane {
     (&mut s[i..i + LANES]).try_into().expect("lane in bounds")
 }
 
+/// [`exp_with`] with the fused multiply-adds chosen by a flag that is a constant where this is
+/// inlined (the element-wise maps pass `true` only in their AVX2/AVX-512 copies: see
+/// `elementwise::vectorized`).
+#[inline(always)]
+fn exp_fused(x: f32, fma: bool) -> f32 {
+    if fma {
+        exp_with::<true>(x)
+    } else {
+        exp_with::<false>(x)
+    }
+}
+
 /// `ln(1 + e)` for `e` in `[0, 1]`: `2·atanh(e / (2 + e))` as an odd series (error < 1e-8).
 #[inline(always)]
-fn ln_1p_unit(e: f32) -> f32 {
+fn ln_1p_unit(e: f32, fma: bool) -> f32 {
     let s = e / (2.0 + e);
     let s2 = s * s;
-    2.0 * s
-        * (1.0
-            + s2 * (1.0 / 3.0
-                + s2 * (1.0 / 5.0
-                    + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0 + s2 / 13.0))))))
+    let mut p = 1.0 / 13.0;
+    for c in [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+        p = if fma {
+            madd::<true>(p, s2, c)
+        } else {
+            madd::<false>(p, s2, c)
+        };
+    }
+    2.0 * s * p
 }
 
-/// `softplus(x) = max(x, 0) + ln(1 + exp(−|x|))`.
+/// `softplus(x) = max(x, 0) + ln(1 + exp(−|x|))`; `fma` as in [`exp_fused`].
 #[inline(always)]
-pub(crate) fn softplus(x: f32) -> f32 {
-    x.max(0.0) + ln_1p_unit(fast_exp(-x.abs()))
+pub(crate) fn softplus(x: f32, fma: bool) -> f32 {
+    x.max(0.0) + ln_1p_unit(exp_fused(-x.abs(), fma), fma)
 }
 
-/// The logistic function `1 / (1 + exp(−x))`.
+/// The logistic function `1 / (1 + exp(−x))`; `fma` as in [`exp_fused`].
 #[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + fast_exp(-x))
+pub(crate) fn sigmoid(x: f32, fma: bool) -> f32 {
+    1.0 / (1.0 + exp_fused(-x, fma))
 }
 
-/// `silu(x) = x·σ(x)` and its derivative `σ(x)·(1 + x·(1 − σ(x)))`.
+/// `silu(x) = x·σ(x)` and its derivative `σ(x)·(1 + x·(1 − σ(x)))`; `fma` as in
+/// [`exp_fused`].
 #[inline(always)]
-pub(crate) fn silu_and_grad(x: f32) -> (f32, f32) {
-    let sg = sigmoid(x);
+pub(crate) fn silu_and_grad(x: f32, fma: bool) -> (f32, f32) {
+    let sg = sigmoid(x, fma);
     (x * sg, sg * (1.0 + x * (1.0 - sg)))
 }
 
@@ -677,17 +695,19 @@ impl GatedScan {
     /// Runs the scan, keeps its ungated output and returns the gated one.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
         self.ys = self.scan.forward();
-        elementwise::map2(&self.ys, &self.z, |y, z| y * silu_and_grad(z).0)
+        elementwise::map2(&self.ys, &self.z, |y, z, fma| y * silu_and_grad(z, fma).0)
     }
 
     /// Gradients `[du, d delta_raw, da, db, dc, dd]` and `dz`, given `dL/dy`.
     pub(crate) fn backward(&self, grad: &[f32]) -> (HostGrads, Vec<f32>) {
-        let (gys, dz) = elementwise::map3_2(grad, &self.z, &self.ys, |g, z, y| {
-            let (s, ds) = silu_and_grad(z);
+        let (gys, dz) = elementwise::map3_2(grad, &self.z, &self.ys, |g, z, y, fma| {
+            let (s, ds) = silu_and_grad(z, fma);
             (g * s, g * y * ds)
         });
         let mut g = self.scan.backward(&gys);
-        elementwise::update(&mut g.ddelta, &self.delta_raw, |d, x| d * sigmoid(x));
+        elementwise::update(&mut g.ddelta, &self.delta_raw, |d, x, fma| {
+            d * sigmoid(x, fma)
+        });
         (g, dz)
     }
 }
@@ -825,15 +845,18 @@ mod tests {
             let sp = xd.max(0.0) + (-xd.abs()).exp().ln_1p();
             let sg = 1.0 / (1.0 + (-xd).exp());
             let rel = |got: f32, want: f64| ((got as f64 - want) / want.abs().max(1e-30)).abs();
-            assert!(rel(softplus(x), sp) < 1e-6, "softplus({x})");
-            assert!(rel(sigmoid(x), sg) < 1e-6, "sigmoid({x})");
-            let (s, ds) = silu_and_grad(x);
-            assert!(
-                (s as f64 - xd * sg).abs() < 1e-6 * (1.0 + xd.abs()),
-                "silu({x})"
-            );
-            let want = sg * (1.0 + xd * (1.0 - sg));
-            assert!((ds as f64 - want).abs() < 1e-6, "silu'({x})");
+            // Both forms: with fused multiply-adds (the vector copies) and without.
+            for fma in [false, true] {
+                assert!(rel(softplus(x, fma), sp) < 1e-6, "softplus({x}, {fma})");
+                assert!(rel(sigmoid(x, fma), sg) < 1e-6, "sigmoid({x}, {fma})");
+                let (s, ds) = silu_and_grad(x, fma);
+                assert!(
+                    (s as f64 - xd * sg).abs() < 1e-6 * (1.0 + xd.abs()),
+                    "silu({x}, {fma})"
+                );
+                let want = sg * (1.0 + xd * (1.0 - sg));
+                assert!((ds as f64 - want).abs() < 1e-6, "silu'({x}, {fma})");
+            }
             x += 0.0731;
         }
     }

@@ -16,11 +16,13 @@ use crate::scan::fill::{filled, filled2};
 /// line, in baseline SSE code.) Declared with [`kernel!`].
 pub(crate) trait Kernel {
     type Out;
-    fn run(self) -> Self::Out;
+    /// `fma`: true in the AVX2/AVX-512 copies (see [`vectorized`]).
+    fn run(self, fma: bool) -> Self::Out;
 }
 
 /// `kernel!(Name { arg: Type, … } -> Out = function)` declares a [`Kernel`] that calls
-/// `function(arg, …)`; `function` must be `#[inline(always)]`.
+/// `function(arg, …)`; `kernel!(fma Name …)` one that calls `function(arg, …, fma)`.
+/// `function` must be `#[inline(always)]`.
 macro_rules! kernel {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = $func:path) => {
         pub(crate) struct $name<'a> {
@@ -29,8 +31,20 @@ macro_rules! kernel {
         impl $crate::scan::host::elementwise::Kernel for $name<'_> {
             type Out = $out;
             #[inline(always)]
-            fn run(self) -> $out {
+            fn run(self, _fma: bool) -> $out {
                 $func($(self.$field),*)
+            }
+        }
+    };
+    (fma $name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = $func:path) => {
+        pub(crate) struct $name<'a> {
+            $(pub(crate) $field: $ty),*
+        }
+        impl $crate::scan::host::elementwise::Kernel for $name<'_> {
+            type Out = $out;
+            #[inline(always)]
+            fn run(self, fma: bool) -> $out {
+                $func($(self.$field,)* fma)
             }
         }
     };
@@ -46,97 +60,100 @@ pub(crate) fn vectorized_kernel<K: Kernel>(k: K) -> K::Out {
         Isa::Avx512 => unsafe { kernel_avx512(k) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { kernel_avx2(k) },
-        _ => k.run(),
+        _ => k.run(false),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 fn kernel_avx512<K: Kernel>(k: K) -> K::Out {
-    k.run()
+    k.run(true)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn kernel_avx2<K: Kernel>(k: K) -> K::Out {
-    k.run()
+    k.run(true)
 }
 
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
 
 /// Runs `body` in a copy compiled for the best vector ISA the CPU has (for small loop bodies;
-/// see [`Kernel`] for row loops).
+/// see [`Kernel`] for row loops). `body` gets `fma`: true in the AVX2/AVX-512 copies, where
+/// `f32::mul_add` is one instruction, false in the baseline one, where it is a libm call. Once
+/// inlined it is a constant, so the math helpers that take it (`host::softplus`, …) use fused
+/// multiply-adds exactly where they are cheap (Rust never fuses `a * b + c` by itself).
 #[inline(always)]
-fn vectorized<R>(body: impl FnOnce() -> R) -> R {
+fn vectorized<R>(body: impl FnOnce(bool) -> R) -> R {
     match Isa::detect() {
         // SAFETY: `detect` saw the features each copy is compiled for.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { with_avx512(body) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { with_avx2(body) },
-        _ => body(),
+        _ => body(false),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-fn with_avx512<R>(body: impl FnOnce() -> R) -> R {
-    body()
+fn with_avx512<R>(body: impl FnOnce(bool) -> R) -> R {
+    body(true)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn with_avx2<R>(body: impl FnOnce() -> R) -> R {
-    body()
+fn with_avx2<R>(body: impl FnOnce(bool) -> R) -> R {
+    body(true)
 }
 
-/// `f(x_i)` for every element.
-pub(crate) fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+/// `f(x_i, fma)` for every element (`fma` as [`vectorized`] passes it).
+pub(crate) fn map1(x: &[f32], f: impl Fn(f32, bool) -> f32 + Sync) -> Vec<f32> {
     filled(x.len(), CHUNK, x.par_chunks(CHUNK), |o, x| {
-        vectorized(|| {
+        vectorized(|fma| {
             for (o, &x) in o.iter_mut().zip(x) {
-                *o = f(x);
+                *o = f(x, fma);
             }
         })
     })
     .0
 }
 
-/// `f(x_i, y_i)` for every element; `x` and `y` have the same length.
-pub(crate) fn map2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+/// `f(x_i, y_i, fma)` for every element; `x` and `y` have the same length.
+pub(crate) fn map2(x: &[f32], y: &[f32], f: impl Fn(f32, f32, bool) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(x.len(), y.len(), "map2: lengths");
     let xy = x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK));
     filled(x.len(), CHUNK, xy, |o, (x, y)| {
-        vectorized(|| {
+        vectorized(|fma| {
             for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = f(x, y);
+                *o = f(x, y, fma);
             }
         })
     })
     .0
 }
 
-/// `d_i = f(d_i, x_i)` for every element.
-pub(crate) fn update(d: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+/// `d_i = f(d_i, x_i, fma)` for every element.
+pub(crate) fn update(d: &mut [f32], x: &[f32], f: impl Fn(f32, f32, bool) -> f32 + Sync) {
     assert_eq!(d.len(), x.len(), "update: lengths");
     d.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(d, x)| {
-            vectorized(|| {
+            vectorized(|fma| {
                 for (d, &x) in d.iter_mut().zip(x) {
-                    *d = f(*d, x);
+                    *d = f(*d, x, fma);
                 }
             })
         });
 }
 
-/// Two outputs `f(x_i, y_i, z_i)` for every element.
+/// Two outputs `f(x_i, y_i, z_i, fma)` for every element.
 pub(crate) fn map3_2(
     x: &[f32],
     y: &[f32],
     z: &[f32],
-    f: impl Fn(f32, f32, f32) -> (f32, f32) + Sync,
+    f: impl Fn(f32, f32, f32, bool) -> (f32, f32) + Sync,
 ) -> (Vec<f32>, Vec<f32>) {
     assert!(x.len() == y.len() && y.len() == z.len(), "map3_2: lengths");
     let xyz = x
@@ -144,9 +161,9 @@ pub(crate) fn map3_2(
         .zip(y.par_chunks(CHUNK))
         .zip(z.par_chunks(CHUNK));
     let (p, q, _) = filled2([x.len(); 2], [CHUNK; 2], xyz, |p, q, ((x, y), z)| {
-        vectorized(|| {
+        vectorized(|fma| {
             for ((((p, q), &x), &y), &z) in p.iter_mut().zip(q).zip(x).zip(y).zip(z) {
-                (*p, *q) = f(x, y, z);
+                (*p, *q) = f(x, y, z, fma);
             }
         })
     });
@@ -163,15 +180,15 @@ mod tests {
         let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let y: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
         assert_eq!(
-            map1(&x, |a| a * 2.0),
+            map1(&x, |a, _| a * 2.0),
             x.iter().map(|a| a * 2.0).collect::<Vec<_>>()
         );
-        let s = map2(&x, &y, |a, b| a - b);
+        let s = map2(&x, &y, |a, b, _| a - b);
         assert!(s.iter().enumerate().all(|(i, &v)| v == x[i] - y[i]));
         let mut d = y.clone();
-        update(&mut d, &x, |d, a| d * a);
+        update(&mut d, &x, |d, a, _| d * a);
         assert!(d.iter().enumerate().all(|(i, &v)| v == y[i] * x[i]));
-        let (p, q) = map3_2(&x, &y, &s, |a, b, c| (a + b, c));
+        let (p, q) = map3_2(&x, &y, &s, |a, b, c, _| (a + b, c));
         assert!(p.iter().enumerate().all(|(i, &v)| v == x[i] + y[i]));
         assert_eq!(q, s);
     }
