@@ -370,19 +370,32 @@ pub fn embedding<B: ScanBackend>(
 }
 
 /// The LM head `x·W` (no bias) and [`crate::train::masked_loss`] on its logits as one host op
-/// with a hand-written backward: `x` `[batch, L, d]`, `weight` `[d, vocab]`, `targets` and
-/// `weights` `[batch, L]`; returns `(loss, correct)`, each `[1]`. Only where
-/// [`ScanBackend::HOST_KERNELS`] (`Lm::loss` picks). Panics on a target outside the vocabulary.
+/// with a hand-written backward where [`ScanBackend::HOST_KERNELS`] (elsewhere those two from
+/// tensor ops): `x` `[batch, L, d]`, `weight` `[d, vocab]`, `targets` and `weights`
+/// `[batch, L]`; returns `(loss, correct)`, each `[1]`. Panics on mismatched shapes and, on the
+/// host, on a target outside the vocabulary.
 pub fn head_loss<B: ScanBackend>(
     x: Tensor<B, 3>,
     weight: Tensor<B, 2>,
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    assert!(
-        B::HOST_KERNELS,
-        "head_loss: runs on host-memory backends only"
+    let ([batch, len, d], [wd, _]) = (x.dims(), weight.dims());
+    assert_eq!(
+        d, wd,
+        "head_loss: input has {d} features, the head weight {wd} rows"
     );
+    for (what, dims) in [("targets", targets.dims()), ("weights", weights.dims())] {
+        assert_eq!(
+            dims,
+            [batch, len],
+            "head_loss: {what} are {dims:?}, the input [{batch}, {len}, {d}]"
+        );
+    }
+    if !B::HOST_KERNELS {
+        let logits = x.matmul(weight.unsqueeze::<3>()); // [batch, L, vocab]
+        return crate::train::masked_loss(logits, targets, weights);
+    }
     let [loss, correct] = B::head_loss_host(
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),

@@ -8,7 +8,7 @@ use burn::nn::{EmbeddingConfig, LinearConfig, RmsNormConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use burn::tensor::{Int, TensorData};
-use labbook_models::model::MambaConfig;
+use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
 use labbook_models::scan::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
@@ -368,26 +368,37 @@ fn embedding_names_a_token_outside_the_vocabulary() {
 /// no weight at all, where the count clamps to 1) and repeated targets.
 fn head_loss_matches<B: AutodiffBackend + ScanBackend>() {
     assert!(B::HOST_KERNELS, "the CPU backends run the host ops");
-    for (seed, [bt, l, d, vocab]) in [[1, 1, 1, 1], [2, 7, 3, 5], [3, 70, 16, 4], [2, 33, 64, 16]]
-        .into_iter()
-        .enumerate()
-    {
+    // Shape 0 has no weight at all (the count clamps to 1), shape 1 a total weight under 1,
+    // shape 4 more rows than one task of a product, shape 5 an all-zero input (every logit
+    // ties: the first index is the prediction).
+    let shapes = [
+        [1, 1, 1, 1],
+        [2, 7, 3, 5],
+        [3, 70, 16, 4],
+        [2, 33, 64, 16],
+        [3, 200, 8, 6],
+        [2, 9, 4, 3],
+    ];
+    for (seed, [bt, l, d, vocab]) in shapes.into_iter().enumerate() {
         let dev = Default::default();
         B::seed(&dev, seed as u64 + 900);
         let head = LinearConfig::new(d, vocab).with_bias(false).init::<B>(&dev);
-        let x = leaf::<B, 3>([bt, l, d], Distribution::Normal(0.0, 2.0), &dev);
+        let x = if seed == 5 {
+            Tensor::zeros([bt, l, d], &dev)
+        } else {
+            leaf::<B, 3>([bt, l, d], Distribution::Normal(0.0, 2.0), &dev)
+        };
         let ids: Vec<i64> = (0..bt * l)
             .map(|i| ((i * 5 + seed) % vocab) as i64)
             .collect();
         let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [bt, l]), &dev);
-        // Every third position unweighted; none weighted in the first shape.
+        // Every third position unweighted.
         let w: Vec<f32> = (0..bt * l)
-            .map(|i| {
-                if seed == 0 || i % 3 == 2 {
-                    0.0
-                } else {
-                    0.5 + (i % 4) as f32
-                }
+            .map(|i| match seed {
+                0 => 0.0,
+                1 => 0.01,
+                _ if i % 3 == 2 => 0.0,
+                _ => 0.5 + (i % 4) as f32,
             })
             .collect();
         let weights = Tensor::<B, 2>::from_data(TensorData::new(w, [bt, l]), &dev);
@@ -416,6 +427,54 @@ fn head_loss_matches<B: AutodiffBackend + ScanBackend>() {
         assert!(rel_err(gx, gx0) < 1e-4, "{what}: dx");
         assert!(rel_err(gw, gw0) < 1e-4, "{what}: dW");
     }
+}
+
+/// `Lm::loss` (which runs `head_loss` on the CPU backends) against `masked_loss` of
+/// `Lm::forward`'s logits, on a whole hybrid model: loss and the gradients of the head, the
+/// embedding and a Mamba block's weight.
+#[test]
+fn lm_loss_matches_masked_loss_of_the_logits() {
+    type B = Autodiff<NdArray>;
+    let dev = Default::default();
+    B::seed(&dev, 21);
+    let lm: Lm<B> = LmConfig::new(7, 16, "MA".to_string())
+        .with_d_state(4)
+        .with_n_heads(2)
+        .init(&dev);
+    let ids: Vec<i64> = (0..2 * 30).map(|i| (i * 3 % 7) as i64).collect();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [2, 30]), &dev);
+    let shifted: Vec<i64> = ids.iter().map(|t| (t + 1) % 7).collect();
+    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(shifted, [2, 30]), &dev);
+    let weights = Tensor::<B, 2>::ones([2, 30], &dev);
+    let (loss, correct) = lm.loss(tokens.clone(), targets.clone(), weights.clone());
+    let (loss0, correct0) = masked_loss(lm.forward(tokens), targets, weights);
+    assert!(
+        rel_err(loss.clone().inner(), loss0.clone().inner()) < 1e-5,
+        "loss"
+    );
+    assert!(rel_err(correct.inner(), correct0.inner()) == 0.0, "correct");
+    let (g, g0) = (loss.backward(), loss0.backward());
+    let head = lm.head.weight.val();
+    let emb = lm.embedding.weight.val();
+    let Block::Mamba(block) = &lm.blocks[0] else {
+        panic!("pattern MA starts with a Mamba block")
+    };
+    let w_in = block.mixer.in_proj.weight.val();
+    for (name, t) in [("head", head), ("embedding", emb), ("in_proj", w_in)] {
+        let (a, b) = (t.grad(&g).unwrap(), t.grad(&g0).unwrap());
+        assert!(rel_err(a, b) < 1e-4, "d{name}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "head_loss: targets are [3, 2], the input [2, 3, 4]")]
+fn head_loss_refuses_targets_of_another_shape() {
+    type B = NdArray;
+    let dev = Default::default();
+    let head = LinearConfig::new(4, 5).with_bias(false).init::<B>(&dev);
+    let targets = Tensor::<B, 2, Int>::zeros([3, 2], &dev);
+    let x = Tensor::<B, 3>::zeros([2, 3, 4], &dev);
+    let _ = head_loss(x, head.weight.val(), targets, Tensor::ones([2, 3], &dev));
 }
 
 #[test]
@@ -451,7 +510,7 @@ fn head_loss_matches_untracked() {
 }
 
 #[test]
-#[should_panic(expected = "head_loss: target 7 at position 2 is outside 0..7")]
+#[should_panic(expected = "head_loss: target 7 at [0, 2] is outside 0..7")]
 fn head_loss_names_a_target_outside_the_vocabulary() {
     type B = Autodiff<NdArray>;
     let dev = Default::default();

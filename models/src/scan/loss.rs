@@ -52,11 +52,15 @@ impl HostHeadLoss {
     ) -> (Self, LossValues) {
         let [batch, len, d] = dims;
         let rows = batch * len;
-        assert!(
-            d > 0 && x.len() == rows * d && w.len().is_multiple_of(d),
-            "head_loss: input of {} values is not [{batch}, {len}, {d}] or the weight of {} \
-             values is not [{d}, vocab]",
+        assert!(d > 0, "head_loss: the input has no features");
+        assert_eq!(
             x.len(),
+            rows * d,
+            "head_loss: input is not [{batch}, {len}, {d}]"
+        );
+        assert!(
+            w.len().is_multiple_of(d),
+            "head_loss: head weight of {} values is not [{d}, vocab]",
             w.len()
         );
         assert!(
@@ -71,7 +75,11 @@ impl HostHeadLoss {
             .enumerate()
             .map(|(i, &t)| match usize::try_from(t) {
                 Ok(t) if t < vocab => t,
-                _ => panic!("head_loss: target {t} at position {i} is outside 0..{vocab}"),
+                _ => panic!(
+                    "head_loss: target {t} at [{}, {}] is outside 0..{vocab}",
+                    i / len.max(1),
+                    i % len.max(1)
+                ),
             })
             .collect();
         let head = View::new(&w, d, vocab);
@@ -132,7 +140,10 @@ impl HostHeadLoss {
         let [d, vocab] = self.weight_shape();
         let rows = self.targets.len();
         let scale = grad / self.count;
-        let tasks = self.probs.par_chunks(ROWS_PER_TASK * vocab).enumerate();
+        let tasks = self
+            .probs
+            .par_chunks((ROWS_PER_TASK * vocab).max(1))
+            .enumerate();
         let (dlogits, _) = filled(
             rows * vocab,
             ROWS_PER_TASK * vocab,
@@ -158,7 +169,8 @@ impl HostHeadLoss {
 }
 
 /// Turns one row of logits into its softmax; returns `−log softmax[target]` and whether the
-/// first largest logit is the target's (burn's `argmax`).
+/// first largest logit is the target's (burn's `argmax`; NaN logits are skipped, where burn's
+/// backends differ, but then the loss is NaN anyway).
 fn softmax_in_place(p: &mut [f32], target: usize) -> (f32, bool) {
     let (mut best, mut max) = (0, f32::NEG_INFINITY);
     for (i, &v) in p.iter().enumerate() {
