@@ -118,9 +118,13 @@ pub(crate) fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
     }
 }
 
-/// The fewest rows of `a` (and `c`) per task of [`par_gemm`], and of the contraction per task
-/// of [`par_gemm_t`].
+/// The fewest rows of `a` (and `c`) per task of [`par_gemm`].
 const GEMM_ROWS: usize = 256;
+
+/// Rows of the contraction per task of [`par_gemm_t`]: fixed, not a share per thread, so that
+/// the partial products and their sum (in order) are the same for every thread count and a
+/// weight gradient does not change in its last bits with the machine.
+const CONTRACTION_ROWS: usize = 512;
 
 /// Rows per task when `rows` are split across the pool's threads: one share per thread (each
 /// task packs the other operand again, so more tasks only cost), at least [`GEMM_ROWS`].
@@ -176,7 +180,7 @@ pub(crate) fn par_gemm_t(a: View, b: View, c: &mut [f32], c_rs: usize) {
     assert_eq!(a.rows, b.rows, "par_gemm_t: contraction");
     assert!(a.cs == 1 && b.cs == 1, "par_gemm_t: contiguous rows");
     let (m, n) = (a.cols, b.cols);
-    let share = share_per_thread(a.rows);
+    let share = CONTRACTION_ROWS;
     let sum = (0..a.rows.div_ceil(share).max(1))
         .into_par_iter()
         .map(|i| {
@@ -279,6 +283,26 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    /// The weight-gradient products give the same bits on every thread count.
+    #[test]
+    fn contraction_sums_do_not_depend_on_the_thread_count() {
+        let (rows, m, n) = (2100, 5, 6);
+        let (a, b) = (values(rows * m, 5), values(rows * n, 6));
+        let product = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| par_gemm_t(View::new(&a, rows, m), View::new(&b, rows, n), &mut c, n));
+            c
+        };
+        let one = product(1);
+        for threads in [2, 3, 4] {
+            assert_eq!(product(threads), one, "{threads} threads");
         }
     }
 
