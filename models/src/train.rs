@@ -535,14 +535,14 @@ pub fn bench_train_with<B>(
 where
     B: AutodiffBackend + ScanBackend,
 {
-    let BenchShape {
-        model,
+    let &BenchShape {
+        ref model,
         d_model,
         layers,
         seq_len,
         batch,
         steps,
-    } = shape.clone();
+    } = shape;
     let bad = |m: String| Err(TrainError::InvalidArgument(m));
     if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
         return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
