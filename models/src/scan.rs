@@ -95,10 +95,7 @@ pub trait ScanBackend: Backend {
         d: FloatTensor<Self>,
         z: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let device = Self::float_device(&u);
-        let mut g = load_gated::<Self>(u, delta_raw, a, b, c, d, z);
-        let y = g.forward();
-        upload::<Self, 3>(y, g.scan.dims(), &device)
+        gated_on_host::<Self>(u, delta_raw, a, b, c, d, z).1
     }
 
     /// Host kernel of [`causal_conv_silu`]; called only when `HOST_KERNELS`.
@@ -107,10 +104,7 @@ pub trait ScanBackend: Backend {
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let device = Self::float_device(&x);
-        let mut cv = load_conv::<Self>(x, w, bias);
-        let out = cv.forward();
-        upload::<Self, 3>(out, [cv.batch, cv.len, cv.channels], &device)
+        conv_on_host::<Self>(x, w, bias).1
     }
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
@@ -414,7 +408,7 @@ fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
         .into_data()
         .convert::<i64>()
         .into_vec::<i64>()
-        .expect("embedding: token ids convert to i64");
+        .expect("token ids convert to i64");
     (v, dims)
 }
 
@@ -567,8 +561,9 @@ fn upload<B: Backend, const D: usize>(
         .tensor()
 }
 
+/// [`GatedScan::forward`] on a backend's tensors: the scan (its backward's state) and `y`.
 #[allow(clippy::too_many_arguments)]
-fn load_gated<B: Backend>(
+fn gated_on_host<B: Backend>(
     u: FloatTensor<B>,
     delta_raw: FloatTensor<B>,
     a: FloatTensor<B>,
@@ -576,9 +571,13 @@ fn load_gated<B: Backend>(
     c: FloatTensor<B>,
     d: FloatTensor<B>,
     z: FloatTensor<B>,
-) -> GatedScan {
+) -> (GatedScan, FloatTensor<B>) {
+    let device = B::float_device(&u);
     let (z, _) = download::<B, 3>(z);
-    GatedScan::new(HostInputs::load::<B>(u, delta_raw, a, b, c, d), z)
+    let mut g = GatedScan::new(HostInputs::load::<B>(u, delta_raw, a, b, c, d), z);
+    let y = g.forward();
+    let y = upload::<B, 3>(y, g.scan.dims(), &device);
+    (g, y)
 }
 
 /// Host copies of [`mamba_block`]'s inputs and the sizes read off their shapes.
@@ -619,11 +618,19 @@ fn download_flat<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
     }
 }
 
-fn load_conv<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, bias: FloatTensor<B>) -> ConvSilu {
+/// [`ConvSilu::forward`] on a backend's tensors: the conv (its backward's state) and `out`.
+fn conv_on_host<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> (ConvSilu, FloatTensor<B>) {
+    let device = B::float_device(&x);
     let (x, dims) = download::<B, 3>(x);
     let (w, _) = download::<B, 2>(w);
     let (bias, _) = download::<B, 1>(bias);
-    ConvSilu::new(x, dims, &w, bias)
+    let mut cv = ConvSilu::new(x, dims, &w, bias);
+    let out = upload::<B, 3>(cv.forward(), dims, &device);
+    (cv, out)
 }
 
 /// Hands each tracked parent its gradient.
@@ -838,6 +845,30 @@ impl<B: Backend> Backward<B, 2> for HeadLossBackwardOp {
     }
 }
 
+/// Finishes a fused host op under autodiff from its prepared `kind`: when a parent needs a
+/// gradient, `tracked` runs on the inner backend and keeps the backward's state; otherwise
+/// `untracked` does. `inputs` go to whichever runs.
+fn finish_host_op<B, C, Op, S, I, const N: usize>(
+    kind: OpsKind<Op, B, Arc<S>, C, N>,
+    inputs: I,
+    tracked: impl FnOnce(I) -> (S, FloatTensor<B>),
+    untracked: impl FnOnce(I) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    Op: Backward<B, N, State = Arc<S>>,
+    S: Send + Sync + std::fmt::Debug + 'static,
+{
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let (state, out) = tracked(inputs);
+            prep.finish(Arc::new(state), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(untracked(inputs)),
+    }
+}
+
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     const HOST_KERNELS: bool = B::HOST_KERNELS;
 
@@ -872,49 +903,43 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        match RmsNormBackwardOp
+        let kind = RmsNormBackwardOp
             .prepare::<C>([x.node.clone(), gamma.node.clone()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (norm, out) = rms_norm_on_host::<B>(x.primitive, gamma.primitive, eps);
-                prep.finish(Arc::new(norm), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::rms_norm_host(x.primitive, gamma.primitive, eps))
-            }
-        }
+            .stateful();
+        finish_host_op(
+            kind,
+            (x.primitive, gamma.primitive),
+            |(x, gamma)| rms_norm_on_host::<B>(x, gamma, eps),
+            |(x, gamma)| B::rms_norm_host(x, gamma, eps),
+        )
     }
 
     fn embedding_host(weights: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
-        match EmbeddingBackwardOp
+        let kind = EmbeddingBackwardOp
             .prepare::<C>([weights.node.clone()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (emb, out) = embedding_on_host::<B>(weights.primitive, tokens);
-                prep.finish(Arc::new(emb), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::embedding_host(weights.primitive, tokens)),
-        }
+            .stateful();
+        finish_host_op(
+            kind,
+            (weights.primitive, tokens),
+            |(w, tokens)| embedding_on_host::<B>(w, tokens),
+            |(w, tokens)| B::embedding_host(w, tokens),
+        )
     }
 
     fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
         let nodes = inputs.each_ref().map(|t| t.node.clone());
-        let prims = inputs.map(|t| t.primitive);
-        match MambaBlockBackwardOp
+        let kind = MambaBlockBackwardOp
             .prepare::<C>(nodes)
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (block, out) = block_on_host::<B>(prims, eps);
-                prep.finish(Arc::new(block), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::mamba_block_host(prims, eps)),
-        }
+            .stateful();
+        finish_host_op(
+            kind,
+            inputs.map(|t| t.primitive),
+            |prims| block_on_host::<B>(prims, eps),
+            |prims| B::mamba_block_host(prims, eps),
+        )
     }
 
     fn gated_scan_host(
@@ -944,23 +969,16 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             d.primitive,
             z.primitive,
         );
-        match GatedScanBackwardOp
+        let kind = GatedScanBackwardOp
             .prepare::<C>(nodes)
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let device = B::float_device(&prims.0);
-                let (u, dr, a, b, c, d, z) = prims;
-                let mut g = load_gated::<B>(u, dr, a, b, c, d, z);
-                let y = upload::<B, 3>(g.forward(), g.scan.dims(), &device);
-                prep.finish(Arc::new(g), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (u, dr, a, b, c, d, z) = prims;
-                prep.finish(B::gated_scan_host(u, dr, a, b, c, d, z))
-            }
-        }
+            .stateful();
+        finish_host_op(
+            kind,
+            prims,
+            |(u, dr, a, b, c, d, z)| gated_on_host::<B>(u, dr, a, b, c, d, z),
+            |(u, dr, a, b, c, d, z)| B::gated_scan_host(u, dr, a, b, c, d, z),
+        )
     }
 
     fn conv_silu_host(
@@ -969,22 +987,16 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let nodes = [x.node.clone(), w.node.clone(), bias.node.clone()];
-        match ConvSiluBackwardOp
+        let kind = ConvSiluBackwardOp
             .prepare::<C>(nodes)
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let device = B::float_device(&x.primitive);
-                let mut cv = load_conv::<B>(x.primitive, w.primitive, bias.primitive);
-                let dims = [cv.batch, cv.len, cv.channels];
-                let out = upload::<B, 3>(cv.forward(), dims, &device);
-                prep.finish(Arc::new(cv), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::conv_silu_host(x.primitive, w.primitive, bias.primitive))
-            }
-        }
+            .stateful();
+        finish_host_op(
+            kind,
+            (x.primitive, w.primitive, bias.primitive),
+            |(x, w, bias)| conv_on_host::<B>(x, w, bias),
+            |(x, w, bias)| B::conv_silu_host(x, w, bias),
+        )
     }
 
     fn selective_scan(

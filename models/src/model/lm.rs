@@ -139,8 +139,8 @@ impl<B: ScanBackend> Lm<B> {
     }
 
     /// [`masked_loss`] of the logits for `tokens` against `targets` with `weights` (all
-    /// `[batch, L]`): `(loss, correct)`. On host-memory backends the head and the loss run as
-    /// one fused op ([`crate::scan::head_loss`]).
+    /// `[batch, L]`): `(loss, correct)`, through [`crate::scan::head_loss`] (one fused op on
+    /// host-memory backends) when the head has no bias.
     pub fn loss(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -148,10 +148,10 @@ impl<B: ScanBackend> Lm<B> {
         weights: Tensor<B, 2>,
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let x = self.features(tokens); // [batch, L, d_model]
-        if B::HOST_KERNELS && self.head.bias.is_none() {
-            return head_loss(x, self.head.weight.val(), targets, weights);
+        match self.head.bias {
+            None => head_loss(x, self.head.weight.val(), targets, weights),
+            Some(_) => masked_loss(self.head.forward(x), targets, weights),
         }
-        masked_loss(self.head.forward(x), targets, weights)
     }
 
     /// Token ids `[batch, L]` → the final norm's output `[batch, L, d_model]`.

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::fill::{ROWS_PER_TASK, filled};
 use super::gemm::{View, gemm, par_gemm_new, par_gemm_t};
+use super::rows::indices_below;
 
 /// The head + loss forward's inputs and softmax, kept for the backward.
 pub(crate) struct HostHeadLoss {
@@ -70,18 +71,14 @@ impl HostHeadLoss {
             weights.len()
         );
         let vocab = w.len() / d;
-        let targets: Vec<usize> = targets
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| match usize::try_from(t) {
-                Ok(t) if t < vocab => t,
-                _ => panic!(
-                    "head_loss: target {t} at [{}, {}] is outside 0..{vocab}",
-                    i / len.max(1),
-                    i % len.max(1)
-                ),
-            })
-            .collect();
+        let targets = indices_below(targets, vocab).unwrap_or_else(|i| {
+            panic!(
+                "head_loss: target {} at [{}, {}] is outside 0..{vocab}",
+                targets[i],
+                i / len.max(1),
+                i % len.max(1)
+            )
+        });
         let head = View::new(&w, d, vocab);
         let tasks = (0..rows.div_ceil(ROWS_PER_TASK)).into_par_iter();
         let (probs, sums) = filled(rows * vocab, ROWS_PER_TASK * vocab, tasks, |probs, task| {

@@ -188,6 +188,14 @@ impl std::fmt::Debug for HostEmbedding {
     }
 }
 
+/// `ids` as indices into `0..bound`, or the position of the first one outside it.
+pub(crate) fn indices_below(ids: &[i64], bound: usize) -> Result<Vec<usize>, usize> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, &t)| usize::try_from(t).ok().filter(|&t| t < bound).ok_or(i))
+        .collect()
+}
+
 impl HostEmbedding {
     /// `[tokens.len(), d]` rows gathered from `weights` (`[vocab, d]`, row-major). Panics,
     /// naming the position, on a token outside `0..vocab`.
@@ -197,16 +205,12 @@ impl HostEmbedding {
             "embedding: weights are not {vocab} rows"
         );
         let dm = weights.len() / vocab;
-        let tokens: Vec<usize> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| match usize::try_from(t) {
-                Ok(t) if t < vocab => t,
-                _ => panic!(
-                    "embedding: token {t} at position {i} is outside the vocabulary 0..{vocab}"
-                ),
-            })
-            .collect();
+        let tokens = indices_below(tokens, vocab).unwrap_or_else(|i| {
+            panic!(
+                "embedding: token {} at position {i} is outside the vocabulary 0..{vocab}",
+                tokens[i]
+            )
+        });
         let (out, _) = filled(
             tokens.len() * dm,
             ROWS_PER_TASK * dm,
