@@ -119,25 +119,33 @@ fn dt_proj_rows(
     }
 }
 
-/// The forward's inputs and everything its backward needs.
-pub(crate) struct HostBlock {
-    pub(crate) dims: BlockDims,
-    /// The RMSNorm (keeps `x`, `γ` and `1 / rms(x)` per row).
-    norm: HostRmsNorm,
+/// The block's weights, shared by its per-item parts ([`SeqBlock`]).
+struct Weights {
+    gamma: Vec<f32>,
     w_in: Vec<f32>,
+    conv_w: Vec<f32>,
+    conv_b: Vec<f32>,
     w_x: Vec<f32>,
     w_dt: Vec<f32>,
+    b_dt: Vec<f32>,
+    /// `A = −exp(A_log)`, `[d_inner, N]`.
+    a: Vec<f32>,
+    d: Vec<f32>,
     w_out: Vec<f32>,
-    /// Normalised input `[R, d_model]`.
-    xn: Vec<f32>,
-    /// The conv (keeps its input and pre-activation).
-    conv: ConvSilu,
-    /// Low-rank Δ `[R, dt_rank]`.
-    dt_low: Vec<f32>,
-    /// The gated scan (keeps `u` = conv output, Δ, `A`, `B`, `C`, `D`, `z` and its output).
-    scan: GatedScan,
-    /// Gated scan output `[R, d_inner]` (the input of `out_proj`).
-    y: Vec<f32>,
+}
+
+/// The forward's inputs and everything its backward needs.
+///
+/// The block runs as one task per batch item ([`SeqBlock`]), each going through every step of
+/// the block on its own rows, rather than each step in parallel over all rows: an item's
+/// activations (~1.3 MB at d_model 64, L 256) stay in its core's L2 from one step to the
+/// next, where whole-batch activations went through L3 at every step. The steps' own parallel
+/// loops still split an item's work when there are fewer items than threads.
+pub(crate) struct HostBlock {
+    pub(crate) dims: BlockDims,
+    weights: Weights,
+    /// One per batch item, in order.
+    items: Vec<SeqBlock>,
 }
 
 impl std::fmt::Debug for HostBlock {
@@ -174,10 +182,91 @@ impl HostBlock {
             );
         }
         let mut take = |i: usize| std::mem::take(&mut inputs[i]);
-        let (x, gamma, w_in) = (take(slot::X), take(slot::NORM), take(slot::IN_PROJ));
-        let (conv_w, conv_b, w_x) = (take(slot::CONV_W), take(slot::CONV_B), take(slot::X_PROJ));
-        let (w_dt, b_dt, a_log) = (take(slot::DT_W), take(slot::DT_B), take(slot::A_LOG));
-        let (d, w_out) = (take(slot::D), take(slot::OUT_PROJ));
+        let x = take(slot::X);
+        let weights = Weights {
+            gamma: take(slot::NORM),
+            w_in: take(slot::IN_PROJ),
+            conv_w: take(slot::CONV_W),
+            conv_b: take(slot::CONV_B),
+            w_x: take(slot::X_PROJ),
+            w_dt: take(slot::DT_W),
+            b_dt: take(slot::DT_B),
+            a: take(slot::A_LOG).iter().map(|v| -v.exp()).collect(),
+            d: take(slot::D),
+            w_out: take(slot::OUT_PROJ),
+        };
+        let item = BlockDims { batch: 1, ..dims };
+        let per_item = dims.len * d_model;
+        // Each task writes its item's output rows while they are still in its cache.
+        let (out, items) = filled(x.len(), per_item, x.par_chunks(per_item), |out, x| {
+            let (seq, y) = SeqBlock::forward(item, eps, x.to_vec(), &weights);
+            out.copy_from_slice(&y);
+            seq
+        });
+        let block = HostBlock {
+            dims,
+            weights,
+            items,
+        };
+        (block, out)
+    }
+
+    /// Gradients of every input in [`slot`] order, given `dL/dout` `[batch, L, d_model]`.
+    pub(crate) fn backward(&self, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
+        let dims = self.dims;
+        assert_eq!(
+            grad.len(),
+            dims.batch * dims.len * dims.d_model,
+            "block grad"
+        );
+        let per_item = dims.len * dims.d_model;
+        let tasks = self.items.par_iter().zip(grad.par_chunks(per_item));
+        let (dx, parts) = filled(grad.len(), per_item, tasks, |dx, (seq, g)| {
+            let mut grads = seq.backward(&self.weights, g);
+            dx.copy_from_slice(&std::mem::take(&mut grads[slot::X]));
+            grads
+        });
+        // The weights' gradients summed over items in item order, so that they do not depend
+        // on which thread ran which item.
+        let shapes = dims.input_shapes();
+        let mut out: [Vec<f32>; slot::COUNT] = std::array::from_fn(|k| match k {
+            slot::X => Vec::new(),
+            _ => vec![0.0f32; shapes[k].iter().product()],
+        });
+        for grads in parts {
+            for (k, (sum, g)) in out.iter_mut().zip(grads).enumerate() {
+                if k != slot::X {
+                    sum.iter_mut().zip(&g).for_each(|(o, v)| *o += v);
+                }
+            }
+        }
+        out[slot::X] = dx;
+        out
+    }
+}
+
+/// One batch item's share of a [`HostBlock`]: its activations (the weights stay in the
+/// block).
+struct SeqBlock {
+    dims: BlockDims,
+    /// The RMSNorm (keeps `x`, `γ` and `1 / rms(x)` per row).
+    norm: HostRmsNorm,
+    /// Normalised input `[R, d_model]`.
+    xn: Vec<f32>,
+    /// The conv (keeps its input and pre-activation).
+    conv: ConvSilu,
+    /// Low-rank Δ `[R, dt_rank]`.
+    dt_low: Vec<f32>,
+    /// The gated scan (keeps `u` = conv output, Δ, `A`, `B`, `C`, `D`, `z` and its output).
+    scan: GatedScan,
+    /// Gated scan output `[R, d_inner]` (the input of `out_proj`).
+    y: Vec<f32>,
+}
+
+impl SeqBlock {
+    /// The forward of `dims.batch` items whose input rows are `x`; returns `[batch, L,
+    /// d_model]`.
+    fn forward(dims: BlockDims, eps: f32, x: Vec<f32>, w: &Weights) -> (Self, Vec<f32>) {
         let BlockDims {
             batch,
             len,
@@ -191,18 +280,18 @@ impl HostBlock {
         let p = dims.proj();
 
         // RMSNorm: xn = x · rstd · γ (the norm keeps x, the residual).
-        let (norm, xn) = HostRmsNorm::forward(x, gamma, eps, [batch, len]);
+        let (norm, xn) = HostRmsNorm::forward(x, w.gamma.clone(), eps, [batch, len]);
 
         // in_proj, as two products so that the conv input and the gate come out contiguous.
         let xn_v = View::new(&xn, rows, dm);
-        let xs = par_gemm_new(None, xn_v, View::cols(&w_in, dm, 2 * di, 0, di));
-        let z = par_gemm_new(None, xn_v, View::cols(&w_in, dm, 2 * di, di, di));
+        let xs = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, 0, di));
+        let z = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, di, di));
 
-        let mut conv = ConvSilu::new(xs, [batch, len, di], &conv_w, conv_b);
+        let mut conv = ConvSilu::new(xs, [batch, len, di], &w.conv_w, w.conv_b.clone());
         let u = conv.forward(); // [R, d_inner]
 
         // x_proj → [Δ_low | B | C], split into contiguous buffers.
-        let dbc = par_gemm_new(None, View::new(&u, rows, di), View::new(&w_x, di, p));
+        let dbc = par_gemm_new(None, View::new(&u, rows, di), View::new(&w.w_x, di, p));
         let mut dt_low = vec![0.0f32; rows * r];
         let mut b = vec![0.0f32; rows * n];
         let mut c = vec![0.0f32; rows * n];
@@ -221,7 +310,7 @@ impl HostBlock {
             (0..rows.div_ceil(ROWS_PER_TASK)).into_par_iter(),
             |raw, delta, task| {
                 let lo = &dt_low[(task * ROWS_PER_TASK * r).min(dt_low.len())..];
-                let (w_dt, b_dt) = (&w_dt, &b_dt);
+                let (w_dt, b_dt) = (&w.w_dt, &w.b_dt);
                 vectorized(DtProjRows {
                     raw,
                     delta,
@@ -232,7 +321,6 @@ impl HostBlock {
             },
         );
 
-        let a: Vec<f32> = a_log.iter().map(|v| -v.exp()).collect();
         let inputs = HostInputs {
             batch,
             len,
@@ -240,10 +328,10 @@ impl HostBlock {
             state: n,
             u,
             delta,
-            a,
+            a: w.a.clone(),
             b,
             c,
-            d,
+            d: w.d.clone(),
         };
         let mut scan = GatedScan::with_delta(inputs, delta_raw, z);
         let y = scan.forward(); // [R, d_inner]
@@ -252,16 +340,12 @@ impl HostBlock {
         let out = par_gemm_new(
             Some(norm.x()),
             View::new(&y, rows, di),
-            View::new(&w_out, di, dm),
+            View::new(&w.w_out, di, dm),
         );
 
-        let block = HostBlock {
+        let block = SeqBlock {
             dims,
             norm,
-            w_in,
-            w_x,
-            w_dt,
-            w_out,
             xn,
             conv,
             dt_low,
@@ -271,8 +355,9 @@ impl HostBlock {
         (block, out)
     }
 
-    /// Gradients of every input in [`slot`] order, given `dL/dout` `[batch, L, d_model]`.
-    pub(crate) fn backward(&self, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
+    /// This part's share of the gradients of every input in [`slot`] order, given its rows of
+    /// `dL/dout`.
+    fn backward(&self, w: &Weights, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
         let BlockDims {
             d_model: dm,
             d_inner: di,
@@ -287,17 +372,12 @@ impl HostBlock {
         // out_proj.
         let mut d_out = vec![0.0f32; di * dm];
         par_gemm_t(View::new(&self.y, rows, di), g_v, &mut d_out, dm);
-        let gy = par_gemm_new(None, g_v, View::new(&self.w_out, di, dm).t());
+        let gy = par_gemm_new(None, g_v, View::new(&w.w_out, di, dm).t());
 
         // Gated scan: du (into the conv output), dΔ_raw, dA, dB, dC, dD and dz.
         let (sg, dz) = self.scan.backward(&gy);
         drop(gy);
-        let d_a_log: Vec<f32> = sg
-            .da
-            .iter()
-            .zip(&self.scan.scan.a)
-            .map(|(g, a)| g * a)
-            .collect();
+        let d_a_log: Vec<f32> = sg.da.iter().zip(&w.a).map(|(g, a)| g * a).collect();
 
         // dt_proj.
         let ddr = View::new(&sg.ddelta, rows, di);
@@ -306,7 +386,7 @@ impl HostBlock {
 
         // x_proj: the gradient of [Δ_low | B | C] (with dt_proj's bias gradient, a column sum
         // of dΔ_raw, from the same rows), then of its weight and input.
-        let w_dt_t = View::new(&self.w_dt, r, di).t();
+        let w_dt_t = View::new(&w.w_dt, r, di).t();
         let tasks = sg.ddelta.par_chunks(ROWS_PER_TASK * di).enumerate();
         let (g_dbc, bias_parts) = filled(rows * p, ROWS_PER_TASK * p, tasks, |g, (task, dd)| {
             let (r0, task_rows) = (task * ROWS_PER_TASK, g.len() / p);
@@ -332,7 +412,7 @@ impl HostBlock {
             p,
         );
         let mut g_u = sg.du;
-        par_gemm(g_dbc_v, View::new(&self.w_x, di, p).t(), 1.0, &mut g_u);
+        par_gemm(g_dbc_v, View::new(&w.w_x, di, p).t(), 1.0, &mut g_u);
         drop(g_dbc);
 
         // Conv + SiLU.
@@ -345,8 +425,8 @@ impl HostBlock {
         let mut d_in = vec![0.0f32; dm * 2 * di];
         par_gemm_t(xn_v, gx_v, &mut d_in, 2 * di);
         par_gemm_t(xn_v, gz_v, &mut d_in[di..], 2 * di);
-        let w_in_x = View::cols(&self.w_in, dm, 2 * di, 0, di).t();
-        let w_in_z = View::cols(&self.w_in, dm, 2 * di, di, di).t();
+        let w_in_x = View::cols(&w.w_in, dm, 2 * di, 0, di).t();
+        let w_in_z = View::cols(&w.w_in, dm, 2 * di, di, di).t();
         let mut g_xn = par_gemm_new(None, gx_v, w_in_x);
         par_gemm(gz_v, w_in_z, 1.0, &mut g_xn);
 
