@@ -419,16 +419,23 @@ impl SeqBlock {
         let cg = self.conv.backward(&g_u);
         drop(g_u);
 
-        // in_proj: weight columns [0, d_inner) from the conv input, the rest from the gate.
-        let xn_v = View::new(&self.xn, rows, dm);
-        let (gx_v, gz_v) = (View::new(&cg.dx, rows, di), View::new(&dz, rows, di));
+        // in_proj: its output's gradient is [d conv input | dz] side by side, so that the
+        // weight and input gradients are one product each (`K` = 2·d_inner for the input's)
+        // rather than two.
+        let mut g_in = vec![0.0f32; rows * 2 * di];
+        for ((row, gx), gz) in g_in
+            .chunks_exact_mut(2 * di)
+            .zip(cg.dx.chunks_exact(di))
+            .zip(dz.chunks_exact(di))
+        {
+            row[..di].copy_from_slice(gx);
+            row[di..].copy_from_slice(gz);
+        }
+        drop(dz);
+        let g_in_v = View::new(&g_in, rows, 2 * di);
         let mut d_in = vec![0.0f32; dm * 2 * di];
-        par_gemm_t(xn_v, gx_v, &mut d_in, 2 * di);
-        par_gemm_t(xn_v, gz_v, &mut d_in[di..], 2 * di);
-        let w_in_x = View::cols(&w.w_in, dm, 2 * di, 0, di).t();
-        let w_in_z = View::cols(&w.w_in, dm, 2 * di, di, di).t();
-        let mut g_xn = par_gemm_new(None, gx_v, w_in_x);
-        par_gemm(gz_v, w_in_z, 1.0, &mut g_xn);
+        par_gemm_t(View::new(&self.xn, rows, dm), g_in_v, &mut d_in, 2 * di);
+        let g_xn = par_gemm_new(None, g_in_v, View::new(&w.w_in, dm, 2 * di).t());
 
         // RMSNorm, with the residual's gradient.
         let (dx, d_gamma) = self.norm.backward(&g_xn, Some(grad));
