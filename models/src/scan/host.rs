@@ -501,31 +501,34 @@ fn backward_pass<const FMA: bool>(
             ddelta[t * w + j] = ga[j] + x[j] * gb[j];
         }
     }
-    BlockGrads::assemble((k0, w), [du, ddelta], &da, &dd, [&*pc, &*pb], reduce)
+    let dcb = [&*pc, &*pb].map(|p| {
+        let mut out = vec![0.0f32; l * n];
+        reduce(p, &mut out);
+        out
+    });
+    BlockGrads::assemble((k0, w), [du, ddelta], &da, &dd, dcb)
 }
 
 impl BlockGrads {
     /// A task's gradients from the backward pass's buffers: `da` as `[N, BLOCK]`, `dd` per
-    /// lane, and the lane partial sums `pc`, `pb` of `dC`, `dB` as `[L, N, LANES]`.
+    /// lane, and this block's shares of `dC` and `dB` as `[L, N]`.
     #[inline(always)]
     fn assemble(
         (k0, w): (usize, usize),
         [du, ddelta]: [Vec<f32>; 2],
         da: &[f32],
         dd: &Blk,
-        [pc, pb]: [&[f32]; 2],
-        reduce: impl Fn(&[f32], &mut [f32]),
+        [dc, db]: [Vec<f32>; 2],
     ) -> Self {
         let n = da.len() / BLOCK;
-        let l = pc.len() / (n * LANES).max(1);
         let mut g = BlockGrads {
             k0,
             width: w,
             du,
             ddelta,
             da: vec![0.0; w * n],
-            db: vec![0.0; l * n],
-            dc: vec![0.0; l * n],
+            db,
+            dc,
             dd: dd[..w].to_vec(),
         };
         for j in 0..w {
@@ -533,8 +536,6 @@ impl BlockGrads {
                 g.da[j * n + st] = da[st * BLOCK + j];
             }
         }
-        reduce(pc, &mut g.dc);
-        reduce(pb, &mut g.db);
         g
     }
 }

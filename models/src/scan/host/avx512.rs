@@ -194,6 +194,13 @@ fn backward_pass(
     let mut dd = _mm512_setzero_ps();
     let mut du = vec![0.0f32; l * w];
     let mut ddelta = vec![0.0f32; l * w];
+    // dC_t and dB_t sum over the block's channels (the lanes): per step the products dy·h_t and
+    // gs·Δx of every state go to `hcs` and `gxs`, then one transpose-add ([`sum_lanes_16`])
+    // when N = 16 (one vector of sums), else a fold to 8-lane partial sums per state that
+    // `reduce_lanes` finishes after the pass.
+    let by_tree = n == BLOCK;
+    let (mut hcs, mut gxs) = (vec![[0.0f32; BLOCK]; n], vec![[0.0f32; BLOCK]; n]);
+    let (mut dc, mut db) = (vec![0.0f32; l * n], vec![0.0f32; l * n]);
     for t in (0..l).rev() {
         let row = bi * l + t;
         let (dt, x, dy) = (
@@ -209,7 +216,6 @@ fn backward_pass(
             &states[(t + 1) * n..(t + 2) * n],
         );
         let decs = &decays[t * n..(t + 1) * n];
-        let (pcs, pbs) = (&mut pc[t * n..(t + 1) * n], &mut pb[t * n..(t + 1) * n]);
         // gb = Σ_s gs·B_s; ga = Σ_s A_s·gs·decay_s·h_{t−1,s}.
         let (mut gb, mut ga) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let per_state = carry
@@ -217,8 +223,8 @@ fn backward_pass(
             .zip(da.iter_mut())
             .zip(at.iter().zip(bt).zip(ct))
             .zip(prevs.iter().zip(hs).zip(decs))
-            .zip(pcs.iter_mut().zip(pbs.iter_mut()));
-        for ((((carry, da), ((a, &b), &c)), ((prev, h), dec)), (pcv, pbv)) in per_state {
+            .zip(hcs.iter_mut().zip(gxs.iter_mut()));
+        for ((((carry, da), ((a, &b), &c)), ((prev, h), dec)), (hc, gx)) in per_state {
             let gs = _mm512_fmadd_ps(dy, _mm512_set1_ps(c), ld(carry));
             let nc = _mm512_mul_ps(gs, ld(dec));
             let q = _mm512_mul_ps(nc, ld(prev));
@@ -226,8 +232,18 @@ fn backward_pass(
             ga = _mm512_fmadd_ps(ld(a), q, ga);
             gb = _mm512_fmadd_ps(gs, _mm512_set1_ps(b), gb);
             st(da, _mm512_fmadd_ps(dt, q, ld(da)));
-            fold(pcv, _mm512_mul_ps(dy, ld(h)));
-            fold(pbv, _mm512_mul_ps(gs, dtx));
+            st(hc, _mm512_mul_ps(dy, ld(h)));
+            st(gx, _mm512_mul_ps(gs, dtx));
+        }
+        if by_tree {
+            store(&mut dc, t * n, sum_lanes_16(&hcs));
+            store(&mut db, t * n, sum_lanes_16(&gxs));
+        } else {
+            let (pcs, pbs) = (&mut pc[t * n..(t + 1) * n], &mut pb[t * n..(t + 1) * n]);
+            for (((pcv, pbv), hc), gx) in pcs.iter_mut().zip(pbs.iter_mut()).zip(&hcs).zip(&gxs) {
+                fold(pcv, ld(hc));
+                fold(pbv, ld(gx));
+            }
         }
         store_first(
             &mut du,
@@ -237,19 +253,62 @@ fn backward_pass(
         );
         store_first(&mut ddelta, t * w, w, _mm512_fmadd_ps(x, gb, ga));
     }
-    let da = da.as_flattened();
-    let (pc, pb) = (pc.as_flattened(), pb.as_flattened());
+    if !by_tree {
+        super::avx2::reduce_lanes(pc.as_flattened(), &mut dc);
+        super::avx2::reduce_lanes(pb.as_flattened(), &mut db);
+    }
     let mut dd_lanes = [0.0f32; BLOCK];
     store(&mut dd_lanes, 0, dd);
     BlockGrads::assemble(
         (k0, w),
         [du, ddelta],
-        da,
+        da.as_flattened(),
         &dd_lanes,
-        [pc, pb],
-        // The closure has `backward_pass`'s target features (a superset of AVX2's).
-        |p, o| super::avx2::reduce_lanes(p, o),
+        [dc, db],
     )
+}
+
+/// The lane sums of 16 vectors as one vector: lane `s` = `Σ_i v[s][i]`. A tree of 15
+/// shuffle-and-add steps (each halves the lanes per vector and doubles the vectors per
+/// register), then one permutation: 46 instructions where 16 separate horizontal sums take
+/// ~64.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn sum_lanes_16(v: &[[f32; BLOCK]]) -> __m512 {
+    let v: &[[f32; BLOCK]; BLOCK] = v.try_into().expect("16 vectors");
+    // 128-bit blocks: [a0 a1 b0 b1] + [a2 a3 b2 b3] → 8 partial sums each of a and b.
+    let pair_blocks = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xEE>(a, b),
+        )
+    };
+    // [ab0 ab2 cd0 cd2] + [ab1 ab3 cd1 cd3] → one 128-bit block (4 partial sums) per vector.
+    let pair_halves = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(a, b),
+            _mm512_shuffle_f32x4::<0xDD>(a, b),
+        )
+    };
+    let s: [__m512; 8] = std::array::from_fn(|i| pair_blocks(ld(&v[2 * i]), ld(&v[2 * i + 1])));
+    // t[j] block k: the 4 partial sums of vector 4j + k.
+    let t: [__m512; 4] = std::array::from_fn(|j| pair_halves(s[2 * j], s[2 * j + 1]));
+    // Within each block: [t0 t0 t1 t1] pairs, then single sums.
+    let u01 = _mm512_add_ps(
+        _mm512_shuffle_ps::<0x44>(t[0], t[1]),
+        _mm512_shuffle_ps::<0xEE>(t[0], t[1]),
+    );
+    let u23 = _mm512_add_ps(
+        _mm512_shuffle_ps::<0x44>(t[2], t[3]),
+        _mm512_shuffle_ps::<0xEE>(t[2], t[3]),
+    );
+    let sums = _mm512_add_ps(
+        _mm512_shuffle_ps::<0x88>(u01, u23),
+        _mm512_shuffle_ps::<0xDD>(u01, u23),
+    );
+    // Lane 4k + j holds vector 4j + k; put vector s in lane s.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(order, sums)
 }
 
 #[cfg(test)]
