@@ -9,10 +9,11 @@ use burn::tensor::backend::AutodiffBackend;
 use labbook_models::scan::ScanBackend;
 use labbook_models::train::{BenchResult, BenchShape, TrainError, bench_train_with};
 
-fn run<B: AutodiffBackend + ScanBackend>(
-    shape: &BenchShape,
-    name: &str,
-) -> Result<BenchResult, TrainError> {
+fn run<B>(shape: &BenchShape, name: &str) -> Result<BenchResult, TrainError>
+where
+    B: AutodiffBackend + ScanBackend,
+    B::InnerBackend: ScanBackend,
+{
     bench_train_with::<B>(shape, &Default::default(), name)
 }
 

@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod backend;
 pub mod config;
 pub mod model;
+pub mod optim;
 pub mod scan;
 #[cfg(any(test, feature = "cuda", feature = "wgpu"))]
 mod scan_cubecl;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
 use crate::config::{ConfigError, RunConfig, TaskKind};
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
+use crate::optim::{AdamWParams, HostAdamW};
 use crate::scan::ScanBackend;
 use crate::tasks::{Batch, Rng, Task};
 
@@ -339,11 +340,12 @@ where
     B::seed(device, t.seed);
     let mut model: Lm<B> = cfg.lm_config().init(device);
     let n_params = model.num_params();
-    let mut optim = AdamWConfig::new()
-        .with_beta_2(0.95)
-        .with_epsilon(1e-8)
-        .with_weight_decay(t.weight_decay as f32)
-        .init::<B, Lm<B>>();
+    let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams {
+        beta_2: 0.95,
+        epsilon: 1e-8,
+        weight_decay: t.weight_decay as f32,
+        ..AdamWParams::default()
+    });
     let mut start = 0u64;
     if let Some(dir) = &opts.resume_from {
         let rec = Rec::new();
@@ -534,6 +536,7 @@ pub fn bench_train_with<B>(
 ) -> Result<BenchResult, TrainError>
 where
     B: AutodiffBackend + ScanBackend,
+    B::InnerBackend: ScanBackend,
 {
     let &BenchShape {
         ref model,
@@ -570,7 +573,7 @@ where
         .with_positional(positional)
         .init(device);
     let n_params = lm.num_params();
-    let mut optim = AdamWConfig::new().init::<B, Lm<B>>();
+    let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams::default());
     let task = Task::InductionHeads { vocab };
     let warmup = 2;
     let mut times = Vec::with_capacity(steps);
