@@ -1,6 +1,8 @@
 //! Matrix products on host buffers for the fused ops: [`View`]s (a transpose or a column
-//! slice is a stride, not a copy) multiplied by `matrixmultiply`, with the rows split across
-//! rayon tasks.
+//! slice is a stride, not a copy), with the rows split across rayon tasks. Products whose
+//! right operand has contiguous rows run an unpacked AVX-512 kernel where the CPU has one
+//! (`avx512::gemm`, faster than `matrixmultiply` at these small shapes); the rest, and every
+//! product on other CPUs, run `matrixmultiply`.
 use rayon::prelude::*;
 
 use super::fill::{filled, sum_in_order};
@@ -96,6 +98,13 @@ pub(crate) fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
     if a.rows == 0 || b.cols == 0 {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if b.cs == 1 && a.cols > 0 && std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked), and the asserts above keep every index of
+        // the views inside their slices.
+        unsafe { avx512::gemm(a, b, beta, c, c_rs) };
+        return;
+    }
     // SAFETY: the asserts above keep every index of the three views inside its slice, and `c`
     // is borrowed mutably, so it aliases neither input.
     unsafe {
@@ -116,6 +125,128 @@ pub(crate) fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
             1,
         );
     }
+}
+
+/// The products whose right operand has contiguous rows, without packing: for a block of
+/// [`MR`] rows of `a` and [`NV`] vectors of columns of `b`, `MR · NV` accumulators take one
+/// broadcast element of `a` times a row piece of `b` per step of the contraction. At these
+/// shapes (`K` = 36–256, `N` = 36–256) `matrixmultiply` spent a quarter of its time packing
+/// both operands; here `a` is read in place (any strides) and `b`'s row pieces stay in cache
+/// across the row blocks.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::View;
+
+    /// Rows of `a` per block.
+    const MR: usize = 8;
+    /// 16-float vectors of columns per block.
+    const NV: usize = 2;
+
+    /// `c = a·b + beta·c` (`b.cs == 1`, shapes checked by the caller).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and every index of the views and of `c` (`a.rows × b.cols`
+    /// at row stride `c_rs`) must be inside its slice.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gemm(a: View, b: View, beta: f32, c: &mut [f32], c_rs: usize) {
+        let (m, n) = (a.rows, b.cols);
+        for j0 in (0..n).step_by(NV * 16) {
+            let width = (n - j0).min(NV * 16);
+            // SAFETY (all four): rows i0..i0 + MR (or row i) and columns j0..j0 + width are in
+            // range. A last piece of at most 16 columns takes one vector per row, not NV.
+            let mut i0 = 0;
+            while i0 + MR <= m {
+                match width > 16 {
+                    true => unsafe { block::<MR, NV>(a, b, beta, c, c_rs, i0, j0, width) },
+                    false => unsafe { block::<MR, 1>(a, b, beta, c, c_rs, i0, j0, width) },
+                }
+                i0 += MR;
+            }
+            for i in i0..m {
+                match width > 16 {
+                    true => unsafe { block::<1, NV>(a, b, beta, c, c_rs, i, j0, width) },
+                    false => unsafe { block::<1, 1>(a, b, beta, c, c_rs, i, j0, width) },
+                }
+            }
+        }
+    }
+
+    /// Lanes `0..w` (at most 16) set.
+    #[inline(always)]
+    fn lanes(w: usize) -> __mmask16 {
+        if w >= 16 {
+            !0
+        } else {
+            ((1u32 << w) - 1) as __mmask16
+        }
+    }
+
+    /// Rows `i0..i0 + R` and columns `j0..j0 + width` (`width` ≤ `V · 16`) of `c`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const R: usize, const V: usize>(
+        a: View,
+        b: View,
+        beta: f32,
+        c: &mut [f32],
+        c_rs: usize,
+        i0: usize,
+        j0: usize,
+        width: usize,
+    ) {
+        let masks: [__mmask16; V] = std::array::from_fn(|v| lanes(width.saturating_sub(16 * v)));
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        for p in 0..a.cols {
+            let brow = bp.wrapping_add(p * b.rs + j0);
+            // SAFETY: columns j0..j0 + width of row p of `b` are in range; masked lanes are not
+            // read.
+            let bv: [__m512; V] = std::array::from_fn(|v| unsafe {
+                _mm512_maskz_loadu_ps(masks[v], brow.wrapping_add(16 * v))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: element (i0 + r, p) of `a` is in range.
+                let x = _mm512_set1_ps(unsafe { *ap.add((i0 + r) * a.rs + p * a.cs) });
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(x, bv, *acc);
+                }
+            }
+        }
+        let beta_v = _mm512_set1_ps(beta);
+        for (r, acc) in acc.iter().enumerate() {
+            let crow = c.as_mut_ptr().wrapping_add((i0 + r) * c_rs + j0);
+            for (v, &acc) in acc.iter().enumerate() {
+                let at = crow.wrapping_add(16 * v);
+                // SAFETY: columns j0..j0 + width of row i0 + r of `c` are in range; masked
+                // lanes are neither read nor written.
+                unsafe {
+                    let out = if beta == 0.0 {
+                        acc
+                    } else {
+                        _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(masks[v], at), acc)
+                    };
+                    _mm512_mask_storeu_ps(at, masks[v], out);
+                }
+            }
+        }
+    }
+}
+
+/// `m` (`rows × cols`, contiguous) transposed into a new contiguous `cols × rows` matrix:
+/// products with a transposed weight take this copy (made once per op) so that the right
+/// operand has contiguous rows, which [`gemm`]'s unpacked kernel needs.
+pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(m.len(), rows * cols, "transposed: size");
+    let mut t = vec![0.0f32; m.len()];
+    for (i, row) in m.chunks_exact(cols.max(1)).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
 }
 
 /// The fewest rows of `a` (and `c`) per task of [`par_gemm`].
@@ -248,8 +379,13 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                for rows in [1, 255, 257, 600, 1100] {
-                    let (k, n, wide) = (9, 7, 12);
+                // n = 7, 23 and 37: one masked vector per row; two with a masked second (the AVX-512
+                // kernel's column pieces are 32 wide); a full piece and a masked one.
+                let shapes = [1, 255, 257, 600, 1100]
+                    .into_iter()
+                    .flat_map(|r| [(r, 7), (r, 23), (r, 37)]);
+                for (rows, n) in shapes {
+                    let (k, wide) = (9, n + 5);
                     let a = values(rows * k, 1);
                     let w = values(k * wide, 2); // [k, wide]; columns 3..3 + n are used
                     let wt = values(n * k, 3); // [n, k], used transposed

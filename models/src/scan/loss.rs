@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::fill::{ROWS_PER_TASK, filled};
-use super::gemm::{View, gemm, par_gemm_new, par_gemm_t};
+use super::gemm::{View, gemm, par_gemm_new, par_gemm_t, transposed};
 use super::rows::indices_below;
 
 /// The head + loss forward's inputs and softmax, kept for the backward.
@@ -158,7 +158,9 @@ impl HostHeadLoss {
             },
         );
         let dl = View::new(&dlogits, rows, vocab);
-        let dx = par_gemm_new(None, dl, View::new(&self.w, d, vocab).t());
+        // The weight transposed once, so that the product's right operand has contiguous rows.
+        let w_t = transposed(&self.w, d, vocab);
+        let dx = par_gemm_new(None, dl, View::new(&w_t, vocab, d));
         let mut dw = vec![0.0f32; d * vocab];
         par_gemm_t(View::new(&self.x, rows, d), dl, &mut dw, vocab);
         (dx, dw)
