@@ -213,7 +213,8 @@ impl HostBlock {
             w_out,
         };
         let item = BlockDims { batch: 1, ..dims };
-        let per_item = dims.len * d_model;
+        // At least 1 so that a length-0 sequence makes no tasks rather than a zero chunk size.
+        let per_item = (dims.len * d_model).max(1);
         // Each task writes its item's output rows while they are still in its cache.
         let (out, items) = filled(x.len(), per_item, x.par_chunks(per_item), |out, x| {
             let (seq, y) = SeqBlock::forward(item, eps, x.to_vec(), &weights);
@@ -236,7 +237,7 @@ impl HostBlock {
             dims.batch * dims.len * dims.d_model,
             "block grad"
         );
-        let per_item = dims.len * dims.d_model;
+        let per_item = (dims.len * dims.d_model).max(1);
         let tasks = self.items.par_iter().zip(grad.par_chunks(per_item));
         let (dx, parts) = filled(grad.len(), per_item, tasks, |dx, (seq, g)| {
             let mut grads = seq.backward(&self.weights, g);
@@ -469,5 +470,36 @@ impl SeqBlock {
         out[slot::D] = sg.dd;
         out[slot::OUT_PROJ] = d_out;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BlockDims, HostBlock, slot};
+
+    /// Sequences of length 0 make no per-item tasks: an empty output, and zero gradients of
+    /// the weights' shapes.
+    #[test]
+    fn length_zero_sequences_give_empty_output_and_zero_gradients() {
+        let dims = BlockDims {
+            batch: 3,
+            len: 0,
+            d_model: 4,
+            d_inner: 8,
+            state: 2,
+            rank: 1,
+            kernel: 3,
+        };
+        let inputs = dims
+            .input_shapes()
+            .map(|s| vec![0.5f32; s.iter().product()]);
+        let (block, out) = HostBlock::forward(dims, 1e-5, inputs);
+        assert!(out.is_empty());
+        let grads = block.backward(&[]);
+        for (k, (g, shape)) in grads.iter().zip(dims.input_shapes()).enumerate() {
+            assert_eq!(g.len(), shape.iter().product::<usize>(), "input {k}");
+            assert!(g.iter().all(|&v| v == 0.0), "input {k}");
+        }
+        assert!(grads[slot::X].is_empty());
     }
 }
