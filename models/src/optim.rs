@@ -14,7 +14,7 @@ use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, SimpleO
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::scan::ScanBackend;
+use crate::scan::{ScanBackend, download};
 
 /// AdamW's hyper-parameters (decoupled weight decay, bias-corrected moments).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,12 +67,10 @@ impl HostAdamW {
     }
 }
 
-/// A tensor's values as f32.
+/// A tensor's values as f32 (through the host ops' download, which avoids ndarray's
+/// element-by-element copy of shared arrays).
 fn host<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("converted to f32")
+    download::<B, D>(t.into_primitive().tensor()).0
 }
 
 impl<B: ScanBackend> SimpleOptimizer<B> for HostAdamW {

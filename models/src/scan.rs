@@ -519,7 +519,7 @@ pub fn selective_scan_reference<B: Backend>(
     Tensor::cat(ys, 1)
 }
 
-fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize; D]) {
+pub(crate) fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize; D]) {
     let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(t));
     let dims = t.dims();
     // `× 1` makes a fresh, unshared tensor: ndarray hands a shared or strided array to
@@ -529,7 +529,7 @@ fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize;
         .into_data()
         .convert::<f32>()
         .into_vec::<f32>()
-        .expect("selective_scan: tensor data converts to f32");
+        .expect("host copy: tensor data converts to f32");
     (v, dims)
 }
 

@@ -132,12 +132,31 @@ struct Weights {
     a: Vec<f32>,
     d: Vec<f32>,
     w_out: Vec<f32>,
-    /// Transposed copies for the backward's products (`[2·d_inner, d_model]`, `[d_model,
-    /// d_inner]`, `[dt_rank + 2N, d_inner]`, `[d_inner, dt_rank]`).
-    w_in_t: Vec<f32>,
-    w_out_t: Vec<f32>,
-    w_x_t: Vec<f32>,
-    w_dt_t: Vec<f32>,
+}
+
+/// The projection weights transposed, made once per backward for all items: the backward's
+/// products take them as right operands with contiguous rows (see `gemm`).
+struct Transposed {
+    /// `[2·d_inner, d_model]`.
+    w_in: Vec<f32>,
+    /// `[d_model, d_inner]`.
+    w_out: Vec<f32>,
+    /// `[dt_rank + 2N, d_inner]`.
+    w_x: Vec<f32>,
+    /// `[d_inner, dt_rank]`.
+    w_dt: Vec<f32>,
+}
+
+impl Transposed {
+    fn of(w: &Weights, dims: BlockDims) -> Self {
+        let (dm, di, r) = (dims.d_model, dims.d_inner, dims.rank);
+        Transposed {
+            w_in: transposed(&w.w_in, dm, 2 * di),
+            w_out: transposed(&w.w_out, di, dm),
+            w_x: transposed(&w.w_x, di, dims.proj()),
+            w_dt: transposed(&w.w_dt, r, di),
+        }
+    }
 }
 
 /// The forward's inputs and everything its backward needs.
@@ -189,28 +208,17 @@ impl HostBlock {
         }
         let mut take = |i: usize| std::mem::take(&mut inputs[i]);
         let x = take(slot::X);
-        let (w_in, w_x, w_dt, w_out) = (
-            take(slot::IN_PROJ),
-            take(slot::X_PROJ),
-            take(slot::DT_W),
-            take(slot::OUT_PROJ),
-        );
-        let p = dims.proj();
         let weights = Weights {
             gamma: take(slot::NORM),
+            w_in: take(slot::IN_PROJ),
             conv_w: take(slot::CONV_W),
             conv_b: take(slot::CONV_B),
+            w_x: take(slot::X_PROJ),
+            w_dt: take(slot::DT_W),
             b_dt: take(slot::DT_B),
             a: take(slot::A_LOG).iter().map(|v| -v.exp()).collect(),
             d: take(slot::D),
-            w_in_t: transposed(&w_in, d_model, 2 * d_inner),
-            w_out_t: transposed(&w_out, d_inner, d_model),
-            w_x_t: transposed(&w_x, d_inner, p),
-            w_dt_t: transposed(&w_dt, rank, d_inner),
-            w_in,
-            w_x,
-            w_dt,
-            w_out,
+            w_out: take(slot::OUT_PROJ),
         };
         let item = BlockDims { batch: 1, ..dims };
         // At least 1 so that a length-0 sequence makes no tasks rather than a zero chunk size.
@@ -238,9 +246,10 @@ impl HostBlock {
             "block grad"
         );
         let per_item = (dims.len * dims.d_model).max(1);
+        let wt = Transposed::of(&self.weights, dims);
         let tasks = self.items.par_iter().zip(grad.par_chunks(per_item));
         let (dx, parts) = filled(grad.len(), per_item, tasks, |dx, (seq, g)| {
-            let mut grads = seq.backward(&self.weights, g);
+            let mut grads = seq.backward(&self.weights, &wt, g);
             dx.copy_from_slice(&std::mem::take(&mut grads[slot::X]));
             grads
         });
@@ -375,7 +384,7 @@ impl SeqBlock {
 
     /// This part's share of the gradients of every input in [`slot`] order, given its rows of
     /// `dL/dout`.
-    fn backward(&self, w: &Weights, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
+    fn backward(&self, w: &Weights, wt: &Transposed, grad: &[f32]) -> [Vec<f32>; slot::COUNT] {
         let BlockDims {
             d_model: dm,
             d_inner: di,
@@ -390,7 +399,7 @@ impl SeqBlock {
         // out_proj.
         let mut d_out = vec![0.0f32; di * dm];
         par_gemm_t(View::new(&self.y, rows, di), g_v, &mut d_out, dm);
-        let gy = par_gemm_new(None, g_v, View::new(&w.w_out_t, dm, di));
+        let gy = par_gemm_new(None, g_v, View::new(&wt.w_out, dm, di));
 
         // Gated scan: du (into the conv output), dΔ_raw, dA, dB, dC, dD and dz.
         let (sg, dz) = self.scan.backward(&gy);
@@ -404,7 +413,7 @@ impl SeqBlock {
 
         // x_proj: the gradient of [Δ_low | B | C] (with dt_proj's bias gradient, a column sum
         // of dΔ_raw, from the same rows), then of its weight and input.
-        let w_dt_t = View::new(&w.w_dt_t, di, r);
+        let w_dt_t = View::new(&wt.w_dt, di, r);
         let tasks = sg.ddelta.par_chunks(ROWS_PER_TASK * di).enumerate();
         let (g_dbc, bias_parts) = filled(rows * p, ROWS_PER_TASK * p, tasks, |g, (task, dd)| {
             let (r0, task_rows) = (task * ROWS_PER_TASK, g.len() / p);
@@ -430,7 +439,7 @@ impl SeqBlock {
             p,
         );
         let mut g_u = sg.du;
-        par_gemm(g_dbc_v, View::new(&w.w_x_t, p, di), 1.0, &mut g_u);
+        par_gemm(g_dbc_v, View::new(&wt.w_x, p, di), 1.0, &mut g_u);
         drop(g_dbc);
 
         // Conv + SiLU.
@@ -453,7 +462,7 @@ impl SeqBlock {
         let g_in_v = View::new(&g_in, rows, 2 * di);
         let mut d_in = vec![0.0f32; dm * 2 * di];
         par_gemm_t(View::new(&self.xn, rows, dm), g_in_v, &mut d_in, 2 * di);
-        let g_xn = par_gemm_new(None, g_in_v, View::new(&w.w_in_t, 2 * di, dm));
+        let g_xn = par_gemm_new(None, g_in_v, View::new(&wt.w_in, 2 * di, dm));
 
         // RMSNorm, with the residual's gradient.
         let (dx, d_gamma) = self.norm.backward(&g_xn, Some(grad));

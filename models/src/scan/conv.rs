@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::fill::filled;
+use super::gemm::transposed;
 
 use super::host::elementwise::{self, kernel, vectorized_kernel as vectorized};
 use super::host::silu_and_grad;
@@ -51,12 +52,7 @@ impl ConvSilu {
         bias: Vec<f32>,
     ) -> Self {
         let kernel = w.len() / channels.max(1);
-        let mut w_t = vec![0.0f32; kernel * channels];
-        for k in 0..channels {
-            for j in 0..kernel {
-                w_t[j * channels + k] = w[k * kernel + j];
-            }
-        }
+        let w_t = transposed(w, channels, kernel);
         ConvSilu {
             batch,
             len,

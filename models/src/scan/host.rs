@@ -73,6 +73,16 @@ fn exp_fused(x: f32, fma: bool) -> f32 {
     }
 }
 
+/// [`madd`] with the flag of [`exp_fused`].
+#[inline(always)]
+fn madd_fused(a: f32, b: f32, c: f32, fma: bool) -> f32 {
+    if fma {
+        madd::<true>(a, b, c)
+    } else {
+        madd::<false>(a, b, c)
+    }
+}
+
 /// `ln(1 + e)` for `e` in `[0, 1]`: `2·atanh(e / (2 + e))` as an odd series (error < 1e-8).
 #[inline(always)]
 fn ln_1p_unit(e: f32, fma: bool) -> f32 {
@@ -80,11 +90,7 @@ fn ln_1p_unit(e: f32, fma: bool) -> f32 {
     let s2 = s * s;
     let mut p = 1.0 / 13.0;
     for c in [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
-        p = if fma {
-            madd::<true>(p, s2, c)
-        } else {
-            madd::<false>(p, s2, c)
-        };
+        p = madd_fused(p, s2, c, fma);
     }
     2.0 * s * p
 }

@@ -25,26 +25,22 @@ pub(crate) trait Kernel {
 /// `function` must be `#[inline(always)]`.
 macro_rules! kernel {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = $func:path) => {
-        pub(crate) struct $name<'a> {
-            $(pub(crate) $field: $ty),*
-        }
-        impl $crate::scan::host::elementwise::Kernel for $name<'_> {
-            type Out = $out;
-            #[inline(always)]
-            fn run(self, _fma: bool) -> $out {
-                $func($(self.$field),*)
-            }
-        }
+        kernel!(@impl $name { $($field: $ty),* } -> $out, |k, _fma| $func($(k.$field),*));
     };
     (fma $name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = $func:path) => {
+        kernel!(@impl $name { $($field: $ty),* } -> $out, |k, fma| $func($(k.$field,)* fma));
+    };
+    (@impl $name:ident { $($field:ident : $ty:ty),* } -> $out:ty,
+        |$k:ident, $fma:ident| $call:expr) => {
         pub(crate) struct $name<'a> {
             $(pub(crate) $field: $ty),*
         }
         impl $crate::scan::host::elementwise::Kernel for $name<'_> {
             type Out = $out;
             #[inline(always)]
-            fn run(self, fma: bool) -> $out {
-                $func($(self.$field,)* fma)
+            fn run(self, $fma: bool) -> $out {
+                let $k = self;
+                $call
             }
         }
     };
