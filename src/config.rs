@@ -55,6 +55,22 @@ pub struct RunnerConfig {
     /// Name shown in claims and results; default the host name.
     #[serde(default)]
     pub name: Option<String>,
+    /// More environment variables passed to git, the build and the job, beyond the
+    /// allow-list (`PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TMPDIR`, `CUDA_*`,
+    /// `LD_LIBRARY_PATH`, `CARGO_HOME`, `RUSTUP_HOME`); everything else is cleared.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// A job running longer is stopped and reported failed; `"0"` = no limit.
+    #[serde(default = "default_max_job_time")]
+    pub max_job_time: String,
+    /// Prepended to the build and the job commands (`systemd-run --user --scope …`,
+    /// `bwrap …`); see docs/remote-runs.md.
+    #[serde(default)]
+    pub wrap: Vec<String>,
+    /// Largest job log kept on disk (`"1GiB"`, `"200MiB"`); past it the start and the end
+    /// are kept.
+    #[serde(default = "default_max_log")]
+    pub max_log: String,
 }
 
 fn default_lease() -> String {
@@ -62,6 +78,12 @@ fn default_lease() -> String {
 }
 fn default_status_every() -> String {
     "60s".into()
+}
+fn default_max_job_time() -> String {
+    "24h".into()
+}
+fn default_max_log() -> String {
+    "1GiB".into()
 }
 
 impl Default for RunnerConfig {
@@ -74,6 +96,10 @@ impl Default for RunnerConfig {
             lease: default_lease(),
             status_every: default_status_every(),
             name: None,
+            env: Vec::new(),
+            max_job_time: default_max_job_time(),
+            wrap: Vec::new(),
+            max_log: default_max_log(),
         }
     }
 }
@@ -111,6 +137,38 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// Parses a size: `"1GiB"`, `"200MiB"`, `"64KiB"`, `"5MB"`, `"1000"` (bytes).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || Error::Invalid(format!("`{text}` is not a size (e.g. 1GiB, 200MiB, 64KiB)"));
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(bad)?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = n * mult;
+    if bytes > u64::MAX as f64 / 2.0 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
 /// `[github]`: which repository `labbook sync` keeps in step with the notebook.
 /// The token is never part of the config (see `docs/github.md`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -136,6 +194,10 @@ pub struct GithubConfig {
     /// The longest rate-limit wait `sync` sits through before giving up (it resumes later).
     #[serde(default = "default_max_wait_secs")]
     pub max_wait_secs: u64,
+    /// GitHub logins whose claims and results count (the team's runner accounts). Empty:
+    /// anyone with write access to the repo may act as a runner.
+    #[serde(default)]
+    pub runners: Vec<String>,
 }
 
 fn default_api_url() -> String {
@@ -168,6 +230,7 @@ impl GithubConfig {
             timeout_secs: default_timeout_secs(),
             retries: default_retries(),
             max_wait_secs: default_max_wait_secs(),
+            runners: Vec::new(),
         }
     }
 }
@@ -292,6 +355,7 @@ mod tests {
         assert_eq!(gh.repo, "lab/nb");
         assert_eq!(gh.api_url, "https://api.github.com");
         assert_eq!(gh.kinds.len(), 2);
+        assert!(gh.runners.is_empty());
         let err = AppConfig::parse("[github]\nrepo = \"a/b\"\ntoken = \"x\"\n", Path::new("x"))
             .unwrap_err()
             .to_string();
@@ -321,6 +385,20 @@ mod tests {
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert_eq!(parse_duration("720h").unwrap().as_secs(), 30 * 86_400);
+        assert_eq!(r.max_job_time, "24h");
+        assert_eq!(parse_size(&r.max_log).unwrap(), 1 << 30);
+        assert_eq!(parse_size("200MiB").unwrap(), 200 << 20);
+        assert_eq!(parse_size("5MB").unwrap(), 5_000_000);
+        assert!(parse_size("lots").unwrap_err().to_string().contains("lots"));
+        let r = AppConfig::parse(
+            "[runner]\nenv = [\"DATA\"]\nwrap = [\"bwrap\"]\nmax_job_time = \"0\"\n",
+            Path::new("x"),
+        )
+        .unwrap()
+        .runner
+        .unwrap();
+        assert_eq!((r.env, r.wrap), (vec!["DATA".into()], vec!["bwrap".into()]));
+        assert!(parse_duration(&r.max_job_time).unwrap().is_zero());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -17,6 +17,7 @@ pub mod plot;
 pub mod recorder;
 pub mod remote;
 pub mod report;
+pub mod sanitize;
 pub mod store;
 
 pub use error::{Error, Result};

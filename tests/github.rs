@@ -858,3 +858,204 @@ fn enterprise_api_prefix_and_comment_pagination() {
     assert_eq!((r.comments_in, r.comments_out), (0, 0));
     w.assert_no_duplicates();
 }
+
+// ---- Trust: what strangers on GitHub can and cannot do (docs/github.md, "Threat model").
+
+/// A stranger files an issue carrying a private paper's marker. Sync must neither link it
+/// to P-1 (which would push the paper's text onto the stranger's issue) nor pull the
+/// stranger's edits into P-1; it says so once.
+#[test]
+fn a_strangers_issue_with_an_item_marker_is_ignored_and_reported_once() {
+    let mut w = world();
+    w.cfg.kinds = vec![Kind::Task, Kind::Idea];
+    let p1 = w
+        .store
+        .add_item(NewItem {
+            body: "CONFIDENTIAL: unpublished results".into(),
+            ..NewItem::new(Kind::Paper, "Our draft")
+        })
+        .unwrap()
+        .id;
+    let t1 = w.add(Kind::Task, "Public task");
+    w.sync().unwrap();
+    let stranger = {
+        let mut s = w.fake.state();
+        s.create_issue(
+            "Please link me",
+            &format!("hello\n\n{}", labbook::github::render::marker(p1)),
+            &[],
+            "mallory",
+        )
+    };
+    // The same trick with a synced kind, and with the marker quoted mid-text.
+    let quoted = w.fake.state().create_issue(
+        "Quote",
+        &format!("see {} above", labbook::github::render::marker(t1)),
+        &[],
+        "mallory",
+    );
+    let r = w.sync().unwrap();
+    assert!(
+        r.ignored
+            .contains(&format!("ignored #{stranger}: marker P-1 from @mallory")),
+        "{r:?}"
+    );
+    assert!(
+        r.ignored
+            .contains(&format!("ignored #{quoted}: marker T-1 from @mallory")),
+        "{r:?}"
+    );
+    assert_eq!((r.adopted, r.imported, r.pushed), (0, 0, 0), "{r:?}");
+    assert!(
+        w.store.sync_state(p1).unwrap().is_none(),
+        "P-1 stays private"
+    );
+    {
+        let s = w.fake.state();
+        let body = s.issue(stranger).body.clone().unwrap();
+        assert!(!body.contains("CONFIDENTIAL"), "{body}");
+        assert_ne!(w.issue_of(t1), quoted);
+    }
+    // The stranger edits the issue: nothing reaches P-1, and it is not reported again.
+    w.fake.state().issue_mut(stranger).title = "Edited by mallory".into();
+    let r = w.sync().unwrap();
+    assert!(r.ignored.is_empty(), "{r:?}");
+    let p = w.store.get(p1).unwrap();
+    assert_eq!(p.title, "Our draft");
+    assert_eq!(p.body, "CONFIDENTIAL: unpublished results");
+    // A private kind is never created on GitHub, whatever happens.
+    assert!(w.fake.state().issues_with("CONFIDENTIAL").is_empty());
+}
+
+/// The lost-answer case that adoption exists for still works, but only for our own
+/// issue: a create that was interrupted after its intent was saved is not adopted onto a
+/// stranger's issue carrying the marker; the real create happens instead.
+#[test]
+fn a_pending_create_is_never_adopted_onto_a_strangers_issue() {
+    let mut w = world();
+    let t1 = w.add(Kind::Task, "Port the scan");
+    // Killed right before the POST: the intent is saved, nothing was created.
+    assert!(w.sync_opts(Some(2)).is_err());
+    assert_eq!(w.store.sync_summary().unwrap().pending, 1);
+    assert!(w.fake.state().issues.is_empty());
+    let stranger = w.fake.state().create_issue(
+        "Port the scan",
+        &format!("mine now\n\n{}", labbook::github::render::marker(t1)),
+        &[],
+        "mallory",
+    );
+    let r = w.sync().unwrap();
+    assert_eq!((r.adopted, r.created), (0, 1), "{r:?}");
+    let ours = w.issue_of(t1);
+    assert_ne!(ours, stranger);
+    assert_eq!(w.fake.state().issue(ours).user, "labbook-bot");
+    assert_eq!(r.ignored.len(), 1, "{r:?}");
+}
+
+/// Only linked items of synced kinds are pushed: not archived ones, and not a kind taken
+/// out of `[github] kinds` after it was synced.
+#[test]
+fn archived_items_and_unsynced_kinds_are_not_pushed() {
+    let mut w = world();
+    let t1 = w.add(Kind::Task, "Task");
+    let p1 = w.add(Kind::Paper, "Paper");
+    w.sync().unwrap();
+    let (it, ip) = (w.issue_of(t1), w.issue_of(p1));
+    w.cfg.kinds = vec![Kind::Task];
+    w.store.archive(t1, true).unwrap();
+    for id in [t1, p1] {
+        w.store
+            .update(
+                id,
+                &ItemPatch {
+                    title: Some("private now".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    w.store.comment(p1, "a private remark").unwrap();
+    let r = w.sync().unwrap();
+    assert_eq!((r.pushed, r.comments_out), (0, 0), "{r:?}");
+    let s = w.fake.state();
+    assert_eq!(s.issue(it).title, "Task");
+    assert_eq!(s.issue(ip).title, "Paper");
+    assert!(s.comments.is_empty());
+}
+
+/// A stranger's comment carrying our comment marker must not mark a local comment as
+/// posted (it would then never reach GitHub); it is imported as their own comment.
+#[test]
+fn a_forged_comment_marker_does_not_stop_a_comment_from_being_posted() {
+    let mut w = world();
+    let t1 = w.add(Kind::Task, "Task");
+    w.sync().unwrap();
+    let n = w.issue_of(t1);
+    w.store.comment(t1, "our real comment").unwrap();
+    let local_id: i64 = w
+        .store
+        .conn()
+        .query_row("SELECT max(id) FROM comments", [], |r| r.get(0))
+        .unwrap();
+    w.fake.state().add_comment(
+        n,
+        &format!(
+            "nothing to see\n\n{}",
+            labbook::github::render::comment_marker(local_id)
+        ),
+        "mallory",
+    );
+    let r = w.sync().unwrap();
+    assert_eq!((r.comments_in, r.comments_out), (1, 1), "{r:?}");
+    let s = w.fake.state();
+    let posted: Vec<_> = s
+        .comments_on(n)
+        .into_iter()
+        .filter(|c| c.user == "labbook-bot")
+        .collect();
+    assert_eq!(posted.len(), 1);
+    assert!(posted[0].body.contains("our real comment"));
+    drop(s);
+    let here = w.store.comments(t1).unwrap();
+    assert!(
+        here.iter().any(|c| c.author == "mallory (GitHub)"),
+        "{here:?}"
+    );
+}
+
+/// Terminal escapes in GitHub text (an OSC 52 clipboard write, a screen clear, C1
+/// controls) are dropped on import; newlines and tabs in bodies stay.
+#[test]
+fn control_characters_from_github_are_stripped_on_import() {
+    let mut w = world();
+    let n = w.fake.state().create_issue(
+        "Evil \u{1b}]52;c;ZXZpbA==\u{7}title \u{1b}[2J",
+        "line one\r\n\u{1b}[31mred\u{9b}0m\tcol\u{0}",
+        &["task", "bad\u{1b}label"],
+        "mallory\u{1b}[2J",
+    );
+    w.fake
+        .state()
+        .add_comment(n, "hi \u{1b}[2Jthere\nok", "carol\u{7}");
+    w.sync().unwrap();
+    let id = w.item_for_issue(n);
+    let item = w.store.get(id).unwrap();
+    let has_control = |s: &str| {
+        s.chars().any(|c| {
+            c != '\n' && c != '\t' && (c.is_control() || ('\u{80}'..='\u{9f}').contains(&c))
+        })
+    };
+    assert!(!has_control(&item.title), "{:?}", item.title);
+    assert_eq!(item.title, "Evil ]52;c;ZXZpbA==title [2J");
+    assert!(!has_control(&item.body), "{:?}", item.body);
+    assert!(
+        item.body.contains("line one\n[31mred0m\tcol"),
+        "{:?}",
+        item.body
+    );
+    assert!(item.tags.iter().all(|t| !has_control(t)), "{:?}", item.tags);
+    let comments = w.store.comments(id).unwrap();
+    assert_eq!(comments.len(), 1);
+    assert!(!has_control(&comments[0].body) && !has_control(&comments[0].author));
+    assert!(comments[0].body.contains("there\nok"));
+}

@@ -268,3 +268,69 @@ fn sync_killed_with_sigkill_resumes_without_duplicates() {
         "each remote issue imported once"
     );
 }
+
+/// End to end: an issue whose title and body carry terminal escapes (an OSC 52 clipboard
+/// write, a screen clear) reaches `labbook list` / `show` / `search` without a single
+/// control character; text typed in locally with escapes is shown defused too; a stranger's
+/// marker is reported by `sync` and left alone.
+#[test]
+fn github_text_never_reaches_the_terminal_with_control_characters() {
+    let fake = FakeGithub::start("lab/nb", TOKEN).unwrap();
+    let nb = Nb::new(&fake.url(), "kinds = [\"task\"]\n");
+    let (ok, _, err) = nb.run(None, &["add", "paper", "Private draft"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = nb.run(
+        None,
+        &[
+            "add",
+            "task",
+            "Local \u{1b}]52;c;bG9jYWw=\u{7}typed \u{1b}[2J",
+        ],
+    );
+    assert!(ok, "{err}");
+    {
+        let mut s = fake.state();
+        s.create_issue(
+            "Evil \u{1b}]52;c;ZXZpbA==\u{7}title \u{1b}[2J",
+            "body \u{1b}[31mred\u{9b}0m",
+            &["task"],
+            "mallory",
+        );
+        s.create_issue("Link me", "x\n\n<!-- labbook:P-1 -->", &[], "mallory");
+    }
+    let (ok, out, err) = nb.run(Some(TOKEN), &["sync"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ignored #2: marker P-1 from @mallory"),
+        "{out}"
+    );
+    let control = |s: &str| {
+        s.chars().any(|c| {
+            c != '\n' && c != '\t' && (c.is_control() || ('\u{80}'..='\u{9f}').contains(&c))
+        })
+    };
+    for args in [
+        &["list"][..],
+        &["show", "T-1"],
+        &["show", "T-2"],
+        &["search", "title"],
+        &["export", "markdown"],
+    ] {
+        let (ok, out, err) = nb.run(None, args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            !control(&out),
+            "{args:?} printed a control character: {out:?}"
+        );
+    }
+    let (_, list, _) = nb.run(None, &["list"]);
+    assert!(list.contains("Evil ]52;c;ZXZpbA==title [2J"), "{list}");
+    assert!(
+        list.contains("Local \u{fffd}]52;c;bG9jYWw=\u{fffd}typed"),
+        "{list}"
+    );
+    // JSON escapes them instead (it is for programs, and keeps the data as stored).
+    let (ok, json, _) = nb.run(None, &["list", "--json"]);
+    assert!(ok && !control(&json));
+    assert!(json.contains("\\u001b]52;c;bG9jYWw="), "{json}");
+}

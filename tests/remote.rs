@@ -155,14 +155,26 @@ impl World {
 
     /// A runner whose `[runner]` table has `build_and_bin` for its build settings.
     fn runner_cmd_config(&self, name: &str, build_and_bin: &str, extra: &[&str]) -> Command {
+        self.runner_cmd_full(name, "", build_and_bin, extra)
+    }
+
+    /// A runner with `github_extra` in its `[github]` table and `runner_extra` in its
+    /// `[runner]` table.
+    fn runner_cmd_full(
+        &self,
+        name: &str,
+        github_extra: &str,
+        runner_extra: &str,
+        extra: &[&str],
+    ) -> Command {
         let home = self.dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
         let cfg = home.join("labbook.toml");
         std::fs::write(
             &cfg,
             format!(
-                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n\n\
-                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\n{build_and_bin}lease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
+                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n{github_extra}\n\
+                 [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\n{runner_extra}lease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
                 self.fake.url(),
                 self.dir.path().join("origin.git").display()
             ),
@@ -208,6 +220,10 @@ impl World {
             .map(|c| protocol::CommentView {
                 id: c.id,
                 body: c.body.clone(),
+                author: c.user.clone(),
+                updated_at: chrono::DateTime::parse_from_rfc3339(&c.updated_at)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc)),
             })
             .collect();
         protocol::winning_claim(&comments, chrono::Utc::now()).is_some()
@@ -225,6 +241,30 @@ impl World {
             .iter()
             .filter_map(|c| protocol::parse_block::<Results>(KIND_RESULTS, c))
             .collect()
+    }
+
+    /// The text of the results comment on `issue`.
+    fn results_comment(&self, issue: u64) -> String {
+        self.comments(issue)
+            .into_iter()
+            .find(|c| c.contains("<!-- labbook:results "))
+            .expect("a results comment")
+    }
+
+    /// Request `issue` is labelled `failed` and closed, and alice's next sync records R-1
+    /// as failed with an error that mentions `why`.
+    fn assert_failed_and_synced(&self, issue: u64, why: &str) {
+        {
+            let s = self.fake.state();
+            assert_eq!(s.issue(issue).state, "closed");
+            assert!(s.issue(issue).labels.contains(&"failed".to_string()));
+        }
+        let out = self.labbook("alice", ALICE_TOKEN, &["sync"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let run = self.alice_store().get_run(RunId(1)).unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let error = run.error.unwrap_or_default();
+        assert!(error.contains(why), "{error}");
     }
 
     fn alice_store(&self) -> Store {
@@ -418,13 +458,22 @@ fn unpushed_dirty_or_unconfigured_requests_are_refused() {
     // Pushed again (registered in the fake), the same request goes through.
     let n = w.request("alice", ALICE_TOKEN, &[]);
     assert_eq!(n, 1);
-    // Cancelling it here says where to close it (runners only look at GitHub).
+    // Cancelling it here closes its request on GitHub (runners only look there), with a
+    // comment saying who cancelled it.
     let out = w.labbook("alice", ALICE_TOKEN, &["cancel", "R-1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains(&format!("close the request {REPO}#1")),
+        text(&out).contains(&format!("closed its request {REPO}#1")),
         "{}",
         text(&out)
+    );
+    assert_eq!(w.fake.state().issue(1).state, "closed");
+    assert!(
+        w.comments(1)
+            .iter()
+            .any(|c| c.contains("Cancelled by alice with `labbook cancel R-1`")),
+        "{:?}",
+        w.comments(1)
     );
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
@@ -518,7 +567,8 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
     let n = w.request(
         "alice",
         ALICE_TOKEN,
-        &["--set", "train.steps=80", "--set", "train.eval_every=80"],
+        // Long enough (several seconds) that the first runner is seen training.
+        &["--set", "train.steps=600", "--set", "train.eval_every=600"],
     );
     let first = w
         .runner_cmd("gpu-1", &["--once"])
@@ -562,14 +612,14 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].runner, "gpu-2");
     assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
-    assert_eq!(results[0].steps_done, 80);
+    assert_eq!(results[0].steps_done, 600);
     assert_eq!(w.fake.state().issue(n).state, "closed");
     // And it comes back to alice.
     let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
     assert!(out.status.success(), "{}", text(&out));
     let run = w.alice_store().get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
-    assert_eq!(run.steps_done, 80);
+    assert_eq!(run.steps_done, 600);
 }
 
 #[test]
@@ -588,8 +638,9 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         })
         .collect();
     let full = Results {
-        v: 1,
+        v: 2,
         runner: "gpu-big".into(),
+        nonce: Some("big".into()),
         status: "succeeded".into(),
         error: None,
         commit: w.sha.clone(),
@@ -608,7 +659,19 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
     assert!(serde_json::to_string(&full).unwrap().len() > 10 * protocol::MAX_COMMENT);
     let body = protocol::results_comment(&full, None);
     assert!(body.chars().count() <= protocol::MAX_COMMENT);
-    // Posted the way a runner posts it (the fake enforces GitHub's limit).
+    // Posted the way a runner posts it (the fake enforces GitHub's limit), under its claim.
+    let claim = Claim {
+        runner: "gpu-big".into(),
+        nonce: "big".into(),
+        lease_until: "2026-01-01T00:25:00.000Z".into(),
+        state: ClaimState::Finished,
+        lease_secs: Some(600),
+    };
+    w.fake.state().add_comment(
+        n,
+        &protocol::hidden_block(KIND_CLAIM, &claim),
+        "labbook-bot",
+    );
     w.fake.state().add_comment(n, &body, "labbook-bot");
     let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -653,25 +716,12 @@ fn a_failed_build_is_reported_with_its_log_and_comes_back_failed() {
         err.contains("build failed") && err.contains("exit 3"),
         "{err}"
     );
-    let comment = w
-        .comments(n)
-        .into_iter()
-        .find(|c| c.contains("<!-- labbook:results "))
-        .unwrap();
+    let comment = w.results_comment(n);
     assert!(
         comment.contains("log tail") && comment.contains("E0425"),
         "{comment}"
     );
-    {
-        let s = w.fake.state();
-        assert_eq!(s.issue(n).state, "closed");
-        assert!(s.issue(n).labels.contains(&"failed".to_string()));
-    }
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let run = w.alice_store().get_run(RunId(1)).unwrap();
-    assert_eq!(run.status, RunStatus::Failed);
-    assert!(run.error.unwrap().contains("build failed"));
+    w.assert_failed_and_synced(n, "build failed");
 }
 
 #[test]
@@ -768,6 +818,7 @@ fn claims_and_results_from_people_without_write_access_are_ignored() {
             nonce: "0".into(),
             lease_until: forever.into(),
             state: ClaimState::Active,
+            lease_secs: None,
         },
     );
     let forged = serde_json::json!({
@@ -1162,6 +1213,7 @@ fn a_claim_is_confirmed_by_a_second_read_when_lists_lag() {
             nonce: "rival".into(),
             lease_until,
             state: ClaimState::Active,
+            lease_secs: Some(600),
         },
     );
     {
@@ -1182,4 +1234,370 @@ fn a_claim_is_confirmed_by_a_second_read_when_lists_lag() {
         .collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].state, ClaimState::Withdrawn);
+}
+
+// ---- Trust (docs/remote-runs.md, "Threat model"): one end-to-end test per threat.
+
+/// A collaborator copies a real results comment from another request onto an unclaimed
+/// one. Neither `sync` nor a runner takes it: results count only under the winning claim's
+/// nonce, from that claim's author.
+#[test]
+fn results_copied_from_another_request_are_not_accepted() {
+    let w = world();
+    let first = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let second = w.request("alice", ALICE_TOKEN, &[]);
+    let copied = w.results_comment(first);
+    // Alice has write access (COLLABORATOR), but never claimed the second request.
+    w.fake.state().add_comment(second, &copied, "alice");
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let store = w.alice_store();
+    assert_eq!(
+        store.get_run(RunId(1)).unwrap().status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        store.get_run(RunId(2)).unwrap().status,
+        RunStatus::QueuedRemote,
+        "the copied results were imported"
+    );
+    drop(store);
+    // The runner is not fooled either: it does not close the request, it runs it.
+    assert_eq!(w.fake.state().issue(second).state, "open");
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let results = w.results(second);
+    assert_eq!(results.len(), 2, "the copy and the real results");
+    assert_ne!(results[0].nonce, results[1].nonce);
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(2)).unwrap().status,
+        RunStatus::Succeeded
+    );
+}
+
+/// With `[github] runners` set, claims and results from any other login are ignored by
+/// runners and by sync, even from people with write access who post both.
+#[test]
+fn pinned_runner_accounts_alone_claim_and_report() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let claim = Claim {
+        runner: "alice-laptop".into(),
+        nonce: "alices".into(),
+        lease_until: "2999-01-01T00:00:00.000Z".into(),
+        state: ClaimState::Active,
+        lease_secs: Some(30 * 86_400),
+    };
+    let forged = serde_json::json!({
+        "v": 2, "runner": "alice-laptop", "nonce": "alices", "status": "succeeded",
+        "error": null, "commit": w.sha, "backend": "cpu", "host": "nowhere", "device": null,
+        "started_at": null, "finished_at": null, "wall_time_s": 1.0, "steps_done": 999,
+        "steps_total": 999, "final_metrics": {"loss": 123.0}, "curves": {}, "points": {}
+    });
+    {
+        let mut s = w.fake.state();
+        s.add_comment(n, &protocol::hidden_block(KIND_CLAIM, &claim), "alice");
+        s.add_comment(n, &protocol::hidden_block(KIND_RESULTS, &forged), "alice");
+    }
+    let pin = "runners = [\"labbook-bot\"]\n";
+    let cfg = w.home("alice").join("labbook.toml");
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str(pin);
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::QueuedRemote
+    );
+    let out = w
+        .runner_cmd_full(
+            "gpu-1",
+            pin,
+            &format!("build = [\"true\"]\nbin = \"{BIN}\"\n"),
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_ne!(run.steps_done, 999);
+}
+
+/// A collaborator who is not on the allow-list edits an allowed author's request (the
+/// hidden block does not show on GitHub's page): the runner refuses it and says why. Once
+/// the author has edited it last, it runs.
+#[test]
+fn a_request_edited_by_someone_not_allowed_is_refused() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let body = w.fake.state().issue(n).body.clone().unwrap();
+    let evil = body.replace("steps = ", "steps =  ");
+    assert_ne!(evil, body);
+    w.fake.state().edit_body(n, &evil, "bob");
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+    assert!(w.claims(n).is_empty() && w.results(n).is_empty());
+    let refusals: Vec<String> = w
+        .comments(n)
+        .into_iter()
+        .filter(|c| c.contains("<!-- labbook:refused "))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0].contains("last edited by @bob") && refusals[0].contains("allow-list"),
+        "{}",
+        refusals[0]
+    );
+    // Asked again, it does not repeat itself.
+    w.runner_once("gpu-1");
+    assert_eq!(
+        w.comments(n)
+            .iter()
+            .filter(|c| c.contains("<!-- labbook:refused "))
+            .count(),
+        1
+    );
+    // The author puts her text back: it runs.
+    w.fake.state().edit_body(n, &body, "alice");
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    assert_eq!(w.results(n)[0].status, "succeeded");
+}
+
+/// Git, the build and the job see a cleared environment plus the allow-list and
+/// `[runner] env`: a secret in the runner's environment does not reach a job's log.
+#[test]
+fn jobs_get_a_cleared_environment_plus_the_allow_list() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w
+        .runner_cmd_config(
+            "gpu-1",
+            &format!(
+                "build = [\"sh\", \"-c\", \"env; exit 3\"]\nbin = \"{BIN}\"\nenv = [\"KEEP_ME\"]\n"
+            ),
+            &["--once"],
+        )
+        .env("LEAKY_SECRET", "s3cr3t-value")
+        .env("KEEP_ME", "kept-value")
+        .env("LC_LABBOOK_TEST", "lc-value")
+        .env("CUDA_LABBOOK_TEST", "cuda-value")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let results = w.results(n);
+    assert_eq!(results[0].status, "failed");
+    let comment = w.results_comment(n);
+    for kept in [
+        "KEEP_ME=kept-value",
+        "LC_LABBOOK_TEST=lc-value",
+        "CUDA_LABBOOK_TEST=cuda-value",
+        "PATH=",
+    ] {
+        assert!(comment.contains(kept), "{kept} missing: {comment}");
+    }
+    for gone in [
+        "s3cr3t-value",
+        "LEAKY_SECRET",
+        "LABBOOK_LOG_FILE",
+        RUNNER_TOKEN,
+    ] {
+        assert!(!comment.contains(gone), "{gone} reached the job: {comment}");
+    }
+}
+
+/// A job over `[runner] max_job_time` is stopped (SIGTERM, then SIGKILL) and reported
+/// failed with the reason; the request is labelled and closed. The build runs behind
+/// `[runner] wrap`.
+#[test]
+fn a_job_over_max_job_time_is_stopped_and_reported_failed() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let started = Instant::now();
+    let out = w
+        .runner_cmd_config(
+            "gpu-1",
+            &format!(
+                "build = [\"sh\", \"-c\", \"echo building; sleep 120\"]\nbin = \"{BIN}\"\n\
+                 max_job_time = \"2s\"\n\
+                 wrap = [\"sh\", \"-c\", \"echo WRAPPED-BY-$0; exec \\\"$@\\\"\", \"wrapper\"]\n"
+            ),
+            &["--once"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "not stopped: {:?}",
+        started.elapsed()
+    );
+    let results = w.results(n);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, "failed");
+    let error = results[0].error.clone().unwrap_or_default();
+    assert!(error.contains("max_job_time"), "{error}");
+    let comment = w.results_comment(n);
+    assert!(
+        comment.contains("WRAPPED-BY-wrapper") && comment.contains("building"),
+        "{comment}"
+    );
+    w.assert_failed_and_synced(n, "max_job_time");
+}
+
+/// Closing a request on GitHub stops its job at the next renewal; it is reported
+/// cancelled.
+#[test]
+fn closing_a_request_stops_its_job_and_reports_it_cancelled() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    let runner = w
+        .runner_cmd_building("gpu-1", "[\"sh\", \"-c\", \"sleep 120\"]", &["--once"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the job to build", Duration::from_secs(60), || {
+        w.comments(n).iter().any(|c| c.contains("Status: building"))
+    });
+    let closed_at = Instant::now();
+    w.fake.state().issue_mut(n).state = "closed".into();
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        closed_at.elapsed()
+    );
+    let results = w.results(n);
+    assert_eq!(results.len(), 1, "{}", text(&out));
+    assert_eq!(results[0].status, "cancelled");
+    assert!(
+        results[0].error.as_deref().unwrap_or("").contains("closed"),
+        "{:?}",
+        results[0].error
+    );
+    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        w.alice_store().get_run(RunId(1)).unwrap().status,
+        RunStatus::Cancelled
+    );
+}
+
+/// Leases are judged on GitHub's clock: a runner whose own clock is two hours ahead does
+/// not take over another runner's live claim, and the lease it writes is on GitHub's time.
+#[test]
+fn a_runner_with_a_wrong_clock_cannot_take_over_a_live_claim() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    // GitHub's clock is two hours behind this machine's (the runner's clock is wrong).
+    let github_now = {
+        let mut s = w.fake.state();
+        s.clock_offset_secs = -7200;
+        chrono::Utc::now() - chrono::TimeDelta::hours(2)
+    };
+    let rival = Claim {
+        runner: "gpu-2".into(),
+        nonce: "rival".into(),
+        lease_until: (github_now + chrono::TimeDelta::minutes(10))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        state: ClaimState::Active,
+        lease_secs: Some(600),
+    };
+    w.fake.state().add_comment(
+        n,
+        &format!("claimed\n{}", protocol::hidden_block(KIND_CLAIM, &rival)),
+        "gpu-bot-2",
+    );
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("0 run"), "{}", text(&out));
+    assert!(
+        w.claims(n).iter().all(|c| c.runner != "gpu-1"),
+        "took over a live claim: {:?}",
+        w.claims(n)
+    );
+    // The other way round (GitHub ahead): the claim's lease text is on GitHub's time.
+    w.fake.state().clock_offset_secs = 7200;
+    let m = w.request("alice", ALICE_TOKEN, &[]);
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let ours = w
+        .claims(m)
+        .into_iter()
+        .find(|c| c.runner == "gpu-1")
+        .unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(&ours.lease_until).unwrap();
+    assert!(
+        until > chrono::Utc::now() + chrono::TimeDelta::minutes(90),
+        "lease written on the local clock: {until}"
+    );
+}
+
+/// Thousands of comments on a request do not make every renewal read them all: listings
+/// stop after a bounded number of pages, and renewals ask only for comments since the
+/// claim.
+#[test]
+fn a_comment_flood_does_not_make_renewals_read_every_comment() {
+    let w = world();
+    let n = w.request("alice", ALICE_TOKEN, &[]);
+    {
+        let mut s = w.fake.state();
+        // An hour ago: a flood that was there before the claim.
+        let then = (chrono::Utc::now() - chrono::TimeDelta::hours(1))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        for k in 0..1_500 {
+            let id = s.add_comment(n, &format!("spam {k}"), "mallory");
+            let c = s.comments.iter_mut().find(|c| c.id == id).unwrap();
+            c.created_at = then.clone();
+            c.updated_at = then.clone();
+        }
+        s.log.clear();
+    }
+    let out = w
+        .runner_cmd_building("gpu-1", "[\"sh\", \"-c\", \"sleep 3\"]", &["--once"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("results posted"), "{}", text(&out));
+    let gets: Vec<String> = w
+        .fake
+        .state()
+        .log
+        .iter()
+        .filter(|l| l.0 == "GET" && l.1.contains(&format!("/issues/{n}/comments")))
+        .map(|l| l.1.clone())
+        .collect();
+    // One listing: a first page, then the pages it follows.
+    let mut listings: Vec<Vec<String>> = Vec::new();
+    for g in gets {
+        if g.contains("&page=") {
+            listings.last_mut().unwrap().push(g);
+        } else {
+            listings.push(vec![g]);
+        }
+    }
+    assert!(
+        listings.iter().all(|l| l.len() <= 10),
+        "a listing read past the page bound: {listings:?}"
+    );
+    let renewals: Vec<&Vec<String>> = listings
+        .iter()
+        .filter(|l| l[0].contains("since="))
+        .collect();
+    assert!(
+        !renewals.is_empty(),
+        "renewals list everything: {listings:?}"
+    );
+    assert!(
+        renewals.iter().all(|l| l.len() == 1),
+        "renewals read the old flood: {renewals:?}"
+    );
 }

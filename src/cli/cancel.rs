@@ -32,18 +32,12 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
             RunStatus::Queued | RunStatus::QueuedRemote => {
                 if store.cancel_queued(id)? {
                     // Local runs have no remote record.
-                    let issue = labbook::remote::request::remote_ref(&store, id)
-                        .and_then(|r| Some(format!("{}#{}", r.repo, r.issue?)));
-                    report.push((
-                        id,
-                        match issue {
-                            // The runner only looks at GitHub: the request stays open there.
-                            Some(i) => format!(
-                                "cancelled here; close the request {i} on GitHub so no runner picks it up"
-                            ),
-                            None => "cancelled (it had not started)".to_string(),
-                        },
-                    ));
+                    let remote = labbook::remote::request::remote_ref(&store, id);
+                    let what = match remote {
+                        Some(r) => close_remote_request(env, &store, id, &r),
+                        None => "cancelled (it had not started)".to_string(),
+                    };
+                    report.push((id, what));
                 } else {
                     // It started in the meantime: stop it like a running run.
                     waiting.push(id);
@@ -109,4 +103,32 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
         println!("{id}: {what}");
     }
     Ok(())
+}
+
+/// Closes the GitHub request of a remote run cancelled here, so no runner picks it up and
+/// one already running it stops; says what to do by hand when that is not possible.
+fn close_remote_request(
+    env: &Env,
+    store: &labbook::Store,
+    id: RunId,
+    r: &labbook::remote::request::RemoteRef,
+) -> String {
+    let by_hand = |why: String| match r.issue {
+        Some(n) => format!(
+            "cancelled here; close the request {}#{n} on GitHub so no runner picks it up ({why})",
+            r.repo
+        ),
+        None => format!("cancelled here ({why})"),
+    };
+    let Some(gh) = env.config.github.clone() else {
+        return by_hand("no [github] section in the config".into());
+    };
+    let token = match labbook::github::Token::discover() {
+        Ok(t) => t,
+        Err(e) => return by_hand(e.to_string()),
+    };
+    match labbook::remote::request::cancel_request(&gh, &token, r, id, store.author()) {
+        Ok(n) => format!("cancelled; closed its request {}#{n} on GitHub", r.repo),
+        Err(e) => by_hand(e.to_string()),
+    }
 }

@@ -8,6 +8,24 @@ use clap::{Parser, Subcommand};
 use labbook::Store;
 use labbook::config::{self, AppConfig};
 
+/// Every line the CLI prints goes through `output::print_clean` (these shadow std's
+/// macros in `cli/`): control characters in the notebook's text (typed in, or imported
+/// from elsewhere) never reach the terminal raw, and a closed stdout ends the program
+/// quietly.
+macro_rules! println {
+    () => {
+        $crate::cli::output::print_clean(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::print_clean(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::output::print_clean(format_args!($($arg)*))
+    };
+}
+
 mod add;
 mod backup;
 mod bench;
@@ -153,11 +171,18 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, naming the problem; the chain adds context such as the file.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS; // the reader went away (`| head`): nothing to say
+            }
             let msg = e
                 .chain()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(": ");
+            let msg = labbook::sanitize::for_terminal(&msg);
             let _ = writeln!(std::io::stderr(), "error: {msg}");
             ExitCode::FAILURE
         }

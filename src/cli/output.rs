@@ -5,6 +5,20 @@ use anyhow::Result;
 use labbook::model::Item;
 use serde::Serialize;
 
+/// Writes `args` to stdout with control characters shown as U+FFFD (newline and tab
+/// kept); exits quietly when stdout was closed (`labbook … | head`).
+pub fn print_clean(args: std::fmt::Arguments) {
+    let text = args.to_string();
+    let clean = labbook::sanitize::for_terminal(&text);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(clean.as_bytes()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("failed printing to stdout: {e}");
+    }
+}
+
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -28,13 +42,13 @@ pub fn item_table(items: &[Item]) -> Result<()> {
             format!("  #{}", i.tags.join(" #"))
         };
         let archived = if i.archived { "  (archived)" } else { "" };
-        writeln!(
-            out,
+        let line = format!(
             "{:<id_w$}  {:<st_w$}  {}{tags}{archived}",
             i.id.to_string(),
             i.status,
             i.title
-        )?;
+        );
+        writeln!(out, "{}", labbook::sanitize::for_terminal(&line))?;
     }
     Ok(())
 }

@@ -70,11 +70,24 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
             .clone()
             .or_else(labbook::recorder::hostname)
             .unwrap_or_else(|| "runner".into()),
+        runners: gh.runners.clone(),
+        env: rc.env.clone(),
+        max_job_time: Some(parse_duration(&rc.max_job_time).context("[runner] max_job_time")?)
+            .filter(|d| !d.is_zero()),
+        wrap: rc.wrap.clone(),
+        max_log: labbook::config::parse_size(&rc.max_log).context("[runner] max_log")?,
         stop: Arc::new(AtomicBool::new(false)),
         events: Arc::new(|line: &str| {
             println!("{} {line}", chrono::Utc::now().format("%H:%M:%S"));
         }),
     };
+    for name in &opts.env {
+        if !labbook::remote::runner::passes_to_job(name, &opts.env) {
+            anyhow::bail!(
+                "[runner] env names {name}, which is never passed to jobs (the token and the runner's notebook stay with the runner)"
+            );
+        }
+    }
     if opts.lease < std::time::Duration::from_secs(1) {
         anyhow::bail!(
             "[runner] lease = \"{}\" is too short (at least 1s)",

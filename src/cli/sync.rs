@@ -58,6 +58,9 @@ pub fn cmd_sync(env: &Env, a: Args) -> Result<()> {
     for s in &report.skipped {
         println!("not synced: {s}");
     }
+    for line in &report.ignored {
+        println!("{line} (a marker it may not use; left alone)");
+    }
     for e in &remote.events {
         println!("{e}");
     }

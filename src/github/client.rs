@@ -41,9 +41,15 @@ impl Resp {
 
 /// Parses `<url>; rel="next", <url>; rel="last"`.
 pub fn next_link(link: &str) -> Option<String> {
+    link_rel(link, "next")
+}
+
+/// The URL of relation `rel` in a `Link` header.
+pub fn link_rel(link: &str, rel: &str) -> Option<String> {
+    let want = format!("rel=\"{rel}\"");
     link.split(',').find_map(|part| {
         let (url, rest) = part.trim().split_once(';')?;
-        rest.contains("rel=\"next\"").then(|| {
+        rest.contains(&want).then(|| {
             url.trim()
                 .trim_start_matches('<')
                 .trim_end_matches('>')
@@ -64,10 +70,14 @@ enum Verb {
     Get,
     Post,
     Patch,
+    /// A GraphQL query: sent as a POST, but a read, so retried like a GET.
+    Query,
 }
 
 pub struct Client {
     octo: Octocrab,
+    /// GitHub Enterprise serves GraphQL at `/api/graphql`, beside (not under) `/api/v3`.
+    graphql_octo: Option<Octocrab>,
     api_url: String,
     write_interval: Duration,
     last_write: Option<Instant>,
@@ -86,25 +96,15 @@ impl Client {
     pub fn new(cfg: &GithubConfig, token: &Token) -> Result<Client> {
         let api_url = cfg.api_url.trim_end_matches('/').to_string();
         let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
-        let octo = Octocrab::builder()
-            .base_uri(api_url.as_str())
-            .map_err(|_| Error::Github(format!("`{api_url}` is not a valid api_url")))?
-            .personal_token(token.expose().to_string())
-            .set_connect_timeout(Some(timeout))
-            .set_read_timeout(Some(timeout))
-            .set_write_timeout(Some(timeout))
-            .add_header(
-                http::header::ACCEPT,
-                "application/vnd.github+json".to_string(),
-            )
-            .add_header(
-                http::HeaderName::from_static("x-github-api-version"),
-                "2022-11-28".to_string(),
-            )
-            .build()
-            .map_err(|e| Error::Github(format!("cannot set up the HTTP client: {e}")))?;
+        let octo = build_octo(&api_url, token, timeout)?;
+        let graphql_octo = api_url
+            .strip_suffix("/v3")
+            .filter(|base| base.ends_with("/api"))
+            .map(|base| build_octo(base, token, timeout))
+            .transpose()?;
         Ok(Client {
             octo,
+            graphql_octo,
             api_url,
             write_interval: Duration::from_millis(cfg.write_interval_ms),
             last_write: None,
@@ -117,6 +117,49 @@ impl Client {
         })
     }
 
+    /// A GraphQL query (a read, retried like a GET). Returns its `data`; an answer with
+    /// `errors` is an error naming the first.
+    pub async fn graphql(&mut self, query: &str, variables: Value) -> Result<Value> {
+        let body = serde_json::json!({ "query": query, "variables": variables });
+        let resp = match self
+            .request(Verb::Query, "/graphql", HeaderMap::new(), Some(&body), &[])
+            .await?
+        {
+            Sent::Done(r) => r,
+            Sent::Unknown(why) => return Err(Error::Github(why)),
+        };
+        let v: Value = resp.json()?;
+        if let Some(e) = v["errors"].as_array().and_then(|e| e.first()) {
+            return Err(Error::Github(format!(
+                "GitHub's GraphQL API answered: {}",
+                crate::sanitize::untrusted_line(e["message"].as_str().unwrap_or("an error"))
+            )));
+        }
+        Ok(v["data"].clone())
+    }
+}
+
+fn build_octo(api_url: &str, token: &Token, timeout: Duration) -> Result<Octocrab> {
+    Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|_| Error::Github(format!("`{api_url}` is not a valid api_url")))?
+        .personal_token(token.expose().to_string())
+        .set_connect_timeout(Some(timeout))
+        .set_read_timeout(Some(timeout))
+        .set_write_timeout(Some(timeout))
+        .add_header(
+            http::header::ACCEPT,
+            "application/vnd.github+json".to_string(),
+        )
+        .add_header(
+            http::HeaderName::from_static("x-github-api-version"),
+            "2022-11-28".to_string(),
+        )
+        .build()
+        .map_err(|e| Error::Github(format!("cannot set up the HTTP client: {e}")))
+}
+
+impl Client {
     /// Shorter retry backoff (tests).
     pub fn set_backoff(&mut self, d: Duration) {
         self.backoff = d;
@@ -183,7 +226,7 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             self.wait_for_rate_limit().await?;
-            if verb != Verb::Get {
+            if matches!(verb, Verb::Post | Verb::Patch) {
                 if let Some(last) = self.last_write {
                     let next = last + self.write_interval;
                     let now = Instant::now();
@@ -267,6 +310,13 @@ impl Client {
                     .await
             }
             Verb::Post => self.octo._post(path, body).await,
+            Verb::Query => {
+                self.graphql_octo
+                    .as_ref()
+                    .unwrap_or(&self.octo)
+                    ._post(path, body)
+                    .await
+            }
             Verb::Patch => self.octo._patch(path, body).await,
         }
         .map_err(|e| error_chain(&e))?;

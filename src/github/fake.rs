@@ -7,6 +7,10 @@
 //! rate limit), rate-limit headers and switchable faults ([`Faults`]).
 //! For remote runs it also knows which commits are pushed (`GET /commits/{sha}`), filters
 //! issues by label, edits comments, and accepts extra tokens, each acting as its own user.
+//! For trust checks it answers `GET /user`, records who last edited an issue's body and
+//! serves it through the one GraphQL query labbook sends, and runs on a clock of its own
+//! (`clock_offset_secs`: its `Date` header and timestamps), like a server whose time
+//! differs from the client's.
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,6 +49,9 @@ pub struct FakeIssue {
     pub created_at: String,
     pub updated_at: String,
     pub is_pr: bool,
+    /// Who last edited the body and when (`None`: never edited), as GraphQL's
+    /// `Issue.editor` / `lastEditedAt`.
+    pub last_edited: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,11 +93,26 @@ pub struct FakeState {
     /// `(comment id, n)`: the next `n` comment lists leave that comment out, as a GitHub
     /// replica that has not seen a fresh write yet.
     pub stale_lists: Option<(u64, u32)>,
+    /// Seconds the fake's clock is ahead of this machine's (negative: behind).
+    pub clock_offset_secs: i64,
     next_comment_id: u64,
     rng: u64,
 }
 
 impl FakeState {
+    /// The fake's current time, as GitHub writes timestamps.
+    pub fn now(&self) -> String {
+        stamp_at(self.clock_offset_secs)
+    }
+
+    /// Edits an issue's body as `login` would on GitHub's page.
+    pub fn edit_body(&mut self, number: u64, body: &str, login: &str) {
+        let now = self.now();
+        let i = self.issue_mut(number);
+        i.body = Some(body.into());
+        i.last_edited = Some((login.into(), now));
+    }
+
     fn rand(&mut self) -> f64 {
         // xorshift64*
         self.rng ^= self.rng >> 12;
@@ -102,7 +124,7 @@ impl FakeState {
     /// Adds an issue as a GitHub user would. Returns its number.
     pub fn create_issue(&mut self, title: &str, body: &str, labels: &[&str], user: &str) -> u64 {
         let number = self.next_number();
-        let now = now();
+        let now = self.now();
         self.issues.push(FakeIssue {
             number,
             title: title.into(),
@@ -114,6 +136,7 @@ impl FakeState {
             created_at: now.clone(),
             updated_at: now,
             is_pr: false,
+            last_edited: None,
         });
         number
     }
@@ -138,7 +161,7 @@ impl FakeState {
 
     /// Mutable access that also bumps `updated_at`, as any edit on GitHub does.
     pub fn issue_mut(&mut self, number: u64) -> &mut FakeIssue {
-        let now = now();
+        let now = self.now();
         let i = self
             .issues
             .iter_mut()
@@ -150,7 +173,7 @@ impl FakeState {
 
     pub fn add_comment(&mut self, issue: u64, body: &str, user: &str) -> u64 {
         self.next_comment_id += 1;
-        let now = now();
+        let now = self.now();
         self.comments.push(FakeComment {
             id: self.next_comment_id,
             issue,
@@ -239,6 +262,7 @@ impl FakeGithub {
             pushed: BTreeSet::new(),
             outsiders: BTreeSet::new(),
             stale_lists: None,
+            clock_offset_secs: 0,
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -281,8 +305,10 @@ impl Drop for FakeGithub {
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+fn stamp_at(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(offset_secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn unix_now() -> u64 {
@@ -427,6 +453,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<FakeState>) -> std::io::Result<()> {
     s.log
         .push((req.method.clone(), req.target.clone(), resp.status));
     let mut headers = resp.headers;
+    headers.push((
+        "date".into(),
+        (chrono::Utc::now() + chrono::TimeDelta::seconds(s.clock_offset_secs))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    ));
     headers.push(("x-ratelimit-limit".into(), s.rate_limit.to_string()));
     headers.push(("x-ratelimit-remaining".into(), s.rate_remaining.to_string()));
     headers.push(("x-ratelimit-reset".into(), s.rate_reset.to_string()));
@@ -490,6 +522,17 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
         return err(403, "API rate limit exceeded for user.");
     }
     let path = req.path.strip_prefix("/api/v3").unwrap_or(&req.path);
+    match (req.method.as_str(), path) {
+        ("GET", "/user") => {
+            s.rate_remaining = s.rate_remaining.saturating_sub(1);
+            return ok(200, json!({ "login": login, "id": 1, "type": "User" }));
+        }
+        ("POST", "/graphql" | "/api/graphql") => {
+            s.rate_remaining = s.rate_remaining.saturating_sub(1);
+            return graphql(s, req);
+        }
+        _ => {}
+    }
     let prefix = format!("/repos/{}/", s.repo);
     let Some(rest) = path.strip_prefix(&prefix) else {
         return err(404, "Not Found");
@@ -536,7 +579,7 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                         return too_long("body");
                     }
                     s.comments[i].body = body.to_string();
-                    s.comments[i].updated_at = self::now();
+                    s.comments[i].updated_at = s.now();
                     ok(200, comment_json(s, &s.comments[i], &base))
                 }
                 None => err(404, "Not Found"),
@@ -548,7 +591,7 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
             None => err(404, "Not Found"),
         },
         ("PATCH", ["issues", n]) => match n.parse().ok().and_then(|n| find(s, n)) {
-            Some(i) => update_issue(s, i, req, &base),
+            Some(i) => update_issue(s, i, req, &base, &login),
             None => err(404, "Not Found"),
         },
         ("GET", ["issues", n, "comments"]) => match n.parse::<u64>() {
@@ -560,10 +603,12 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                     }
                     _ => None,
                 };
+                let since = req.query.get("since");
                 let all: Vec<Value> = s
                     .comments
                     .iter()
                     .filter(|c| c.issue == n && Some(c.id) != hidden)
+                    .filter(|c| since.is_none_or(|t| c.updated_at.as_str() >= t.as_str()))
                     .map(|c| comment_json(s, c, &base))
                     .collect();
                 paginate(req, &base, all)
@@ -827,7 +872,39 @@ fn too_long_or(field: &str, msg: &str) -> Response {
     }
 }
 
-fn update_issue(s: &mut FakeState, i: usize, req: &Request, base: &str) -> Response {
+/// The one GraphQL query labbook sends: an issue's author and last body edit.
+fn graphql(s: &FakeState, req: &Request) -> Response {
+    let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+    let query = v["query"].as_str().unwrap_or("");
+    if !query.contains("lastEditedAt") {
+        return ok(
+            200,
+            json!({"errors": [{"message": "the fake GitHub serves one query only"}]}),
+        );
+    }
+    let vars = &v["variables"];
+    let (owner, name) = s.repo.split_once('/').unwrap_or(("", ""));
+    if vars["owner"] != owner || vars["name"] != name {
+        return ok(
+            200,
+            json!({"data": {"repository": null}, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a Repository"}]}),
+        );
+    }
+    let issue = vars["number"]
+        .as_u64()
+        .and_then(|n| find(s, n))
+        .map(|i| &s.issues[i]);
+    let node = issue.map(|i| {
+        json!({
+            "author": {"login": i.user},
+            "lastEditedAt": i.last_edited.as_ref().map(|e| e.1.clone()),
+            "editor": i.last_edited.as_ref().map(|e| json!({"login": e.0})),
+        })
+    });
+    ok(200, json!({"data": {"repository": {"issue": node}}}))
+}
+
+fn update_issue(s: &mut FakeState, i: usize, req: &Request, base: &str, login: &str) -> Response {
     let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
     if let Some(b) = v["body"].as_str()
         && b.chars().count() > 65_536
@@ -839,8 +916,11 @@ fn update_issue(s: &mut FakeState, i: usize, req: &Request, base: &str) -> Respo
     if let Some(t) = v["title"].as_str() {
         issue.title = t.into();
     }
-    if let Some(b) = v["body"].as_str() {
+    if let Some(b) = v["body"].as_str()
+        && issue.body.as_deref() != Some(b)
+    {
         issue.body = Some(b.into());
+        issue.last_edited = Some((login.into(), issue.updated_at.clone()));
     }
     if let Some(st) = v["state"].as_str() {
         issue.state = st.into();

@@ -34,6 +34,14 @@ pub fn parse_marker(body: &str) -> Option<ItemId> {
     None
 }
 
+/// The item named by the marker that ends `body` (trailing whitespace aside), as the
+/// footer writes it; a marker anywhere else in the text does not count.
+pub fn trailing_marker(body: &str) -> Option<ItemId> {
+    let rest = body.trim_end().strip_suffix(" -->")?;
+    let start = rest.rfind("<!-- labbook:")?;
+    rest[start + "<!-- labbook:".len()..].parse().ok()
+}
+
 /// Marker of a comment posted from the notebook: `<!-- labbook:comment:42 -->`.
 pub fn comment_marker(local_id: i64) -> String {
     format!("<!-- labbook:comment:{local_id} -->")
@@ -301,6 +309,15 @@ mod tests {
         assert_eq!(user_part(&body.replace('\n', "\r\n")), user_part(&body));
         assert_eq!(user_part("plain"), "plain");
         assert_eq!(parse_marker("no marker <!-- labbook:nope -->"), None);
+        assert_eq!(trailing_marker(&body), Some(it.id));
+        assert_eq!(trailing_marker(&format!("{body}\n\n")), Some(it.id));
+        // A marker quoted in the text, with something after it, is not the footer's.
+        assert_eq!(trailing_marker("see <!-- labbook:P-1 --> here"), None);
+        assert_eq!(
+            trailing_marker("x <!-- labbook:P-1 -->"),
+            Some("P-1".parse().unwrap())
+        );
+        assert_eq!(trailing_marker("x <!-- labbook:comment:3 -->"), None);
     }
 
     #[test]

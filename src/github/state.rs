@@ -62,6 +62,22 @@ pub enum Resolution {
     Value(String),
 }
 
+/// Whether issue `number` of `repo` is linked to an item.
+pub(crate) fn issue_is_linked(
+    conn: &rusqlite::Connection,
+    repo: &str,
+    number: i64,
+) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM gh_issues WHERE repo = ?1 AND number = ?2",
+            rusqlite::params![repo, number],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 impl Store {
     /// True when the item is linked to a GitHub issue (cheap; no merge state is computed).
     pub fn has_issue(&self, id: ItemId) -> Result<bool> {

@@ -26,6 +26,7 @@ use super::token::Token;
 use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::model::{Item, ItemId, ItemPatch, Kind, NewItem};
+use crate::sanitize;
 use crate::store::items::{apply_patch, get_item};
 use crate::store::{Ctx, Store, insert_item};
 
@@ -49,6 +50,9 @@ pub struct SyncReport {
     pub conflicts: usize,
     /// Items GitHub refused (422 validation errors); the rest of the sync went on.
     pub skipped: Vec<String>,
+    /// Issues carrying a marker they may not use (`ignored #12: marker T-3 from @mallory`):
+    /// never linked, imported or edited. Each is reported by the first sync that sees it.
+    pub ignored: Vec<String>,
     /// HTTP requests sent (304s included).
     pub requests: u64,
     /// Human-readable events, one per change (for `--verbose`).
@@ -108,6 +112,22 @@ pub(crate) struct IssueComment {
 }
 
 impl Issue {
+    /// Drops control characters from everything a person on GitHub wrote.
+    fn sanitize(&mut self) {
+        self.title = sanitize::untrusted_line(&self.title);
+        self.body = self.body.as_deref().map(sanitize::untrusted_text);
+        for l in &mut self.labels {
+            l.name = sanitize::untrusted_line(&l.name);
+        }
+        for u in self.assignee.iter_mut().chain(self.user.iter_mut()) {
+            u.login = sanitize::untrusted_line(&u.login);
+        }
+    }
+
+    fn author(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.login.as_str())
+    }
+
     fn label_names(&self) -> Vec<String> {
         self.labels.iter().map(|l| l.name.clone()).collect()
     }
@@ -122,6 +142,41 @@ impl Issue {
             kind,
         )
     }
+}
+
+impl IssueComment {
+    fn sanitize(&mut self) {
+        self.body = self.body.as_deref().map(sanitize::untrusted_text);
+        if let Some(u) = &mut self.user {
+            u.login = sanitize::untrusted_line(&u.login);
+        }
+    }
+
+    fn author(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.login.as_str())
+    }
+}
+
+/// Parses a page of issues and sanitizes them.
+pub(crate) fn parse_issues(body: &str) -> Result<Vec<Issue>> {
+    let mut issues: Vec<Issue> = serde_json::from_str(body)
+        .map_err(|e| Error::Github(format!("unexpected issue list from GitHub: {e}")))?;
+    issues.iter_mut().for_each(Issue::sanitize);
+    Ok(issues)
+}
+
+fn parse_comments(body: &str) -> Result<Vec<IssueComment>> {
+    let mut comments: Vec<IssueComment> = serde_json::from_str(body)
+        .map_err(|e| Error::Github(format!("unexpected comment list from GitHub: {e}")))?;
+    comments.iter_mut().for_each(IssueComment::sanitize);
+    Ok(comments)
+}
+
+/// `GET /user`: the login the token acts as. Markers (ours) are trusted only on issues
+/// and comments written by this login.
+pub(crate) async fn own_login(client: &mut Client) -> Result<String> {
+    let me: User = client.get("/user", None).await?.json()?;
+    Ok(me.login)
 }
 
 /// Stored per synced item: the merge base plus the remote's label spelling.
@@ -161,6 +216,7 @@ pub fn sync_with(
             },
             max_requests: opts.max_requests,
             used_urls: Vec::new(),
+            me: None,
         };
         let out = s.run().await;
         s.report.requests = s.client.requests;
@@ -200,6 +256,8 @@ struct Syncer<'a> {
     report: SyncReport,
     max_requests: Option<u64>,
     used_urls: Vec<String>,
+    /// The token's own login, fetched the first time a marker needs checking.
+    me: Option<String>,
 }
 
 fn gh_ctx(ctx: &Ctx) -> Ctx {
@@ -212,6 +270,17 @@ fn gh_ctx(ctx: &Ctx) -> Ctx {
 impl Syncer<'_> {
     fn repo(&self) -> &str {
         &self.cfg.repo
+    }
+
+    /// The token's login (one `GET /user` per sync, and only when a marker needs it).
+    async fn me(&mut self) -> Result<String> {
+        if let Some(me) = &self.me {
+            return Ok(me.clone());
+        }
+        self.budget()?;
+        let me = own_login(&mut self.client).await?;
+        self.me = Some(me.clone());
+        Ok(me)
     }
 
     fn budget(&self) -> Result<()> {
@@ -341,13 +410,21 @@ impl Syncer<'_> {
         let mut next = Some(path);
         while let Some(path) = next.take() {
             let (body, link, etag) = self.get_page(&path).await?;
-            let issues: Vec<Issue> = serde_json::from_str(&body)
-                .map_err(|e| Error::Github(format!("unexpected issue list from GitHub: {e}")))?;
+            let issues = parse_issues(&body)?;
+            let me = if self.has_unlinked_marker(&issues)? {
+                Some(self.me().await?)
+            } else {
+                None
+            };
             let mut events = Vec::new();
             let mut counts = Counts::default();
+            let trust = Trust {
+                me: me.as_deref(),
+                kinds: &self.cfg.kinds,
+            };
             self.store.write(|tx, ctx| {
                 for issue in &issues {
-                    pull_issue(tx, ctx, &repo, issue, &mut counts, &mut events)?;
+                    pull_issue(tx, ctx, &repo, issue, trust, &mut counts, &mut events)?;
                 }
                 if let Some(last) = issues.last() {
                     set_state(tx, &repo, "issues_since", &last.updated_at)?;
@@ -372,13 +449,21 @@ impl Syncer<'_> {
         let mut next = Some(path);
         while let Some(path) = next.take() {
             let (body, link, etag) = self.get_page(&path).await?;
-            let comments: Vec<IssueComment> = serde_json::from_str(&body)
-                .map_err(|e| Error::Github(format!("unexpected comment list from GitHub: {e}")))?;
+            let comments = parse_comments(&body)?;
+            let me = if comments.iter().any(|c| {
+                c.body
+                    .as_deref()
+                    .is_some_and(|b| render::parse_comment_marker(b).is_some())
+            }) {
+                Some(self.me().await?)
+            } else {
+                None
+            };
             let mut counts = Counts::default();
             let mut events = Vec::new();
             self.store.write(|tx, ctx| {
                 for c in &comments {
-                    pull_comment(tx, ctx, &repo, c, &mut counts, &mut events)?;
+                    pull_comment(tx, ctx, &repo, c, me.as_deref(), &mut counts, &mut events)?;
                 }
                 if let Some(last) = comments.last() {
                     let at = if last.updated_at.is_empty() {
@@ -397,8 +482,30 @@ impl Syncer<'_> {
         Ok(())
     }
 
+    /// Whether a page has an issue with an item marker that is not linked yet: only then
+    /// does adopting need the token's login.
+    fn has_unlinked_marker(&self, issues: &[Issue]) -> Result<bool> {
+        for issue in issues {
+            if issue
+                .body
+                .as_deref()
+                .and_then(render::parse_marker)
+                .is_some()
+                && !crate::github::state::issue_is_linked(
+                    self.store.conn(),
+                    self.repo(),
+                    issue.number,
+                )?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn absorb(&mut self, c: Counts, events: Vec<String>) {
         self.report.imported += c.imported;
+        self.report.ignored.extend(c.ignored);
         self.report.adopted += c.adopted;
         self.report.pulled += c.pulled;
         self.report.conflicts += c.conflicts;
@@ -590,22 +697,25 @@ impl Syncer<'_> {
     /// Looks through issues created since shortly before `started` for `id`'s marker.
     async fn find_issue_by_marker(&mut self, id: ItemId, started: &str) -> Result<Option<Issue>> {
         let repo = self.repo().to_string();
-        let marker = render::marker(id);
         let cutoff = chrono::DateTime::parse_from_rfc3339(started)
             .map(|t| t.with_timezone(&chrono::Utc) - chrono::Duration::hours(1))
             .ok();
         let mut next = Some(format!(
             "/repos/{repo}/issues?state=all&sort=created&direction=desc&per_page=100"
         ));
+        let me = self.me().await?;
         let mut pages = 0;
         while let Some(path) = next.take() {
             self.budget()?;
             pages += 1;
             let resp = self.client.get(&path, None).await?;
-            let issues: Vec<Issue> = resp.json()?;
+            let issues = parse_issues(&resp.body)?;
             for issue in &issues {
+                // Only our own issue ending in the footer marker is the lost create; a
+                // stranger's copy of the marker is not.
                 if issue.pull_request.is_none()
-                    && issue.body.as_deref().is_some_and(|b| b.contains(&marker))
+                    && issue.author().eq_ignore_ascii_case(&me)
+                    && issue.body.as_deref().and_then(render::trailing_marker) == Some(id)
                 {
                     return Ok(Some(issue.clone()));
                 }
@@ -629,7 +739,7 @@ impl Syncer<'_> {
         let linked: Vec<(ItemId, i64)> = {
             let mut stmt = self.store.conn().prepare(
                 "SELECT i.kind, i.num, g.number FROM gh_issues g JOIN items i ON i.id = g.item_id
-                 WHERE g.repo = ?1 ORDER BY i.id",
+                 WHERE g.repo = ?1 AND i.archived = 0 ORDER BY i.id",
             )?;
             let rows = stmt.query_map([&repo], |r| {
                 Ok((
@@ -641,13 +751,11 @@ impl Syncer<'_> {
             let mut out = Vec::new();
             for row in rows {
                 let (kind, num, number) = row?;
-                out.push((
-                    ItemId {
-                        kind: kind.parse()?,
-                        num,
-                    },
-                    number,
-                ));
+                let kind: Kind = kind.parse()?;
+                // A kind taken out of `[github] kinds` is private from then on.
+                if self.cfg.kinds.contains(&kind) {
+                    out.push((ItemId { kind, num }, number));
+                }
             }
             out
         };
@@ -731,7 +839,7 @@ impl Syncer<'_> {
                  JOIN gh_issues g ON g.item_id = c.item_id AND g.repo = ?1
                  JOIN items i ON i.id = c.item_id
                  LEFT JOIN gh_comments gc ON gc.comment_id = c.id
-                 WHERE gc.remote_id IS NULL
+                 WHERE gc.remote_id IS NULL AND i.archived = 0
                  ORDER BY c.id",
             )?;
             let rows = stmt.query_map([&repo], |r| {
@@ -753,6 +861,9 @@ impl Syncer<'_> {
                 kind: kind.parse()?,
                 num,
             };
+            if !self.cfg.kinds.contains(&item_id.kind) {
+                continue;
+            }
             let marker = comment_marker(cid);
             if pending
                 && let Some(remote) = self
@@ -854,15 +965,20 @@ impl Syncer<'_> {
             while let Some(path) = next.take() {
                 self.budget()?;
                 let resp = self.client.get(&path, None).await?;
-                let page: Vec<IssueComment> = resp.json()?;
-                all.extend(page);
+                all.extend(parse_comments(&resp.body)?);
                 next = resp.next_link().map(|l| self.client.relative(&l));
             }
             cache.insert(number, all);
         }
+        let me = self.me().await?;
         Ok(cache[&number]
             .iter()
-            .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
+            .find(|c| {
+                c.author().eq_ignore_ascii_case(&me)
+                    && c.body
+                        .as_deref()
+                        .is_some_and(|b| b.trim_end().ends_with(marker))
+            })
             .map(|c| c.id))
     }
 }
@@ -874,6 +990,73 @@ struct Counts {
     pulled: usize,
     conflicts: usize,
     comments_in: usize,
+    ignored: Vec<String>,
+}
+
+/// What an unlinked issue's marker is checked against.
+#[derive(Clone, Copy)]
+struct Trust<'a> {
+    /// The token's login; `None` when the page had no unlinked marker.
+    me: Option<&'a str>,
+    kinds: &'a [Kind],
+}
+
+/// Why an unlinked issue may not be adopted for `item` by its marker, if it may not. Only
+/// the lost answer to our own create is adopted: the item is synced and has a create
+/// pending from this notebook, the issue was written by the token's login, and the marker
+/// is the footer's, at the very end of the body.
+fn adoption_refused(
+    tx: &Transaction,
+    issue: &Issue,
+    item: &Item,
+    trust: Trust,
+) -> Result<Option<&'static str>> {
+    if !trust.kinds.contains(&item.kind) || item.archived {
+        return Ok(Some("not a synced item"));
+    }
+    let pending: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM gh_pending WHERE item_id = ?1",
+        [item.rowid],
+        |r| r.get(0),
+    )?;
+    if !pending {
+        return Ok(Some("no create pending"));
+    }
+    if !trust
+        .me
+        .is_some_and(|me| issue.author().eq_ignore_ascii_case(me))
+    {
+        return Ok(Some("not written by this notebook's account"));
+    }
+    if issue.body.as_deref().and_then(render::trailing_marker) != Some(item.id) {
+        return Ok(Some("not the footer marker"));
+    }
+    Ok(None)
+}
+
+/// Reports an issue whose marker may not be used, once (remembered in `gh_state`).
+fn ignore_issue(
+    tx: &Transaction,
+    repo: &str,
+    issue: &Issue,
+    id: ItemId,
+    why: &str,
+    counts: &mut Counts,
+    events: &mut Vec<String>,
+) -> Result<()> {
+    let key = format!("ignored#{}", issue.number);
+    if get_state(tx, repo, &key)?.is_none() {
+        set_state(tx, repo, &key, &id.to_string())?;
+        let line = format!(
+            "ignored #{}: marker {id} from @{}",
+            issue.number,
+            issue.author()
+        );
+        tracing::warn!(%line, why, "untrusted marker");
+        events.push(format!("{line} ({why})"));
+        counts.ignored.push(line);
+    }
+    Ok(())
 }
 
 fn pull_issue(
@@ -881,6 +1064,7 @@ fn pull_issue(
     ctx: &Ctx,
     repo: &str,
     issue: &Issue,
+    trust: Trust,
     counts: &mut Counts,
     events: &mut Vec<String>,
 ) -> Result<()> {
@@ -911,18 +1095,21 @@ fn pull_issue(
         None => match issue.body.as_deref().and_then(render::parse_marker) {
             Some(id) => {
                 let Ok(item) = get_item(tx, id) else {
-                    events.push(format!(
-                        "skipped #{}: its marker names {id}, which is not in this notebook",
-                        issue.number
-                    ));
-                    return Ok(());
+                    return ignore_issue(tx, repo, issue, id, "no such item here", counts, events);
                 };
                 if load_link(tx, item.rowid)?.is_some() {
-                    events.push(format!(
-                        "skipped #{}: {id} is already synced with another issue",
-                        issue.number
-                    ));
-                    return Ok(());
+                    return ignore_issue(
+                        tx,
+                        repo,
+                        issue,
+                        id,
+                        "already synced with another issue",
+                        counts,
+                        events,
+                    );
+                }
+                if let Some(why) = adoption_refused(tx, issue, &item, trust)? {
+                    return ignore_issue(tx, repo, issue, id, why, counts, events);
                 }
                 let remote = issue.proj(item.kind);
                 let stored = Stored {
@@ -1093,6 +1280,7 @@ fn pull_comment(
     ctx: &Ctx,
     repo: &str,
     c: &IssueComment,
+    me: Option<&str>,
     counts: &mut Counts,
     events: &mut Vec<String>,
 ) -> Result<()> {
@@ -1107,7 +1295,12 @@ fn pull_comment(
         return Ok(());
     }
     let body = c.body.clone().unwrap_or_default();
-    if let Some(local) = render::parse_comment_marker(&body) {
+    // A comment marker maps a comment of ours whose answer was lost; only comments written
+    // by the token's own login may carry one (anyone else's is an ordinary comment).
+    let ours = me.is_some_and(|me| c.author().eq_ignore_ascii_case(me));
+    if let Some(local) = render::parse_comment_marker(&body).filter(|_| ours)
+        && body.trim_end().ends_with(&comment_marker(local))
+    {
         // One of ours whose answer was lost: map it (once).
         let row: Option<Option<i64>> = tx
             .query_row(

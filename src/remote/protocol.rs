@@ -3,6 +3,7 @@
 //! comment always fits GitHub's 65,536-character limit.
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Label of run-request issues.
@@ -20,6 +21,8 @@ pub const KIND_REQUEST: &str = "run-request";
 pub const KIND_CLAIM: &str = "claim";
 pub const KIND_RESULTS: &str = "results";
 pub const KIND_NOT_ALLOWED: &str = "not-allowed";
+/// A runner's refusal for a reason other than the author (an edit by someone else).
+pub const KIND_REFUSED: &str = "refused";
 
 /// `<!-- labbook:KIND {json} -->`. `<` and `>` inside JSON strings are escaped (`\u003c`,
 /// `\u003e`), so no value can end the HTML comment early or look like another block.
@@ -83,39 +86,76 @@ pub enum ClaimState {
 pub struct Claim {
     pub runner: String,
     pub nonce: String,
-    /// RFC 3339 UTC; the claim is void after this unless renewed.
+    /// RFC 3339 UTC, on GitHub's clock; shown to people. Liveness is decided by
+    /// `lease_secs` from the comment's `updated_at` where both are known.
     pub lease_until: String,
     pub state: ClaimState,
+    /// The lease in seconds, counted from the comment's last edit on GitHub (its
+    /// `updated_at`): only GitHub's clock decides, so a runner whose own clock is wrong
+    /// can neither take over a live claim nor keep a dead one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
 }
 
 impl Claim {
-    /// Active and not expired at `now`.
-    pub fn live(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
-        self.state == ClaimState::Active
-            && chrono::DateTime::parse_from_rfc3339(&self.lease_until)
-                .is_ok_and(|t| t.with_timezone(&chrono::Utc) > now)
+    /// Active and not expired at `now` (GitHub's time), given the comment's `updated_at`.
+    pub fn live(&self, updated_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        if self.state != ClaimState::Active {
+            return false;
+        }
+        match (self.lease_secs, updated_at) {
+            (Some(secs), Some(at)) => {
+                at + chrono::TimeDelta::seconds(secs.min(MAX_LEASE_SECS) as i64) > now
+            }
+            _ => DateTime::parse_from_rfc3339(&self.lease_until)
+                .is_ok_and(|t| t.with_timezone(&Utc) > now),
+        }
     }
 }
+
+/// No lease counts for longer than this, whatever a claim says (a month, as the runner's
+/// own durations).
+const MAX_LEASE_SECS: u64 = 30 * 86_400;
 
 /// One comment as the protocol sees it.
 #[derive(Debug, Clone)]
 pub struct CommentView {
     pub id: u64,
     pub body: String,
+    /// The login that wrote it.
+    pub author: String,
+    /// GitHub's `updated_at`.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// The claim that holds the request at `now`: the live claim with the smallest comment id
-/// (comment ids grow with creation order on GitHub). A runner that posted a claim and
-/// then finds an earlier live claim has lost and withdraws.
-pub fn winning_claim(
-    comments: &[CommentView],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<(u64, Claim)> {
+/// The claim that holds the request at `now` (GitHub's time): the live claim with the
+/// smallest comment id (comment ids grow with creation order on GitHub). A runner that
+/// posted a claim and then finds an earlier live claim has lost and withdraws.
+pub fn winning_claim(comments: &[CommentView], now: DateTime<Utc>) -> Option<(u64, Claim)> {
     comments
         .iter()
-        .filter_map(|c| parse_block::<Claim>(KIND_CLAIM, &c.body).map(|cl| (c.id, cl)))
-        .filter(|(_, cl)| cl.live(now))
-        .min_by_key(|(id, _)| *id)
+        .filter_map(|c| parse_block::<Claim>(KIND_CLAIM, &c.body).map(|cl| (c, cl)))
+        .filter(|(c, cl)| cl.live(c.updated_at, now))
+        .min_by_key(|(c, _)| c.id)
+        .map(|(c, cl)| (c.id, cl))
+}
+
+/// The results that count on a request: the newest results comment that carries the nonce
+/// of a claim on the same request, written by the same login before it and not withdrawn.
+/// A results block copied from another request (or written by someone who never held the
+/// claim) has no such claim and is ignored.
+pub fn accepted_results(comments: &[CommentView]) -> Option<(u64, Results)> {
+    comments.iter().rev().find_map(|c| {
+        let r = parse_block::<Results>(KIND_RESULTS, &c.body)?;
+        let nonce = r.nonce.as_deref()?;
+        let claimed = comments.iter().any(|k| {
+            k.id < c.id
+                && k.author == c.author
+                && parse_block::<Claim>(KIND_CLAIM, &k.body)
+                    .is_some_and(|cl| cl.nonce == nonce && cl.state != ClaimState::Withdrawn)
+        });
+        claimed.then_some((c.id, r))
+    })
 }
 
 /// A point of a curve: step, value (`None` for NaN/inf), seconds since start.
@@ -126,6 +166,10 @@ pub type CurvePoint = (i64, Option<f64>, f64);
 pub struct Results {
     pub v: u32,
     pub runner: String,
+    /// The nonce of the claim these results were run under; results count only with the
+    /// winning claim's nonce, from that claim's author (`accepted_results`).
+    #[serde(default)]
+    pub nonce: Option<String>,
     /// `succeeded`, `failed`, `cancelled` or `crashed`.
     pub status: String,
     pub error: Option<String>,
@@ -352,8 +396,9 @@ mod tests {
             })
             .collect();
         Results {
-            v: 1,
+            v: 2,
             runner: "gpu".into(),
+            nonce: Some("n1".into()),
             status: "succeeded".into(),
             error: Some("oops --> not the end".into()),
             commit: "abc".into(),
@@ -446,6 +491,8 @@ mod tests {
         let now = chrono::Utc::now();
         let claim = |nonce: &str, secs: i64, state| CommentView {
             id: 0,
+            author: "r".into(),
+            updated_at: None,
             body: format!(
                 "claimed\n{}",
                 hidden_block(
@@ -455,6 +502,7 @@ mod tests {
                         nonce: nonce.into(),
                         lease_until: (now + chrono::TimeDelta::seconds(secs)).to_rfc3339(),
                         state,
+                        lease_secs: None,
                     }
                 )
             ),
@@ -470,6 +518,99 @@ mod tests {
         }
         assert_eq!(winning_claim(&cs, now).unwrap().1.nonce, "b");
         assert!(winning_claim(&cs[..2], now).is_none());
+    }
+
+    fn view(id: u64, author: &str, body: String, updated_at: Option<DateTime<Utc>>) -> CommentView {
+        CommentView {
+            id,
+            body,
+            author: author.into(),
+            updated_at,
+        }
+    }
+
+    #[test]
+    fn leases_are_counted_on_githubs_clock_from_the_comments_last_edit() {
+        let github_now = Utc::now();
+        // Written by a runner whose clock is two hours behind GitHub's: its `lease_until`
+        // is long past on GitHub's clock, but the comment was edited a second ago.
+        let claim = Claim {
+            runner: "slow-clock".into(),
+            nonce: "n".into(),
+            lease_until: (github_now - chrono::TimeDelta::hours(2)).to_rfc3339(),
+            state: ClaimState::Active,
+            lease_secs: Some(60),
+        };
+        let edited = Some(github_now - chrono::TimeDelta::seconds(1));
+        assert!(claim.live(edited, github_now));
+        assert!(!claim.live(edited, github_now + chrono::TimeDelta::seconds(61)));
+        let c = view(
+            5,
+            "bot",
+            format!("x {}", hidden_block(KIND_CLAIM, &claim)),
+            edited,
+        );
+        assert_eq!(winning_claim(&[c], github_now).unwrap().1.nonce, "n");
+        // A lease of a century is cut to a month.
+        let greedy = Claim {
+            lease_secs: Some(100 * 365 * 86_400),
+            ..claim
+        };
+        assert!(!greedy.live(edited, github_now + chrono::TimeDelta::days(31)));
+    }
+
+    #[test]
+    fn only_results_under_a_claim_of_their_author_count() {
+        let claim = |nonce: &str, state| Claim {
+            runner: "gpu".into(),
+            nonce: nonce.into(),
+            lease_until: Utc::now().to_rfc3339(),
+            state,
+            lease_secs: Some(60),
+        };
+        let res = |nonce: &str| {
+            let mut r = results(1, 3);
+            r.nonce = Some(nonce.into());
+            results_comment(&r, None)
+        };
+        let claim_text = |c: &Claim| hidden_block(KIND_CLAIM, c);
+        let ok = vec![
+            view(
+                1,
+                "bot",
+                claim_text(&claim("n1", ClaimState::Finished)),
+                None,
+            ),
+            view(2, "bot", res("n1"), None),
+        ];
+        assert_eq!(accepted_results(&ok).unwrap().0, 2);
+        // Copied from another request: its nonce names no claim here.
+        let copied = vec![view(2, "member", res("n1"), None)];
+        assert!(accepted_results(&copied).is_none());
+        // A claim's nonce, but posted by someone else than the claim's author.
+        let other = vec![
+            view(1, "bot", claim_text(&claim("n1", ClaimState::Active)), None),
+            view(2, "member", res("n1"), None),
+        ];
+        assert!(accepted_results(&other).is_none());
+        // Under a withdrawn claim, or without a nonce (an older runner): not counted.
+        let withdrawn = vec![
+            view(
+                1,
+                "bot",
+                claim_text(&claim("n1", ClaimState::Withdrawn)),
+                None,
+            ),
+            view(2, "bot", res("n1"), None),
+        ];
+        assert!(accepted_results(&withdrawn).is_none());
+        let mut r = results(1, 3);
+        r.nonce = None;
+        let bare = vec![
+            view(1, "bot", claim_text(&claim("n1", ClaimState::Active)), None),
+            view(2, "bot", results_comment(&r, None), None),
+        ];
+        assert!(accepted_results(&bare).is_none());
     }
 
     #[test]

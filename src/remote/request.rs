@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::protocol::{
     self, CommentView, KIND_REQUEST, KIND_RESULTS, LABEL_REQUEST, Results, RunRequest,
-    hidden_block, parse_block,
+    accepted_results, hidden_block, parse_block,
 };
 use crate::config::GithubConfig;
 use crate::error::{Error, Result};
@@ -241,6 +242,49 @@ async fn find_request(client: &mut Client, repo: &str, id: &str) -> Result<Optio
         .and_then(|i| i["number"].as_u64()))
 }
 
+/// Closes the request issue of a remote run cancelled here (`labbook cancel R-n`), with a
+/// comment saying who cancelled it; a runner working on it stops the job at its next lease
+/// renewal. Returns the issue number.
+pub fn cancel_request(
+    gh: &GithubConfig,
+    token: &Token,
+    remote: &RemoteRef,
+    run: RunId,
+    who: &str,
+) -> Result<u64> {
+    let Some(n) = remote.issue else {
+        return Err(Error::Github(format!(
+            "{run}'s request issue was never confirmed; nothing to close"
+        )));
+    };
+    if remote.repo != gh.repo {
+        return Err(Error::Github(format!(
+            "{run} was requested in {}, not {}",
+            remote.repo, gh.repo
+        )));
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut client = Client::new(gh, token)?;
+        let body = format!(
+            "Cancelled by {who} with `labbook cancel {run}`. A runner working on it stops the job and reports it cancelled."
+        );
+        let _ = client
+            .post(
+                &format!("/repos/{}/issues/{n}/comments", gh.repo),
+                &json!({ "body": body }),
+            )
+            .await?;
+        client
+            .patch(
+                &format!("/repos/{}/issues/{n}", gh.repo),
+                &json!({ "state": "closed", "state_reason": "not_planned" }),
+            )
+            .await?;
+        Ok(n)
+    })
+}
+
 /// What the import half of `labbook sync` did.
 #[derive(Debug, Default, Serialize)]
 pub struct SyncRemoteReport {
@@ -251,29 +295,101 @@ pub struct SyncRemoteReport {
     pub events: Vec<String>,
 }
 
-/// All comments of an issue, every page.
-pub async fn list_comments(client: &mut Client, repo: &str, issue: u64) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut next = Some(format!(
-        "/repos/{repo}/issues/{issue}/comments?per_page=100"
-    ));
-    while let Some(path) = next.take() {
-        let resp = client.get(&path, None).await?;
-        let page: Vec<Value> = resp.json()?;
-        out.extend(page);
-        next = resp.next_link().map(|l| client.relative(&l));
+/// The most comment pages read from one request (100 comments each), so thousands of
+/// comments on a request cannot make every lease renewal slow: past that, the first
+/// [`HEAD_PAGES`] pages and the newest ones are read (claims and results are either old,
+/// before a flood, or new, after it). Renewals list only what changed since the claim.
+pub const MAX_COMMENT_PAGES: usize = 10;
+const HEAD_PAGES: usize = 3;
+
+/// A request's comments that may speak for the protocol, and GitHub's clock.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub comments: Vec<CommentView>,
+    /// GitHub's time of the listing (its `Date` header); this machine's if absent.
+    pub now: DateTime<Utc>,
+}
+
+/// GitHub's time from a response's `Date` header.
+pub fn server_time(resp: &crate::github::client::Resp) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(resp.header("date")?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `url` with its `page` query parameter set to `page`.
+fn with_page(url: &str, page: usize) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+        .map(str::to_string)
+        .collect();
+    params.push(format!("page={page}"));
+    format!("{path}?{}", params.join("&"))
+}
+
+fn page_of(url: &str) -> Option<usize> {
+    url.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("page="))
+        .and_then(|p| p.parse().ok())
+}
+
+/// The comments of request `issue` (changed at or after `since`, when given; at most
+/// [`MAX_COMMENT_PAGES`] pages) that may speak for the protocol (`trusted_comments`).
+pub async fn list_comments(
+    client: &mut Client,
+    repo: &str,
+    issue: u64,
+    since: Option<&str>,
+    runners: &[String],
+) -> Result<Listed> {
+    let mut first = format!("/repos/{repo}/issues/{issue}/comments?per_page=100");
+    if let Some(t) = since {
+        first.push_str(&format!("&since={t}"));
     }
-    Ok(out)
+    let resp = client.get(&first, None).await?;
+    let mut now = server_time(&resp);
+    let mut raw: Vec<Value> = resp.json()?;
+    let link = resp.header("link").unwrap_or("").to_string();
+    let last = crate::github::client::link_rel(&link, "last")
+        .map(|l| client.relative(&l))
+        .and_then(|l| page_of(&l).map(|p| (l, p)));
+    let pages: Vec<String> = match last {
+        None => Vec::new(),
+        Some((url, n)) if n <= MAX_COMMENT_PAGES => (2..=n).map(|p| with_page(&url, p)).collect(),
+        Some((url, n)) => {
+            tracing::warn!(
+                issue,
+                pages = n,
+                "request has many comments; reading its first and newest pages"
+            );
+            (2..=HEAD_PAGES)
+                .chain(n + 1 + HEAD_PAGES - MAX_COMMENT_PAGES..=n)
+                .map(|p| with_page(&url, p))
+                .collect()
+        }
+    };
+    for path in pages {
+        let resp = client.get(&path, None).await?;
+        now = server_time(&resp).or(now);
+        raw.extend(resp.json::<Vec<Value>>()?);
+    }
+    Ok(Listed {
+        comments: trusted_comments(&raw, runners),
+        now: now.unwrap_or_else(Utc::now),
+    })
 }
 
 /// Who may speak for the protocol: GitHub's `author_association` of people with write
 /// access to the repo (the runner's account must be one, as it labels and closes issues).
 const TRUSTED_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
 
-/// Comments as (id, body), keeping only those written by people with write access: on a
-/// public repo anyone can comment, and a claim or results block from a stranger must not
-/// block a request, close it, or put made-up results into a notebook.
-pub fn views(comments: &[Value]) -> Vec<CommentView> {
+/// The security filter of remote runs. Keeps only comments written by people with write
+/// access: on a public repo anyone can comment, and a claim or results block from a
+/// stranger must not block a request, close it, or put made-up results into a notebook.
+/// With `[github] runners` set, claims and results from any other login are dropped too.
+pub fn trusted_comments(comments: &[Value], runners: &[String]) -> Vec<CommentView> {
     comments
         .iter()
         .filter(|c| {
@@ -285,7 +401,18 @@ pub fn views(comments: &[Value]) -> Vec<CommentView> {
             Some(CommentView {
                 id: c["id"].as_u64()?,
                 body: c["body"].as_str().unwrap_or("").to_string(),
+                author: c["user"]["login"].as_str().unwrap_or("").to_string(),
+                updated_at: c["updated_at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
             })
+        })
+        .filter(|c| {
+            runners.is_empty()
+                || runners.iter().any(|r| r.eq_ignore_ascii_case(&c.author))
+                || !(protocol::has_block(protocol::KIND_CLAIM, &c.body)
+                    || protocol::has_block(KIND_RESULTS, &c.body))
         })
         .collect()
 }
@@ -363,13 +490,9 @@ pub fn sync_remote_runs(
                 continue;
             };
             let state: Value = resp.json()?;
-            let comments = list_comments(&mut client, &gh.repo, issue).await?;
-            let results = views(&comments)
-                .iter()
-                .rev()
-                .find_map(|c| parse_block::<Results>(KIND_RESULTS, &c.body));
-            let outcome = match results {
-                Some(r) => outcome_of(&r),
+            let listed = list_comments(&mut client, &gh.repo, issue, None, &gh.runners).await?;
+            let outcome = match accepted_results(&listed.comments) {
+                Some((_, r)) => outcome_of(&r),
                 None if state["state"] == "closed" => never_ran(
                     RunStatus::Cancelled,
                     format!("request #{issue} was closed without results"),
@@ -418,8 +541,11 @@ fn never_ran(status: RunStatus, error: String) -> RemoteOutcome {
     }
 }
 
-/// The notebook's view of a results block.
+/// The notebook's view of a results block. Its text came from GitHub: control characters
+/// are dropped from every string that reaches the notebook.
 pub fn outcome_of(r: &Results) -> RemoteOutcome {
+    use crate::sanitize::{untrusted_line, untrusted_text};
+    let line = |s: &Option<String>| s.as_deref().map(untrusted_line);
     let status = match r.status.parse::<RunStatus>() {
         Ok(s) if s.is_finished() => s,
         _ => RunStatus::Failed,
@@ -430,7 +556,7 @@ pub fn outcome_of(r: &Results) -> RemoteOutcome {
         .flat_map(|(k, pts)| {
             pts.iter().map(|(step, v, wall)| MetricPoint {
                 step: *step,
-                key: k.clone(),
+                key: untrusted_line(k),
                 value: v.unwrap_or(f64::NAN),
                 wall_time: *wall,
             })
@@ -438,13 +564,17 @@ pub fn outcome_of(r: &Results) -> RemoteOutcome {
         .collect();
     RemoteOutcome {
         status,
-        started_at: r.started_at.clone(),
-        finished_at: r.finished_at.clone(),
-        host: r.host.clone(),
-        device: r.device.clone().or_else(|| Some(r.backend.clone())),
+        started_at: line(&r.started_at),
+        finished_at: line(&r.finished_at),
+        host: line(&r.host),
+        device: line(&r.device).or_else(|| Some(untrusted_line(&r.backend))),
         steps_done: r.steps_done,
-        final_metrics: r.final_metrics.clone(),
-        error: r.error.clone(),
+        final_metrics: r
+            .final_metrics
+            .iter()
+            .map(|(k, v)| (untrusted_line(k), *v))
+            .collect(),
+        error: r.error.as_deref().map(untrusted_text),
         points,
     }
 }
@@ -466,7 +596,31 @@ mod tests {
             ]"#,
         )
         .unwrap();
-        let ids: Vec<u64> = views(&comments).iter().map(|c| c.id).collect();
+        let ids: Vec<u64> = trusted_comments(&comments, &[])
+            .iter()
+            .map(|c| c.id)
+            .collect();
         assert_eq!(ids, vec![1, 3, 6]);
+    }
+
+    #[test]
+    fn pinned_runners_alone_speak_for_claims_and_results() {
+        let comments: Vec<Value> = serde_json::from_str(
+            r#"[
+                {"id": 1, "body": "x <!-- labbook:claim {} -->", "user": {"login": "gpu-bot"}, "author_association": "MEMBER"},
+                {"id": 2, "body": "x <!-- labbook:claim {} -->", "user": {"login": "bob"}, "author_association": "MEMBER"},
+                {"id": 3, "body": "x <!-- labbook:results {} -->", "user": {"login": "bob"}, "author_association": "OWNER"},
+                {"id": 4, "body": "plain words", "user": {"login": "bob"}, "author_association": "MEMBER"}
+            ]"#,
+        )
+        .unwrap();
+        let ids = |runners: &[String]| -> Vec<u64> {
+            trusted_comments(&comments, runners)
+                .iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(&[]), vec![1, 2, 3, 4]);
+        assert_eq!(ids(&["GPU-bot".to_string()]), vec![1, 4]);
     }
 }

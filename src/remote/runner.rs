@@ -17,7 +17,7 @@
 //! job (so `PR_SET_PDEATHSIG` kills them if the runner dies); the GitHub side is async, so a
 //! long build or step never delays a lease renewal.
 use std::collections::HashSet;
-use std::io::Read as _;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,16 +29,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::protocol::{
-    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_REQUEST, KIND_RESULTS,
-    LABEL_DONE, LABEL_FAILED, LABEL_REQUEST, Results, RunRequest, hidden_block, parse_block,
-    winning_claim,
+    self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_REFUSED, KIND_REQUEST,
+    KIND_RESULTS, LABEL_DONE, LABEL_FAILED, LABEL_REQUEST, Results, RunRequest, accepted_results,
+    hidden_block, parse_block, winning_claim,
 };
-use super::request::{list_comments, views};
+use super::request::{Listed, list_comments};
 use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 use crate::github::Token;
 use crate::github::client::{Client, Sent};
-use crate::github::sync::Issue;
+use crate::github::sync::{Issue, own_login, parse_issues};
 use crate::store::{RunStatus, stamp};
 use labbook_models::backend::BackendChoice;
 
@@ -63,6 +63,16 @@ pub struct RunnerOptions {
     pub status_every: Duration,
     /// Shown in claims and results.
     pub name: String,
+    /// `[github] runners`: when set, claims and results from other logins are ignored.
+    pub runners: Vec<String>,
+    /// Variables passed to jobs beyond the allow-list (`[runner] env`).
+    pub env: Vec<String>,
+    /// A job (fetch, build and run) running longer is stopped and reported failed.
+    pub max_job_time: Option<Duration>,
+    /// Prepended to the build and the job commands (`[runner] wrap`).
+    pub wrap: Vec<String>,
+    /// Largest job log kept on disk, in bytes (its start and its end are kept).
+    pub max_log: u64,
     /// Set to stop: running jobs are killed and their requests given back.
     pub stop: Arc<AtomicBool>,
     /// One line per thing that happened (never the token).
@@ -86,7 +96,21 @@ struct Won {
     request: RunRequest,
     claim_id: u64,
     nonce: String,
+    /// The lease on GitHub's clock, for the claim's text.
     lease_until: DateTime<Utc>,
+    /// When the claim was sent, on this machine's monotonic clock: the lease is trusted
+    /// until `sent + lease - margin`, whatever the wall clocks say.
+    sent: Instant,
+    /// GitHub's `created_at` of the claim comment: renewals list only comments changed
+    /// since (a rival's live claim is renewed, so it shows up there).
+    claimed_at: Option<String>,
+    /// GitHub's clock less this machine's, for the lease text of renewals.
+    skew: chrono::TimeDelta,
+}
+
+/// A timestamp as GitHub writes them (whole seconds), for `since=`.
+fn github_stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Process-wide: fetching into the shared bare repo and building into the shared target
@@ -119,6 +143,8 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
     let rt = crate::github::client::runtime()?;
     rt.block_on(async {
         let mut client = Client::new(gh, token)?;
+        // Our own results are found (and edited, never duplicated) by this login.
+        let me: Arc<str> = own_login(&mut client).await?.into();
         let mut report = RunnerReport::default();
         let mut jobs: Vec<(u64, tokio::task::JoinHandle<Result<JobEnd>>)> = Vec::new();
         let mut last_poll: Option<Instant> = None;
@@ -192,7 +218,7 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
                     let n = w.issue;
                     let o = opts.clone();
                     let repo = gh.repo.clone();
-                    jobs.push((n, tokio::spawn(run_job(job_client, repo, o, w))));
+                    jobs.push((n, tokio::spawn(run_job(job_client, repo, o, me.clone(), w))));
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -217,7 +243,7 @@ async fn poll(
     ));
     while let Some(path) = next.take() {
         let resp = client.get(&path, None).await?;
-        issues.extend(resp.json::<Vec<Issue>>()?);
+        issues.extend(parse_issues(&resp.body)?);
         next = resp.next_link().map(|l| client.relative(&l));
     }
     let mut won = Vec::new();
@@ -228,7 +254,7 @@ async fn poll(
         if issue.pull_request.is_some() || busy.contains(&(issue.number as u64)) {
             continue;
         }
-        match consider(client, repo, opts, &issue, report).await {
+        match consider(client, gh, opts, &issue, report).await {
             Ok(Some(w)) => won.push(w),
             Ok(None) => {}
             Err(e) => (opts.events)(&format!("#{}: skipped: {e}", issue.number)),
@@ -242,6 +268,50 @@ fn accepts(runner: BackendChoice, requested: &str) -> bool {
         (runner, requested.parse::<BackendChoice>()),
         (_, Ok(BackendChoice::Cpu)) | (BackendChoice::Cuda(_), Ok(BackendChoice::Cuda(_)))
     )
+}
+
+fn allowed(opts: &RunnerOptions, login: &str) -> bool {
+    opts.allow.iter().any(|a| a.eq_ignore_ascii_case(login))
+}
+
+/// Why request `n` must not run because of who last edited it, if so: its body was last
+/// edited by someone who is neither its author nor on the allow-list (GraphQL's
+/// `Issue.editor` / `lastEditedAt`; the REST API does not say who edited an issue).
+async fn edit_refused(
+    client: &mut Client,
+    gh: &GithubConfig,
+    opts: &RunnerOptions,
+    n: u64,
+    author: &str,
+) -> Result<Option<String>> {
+    let (owner, name) = gh.repo.split_once('/').unwrap_or((&gh.repo, ""));
+    let data = client
+        .graphql(
+            "query($owner: String!, $name: String!, $number: Int!) { repository(owner: $owner, name: $name) { issue(number: $number) { author { login } lastEditedAt editor { login } } } }",
+            json!({ "owner": owner, "name": name, "number": n }),
+        )
+        .await?;
+    let issue = &data["repository"]["issue"];
+    if issue.is_null() {
+        return Ok(Some(format!("GitHub did not describe issue #{n}")));
+    }
+    let Some(editor) = issue["editor"]["login"].as_str() else {
+        if issue["lastEditedAt"].is_null() {
+            return Ok(None); // never edited
+        }
+        // Edited by a deleted account ("ghost"): nobody can vouch for the text.
+        return Ok(Some(
+            "its text was edited by an account that no longer exists".into(),
+        ));
+    };
+    if editor.eq_ignore_ascii_case(author) || allowed(opts, editor) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "its text was last edited by @{} (at {}), who is neither its author nor on this runner's allow-list; the author can file it again",
+        crate::sanitize::untrusted_line(editor),
+        crate::sanitize::untrusted_line(issue["lastEditedAt"].as_str().unwrap_or("?"))
+    )))
 }
 
 fn claim_body(opts: &RunnerOptions, claim: &Claim, status: &str) -> String {
@@ -266,11 +336,12 @@ fn claim_body(opts: &RunnerOptions, claim: &Claim, status: &str) -> String {
 /// Decides about one open request; claims it when it is ours to run.
 async fn consider(
     client: &mut Client,
-    repo: &str,
+    gh: &GithubConfig,
     opts: &RunnerOptions,
     issue: &Issue,
     report: &mut RunnerReport,
 ) -> Result<Option<Won>> {
+    let repo = gh.repo.as_str();
     let n = issue.number as u64;
     let Some(request) = issue
         .body
@@ -279,22 +350,16 @@ async fn consider(
     else {
         return Ok(None);
     };
-    let comments = views(&list_comments(client, repo, n).await?);
-    if comments
-        .iter()
-        .any(|c| protocol::has_block(KIND_RESULTS, &c.body))
-    {
+    let listed = list_comments(client, repo, n, None, &opts.runners).await?;
+    let comments = &listed.comments;
+    if let Some((_, results)) = accepted_results(comments) {
         // Results are there but the issue is still open: a runner died between posting
         // them and closing. Finish the job for it.
-        let ok = comments
-            .iter()
-            .find_map(|c| parse_block::<Results>(KIND_RESULTS, &c.body))
-            .is_some_and(|r| r.status == "succeeded");
-        close_issue(client, repo, n, ok).await?;
+        close_issue(client, repo, n, results.status == "succeeded").await?;
         return Ok(None);
     }
     let author = issue.user.as_ref().map_or("", |u| u.login.as_str());
-    if !opts.allow.iter().any(|a| a.eq_ignore_ascii_case(author)) {
+    if !allowed(opts, author) {
         if !comments
             .iter()
             .any(|c| protocol::has_block(KIND_NOT_ALLOWED, &c.body))
@@ -319,7 +384,7 @@ async fn consider(
     if !accepts(opts.backend, &request.backend) {
         return Ok(None);
     }
-    if winning_claim(&comments, Utc::now()).is_some() {
+    if winning_claim(comments, listed.now).is_some() {
         return Ok(None); // someone holds it
     }
     if issue
@@ -329,14 +394,35 @@ async fn consider(
     {
         return Ok(None);
     }
+    // The body was read above; an edit by someone the allow-list does not name (a hidden
+    // block at the end does not show on GitHub's page) makes it someone else's request.
+    if let Some(why) = edit_refused(client, gh, opts, n, author).await? {
+        let block = hidden_block(KIND_REFUSED, &json!({ "runner": opts.name, "why": why }));
+        if !comments.iter().any(|c| c.body.contains(&block)) {
+            let body = format!("This runner will not run this request: {why}.\n\n{block}");
+            let _ = client
+                .post(
+                    &format!("/repos/{repo}/issues/{n}/comments"),
+                    &json!({ "body": body }),
+                )
+                .await?;
+        }
+        (opts.events)(&format!("#{n}: refused: {why}"));
+        if !report.refused.contains(&n) {
+            report.refused.push(n);
+        }
+        return Ok(None);
+    }
     // Claim: post, re-read, the earliest live claim wins.
     let nonce = protocol::nonce();
-    let lease_until = Utc::now() + lease_delta(opts.lease);
+    let sent = Instant::now();
+    let lease_until = listed.now + lease_delta(opts.lease);
     let mut claim = Claim {
         runner: opts.name.clone(),
         nonce: nonce.clone(),
         lease_until: stamp(lease_until),
         state: ClaimState::Active,
+        lease_secs: Some(opts.lease.as_secs().max(1)),
     };
     let path = format!("/repos/{repo}/issues/{n}/comments");
     let posted = client
@@ -345,28 +431,35 @@ async fn consider(
             &json!({ "body": claim_body(opts, &claim, "claiming") }),
         )
         .await?;
-    let mine = match posted {
-        Sent::Done(resp) => resp.json::<Value>()?["id"].as_u64(),
+    let mut mine = match posted {
+        Sent::Done(resp) => {
+            let v = resp.json::<Value>()?;
+            v["id"]
+                .as_u64()
+                .map(|id| (id, v["created_at"].as_str().map(str::to_string)))
+        }
         Sent::Unknown(_) => None,
     };
-    let comments = views(&list_comments(client, repo, n).await?);
-    let mine = mine.or_else(|| {
-        comments.iter().find_map(|c| {
+    let listed = list_comments(client, repo, n, None, &opts.runners).await?;
+    if mine.is_none() {
+        mine = listed.comments.iter().find_map(|c| {
             parse_block::<Claim>(KIND_CLAIM, &c.body)
                 .filter(|cl| cl.nonce == nonce)
-                .map(|_| c.id)
-        })
-    });
-    let Some(claim_id) = mine else {
+                .map(|_| (c.id, c.updated_at.map(github_stamp)))
+        });
+    }
+    let Some((claim_id, claimed_at)) = mine else {
         return Ok(None); // the claim did not land; an unseen one expires harmlessly
     };
-    let ours = |comments: &[protocol::CommentView]| matches!(winning_claim(comments, Utc::now()), Some((_, w)) if w.nonce == nonce);
-    let mut won = ours(&comments);
+    let skew = listed.now - Utc::now();
+    let ours =
+        |l: &Listed| matches!(winning_claim(&l.comments, l.now), Some((_, w)) if w.nonce == nonce);
+    let mut won = ours(&listed);
     if won {
         // GitHub's comment list can lag behind its writes, so a rival's earlier claim may
         // not be listed yet: look once more after a pause before spending GPU time.
         tokio::time::sleep(confirm_pause(opts.lease)).await;
-        won = ours(&views(&list_comments(client, repo, n).await?));
+        won = ours(&list_comments(client, repo, n, None, &opts.runners).await?);
     }
     match won {
         true => Ok(Some(Won {
@@ -375,6 +468,9 @@ async fn consider(
             claim_id,
             nonce,
             lease_until,
+            sent,
+            claimed_at,
+            skew,
         })),
         false => {
             claim.state = ClaimState::Withdrawn;
@@ -425,26 +521,23 @@ async fn close_issue(client: &mut Client, repo: &str, n: u64, ok: bool) -> Resul
     Ok(())
 }
 
-/// Posts the results comment, or edits the one already there: never two.
+/// Posts the results comment, or edits our own one already there: never two.
 async fn post_results(
     client: &mut Client,
-    repo: &str,
-    n: u64,
-    runner: &str,
+    (repo, n): (&str, u64),
+    (me, nonce): (&str, &str),
+    runners: &[String],
     body: &str,
 ) -> Result<()> {
     for _attempt in 0..3 {
-        let comments = views(&list_comments(client, repo, n).await?);
-        if let Some(why) = results_refused(&comments, runner) {
+        let listed = list_comments(client, repo, n, None, runners).await?;
+        if let Some(why) = results_refused(&listed.comments, nonce) {
             return Err(Error::Github(why));
         }
-        let existing = comments
-            .into_iter()
-            .find(|c| protocol::has_block(KIND_RESULTS, &c.body));
-        if let Some(c) = existing {
+        if let Some(id) = own_results(&listed.comments, me, nonce) {
             client
                 .patch(
-                    &format!("/repos/{repo}/issues/comments/{}", c.id),
+                    &format!("/repos/{repo}/issues/comments/{id}"),
                     &json!({ "body": body }),
                 )
                 .await?;
@@ -466,26 +559,35 @@ async fn post_results(
     Err(Error::Github(format!("could not post the results on #{n}")))
 }
 
-/// Why this runner must not post results on a request: another runner's results are
-/// already there. (Its own, from an earlier attempt, are edited instead.)
-fn results_refused(comments: &[protocol::CommentView], runner: &str) -> Option<String> {
-    comments
-        .iter()
-        .filter(|c| protocol::has_block(KIND_RESULTS, &c.body))
-        .map(|c| parse_block::<Results>(KIND_RESULTS, &c.body).map(|r| r.runner))
-        .find(|r| r.as_deref() != Some(runner))
-        .map(|r| {
+/// Why this runner must not post results on a request: results under another claim
+/// already count there. (Its own, from an earlier attempt, are edited instead.)
+fn results_refused(comments: &[protocol::CommentView], nonce: &str) -> Option<String> {
+    accepted_results(comments)
+        .filter(|(_, r)| r.nonce.as_deref() != Some(nonce))
+        .map(|(_, r)| {
             format!(
                 "results from runner `{}` are already on the request; not posted",
-                r.unwrap_or_else(|| "?".into())
+                crate::sanitize::untrusted_line(&r.runner)
             )
         })
 }
 
+/// Our results comment under claim `nonce`, if one landed already.
+fn own_results(comments: &[protocol::CommentView], me: &str, nonce: &str) -> Option<u64> {
+    comments
+        .iter()
+        .find(|c| {
+            c.author.eq_ignore_ascii_case(me)
+                && parse_block::<Results>(KIND_RESULTS, &c.body)
+                    .is_some_and(|r| r.nonce.as_deref() == Some(nonce))
+        })
+        .map(|c| c.id)
+}
+
 /// How long before the lease's end a runner stops trusting it: renewals must have landed
 /// by then, and the job is given up once it passes. A fifth of the lease, at most a minute.
-fn lease_margin(lease: Duration) -> chrono::TimeDelta {
-    lease_delta(lease / 5).min(chrono::TimeDelta::seconds(60))
+fn lease_margin(lease: Duration) -> Duration {
+    (lease / 5).min(Duration::from_secs(60))
 }
 
 /// The most a withdrawal (after giving a job up) may wait on GitHub.
@@ -493,39 +595,52 @@ fn withdraw_wait(lease: Duration) -> Duration {
     lease.clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// One lease renewal: edits the claim with a fresh `lease_until` and the status, then
-/// re-reads the comments. Everything is abandoned at `deadline` (the lease's end less the
-/// margin), so a renewal held up by retries or rate-limit waits is never sent once the
-/// lease may have passed and cannot bring an expired claim back. `Ok(Some(until))`:
-/// renewed and still the winning claim; `Ok(None)`: another claim wins now.
+/// How a renewal ended.
+enum Renewal {
+    /// Renewed and still the winning claim; the new lease counts from `sent`.
+    Held { sent: Instant },
+    /// Another claim wins now.
+    Lost,
+    /// The request was closed on GitHub.
+    Closed,
+}
+
+/// One lease renewal: edits the claim (the lease text on GitHub's clock, and the status),
+/// then re-reads the comments changed since the claim and the issue's state. Everything is
+/// abandoned after `budget` (until the lease's end less the margin), so a renewal held up
+/// by retries or rate-limit waits is never sent once the lease may have passed and cannot
+/// bring an expired claim back.
 async fn renew(
     client: &mut Client,
     (repo, n): (&str, u64),
     comment_path: &str,
     opts: &RunnerOptions,
-    claim: &Claim,
+    (claim, since, skew): (&Claim, Option<&str>, chrono::TimeDelta),
     status: &str,
-    deadline: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>> {
-    let Ok(budget) = (deadline - Utc::now()).to_std() else {
-        return Err(Error::Github("no time left before the lease ends".into()));
-    };
-    let until = Utc::now() + lease_delta(opts.lease);
+    budget: Duration,
+) -> Result<Renewal> {
+    let sent = Instant::now();
     let mut renewed = claim.clone();
-    renewed.lease_until = stamp(until);
+    renewed.lease_until = stamp(Utc::now() + skew + lease_delta(opts.lease));
     let body = json!({ "body": claim_body(opts, &renewed, status) });
     let attempt = async {
         client.patch(comment_path, &body).await?;
-        list_comments(client, repo, n).await
+        let listed = list_comments(client, repo, n, since, &opts.runners).await?;
+        let issue: Value = client
+            .get(&format!("/repos/{repo}/issues/{n}"), None)
+            .await?
+            .json()?;
+        Ok::<_, Error>((listed, issue["state"].as_str() == Some("closed")))
     };
     match tokio::time::timeout(budget, attempt).await {
         Err(_) => Err(Error::Github(
             "GitHub did not answer before the lease's end".into(),
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(comments)) => Ok(match winning_claim(&views(&comments), Utc::now()) {
-            Some((_, w)) if w.nonce == claim.nonce => Some(until),
-            _ => None,
+        Ok(Ok((_, true))) => Ok(Renewal::Closed),
+        Ok(Ok((listed, false))) => Ok(match winning_claim(&listed.comments, listed.now) {
+            Some((_, w)) if w.nonce == claim.nonce => Renewal::Held { sent },
+            _ => Renewal::Lost,
         }),
     }
 }
@@ -590,6 +705,9 @@ struct Shared {
     phase: String,
     job_db: Option<PathBuf>,
     done: Option<Work>,
+    /// Why the async side stopped the job (max_job_time, a closed request): its results
+    /// are still posted, with this status and reason.
+    stopped: Option<(RunStatus, String)>,
 }
 
 /// The outcome of the blocking part of a job.
@@ -602,6 +720,7 @@ async fn run_job(
     mut client: Client,
     repo: String,
     opts: Arc<RunnerOptions>,
+    me: Arc<str>,
     w: Won,
 ) -> Result<JobEnd> {
     let n = w.issue;
@@ -611,6 +730,7 @@ async fn run_job(
         nonce: w.nonce.clone(),
         lease_until: stamp(w.lease_until),
         state: ClaimState::Active,
+        lease_secs: Some(opts.lease.as_secs().max(1)),
     };
     let started = Utc::now();
     let mut work = if !is_full_sha(&w.request.commit) {
@@ -673,7 +793,10 @@ async fn run_job(
             .min(opts.status_every)
             .max(Duration::from_millis(200));
         let margin = lease_margin(opts.lease);
-        let mut lease_until = w.lease_until;
+        let job_started = Instant::now();
+        // On this machine's monotonic clock: the lease counts from when the claim (or the
+        // last renewal) was sent, so no wall clock can stretch it.
+        let mut lease_ends = w.sent + opts.lease;
         let mut last_renew = Instant::now();
         let mut give_up: Option<String> = None;
         let mut killed_at: Option<Instant> = None;
@@ -687,19 +810,37 @@ async fn run_job(
                 break;
             }
             if let Some(t) = killed_at {
-                // Killed: its children die within a poll; a thread stuck elsewhere (a lock,
-                // a hung syscall) is not waited for beyond this.
+                // Killed: its children get SIGTERM, then SIGKILL after a grace period; a
+                // thread stuck elsewhere (a lock, a hung syscall) is not waited for beyond
+                // this. The lease is still renewed meanwhile (below), so a stopped job's
+                // results can be posted under its claim.
                 if t.elapsed() >= KILL_WAIT {
                     break;
                 }
-                continue;
             }
+            let stop_for = |status: RunStatus, why: String| {
+                let mut sh = lock(&shared);
+                if sh.stopped.is_none() {
+                    sh.stopped = Some((status, why));
+                }
+            };
             if give_up.is_none() && opts.stop.load(Ordering::SeqCst) {
                 give_up = Some("the runner is stopping".into());
             }
+            if let Some(max) = opts.max_job_time
+                && job_started.elapsed() >= max
+            {
+                stop_for(
+                    RunStatus::Failed,
+                    format!(
+                        "stopped: the job ran longer than max_job_time ({})",
+                        protocol::human_secs(max.as_secs_f64())
+                    ),
+                );
+            }
             // Checked on every turn, not only when a renewal is due: a job must not run on
             // (nor post results) once its lease may have passed.
-            if give_up.is_none() && Utc::now() >= lease_until - margin {
+            if give_up.is_none() && Instant::now() + margin >= lease_ends {
                 give_up = Some("the lease ran out before it could be renewed".into());
             }
             if give_up.is_none() && last_renew.elapsed() >= renew_every {
@@ -710,28 +851,36 @@ async fn run_job(
                 let status = tokio::task::spawn_blocking(move || status_line(&probe_of))
                     .await
                     .unwrap_or_else(|_| "training".into());
+                let budget = lease_ends.saturating_duration_since(Instant::now() + margin);
                 match renew(
                     &mut client,
                     (&repo, n),
                     &comment_path,
                     &opts,
-                    &claim,
+                    (&claim, w.claimed_at.as_deref(), w.skew),
                     &status,
-                    lease_until - margin,
+                    budget,
                 )
                 .await
                 {
-                    Ok(Some(until)) => {
-                        lease_until = until;
-                        claim.lease_until = stamp(until);
+                    Ok(Renewal::Held { sent }) => lease_ends = sent + opts.lease,
+                    Ok(Renewal::Closed) => stop_for(
+                        RunStatus::Cancelled,
+                        "the request was closed on GitHub".into(),
+                    ),
+                    Ok(Renewal::Lost) => {
+                        give_up = Some("another runner holds the request now".into())
                     }
-                    Ok(None) => give_up = Some("another runner holds the request now".into()),
                     Err(e) => (opts.events)(&format!("#{n}: lease renewal failed: {e}")),
                 }
             }
-            if give_up.is_some() {
+            let stopping = give_up.is_some() || lock(&shared).stopped.is_some();
+            if stopping && killed_at.is_none() {
                 kill.store(true, Ordering::SeqCst);
                 killed_at = Some(Instant::now());
+            }
+            if give_up.is_some() {
+                break;
             }
         }
         if let Some(why) = give_up {
@@ -745,10 +894,19 @@ async fn run_job(
                 ),
             )
             .await;
+            // The job's children are stopping (SIGTERM, then SIGKILL); wait for it within
+            // the same bound as before.
+            let deadline = Instant::now() + KILL_WAIT;
+            while !thread.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             return Ok(JobEnd::GivenUp(why));
         }
-        let done = lock(&shared).done.take();
-        done.unwrap_or_else(|| Work {
+        let (done, stopped) = {
+            let mut sh = lock(&shared);
+            (sh.done.take(), sh.stopped.take())
+        };
+        let mut work = done.unwrap_or_else(|| Work {
             results: failed_results(
                 &opts,
                 &w.request,
@@ -756,36 +914,44 @@ async fn run_job(
                 "the job ended without a result".into(),
             ),
             log_tail: None,
-        })
+        });
+        if let Some((status, why)) = stopped {
+            work.results.status = status.to_string();
+            work.results.error = Some(why);
+            if work.log_tail.is_none() {
+                work.log_tail = read_tail(&job_dir(&opts, n).join("log.txt"));
+            }
+        }
+        work
     };
+    work.results.nonce = Some(w.nonce.clone());
     // The comment is public: no credentials of the clone URL in the error or the log tail
     // (git prints the URL it fetched from).
     work.results.error = work.results.error.map(|e| scrub(&e, &opts.clone_url));
     work.log_tail = work.log_tail.map(|t| scrub(&t, &opts.clone_url));
     // Still ours? (If renewals failed until the lease ran out, another runner may hold it.)
-    let comments = views(&list_comments(&mut client, &repo, n).await?);
-    if let Some((_, other)) = winning_claim(&comments, Utc::now())
+    let listed = list_comments(&mut client, &repo, n, None, &opts.runners).await?;
+    if let Some((_, other)) = winning_claim(&listed.comments, listed.now)
         && other.nonce != w.nonce
     {
         return Ok(JobEnd::GivenUp(
             "another runner holds the request now".into(),
         ));
     }
-    if let Some(why) = results_refused(&comments, &opts.name) {
+    if let Some(why) = results_refused(&listed.comments, &w.nonce) {
         return Ok(JobEnd::GivenUp(why));
     }
-    let issue: Value = client
-        .get(&format!("/repos/{repo}/issues/{n}"), None)
-        .await?
-        .json()?;
-    if issue["state"].as_str() == Some("closed") {
-        return Ok(JobEnd::GivenUp(
-            "the request was closed meanwhile; results not posted".into(),
-        ));
-    }
+    // Posted on a closed request too: whoever closed it sees how far the run got.
     let status = work.results.status.clone();
     let body = protocol::results_comment(&work.results, work.log_tail.as_deref());
-    post_results(&mut client, &repo, n, &opts.name, &body).await?;
+    post_results(
+        &mut client,
+        (&repo, n),
+        (&me, &w.nonce),
+        &opts.runners,
+        &body,
+    )
+    .await?;
     close_issue(&mut client, &repo, n, status == "succeeded").await?;
     claim.state = ClaimState::Finished;
     let _ = client
@@ -795,6 +961,10 @@ async fn run_job(
         )
         .await;
     Ok(JobEnd::Ran(status))
+}
+
+fn job_dir(opts: &RunnerOptions, n: u64) -> PathBuf {
+    opts.workdir.join("jobs").join(format!("issue-{n}"))
 }
 
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -886,8 +1056,9 @@ fn failed_results(
 ) -> Results {
     let now = Utc::now();
     Results {
-        v: 1,
+        v: 2,
         runner: opts.name.clone(),
+        nonce: None,
         status: RunStatus::Failed.to_string(),
         error: Some(why),
         commit: req.commit.clone(),
@@ -914,7 +1085,7 @@ fn work(
     kill: &AtomicBool,
 ) -> Work {
     let started = Utc::now();
-    let job = opts.workdir.join("jobs").join(format!("issue-{n}"));
+    let job = job_dir(opts, n);
     let checkout = opts.workdir.join("checkouts").join(format!("issue-{n}"));
     let log = job.join("log.txt");
     let set_phase = |p: &str| lock(shared).phase = p.to_string();
@@ -943,11 +1114,12 @@ fn work(
         });
         let target = opts.workdir.join("target");
         match run_logged(
-            &build,
+            &wrapped(opts, &build),
             &checkout,
             &log,
             &[("CARGO_TARGET_DIR", &target)],
             kill,
+            opts,
         ) {
             Ok(0) => {}
             Ok(code) => {
@@ -992,11 +1164,13 @@ fn work(
         "run".into(),
         p(&config),
     ];
-    let code = match run_logged(&cmd, &checkout, &log, &[], kill) {
+    let code = match run_logged(&wrapped(opts, &cmd), &checkout, &log, &[], kill, opts) {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start `{}`: {e}", p(&bin))),
     };
-    if kill.load(Ordering::SeqCst) {
+    // Stopped for a reason with results (max_job_time, a closed request): what the run
+    // recorded until then is collected and posted. Otherwise (given up) nothing is.
+    if kill.load(Ordering::SeqCst) && lock(shared).stopped.is_none() {
         return fail("stopped".into());
     }
     match collect(opts, req, &db, started, code) {
@@ -1119,8 +1293,9 @@ fn collect(
             .then(|| format!("`labbook run` exited with {code}"))
     });
     Ok(Results {
-        v: 1,
+        v: 2,
         runner: opts.name.clone(),
+        nonce: None,
         status: status.to_string(),
         error,
         commit: req.commit.clone(),
@@ -1142,16 +1317,22 @@ fn collect(
     })
 }
 
+/// The last 8,000 characters of a job log, read from its end (a log can be gigabytes).
 fn read_tail(log: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    const TAIL_BYTES: u64 = 64 * 1024;
     let mut f = std::fs::File::open(log).ok()?;
-    let mut text = String::new();
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    text.push_str(&String::from_utf8_lossy(&buf));
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .ok()?;
+    let mut buf = Vec::with_capacity(TAIL_BYTES.min(len) as usize);
+    f.take(TAIL_BYTES).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
     Some(protocol::tail_chars(&text, 8_000).to_string())
 }
 
 fn git(
+    opts: &RunnerOptions,
     args: &[&str],
     dir: &Path,
     log: &Path,
@@ -1161,7 +1342,7 @@ fn git(
         .chain(args.iter().copied())
         .map(String::from)
         .collect();
-    match run_logged(&argv, dir, log, &[], kill) {
+    match run_logged(&argv, dir, log, &[], kill, opts) {
         Ok(0) => Ok(()),
         Ok(c) => Err(format!(
             "`git {}` failed (exit {c}); see the log",
@@ -1203,11 +1384,12 @@ fn checkout_commit(
     let wd = &opts.workdir;
     let bare_s = bare.display().to_string();
     if !bare.join("HEAD").is_file() {
-        git(&["init", "--quiet", "--bare", &bare_s], wd, log, kill)?;
+        git(opts, &["init", "--quiet", "--bare", &bare_s], wd, log, kill)?;
     }
     let url = &opts.clone_url;
     // Always: a branch may have moved since the last job (`--prune` drops deleted ones).
     if let Err(e) = git(
+        opts,
         &[
             "-C",
             &bare_s,
@@ -1228,7 +1410,7 @@ fn checkout_commit(
             &format!("fetch failed ({e}); using the branches fetched before"),
         );
     }
-    let on_branch = Command::new("git")
+    let on_branch = job_command("git", opts)
         .args([
             "-C",
             &bare_s,
@@ -1249,6 +1431,7 @@ fn checkout_commit(
     let co = checkout.display().to_string();
     if checkout.exists() {
         let _ = git(
+            opts,
             &["-C", &bare_s, "worktree", "remove", "--force", &co],
             wd,
             log,
@@ -1256,11 +1439,12 @@ fn checkout_commit(
         );
         let _ = std::fs::remove_dir_all(checkout);
     }
-    let _ = git(&["-C", &bare_s, "worktree", "prune"], wd, log, kill);
+    let _ = git(opts, &["-C", &bare_s, "worktree", "prune"], wd, log, kill);
     if let Some(parent) = checkout.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     git(
+        opts,
         &[
             "-C", &bare_s, "worktree", "add", "--quiet", "--detach", &co, sha,
         ],
@@ -1268,7 +1452,7 @@ fn checkout_commit(
         log,
         kill,
     )?;
-    let head = Command::new("git")
+    let head = job_command("git", opts)
         .args(["-C", &co, "rev-parse", "HEAD"])
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
@@ -1279,66 +1463,259 @@ fn checkout_commit(
     Ok(())
 }
 
-/// Runs `argv` in `dir` with output appended to `log`, without the GitHub token or the
-/// runner's notebook in its environment; killed when `kill` is set or the runner dies.
-/// Returns the exit code (-1 when killed by a signal).
+/// Environment variables every job gets (when the runner has them); `LC_*` and `CUDA_*`
+/// pass by prefix. Everything else is cleared unless `[runner] env` names it.
+const JOB_ENV: [&str; 8] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+];
+
+/// Never passed to a job, whatever `[runner] env` says.
+const SECRET_ENV: [&str; 4] = ["GITHUB_TOKEN", "GH_TOKEN", "LABBOOK_DB", "LABBOOK_CONFIG"];
+
+/// Whether variable `name` of the runner's environment reaches its jobs.
+pub fn passes_to_job(name: &str, extra: &[String]) -> bool {
+    !SECRET_ENV.contains(&name)
+        && (JOB_ENV.contains(&name)
+            || name.starts_with("LC_")
+            || name.starts_with("CUDA_")
+            || extra.iter().any(|e| e == name))
+}
+
+/// `prog` with a cleared environment plus the variables that pass to jobs.
+fn job_command(prog: &str, opts: &RunnerOptions) -> Command {
+    let mut cmd = Command::new(prog);
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| passes_to_job(k, &opts.env)) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// `argv` behind the `[runner] wrap` prefix (for the build and the job, not git).
+fn wrapped(opts: &RunnerOptions, argv: &[String]) -> Vec<String> {
+    opts.wrap.iter().chain(argv).cloned().collect()
+}
+
+/// How long a stopped job has between SIGTERM (its final checkpoint) and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `argv` in `dir` with output appended to `log` (capped at `max_log`, keeping its
+/// start and its end), with a cleared environment (see [`passes_to_job`]) plus `env`; in a
+/// process group of its own, stopped with SIGTERM and then SIGKILL when `kill` is set,
+/// killed when the runner dies. Returns the exit code (-1 when killed by a signal).
 fn run_logged(
     argv: &[String],
     dir: &Path,
     log: &Path,
     env: &[(&str, &Path)],
     kill: &AtomicBool,
+    opts: &RunnerOptions,
 ) -> std::io::Result<i32> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
     };
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let mut cmd = Command::new(prog);
+    let (reader, writer) = std::io::pipe()?;
+    let mut cmd = job_command(prog, opts);
     cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "LABBOOK_DB", "LABBOOK_CONFIG"] {
-        cmd.env_remove(var);
-    }
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
     for (k, v) in env {
         cmd.env(k, v);
     }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl(2) is async-signal-safe; the child is killed if this thread (which
-        // waits for it) or the runner dies, so a killed runner leaves no orphan training.
+        // SAFETY: setpgid(2) and prctl(2) are async-signal-safe. Its own process group, so
+        // a stop reaches the build's or the job's children too; killed if this thread
+        // (which waits for it) or the runner dies, so a killed runner leaves no orphan.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                if libc::setpgid(0, 0) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
     }
-    let mut child = cmd.spawn()?;
-    loop {
+    let spawned = cmd.spawn();
+    // Our copies of the pipe's write end must go, or the copier never sees its end.
+    drop(cmd);
+    let mut child = spawned?;
+    let capped = CappedLog::open(log, opts.max_log)?;
+    let copier = std::thread::spawn(move || capped.copy_from(reader));
+    let group = child.id() as i32;
+    let signal = |sig: i32| {
+        #[cfg(target_os = "linux")]
+        // SAFETY: kill(2) on the child's own process group (its pid, set by setpgid above).
+        unsafe {
+            libc::kill(-group, sig);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = sig;
+    };
+    let mut term_sent: Option<Instant> = None;
+    let status = loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(status.code().unwrap_or(-1));
+            break status;
         }
         if kill.load(Ordering::SeqCst) {
-            let _ = child.kill();
-            let status = child.wait()?;
-            return Ok(status.code().unwrap_or(-1));
+            match term_sent {
+                None => {
+                    signal(libc::SIGTERM);
+                    term_sent = Some(Instant::now());
+                }
+                Some(t) if t.elapsed() >= KILL_GRACE => {
+                    signal(libc::SIGKILL);
+                    let _ = child.kill();
+                    break child.wait()?;
+                }
+                Some(_) => {}
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    // A grandchild still holding the pipe must not hold the job up: wait a little only.
+    let waited = Instant::now();
+    while !copier.is_finished() && waited.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(status.code().unwrap_or(-1))
+}
+
+/// A job log that never grows past `max` bytes: once it does, the first half of `max` and
+/// the last quarter are kept with a note between them (the middle is dropped), so a run
+/// that prints without end cannot fill the runner's disk.
+struct CappedLog {
+    file: std::fs::File,
+    len: u64,
+    max: u64,
+}
+
+impl CappedLog {
+    fn open(path: &Path, max: u64) -> std::io::Result<CappedLog> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        Ok(CappedLog {
+            file,
+            len,
+            max: max.max(1024),
+        })
+    }
+
+    fn copy_from(mut self, mut from: impl Read) {
+        use std::io::Write as _;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if self.file.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            self.len += n as u64;
+            if self.len > self.max && self.cut_middle().is_err() {
+                return;
+            }
+        }
+    }
+
+    fn cut_middle(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write as _};
+        let head = self.max / 2;
+        let keep = self.max / 4;
+        let mut tail = vec![0u8; keep as usize];
+        self.file.seek(SeekFrom::Start(self.len - keep))?;
+        self.file.read_exact(&mut tail)?;
+        self.file.set_len(head)?;
+        self.file.seek(SeekFrom::Start(head))?;
+        let note = format!(
+            "\n[labbook runner: the log passed max_log ({} bytes); its middle was dropped here]\n",
+            self.max
+        );
+        self.file.write_all(note.as_bytes())?;
+        self.file.write_all(&tail)?;
+        self.len = head + note.len() as u64 + keep;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_past_max_log_keeps_its_start_and_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.txt");
+        let max = 64 * 1024;
+        let capped = CappedLog::open(&path, max).unwrap();
+        // 2 MB of numbered lines, far past the cap, in reads of every size.
+        let text: String = (0..100_000).map(|i| format!("line {i:06}\n")).collect();
+        capped.copy_from(std::io::Cursor::new(text.clone().into_bytes()));
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.len() as u64 <= max + 200, "{} bytes", kept.len());
+        assert!(kept.starts_with("line 000000\nline 000001\n"));
+        assert!(
+            kept.ends_with("line 099999\n"),
+            "{}",
+            &kept[kept.len() - 40..]
+        );
+        assert!(kept.contains("its middle was dropped here"));
+        // The tail is read from the end, not the whole file.
+        let tail = read_tail(&path).unwrap();
+        assert!(tail.ends_with("line 099999\n") && tail.len() <= 8_000 * 4);
+        // A later command of the same job appends, still under the cap.
+        let again = CappedLog::open(&path, max).unwrap();
+        again.copy_from(std::io::Cursor::new(text.into_bytes()));
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.len() as u64 <= max + 200 && kept.starts_with("line 000000\n"));
+    }
+
+    #[test]
+    fn only_the_allow_list_and_named_variables_pass_to_jobs() {
+        let extra = vec!["DATA".to_string(), "GITHUB_TOKEN".to_string()];
+        for ok in [
+            "PATH",
+            "HOME",
+            "LC_ALL",
+            "CUDA_VISIBLE_DEVICES",
+            "CARGO_HOME",
+            "DATA",
+        ] {
+            assert!(passes_to_job(ok, &extra), "{ok}");
+        }
+        for no in [
+            "GITHUB_TOKEN",
+            "GH_TOKEN",
+            "LABBOOK_DB",
+            "AWS_SECRET_ACCESS_KEY",
+            "SSH_AUTH_SOCK",
+        ] {
+            assert!(!passes_to_job(no, &extra), "{no}");
+        }
+    }
 
     #[test]
     fn backends_a_runner_takes() {
@@ -1383,8 +1760,9 @@ mod tests {
     fn a_panicking_job_becomes_a_failed_one() {
         let failed = |why: String| Work {
             results: Results {
-                v: 1,
+                v: 2,
                 runner: "r".into(),
+                nonce: None,
                 status: "failed".into(),
                 error: Some(why),
                 commit: String::new(),
