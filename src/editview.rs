@@ -116,7 +116,7 @@ pub fn parse(text: &str, item: &Item, file: &str) -> Result<ItemPatch> {
             other => {
                 return Err(err(
                     key_line(other),
-                    format!("a {} has no field `{other}`", item.kind),
+                    format!("{} has no field `{other}`", item.kind.with_article()),
                 ));
             }
         }

@@ -16,13 +16,13 @@ pub enum Error {
     InvalidId(String),
     #[error("unknown kind `{0}` (expected task, paper, idea or experiment)")]
     InvalidKind(String),
-    #[error("`{status}` is not a {kind} status (allowed: {allowed})")]
+    #[error("`{status}` is not {} status (allowed: {allowed})", kind.with_article())]
     InvalidStatus {
         kind: Kind,
         status: String,
         allowed: String,
     },
-    #[error("a {kind} has no field `{field}` (fields: {allowed})")]
+    #[error("{} has no field `{field}` (fields: {allowed})", kind.with_article())]
     InvalidField {
         kind: Kind,
         field: String,

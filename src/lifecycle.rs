@@ -52,6 +52,6 @@ pub fn request_stop(store: &mut Store, id: RunId) -> Result<String> {
                 "{id}: stop requested (pid {pid}: final checkpoint, then cancelled)"
             ))
         }
-        done => Err(Error::Invalid(format!("{id} is already {done}"))),
+        done => Err(Error::Invalid(format!("{id} has already ended ({done})"))),
     }
 }

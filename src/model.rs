@@ -79,6 +79,16 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// "a task", "an idea", "an experiment", "a paper".
+    pub fn with_article(self) -> String {
+        match self {
+            Kind::Idea | Kind::Experiment => format!("an {self}"),
+            Kind::Task | Kind::Paper => format!("a {self}"),
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -581,8 +581,18 @@ fn bad_run_requests_fail_before_any_row() {
     let cfg = cfg.to_str().unwrap();
     let err = nb.fails(&["run", cfg, "--set", "train.nope=1"]);
     assert!(err.contains("nope"), "{err}");
-    let err = nb.fails(&["run", cfg, "--set", "model.pattern=MMM"]);
+    // A pattern whose length contradicts an explicit n_layers (a pattern alone sets it).
+    let err = nb.fails(&[
+        "run",
+        cfg,
+        "--set",
+        "model.pattern=MMM",
+        "--set",
+        "model.n_layers=2",
+    ]);
     assert!(err.contains("pattern"), "{err}");
+    let err = nb.fails(&["run", cfg, "--set", "model.pattern=MXM"]);
+    assert!(err.contains("letter `X`"), "{err}");
     if !cfg!(feature = "cuda") {
         let err = nb.fails(&["run", cfg, "--set", "train.backend=cuda"]);
         assert!(err.contains("--features cuda"), "{err}");
@@ -653,7 +663,10 @@ fn detached_run_cancel_and_resume() {
     let log = std::fs::read_to_string(nb.dir.path().join("runs/R-1/log.txt")).unwrap();
     assert!(log.contains("cancelled after"), "{log}");
     // Cancelling it again names the problem.
-    assert!(nb.fails(&["cancel", &run]).contains("already cancelled"));
+    assert!(
+        nb.fails(&["cancel", &run])
+            .contains("has already ended (cancelled)")
+    );
     // Resume continues the same run from its checkpoint to the end.
     nb.ok(&["run", "--resume", &run]);
     let v = nb.json(&["show", &run]);
@@ -948,4 +961,144 @@ fn bench_train_prints_a_line_or_json() {
     assert!(v["ms_per_step"].as_f64().unwrap() > 0.0, "{v}");
     let err = nb.fails(&["bench", "train", "--model", "rnn", "--steps", "1"]);
     assert!(err.contains("unknown model `rnn`"), "{err}");
+}
+
+/// A closed stdout (`labbook … | head -1`) ends the program quietly with success, for
+/// plain text and for `--json`.
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    let nb = Nb::new();
+    nb.ok(&["init", "--example"]);
+    for args in [
+        &["export", "markdown"][..],
+        &["show", "E-1"],
+        &["search", "mamba"],
+        &["export", "json"],
+        &["list", "--json"],
+        &["list"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labbook"))
+            .current_dir(nb.dir.path())
+            .env_remove("LABBOOK_DB")
+            .env_remove("LABBOOK_CONFIG")
+            .env("LABBOOK_LOG_FILE", nb.dir.path().join("labbook.log"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// Usage errors stay one line but say what is missing or allowed.
+#[test]
+fn usage_errors_name_the_missing_argument() {
+    let nb = Nb::new();
+    for (args, want) in [
+        (&["plot"][..], "<R-n>"),
+        (&["show"], "<ID>"),
+        (&["link", "T-1"], "<"),
+        (&["export", "csv"], "markdown"),
+    ] {
+        let out = nb.cmd().args(args).assert().code(2);
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.trim_end().ends_with(':'), "{args:?}: {err}");
+    }
+}
+
+/// A config named with `--config` (or `LABBOOK_CONFIG`) must exist.
+#[test]
+fn a_missing_explicit_config_is_an_error() {
+    let nb = Nb::new();
+    let err = nb.fails(&["--config", "nope.toml", "list"]);
+    assert!(
+        err.contains("nope.toml") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!nb.db().exists(), "nothing was created");
+    let err = String::from_utf8(
+        nb.cmd()
+            .env("LABBOOK_CONFIG", "also-nope.toml")
+            .arg("list")
+            .assert()
+            .failure()
+            .get_output()
+            .stderr
+            .clone(),
+    )
+    .unwrap();
+    assert!(err.contains("also-nope.toml"), "{err}");
+}
+
+/// `--set` overrides are validated together, in any order; a short run of a config with
+/// a long warm-up runs with a warning instead of failing.
+#[test]
+fn set_overrides_are_validated_once_in_any_order() {
+    let nb = Nb::new();
+    let smoke =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml"))
+            .unwrap();
+    let long = smoke
+        .replace("steps = 5", "steps = 500")
+        .replace("warmup_steps = 1", "warmup_steps = 100");
+    assert_ne!(long, smoke);
+    std::fs::write(nb.dir.path().join("long.toml"), long).unwrap();
+    for sets in [
+        ["train.steps=4", "train.warmup_steps=2"],
+        ["train.warmup_steps=2", "train.steps=4"],
+    ] {
+        let out = nb
+            .cmd()
+            .args(["run", "long.toml", "--set", sets[0], "--set", sets[1]])
+            .assert()
+            .success();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(!err.contains("warning"), "{err}");
+    }
+    let out = nb
+        .cmd()
+        .args(["run", "long.toml", "--set", "train.steps=4"])
+        .assert()
+        .success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("warmup_steps shortened to 0"), "{err}");
+    // A hybrid's depth: the pattern implies its layer count, in either order with it.
+    for sets in [
+        vec!["model.pattern=MMMA"],
+        vec!["model.pattern=MMAA", "model.n_layers=4"],
+        vec!["model.n_layers=4", "model.pattern=MAMA"],
+    ] {
+        let mut args = vec!["run", "long.toml", "--set", "train.steps=2"];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        nb.cmd().args(&args).assert().success();
+    }
+    let runs = nb.json(&["runs"]);
+    assert_eq!(runs.as_array().unwrap().len(), 6, "{runs}");
+}
+
+/// Messages read as English: "an experiment", "has already ended".
+#[test]
+fn messages_use_the_right_article() {
+    let nb = Nb::new();
+    nb.ok(&["add", "experiment", "Probe"]);
+    nb.ok(&["add", "idea", "Spark"]);
+    let err = nb.fails(&["edit", "E-1", "--status", "nope"]);
+    assert!(err.contains("is not an experiment status"), "{err}");
+    let err = nb.fails(&["edit", "I-1", "--status", "nope"]);
+    assert!(err.contains("is not an idea status"), "{err}");
+    let err = nb.fails(&["edit", "T-9", "--status", "nope"]);
+    assert!(
+        !err.contains("a experiment") && !err.contains("a idea"),
+        "{err}"
+    );
 }

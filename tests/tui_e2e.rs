@@ -121,12 +121,20 @@ fn labbook(db: &Path, args: &[&str]) {
     assert!(out.status.success(), "labbook {args:?}: {out:?}");
 }
 
+/// An empty app config beside `db`: the defaults, and no config of the checkout's.
+fn empty_config(db: &Path) -> PathBuf {
+    let path = db.with_extension("toml");
+    std::fs::write(&path, "").unwrap();
+    path
+}
+
 fn tui_command(db: &Path) -> String {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_labbook"));
     format!(
-        "env LABBOOK_DB='{}' LABBOOK_LOG_FILE='{}' LABBOOK_CONFIG=/nonexistent/labbook.toml '{}'",
+        "env LABBOOK_DB='{}' LABBOOK_LOG_FILE='{}' LABBOOK_CONFIG='{}' '{}'",
         db.display(),
         db.with_extension("log").display(),
+        empty_config(db).display(),
         bin.display()
     )
 }

@@ -335,41 +335,78 @@ impl RunConfig {
         Self::parse(&text, &origin)
     }
 
-    /// Applies a `--set section.key=value` override, then re-validates. `value` is parsed as a
-    /// TOML value (`8`, `1e-3`, `[256, 1024]`, `"rope"`); a bare word is taken as a string.
+    /// Applies one `--set section.key=value` override, then re-validates (see [`Self::set_all`]).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let err = |message: String| ConfigError {
+        self.set_all(&[(key, value)]).map(|_| ())
+    }
+
+    /// Applies `--set section.key=value` overrides in order, then validates once, so
+    /// cross-field rules see the final values whatever the order (`model.pattern` with
+    /// `model.n_layers`, `train.steps` with `train.warmup_steps`). `value` is parsed as a
+    /// TOML value (`8`, `1e-3`, `[256, 1024]`, `"rope"`); a bare word is taken as a string.
+    ///
+    /// Two overrides imply a third when it is not given too: `model.pattern` sets
+    /// `model.n_layers` to the pattern's length, and a `train.steps` below the config's
+    /// warm-up shortens `train.warmup_steps` to a tenth of the steps. Returns one warning
+    /// per such change. On any error the config is left unchanged.
+    pub fn set_all(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<String>, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
             origin: "--set".to_string(),
             line: None,
             key: Some(key.to_string()),
             message,
         };
-        let (section, field) = key
-            .split_once('.')
-            .ok_or_else(|| err("expected `section.key`, e.g. `train.lr`".to_string()))?;
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_string()));
-        let mut root = toml::Table::try_from(&*self).map_err(|e| err(e.to_string()))?;
-        let table = root
-            .get_mut(section)
-            .and_then(|v| v.as_table_mut())
-            .ok_or_else(|| {
-                err(format!(
-                    "unknown section `{section}` (expected model, task or train)"
-                ))
-            })?;
-        table.insert(field.to_string(), parsed);
-        let next: RunConfig = toml::Value::Table(root)
+        let mut root = toml::Table::try_from(&*self).map_err(|e| err("", e.to_string()))?;
+        for &(key, value) in pairs {
+            let (section, field) = key
+                .split_once('.')
+                .ok_or_else(|| err(key, "expected `section.key`, e.g. `train.lr`".to_string()))?;
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            root.get_mut(section)
+                .and_then(|v| v.as_table_mut())
+                .ok_or_else(|| {
+                    err(
+                        key,
+                        format!("unknown section `{section}` (expected model, task or train)"),
+                    )
+                })?
+                .insert(field.to_string(), parsed);
+            // Type errors and unknown keys are reported against the override that made them.
+            toml::Value::Table(root.clone())
+                .try_into::<RunConfig>()
+                .map_err(|e| err(key, e.message().trim().to_string()))?;
+        }
+        let given = |k: &str| pairs.iter().any(|(key, _)| *key == k);
+        let mut next: RunConfig = toml::Value::Table(root)
             .try_into()
-            .map_err(|e: toml::de::Error| err(e.message().trim().to_string()))?;
+            .map_err(|e: toml::de::Error| err("", e.message().trim().to_string()))?;
+        let mut warnings = Vec::new();
+        if given("model.pattern")
+            && !given("model.n_layers")
+            && let Some(p) = &next.model.pattern
+        {
+            next.model.n_layers = p.chars().count();
+        }
+        if given("train.steps")
+            && !given("train.warmup_steps")
+            && next.train.warmup_steps > next.train.steps
+        {
+            let shorter = next.train.steps / 10;
+            warnings.push(format!(
+                "train.steps = {} is shorter than the config's warm-up ({} steps): warmup_steps shortened to {shorter}",
+                next.train.steps, next.train.warmup_steps
+            ));
+            next.train.warmup_steps = shorter;
+        }
         next.validate().map_err(|mut e| {
             e.origin = "--set".to_string();
             e
         })?;
         *self = next;
-        Ok(())
+        Ok(warnings)
     }
 
     /// The configuration as TOML (the run's snapshot).
@@ -710,5 +747,52 @@ backend = "cpu"
         let e = cfg.set("train.nope", "1").unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
         assert!(cfg.set("lr", "1").is_err());
+    }
+
+    #[test]
+    fn overrides_are_validated_together_in_any_order() {
+        let base = RunConfig::parse(GOOD, "x.toml").unwrap();
+        assert!(base.train.warmup_steps > 20);
+        for pairs in [
+            [("train.steps", "20"), ("train.warmup_steps", "2")],
+            [("train.warmup_steps", "2"), ("train.steps", "20")],
+        ] {
+            let mut cfg = base.clone();
+            let warnings = cfg.set_all(&pairs).unwrap();
+            assert_eq!((cfg.train.steps, cfg.train.warmup_steps), (20, 2));
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        // A short run of a config with a long warm-up: shortened, with a warning.
+        let mut cfg = base.clone();
+        let warnings = cfg.set_all(&[("train.steps", "20")]).unwrap();
+        assert_eq!(cfg.train.warmup_steps, 2);
+        assert!(
+            warnings[0].contains("warmup_steps shortened to 2"),
+            "{warnings:?}"
+        );
+        // A hybrid's depth: both orders, and a pattern alone implies its layer count.
+        for pairs in [
+            vec![("model.pattern", "MMMA"), ("model.n_layers", "4")],
+            vec![("model.n_layers", "4"), ("model.pattern", "MMMA")],
+            vec![("model.pattern", "MMMA")],
+        ] {
+            let mut cfg = base.clone();
+            cfg.set_all(&pairs).unwrap();
+            assert_eq!(
+                (cfg.model.n_layers, cfg.layer_pattern()),
+                (4, "MMMA".into())
+            );
+        }
+        // A real contradiction is still refused, naming the key, and changes nothing.
+        let mut cfg = base.clone();
+        let e = cfg
+            .set_all(&[("model.pattern", "MMMA"), ("model.n_layers", "3")])
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("model.pattern"), "{e}");
+        assert_eq!(cfg, base);
+        let e = cfg
+            .set_all(&[("train.lr", "fast"), ("train.steps", "5")])
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("train.lr"), "{e}");
     }
 }

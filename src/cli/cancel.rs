@@ -69,7 +69,7 @@ pub fn cmd_cancel(env: &Env, a: Args) -> Result<()> {
                     format!("stop requested (pid {pid}: final checkpoint, then cancelled)"),
                 ));
             }
-            done => anyhow::bail!("{id} is already {done}"),
+            done => anyhow::bail!("{id} has already ended ({done})"),
         }
     }
     if a.wait {

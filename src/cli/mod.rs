@@ -160,10 +160,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // Keep usage errors to one line too; `--help` has the details.
+            // Keep usage errors to one line too (`--help` has the details), but the whole
+            // message: clap puts what is missing or allowed on the lines after the first.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
-            let _ = writeln!(std::io::stderr(), "{first}");
+            let _ = writeln!(std::io::stderr(), "{}", usage_error_line(&text));
             return ExitCode::from(2);
         }
     };
@@ -189,10 +189,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// clap's error as one line: its first paragraph (before `Usage:`), lines joined.
+fn usage_error_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        "error: invalid arguments; see --help".to_string()
+    } else {
+        line
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let db_path = config::discover_db(cli.db.as_deref(), &cwd);
     let config_path = config::discover_config(cli.config.as_deref(), &db_path);
+    if cli.config.is_some() && !config_path.is_file() {
+        // A config named on purpose must be there: a typo would otherwise silently run
+        // with the defaults (no [github], no [runner]).
+        anyhow::bail!(
+            "config file {} does not exist (given with --config or LABBOOK_CONFIG)",
+            config_path.display()
+        );
+    }
     let config = AppConfig::load(&config_path)?;
     init_logging(&db_path);
     let env = Env {

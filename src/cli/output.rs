@@ -21,7 +21,11 @@ pub fn print_clean(args: std::fmt::Arguments) {
 
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // An I/O failure (a closed pipe) stays an io::Error, so `main` can end quietly on it.
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => anyhow::Error::from(std::io::Error::from(kind)),
+        None => anyhow::Error::from(e),
+    })?;
     writeln!(out)?;
     Ok(())
 }

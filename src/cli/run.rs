@@ -64,12 +64,26 @@ pub struct SweepWorkerArgs {
 
 /// The parsed config with `--set` overrides applied; every error names the file or key.
 pub fn load_config(path: &std::path::Path, sets: &[String]) -> Result<RunConfig> {
+    load_config_with(path, sets, &[])
+}
+
+/// `load_config` plus `extra` overrides (a sweep point), all applied before one validation.
+fn load_config_with(
+    path: &std::path::Path,
+    sets: &[String],
+    extra: &[(String, String)],
+) -> Result<RunConfig> {
     let mut cfg = RunConfig::from_file(path)?;
+    let mut pairs = Vec::new();
     for s in sets {
         let (k, v) = s
             .split_once('=')
             .with_context(|| format!("`--set {s}`: expected SECTION.KEY=VALUE"))?;
-        cfg.set(k.trim(), v.trim())?;
+        pairs.push((k.trim(), v.trim()));
+    }
+    pairs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for warning in cfg.set_all(&pairs)? {
+        eprintln!("warning: {warning}");
     }
     Ok(cfg)
 }
@@ -480,11 +494,7 @@ fn sweep(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
     let axes = parse_sweeps(&a.sweep)?;
     let mut cfgs = Vec::new();
     for combo in grid(&axes) {
-        let mut cfg = load_config(config_file, &a.sets)?;
-        for (k, v) in &combo {
-            cfg.set(k, v)?;
-        }
-        cfg.validate()?;
+        let cfg = load_config_with(config_file, &a.sets, &combo)?;
         cfg.train.backend.check_available()?;
         cfgs.push((combo, cfg));
     }

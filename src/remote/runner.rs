@@ -1148,6 +1148,12 @@ fn work(
     if let Err(e) = std::fs::write(&config, &req.config) {
         return fail(format!("cannot write {}: {e}", config.display()));
     }
+    // The job's own (empty) app config: the checkout's `configs/labbook.toml` must not
+    // give the job a [github] or [runner] section.
+    let app_config = job.join("labbook.toml");
+    if let Err(e) = std::fs::write(&app_config, "") {
+        return fail(format!("cannot write {}: {e}", app_config.display()));
+    }
     let db = job.join("tracker.db");
     {
         let mut s = lock(shared);
