@@ -123,9 +123,21 @@ pub struct TrainSection {
     /// Global gradient-norm clip; 0 disables.
     #[serde(default = "default_grad_clip")]
     pub grad_clip: f64,
-    /// AdamW weight decay.
+    /// AdamW's decoupled weight decay, for the parameters `no_weight_decay` leaves in.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    /// AdamW's moment decay rates (β₁, β₂).
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    /// AdamW's ε.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Parameters that get no weight decay, as in the Mamba reference: an entry matches a
+    /// parameter whose field name is the entry or ends in `_entry` (`bias` also matches
+    /// `conv_bias`; `a_log`, `d`), or whose module type ends in it (`norm`: RMSNorm
+    /// weights; `embedding`: the token embedding). Case-insensitive.
+    #[serde(default = "default_no_weight_decay")]
+    pub no_weight_decay: Vec<String>,
     /// Evaluate every this many steps (and always at the end); 0 = only at the end.
     #[serde(default)]
     pub eval_every: u64,
@@ -138,6 +150,27 @@ pub struct TrainSection {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_backend")]
     pub backend: BackendChoice,
+}
+
+impl TrainSection {
+    /// The optimizer settings a config gets when it names none (`labbook bench train`).
+    pub fn defaults_for_bench() -> TrainSection {
+        TrainSection {
+            steps: 1,
+            batch_size: 1,
+            lr: 1e-3,
+            warmup_steps: 0,
+            grad_clip: default_grad_clip(),
+            weight_decay: default_weight_decay(),
+            betas: default_betas(),
+            eps: default_eps(),
+            no_weight_decay: default_no_weight_decay(),
+            eval_every: 0,
+            checkpoint_every: 0,
+            seed: 0,
+            backend: default_backend(),
+        }
+    }
 }
 
 fn default_d_state() -> usize {
@@ -166,6 +199,17 @@ fn default_grad_clip() -> f64 {
 }
 fn default_weight_decay() -> f64 {
     0.1
+}
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.95]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_no_weight_decay() -> Vec<String> {
+    ["bias", "a_log", "d", "norm", "embedding"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_backend() -> BackendChoice {
     BackendChoice::Cpu
@@ -638,6 +682,18 @@ impl RunConfig {
                 "train.grad_clip",
                 "must be ≥ 0 (0 disables clipping)",
             ));
+        }
+        if r.betas
+            .iter()
+            .any(|b| !(b.is_finite() && (0.0..1.0).contains(b)))
+        {
+            return Err(ConfigError::key(
+                "train.betas",
+                format!("each must be in [0, 1), got {:?}", r.betas),
+            ));
+        }
+        if !(r.eps.is_finite() && r.eps > 0.0) {
+            return Err(ConfigError::key("train.eps", "must be a positive number"));
         }
         if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
             return Err(ConfigError::key("train.weight_decay", "must be ≥ 0"));

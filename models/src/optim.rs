@@ -7,7 +7,7 @@
 //! and moments, update them in one loop and upload the results. The state is burn's
 //! [`AdamWState`], so checkpoints keep their format; other backends (CUDA) and AMSGrad states
 //! run burn's `AdamW`.
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleMapper, Param};
 use burn::optim::LearningRate;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, SimpleOptimizer};
@@ -64,6 +64,70 @@ impl HostAdamW {
         B::InnerBackend: ScanBackend,
     {
         OptimizerAdaptor::from(Self::new(params))
+    }
+}
+
+/// Decoupled weight decay for the parameters `no_decay` leaves in: `w ← w · keep` with
+/// `keep = 1 − lr · weight_decay`. Applied just before an AdamW step that itself has no
+/// decay, it is AdamW's own update for those parameters (the decay does not depend on the
+/// step's moments), and no decay for the rest: in the Mamba reference, `A_log`, `D`,
+/// biases, norm weights and (usually) embeddings are not decayed.
+pub fn decay_selected<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: M,
+    keep: f64,
+    no_decay: &[String],
+) -> M {
+    if keep == 1.0 {
+        return module;
+    }
+    module.map(&mut Decay {
+        keep,
+        no_decay,
+        path: Vec::new(),
+    })
+}
+
+/// Whether the parameter at `path` (field names with their parent's module type, as
+/// burn's `enter_module` gives them) is left out of weight decay by the `no_decay` rules.
+pub fn excluded_from_decay(path: &[(String, String)], no_decay: &[String]) -> bool {
+    let Some((field, parent)) = path.last() else {
+        return false;
+    };
+    let field = field.to_ascii_lowercase();
+    let parent = parent.rsplit(':').next().unwrap_or("").to_ascii_lowercase();
+    no_decay.iter().any(|rule| {
+        let rule = rule.to_ascii_lowercase();
+        field == rule || field.ends_with(&format!("_{rule}")) || parent.ends_with(&rule)
+    })
+}
+
+struct Decay<'a> {
+    keep: f64,
+    no_decay: &'a [String],
+    path: Vec<(String, String)>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Decay<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if excluded_from_decay(&self.path, self.no_decay) {
+            return param;
+        }
+        let keep = self.keep;
+        // On the inner backend: a decayed parameter stays a leaf of the next step's graph.
+        param.map(|t| {
+            let grad = t.is_require_grad();
+            let t = Tensor::from_inner(t.inner().mul_scalar(keep));
+            if grad { t.require_grad() } else { t }
+        })
     }
 }
 
@@ -125,6 +189,104 @@ impl<B: ScanBackend> SimpleOptimizer<B> for HostAdamW {
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
         <AdamW as SimpleOptimizer<B>>::to_device(state, device)
+    }
+}
+
+#[cfg(test)]
+mod decay_tests {
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+
+    use super::{decay_selected, excluded_from_decay};
+    use crate::model::LmConfig;
+
+    type B = Autodiff<NdArray>;
+
+    /// Every parameter's path and values, in module order.
+    struct Collect(Vec<(String, String)>, Vec<(String, Vec<f32>)>);
+
+    impl ModuleVisitor<B> for Collect {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let path: Vec<String> = self.0.iter().map(|(n, _)| n.clone()).collect();
+            let v = param.val().into_data().to_vec::<f32>().unwrap();
+            self.1.push((path.join("."), v));
+        }
+    }
+
+    fn params(m: &crate::model::Lm<B>) -> Vec<(String, Vec<f32>)> {
+        let mut c = Collect(Vec::new(), Vec::new());
+        m.visit(&mut c);
+        c.1
+    }
+
+    /// The reference rule decays exactly the weight matrices of the projections, the conv
+    /// and the head; `A_log`, `D`, biases, norms and the embedding keep their values.
+    #[test]
+    fn the_reference_rule_leaves_a_log_d_biases_norms_and_embeddings_alone() {
+        let dev = Default::default();
+        let lm = LmConfig::new(16, 8, "MA".into())
+            .with_n_heads(2)
+            .init::<B>(&dev);
+        let before = params(&lm);
+        let rules = crate::config::RunConfig::parse(
+            "[model]\nkind = \"mamba\"\nd_model = 8\nn_layers = 1\n[task]\nkind = \"induction-heads\"\nvocab_size = 16\nseq_len = 8\n[train]\nsteps = 1\nbatch_size = 1\nlr = 1e-3\n",
+            "x.toml",
+        )
+        .unwrap()
+        .train
+        .no_weight_decay;
+        let after = params(&decay_selected(lm, 0.5, &rules));
+        let mut decayed = Vec::new();
+        for ((name, b), (_, a)) in before.iter().zip(&after) {
+            if a == b {
+                continue;
+            }
+            assert!(
+                a.iter().zip(b).all(|(a, b)| (a - 0.5 * b).abs() <= 1e-7),
+                "{name} changed other than by the decay"
+            );
+            let mut tail: Vec<&str> = name.rsplit('.').take(2).collect();
+            tail.reverse();
+            decayed.push(tail.join("."));
+        }
+        decayed.sort();
+        decayed.dedup();
+        // The weight matrices of every projection, the depthwise conv and the head.
+        let mut want = [
+            "in_proj.weight",
+            "mixer.conv_weight",
+            "x_proj.weight",
+            "dt_proj.weight",
+            "out_proj.weight",
+            "qkv.weight",
+            "out.weight",
+            "fc1.weight",
+            "fc2.weight",
+            "head.weight",
+        ]
+        .map(String::from)
+        .to_vec();
+        want.sort();
+        assert_eq!(
+            decayed,
+            want,
+            "{:?}",
+            before.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
+        let kept = |field: &str, parent: &str| {
+            excluded_from_decay(&[(field.to_string(), parent.to_string())], &rules)
+        };
+        assert!(kept("a_log", "Struct:Mamba") && kept("d", "Struct:Mamba"));
+        assert!(kept("conv_bias", "Struct:Mamba") && kept("bias", "Struct:Linear"));
+        assert!(kept("gamma", "Struct:RmsNorm") && kept("weight", "Struct:Embedding"));
+        assert!(!kept("weight", "Struct:Linear") && !kept("dt", "Struct:Mamba"));
     }
 }
 

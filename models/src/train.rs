@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
 use crate::config::{ConfigError, RunConfig, TaskKind};
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
-use crate::optim::{AdamWParams, HostAdamW};
+use crate::optim::{AdamWParams, HostAdamW, decay_selected};
 use crate::scan::ScanBackend;
 use crate::tasks::{Batch, Rng, Task};
 
@@ -340,11 +340,13 @@ where
     B::seed(device, t.seed);
     let mut model: Lm<B> = cfg.lm_config().init(device);
     let n_params = model.num_params();
+    // The decay is applied by `decay_selected` (only to the parameters the rule leaves in),
+    // so the optimizer itself runs without it.
     let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams {
-        beta_2: 0.95,
-        epsilon: 1e-8,
-        weight_decay: t.weight_decay as f32,
-        ..AdamWParams::default()
+        beta_1: t.betas[0] as f32,
+        beta_2: t.betas[1] as f32,
+        epsilon: t.eps as f32,
+        weight_decay: 0.0,
     });
     let mut start = 0u64;
     if let Some(dir) = &opts.resume_from {
@@ -393,6 +395,7 @@ where
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let grad_norm = clip_grad_norm(&model, &mut grads, t.grad_clip);
         let lr = lr_at(step, t.steps, t.warmup_steps, t.lr);
+        model = decay_selected(model, 1.0 - lr * t.weight_decay, &t.no_weight_decay);
         model = optim.step(lr, model, grads);
         let scored: f64 = batch.weights.iter().map(|&v| v as f64).sum();
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
@@ -573,7 +576,14 @@ where
         .with_positional(positional)
         .init(device);
     let n_params = lm.num_params();
-    let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams::default());
+    // As in training: decay for the parameters the reference rule leaves in, then AdamW.
+    let defaults = crate::config::TrainSection::defaults_for_bench();
+    let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams {
+        beta_1: defaults.betas[0] as f32,
+        beta_2: defaults.betas[1] as f32,
+        epsilon: defaults.eps as f32,
+        weight_decay: 0.0,
+    });
     let task = Task::InductionHeads { vocab };
     let warmup = 2;
     let mut times = Vec::with_capacity(steps);
@@ -584,6 +594,11 @@ where
         let (x, y, w) = tensors::<B>(&b, device);
         let (loss, _) = lm.loss(x, y, w);
         let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = decay_selected(
+            lm,
+            1.0 - 1e-3 * defaults.weight_decay,
+            &defaults.no_weight_decay,
+        );
         lm = optim.step(1e-3, lm, grads);
         // Force the step to finish before stopping the clock.
         let _ = scalar(lm.head.weight.val().sum());
