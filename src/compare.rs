@@ -113,13 +113,56 @@ pub fn run_metrics(
     Ok((fin, best))
 }
 
+/// What a run was made with besides its config, as `run.*` keys, so a comparison shows
+/// when runs differ in commit, uncommitted changes, labbook build, CPU, threads or GPU.
+pub fn provenance_keys(run: &Run) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let short = |c: &str| c[..c.len().min(12)].to_string();
+    if let Some(c) = &run.git_commit {
+        let dirty = run
+            .git_diff
+            .as_deref()
+            .is_some_and(|d| !d.trim().is_empty());
+        out.insert(
+            "run.commit".into(),
+            format!("{}{}", short(c), if dirty { "+dirty" } else { "" }),
+        );
+    }
+    if let Some(e) = &run.environment {
+        out.insert(
+            "run.labbook".into(),
+            match &e.labbook_commit {
+                Some(c) => format!("{} ({})", e.labbook_version, short(c)),
+                None => e.labbook_version.clone(),
+            },
+        );
+        if let Some(cpu) = &e.cpu {
+            out.insert("run.cpu".into(), cpu.clone());
+        }
+        if let Some(t) = e.threads {
+            out.insert("run.threads".into(), t.to_string());
+        }
+        if let Some(g) = &e.gpu {
+            out.insert("run.gpu".into(), g.clone());
+        }
+    }
+    out
+}
+
 /// Compares runs: the config keys that differ, and each run's final and best metrics.
 pub fn compare(store: &Store, ids: &[RunId]) -> Result<Comparison> {
     let runs = ids
         .iter()
         .map(|&id| store.get_run(id))
         .collect::<Result<Vec<_>>>()?;
-    let configs: Vec<_> = runs.iter().map(|r| flatten_config(&r.config)).collect();
+    let configs: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let mut c = flatten_config(&r.config);
+            c.extend(provenance_keys(r));
+            c
+        })
+        .collect();
     let keys = differing_keys(&configs);
     let mut out = Vec::new();
     for (r, c) in runs.iter().zip(&configs) {

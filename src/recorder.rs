@@ -11,7 +11,7 @@ use labbook_models::train::{TrainObserver, TrainOptions, TrainSummary, train};
 use crate::error::{Error, Result};
 use crate::model::ItemId;
 use crate::model::RunId;
-use crate::store::{MetricPoint, NewRun, RunStatus, Store};
+use crate::store::{MetricPoint, NewRun, RunEnvironment, RunStatus, Store};
 
 /// Metric points are written at most this often (and at the end), so a crash loses at most
 /// about a second of metrics while logging stays far below 1% of step time.
@@ -21,15 +21,24 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Debug, Clone, Default)]
 pub struct Provenance {
     pub git_commit: Option<String>,
+    /// The uncommitted changes: `git diff HEAD` and the untracked, non-ignored files as
+    /// additions, capped at [`MAX_DIFF`] with a note saying what was left out.
     pub git_diff: Option<String>,
     pub host: Option<String>,
+    /// labbook's build, the CPU (the GPU is added per run, for CUDA runs); `None` for runs
+    /// that train elsewhere (remote requests).
+    pub environment: Option<RunEnvironment>,
 }
 
 /// Largest dirty diff stored with a run; bigger diffs are cut with a note.
 const MAX_DIFF: usize = 512 * 1024;
 
+/// Largest untracked file included in the diff; larger ones are named, not included.
+const MAX_UNTRACKED_FILE: usize = 64 * 1024;
+
 impl Provenance {
-    /// Reads the git commit and uncommitted diff of the working directory, and the host name.
+    /// Reads the git commit and uncommitted diff (untracked files included) of the working
+    /// directory, the host name, and this labbook's build and CPU.
     pub fn capture(dir: &Path) -> Provenance {
         let git = |args: &[&str]| {
             std::process::Command::new("git")
@@ -42,26 +51,117 @@ impl Provenance {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         };
         let git_commit = git(&["rev-parse", "HEAD"]).map(|s| s.trim().to_string());
-        let git_diff = git_commit
-            .as_ref()
-            .and(git(&["diff", "HEAD"]))
-            .map(|mut d| {
-                if d.len() > MAX_DIFF {
-                    let mut cut = MAX_DIFF;
-                    while !d.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    d.truncate(cut);
-                    d.push_str("\n[diff truncated by labbook]\n");
+        let git_diff = git_commit.as_ref().and(git(&["diff", "HEAD"])).map(|mut d| {
+            let untracked = git(&["ls-files", "--others", "--exclude-standard", "-z"])
+                .unwrap_or_default();
+            for path in untracked.split('\0').filter(|p| !p.is_empty()) {
+                d.push_str(&untracked_as_diff(dir, path));
+            }
+            if d.len() > MAX_DIFF {
+                let left_out = d.len() - MAX_DIFF;
+                let mut cut = MAX_DIFF;
+                while !d.is_char_boundary(cut) {
+                    cut -= 1;
                 }
-                d
-            });
+                d.truncate(cut);
+                d.push_str(&format!(
+                    "\n[diff truncated by labbook: {left_out} bytes over the {} KiB cap left out]\n",
+                    MAX_DIFF / 1024
+                ));
+            }
+            d
+        });
         Provenance {
             git_commit,
             git_diff,
             host: hostname(),
+            environment: Some(RunEnvironment::capture()),
         }
     }
+}
+
+/// An untracked file as a `git diff` addition; binary or large files are only named.
+fn untracked_as_diff(dir: &Path, path: &str) -> String {
+    let bytes = match std::fs::read(dir.join(path)) {
+        Ok(b) => b,
+        Err(e) => return format!("[untracked file {path}: cannot read: {e}]\n"),
+    };
+    if bytes.len() > MAX_UNTRACKED_FILE {
+        return format!(
+            "[untracked file {path} ({} bytes) not included: over {} KiB]\n",
+            bytes.len(),
+            MAX_UNTRACKED_FILE / 1024
+        );
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return format!("[untracked binary file {path} not included]\n");
+    };
+    if text.contains('\0') {
+        return format!("[untracked binary file {path} not included]\n");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = format!(
+        "diff --git a/{path} b/{path}\nnew file (untracked)\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{} @@\n",
+        lines.len()
+    );
+    for l in lines {
+        out.push('+');
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+impl RunEnvironment {
+    /// This labbook's version and build commit, the CPU model and the engine's threads.
+    pub fn capture() -> RunEnvironment {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        });
+        RunEnvironment {
+            labbook_version: env!("CARGO_PKG_VERSION").to_string(),
+            labbook_commit: option_env!("LABBOOK_BUILD_COMMIT").map(str::to_string),
+            cpu,
+            // What the engine's thread pool (rayon) starts with.
+            threads: std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get())),
+            os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+            gpu: None,
+        }
+    }
+}
+
+/// GPU `index` as `nvidia-smi` describes it: name, memory, driver and CUDA versions.
+pub fn gpu_description(index: usize) -> Option<String> {
+    let query = std::process::Command::new("nvidia-smi")
+        .args([
+            &format!("--id={index}"),
+            "--query-gpu=name,memory.total,driver_version",
+            "--format=csv,noheader",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let fields = String::from_utf8_lossy(&query.stdout).trim().to_string();
+    let cuda = std::process::Command::new("nvidia-smi")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let at = text.find("CUDA Version:")? + "CUDA Version:".len();
+            text[at..].split_whitespace().next().map(str::to_string)
+        });
+    Some(match cuda {
+        Some(v) => format!("{fields}, CUDA {v}"),
+        None => fields,
+    })
 }
 
 pub fn hostname() -> Option<String> {
@@ -134,6 +234,12 @@ pub fn new_run(
         host: provenance.host.clone(),
         steps_total: Some(cfg.train.steps as i64),
         sweep: sweep.map(str::to_string),
+        environment: provenance.environment.clone().map(|mut e| {
+            if let labbook_models::backend::BackendChoice::Cuda(i) = cfg.train.backend {
+                e.gpu = gpu_description(i);
+            }
+            e
+        }),
     }
 }
 

@@ -1102,3 +1102,80 @@ fn messages_use_the_right_article() {
         "{err}"
     );
 }
+
+/// A run records what reproduces it: the project's commit and its uncommitted changes,
+/// untracked files included; labbook's own version and build; the CPU and threads.
+/// `compare` shows where two runs differ in these.
+#[test]
+fn a_run_records_its_diff_with_untracked_files_and_its_environment() {
+    let nb = Nb::new();
+    let dir = nb.dir.path();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(dir.join(".gitignore"), "tracker.db*\nruns/\n*.log\n").unwrap();
+    std::fs::write(dir.join("model.rs"), "fn committed() {}\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    std::fs::write(dir.join("model.rs"), "fn committed() { changed() }\n").unwrap();
+    std::fs::write(dir.join("new_layer.rs"), "fn brand_new_layer() {}\n").unwrap();
+    std::fs::write(dir.join("weights.bin"), [0u8, 159, 146, 150]).unwrap();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let smoke = smoke.to_str().unwrap();
+    nb.cmd()
+        .env("RAYON_NUM_THREADS", "1")
+        .args(["run", smoke])
+        .assert()
+        .success();
+    nb.cmd()
+        .env("RAYON_NUM_THREADS", "2")
+        .args(["run", smoke])
+        .assert()
+        .success();
+    let v = nb.json(&["show", "R-1"]);
+    let diff = v["git_diff"].as_str().unwrap();
+    assert!(diff.contains("+fn committed() { changed() }"), "{diff}");
+    assert!(
+        diff.contains("+fn brand_new_layer() {}"),
+        "untracked file missing: {diff}"
+    );
+    assert!(diff.contains("untracked binary file weights.bin"), "{diff}");
+    assert!(
+        !diff.contains("tracker.db"),
+        "ignored files are left out: {diff}"
+    );
+    let env = &v["environment"];
+    assert_eq!(env["labbook_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(env["threads"], 1);
+    assert!(env["os"].as_str().unwrap().contains('-'), "{env}");
+    let text = nb.ok(&["show", "R-1"]);
+    assert!(
+        text.contains(&format!("labbook {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let cmp = nb.json(&["compare", "R-1", "R-2"]);
+    let keys: Vec<&str> = cmp["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"run.threads"), "{cmp}");
+    assert!(!keys.contains(&"run.commit"), "same commit: {cmp}");
+}

@@ -116,11 +116,28 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
     }
     if let Some(c) = &run.git_commit {
         let dirty = if run.git_diff.as_deref().is_some_and(|d| !d.is_empty()) {
-            " (dirty)"
+            " (dirty: `labbook show R-n --json` has the diff, untracked files included)"
         } else {
             ""
         };
         println!("commit {c}{dirty}");
+    }
+    if let Some(e) = &run.environment {
+        let build = e
+            .labbook_commit
+            .as_deref()
+            .map(|c| format!(" (build {})", &c[..c.len().min(12)]))
+            .unwrap_or_default();
+        println!(
+            "labbook {}{build} · {} · cpu {} · {} threads",
+            e.labbook_version,
+            e.os,
+            e.cpu.as_deref().unwrap_or("?"),
+            e.threads.map(|t| t.to_string()).unwrap_or("?".into())
+        );
+        if let Some(g) = &e.gpu {
+            println!("gpu {g}");
+        }
     }
     if let Some(r) = labbook::remote::request::remote_ref(store, id) {
         match r.issue {

@@ -110,6 +110,7 @@ pub fn request_run(
             git_commit: Some(commit.clone()),
             git_diff: None,
             host: None,
+            environment: None,
         };
         let mut new = recorder::new_run(
             req.config,

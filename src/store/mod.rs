@@ -17,25 +17,29 @@ pub use items::ListFilter;
 pub use items::insert_item;
 pub use links::insert_link;
 pub use runs::{
-    MetricPoint, NewRun, RemoteOutcome, Run, RunFilter, RunStatus, STALE_HEARTBEAT, metric_keys_in,
-    metric_points_in, pid_alive,
+    MetricPoint, NewRun, RemoteOutcome, Run, RunEnvironment, RunFilter, RunStatus, STALE_HEARTBEAT,
+    metric_keys_in, metric_points_in, pid_alive,
 };
 pub use search::{SearchHit, as_you_type};
 
 /// `PRAGMA application_id` of labbook databases ("LBK1"), so a foreign SQLite file is refused.
 const APPLICATION_ID: i64 = 0x4c42_4b31;
 
+/// The schema, one migration per version (`PRAGMA user_version` counts them).
+const MIGRATIONS: [&str; 4] = [
+    include_str!("schema.sql"),
+    include_str!("sync.sql"),
+    include_str!("metric_chunks.sql"),
+    include_str!("run_environment.sql"),
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("schema.sql")),
-        M::up(include_str!("sync.sql")),
-        M::up(include_str!("metric_chunks.sql")),
-    ])
+    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
 }
 
 /// Number of schema versions this binary knows.
 pub fn schema_version() -> i64 {
-    3
+    MIGRATIONS.len() as i64
 }
 
 /// How long a writer waits for another process's transaction before giving up.

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::items::rowid_of;
@@ -74,6 +74,24 @@ impl FromStr for RunStatus {
     }
 }
 
+/// What a run was trained with beyond the project's commit and diff: labbook's own
+/// version and build, the CPU, the GPU. Compared by `labbook compare` (as `run.*` rows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunEnvironment {
+    /// `CARGO_PKG_VERSION` of the labbook that trained the run.
+    pub labbook_version: String,
+    /// The commit that labbook was built from (embedded at build time), if known.
+    pub labbook_commit: Option<String>,
+    /// CPU model (`/proc/cpuinfo`).
+    pub cpu: Option<String>,
+    /// Threads the engine's CPU kernels use.
+    pub threads: Option<usize>,
+    /// `linux-x86_64`, …
+    pub os: String,
+    /// On CUDA: GPU name, memory, driver and CUDA versions (from `nvidia-smi`).
+    pub gpu: Option<String>,
+}
+
 /// What a new run is created with.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
@@ -89,6 +107,7 @@ pub struct NewRun {
     pub host: Option<String>,
     pub steps_total: Option<i64>,
     pub sweep: Option<String>,
+    pub environment: Option<RunEnvironment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,12 +136,16 @@ pub struct Run {
     pub final_metrics: BTreeMap<String, f64>,
     pub error: Option<String>,
     pub sweep: Option<String>,
+    /// `None` for runs recorded before labbook kept it (and for remote requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<RunEnvironment>,
 }
 
 const RUN_COLS: &str =
     "r.id, e.kind, e.num, r.name, r.config, r.config_path, r.git_commit, r.git_diff, r.seed,
     r.backend, r.device, r.host, r.status, r.author, r.created_at, r.started_at, r.finished_at,
-    r.heartbeat_at, r.pid, r.steps_total, r.steps_done, r.final_metrics, r.error, r.sweep";
+    r.heartbeat_at, r.pid, r.steps_total, r.steps_done, r.final_metrics, r.error, r.sweep,
+    r.environment";
 
 fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
     let conv = |i, e: Error| {
@@ -163,6 +186,9 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
             .unwrap_or_default(),
         error: r.get(22)?,
         sweep: r.get(23)?,
+        environment: r
+            .get::<_, Option<String>>(24)?
+            .and_then(|e| serde_json::from_str(&e).ok()),
     })
 }
 
@@ -652,8 +678,8 @@ fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Res
     };
     tx.execute(
         "INSERT INTO runs (experiment_id, name, config, config_path, git_commit, git_diff, seed,
-            backend, device, host, status, author, created_at, steps_total, sweep)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14)",
+            backend, device, host, status, author, created_at, steps_total, sweep, environment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14, ?15)",
         params![
             exp,
             new.name,
@@ -668,7 +694,10 @@ fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Res
             ctx.author,
             ctx.now,
             new.steps_total,
-            new.sweep
+            new.sweep,
+            new.environment
+                .as_ref()
+                .map(|e| serde_json::to_string(e).expect("environment serialises"))
         ],
     )?;
     Ok(RunId(tx.last_insert_rowid()))

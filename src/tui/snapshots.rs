@@ -67,6 +67,7 @@ fn run(n: i64, name: &str, status: RunStatus, loss: Option<f64>) -> Run {
             .unwrap_or_default(),
         error: None,
         sweep: None,
+        environment: None,
     }
 }
 
