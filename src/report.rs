@@ -123,7 +123,7 @@ pub fn experiment_report(store: &Store, exp: ItemId, dir: &Path) -> Result<Repor
                 .flat_map(|r| r.best_metrics.keys().cloned())
                 .filter(|k| k.starts_with("eval/acc"))
                 .collect();
-            keys.sort();
+            keys.sort_by(|a, b| eval_order(a).cmp(&eval_order(b)));
             keys.dedup();
             keys
         };
@@ -158,7 +158,7 @@ pub fn experiment_report(store: &Store, exp: ItemId, dir: &Path) -> Result<Repor
         }
         md.push('\n');
         let mut metrics: Vec<String> = vec!["loss".into(), "accuracy".into()];
-        metrics.extend(best_eval.iter().take(2).cloned());
+        metrics.extend(best_eval.iter().cloned());
         let mut figs = String::new();
         for m in metrics {
             let Ok(curves) = curves(store, &ids, &m, if m.starts_with("eval/") { 1 } else { 10 })
@@ -186,4 +186,16 @@ pub fn experiment_report(store: &Store, exp: ItemId, dir: &Path) -> Result<Repor
     let markdown = dir.join("report.md");
     std::fs::write(&markdown, md).map_err(|e| Error::io(&markdown, e))?;
     Ok(Report { markdown, plots })
+}
+
+/// Sort key of an eval metric: its name, then its length as a number (`eval/acc@256`
+/// before `eval/acc@1024`, which text order puts first).
+pub fn eval_order(key: &str) -> (&str, u64, &str) {
+    match key.rsplit_once('@') {
+        Some((name, n)) => match n.parse() {
+            Ok(len) => (name, len, ""),
+            Err(_) => (name, u64::MAX, n),
+        },
+        None => (key, 0, ""),
+    }
 }

@@ -1179,3 +1179,94 @@ fn a_run_records_its_diff_with_untracked_files_and_its_environment() {
     assert!(keys.contains(&"run.threads"), "{cmp}");
     assert!(!keys.contains(&"run.commit"), "same commit: {cmp}");
 }
+
+/// A command run where there is no notebook says, once, that it created one.
+#[test]
+fn creating_a_notebook_is_said_once() {
+    let nb = Nb::new();
+    let out = nb.cmd().arg("list").assert().success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.trim(), "created ./tracker.db");
+    let out = nb.cmd().arg("list").assert().success();
+    assert!(out.get_output().stderr.is_empty());
+}
+
+#[test]
+fn an_empty_search_query_is_an_error() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "something"]);
+    for q in ["", "   "] {
+        let err = nb.fails(&["search", q]);
+        assert!(err.contains("search query is empty"), "{err}");
+    }
+}
+
+/// `report` shows every eval metric, ordered by length as a number (not as text).
+#[test]
+fn report_shows_every_eval_length_in_numeric_order() {
+    let nb = Nb::new();
+    nb.ok(&["add", "experiment", "lengths"]);
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    nb.ok(&[
+        "run",
+        smoke.to_str().unwrap(),
+        "-e",
+        "E-1",
+        "--set",
+        "task.eval_seq_lens=[128, 16, 64, 32]",
+    ]);
+    nb.ok(&["report", "E-1"]);
+    let dir = nb.dir.path().join("reports/E-1");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let header = md
+        .lines()
+        .find(|l| l.starts_with("| run |"))
+        .expect("a runs table");
+    let at = |n: &str| {
+        header
+            .find(&format!("best eval/acc@{n} "))
+            .unwrap_or_else(|| panic!("@{n} missing: {header}"))
+    };
+    assert!(
+        at("16") < at("32") && at("32") < at("64") && at("64") < at("128"),
+        "{header}"
+    );
+    for n in ["16", "32", "64", "128"] {
+        assert!(
+            dir.join(format!("eval_acc_{n}.png")).exists(),
+            "@{n} not drawn"
+        );
+    }
+}
+
+/// `show E-n` lists the runs recorded under the experiment, newest first.
+#[test]
+fn an_experiment_shows_its_runs_newest_first() {
+    let nb = Nb::new();
+    nb.ok(&["add", "experiment", "with runs"]);
+    nb.ok(&["add", "experiment", "without"]);
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let smoke = smoke.to_str().unwrap();
+    nb.ok(&["run", smoke, "-e", "E-1"]);
+    nb.ok(&["run", smoke]);
+    nb.ok(&["run", smoke, "-e", "E-1"]);
+    let text = nb.ok(&["show", "E-1"]);
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Runs"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  R-"))
+        .collect();
+    assert_eq!(listed.len(), 2, "{text}");
+    assert!(
+        listed[0].contains("R-3") && listed[1].contains("R-1"),
+        "{text}"
+    );
+    assert!(
+        listed[0].contains("succeeded") && listed[0].contains("best eval/acc@32"),
+        "{text}"
+    );
+    let v = nb.json(&["show", "E-1"]);
+    assert_eq!(v["runs"][0]["run"], "R-3");
+    assert!(!nb.ok(&["show", "E-2"]).contains("Runs"));
+}

@@ -146,7 +146,17 @@ pub struct Env {
 impl Env {
     /// Opens the notebook and marks runs whose worker died as crashed.
     pub fn open(&self) -> Result<Store> {
+        let existed = self.db_path.exists();
         let mut store = Store::open(&self.db_path, config::author(&self.config))?;
+        if !existed {
+            // Said once, on stderr: a typo'd directory otherwise grows a notebook silently.
+            let shown = std::env::current_dir()
+                .ok()
+                .and_then(|cwd| self.db_path.strip_prefix(cwd).ok().map(|p| p.to_path_buf()))
+                .map(|p| Path::new(".").join(p))
+                .unwrap_or_else(|| self.db_path.clone());
+            eprintln!("created {}", shown.display());
+        }
         if let Err(e) = store.reap_crashed() {
             // A read-only notebook cannot be updated; the runs stay as they are.
             tracing::debug!(error = %e, "cannot reap crashed runs");

@@ -16,8 +16,12 @@ pub struct Args {
 }
 
 pub fn cmd_search(env: &Env, a: Args) -> Result<()> {
+    let query = a.query.join(" ");
+    if query.trim().is_empty() {
+        anyhow::bail!("the search query is empty; give one or more words (`word*` for a prefix)");
+    }
     let store = env.open()?;
-    let hits = store.search(&a.query.join(" "), a.kind, a.limit)?;
+    let hits = store.search(&query, a.kind, a.limit)?;
     if env.json {
         return super::output::json(&hits);
     }
