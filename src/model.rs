@@ -400,20 +400,28 @@ impl Fields {
             });
         }
         let text = value.map(str::to_string).filter(|v| !v.is_empty());
-        let int = |v: &Option<String>| -> Result<Option<i64>, Error> {
+        // An integer in `range`; `expected` says so in the error.
+        let int = |v: &Option<String>,
+                   range: std::ops::RangeInclusive<i64>,
+                   expected: &'static str|
+         -> Result<Option<i64>, Error> {
             v.as_deref()
                 .map(|s| {
-                    s.trim().parse().map_err(|_| Error::InvalidValue {
-                        field: name.to_string(),
-                        value: s.to_string(),
-                        expected: "an integer",
-                    })
+                    s.trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| Error::InvalidValue {
+                            field: name.to_string(),
+                            value: s.to_string(),
+                            expected,
+                        })
                 })
                 .transpose()
         };
         match name {
             "assignee" => self.assignee = text,
-            "priority" => self.priority = int(&text)?,
+            "priority" => self.priority = int(&text, 1..=5, "an integer from 1 (highest) to 5")?,
             "due" => {
                 if let Some(d) = &text {
                     chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
@@ -427,7 +435,7 @@ impl Fields {
                 self.due = text
             }
             "authors" => self.authors = text,
-            "year" => self.year = int(&text)?,
+            "year" => self.year = int(&text, 1000..=2100, "a year from 1000 to 2100")?,
             "venue" => self.venue = text,
             "arxiv_id" => self.arxiv_id = text,
             "doi" => self.doi = text,

@@ -1270,3 +1270,41 @@ fn an_experiment_shows_its_runs_newest_first() {
     assert_eq!(v["runs"][0]["run"], "R-3");
     assert!(!nb.ok(&["show", "E-2"]).contains("Runs"));
 }
+
+/// `edit` takes the same field flags as `add`; priorities and years are range-checked.
+#[test]
+fn edit_takes_the_field_flags_and_ranges_are_checked() {
+    let nb = Nb::new();
+    nb.ok(&["add", "task", "t", "--priority", "3"]);
+    nb.ok(&["edit", "T-1", "--priority", "2", "--assignee", "bob"]);
+    let v = nb.json(&["show", "T-1"]);
+    assert_eq!(v["item"]["priority"], 2);
+    assert_eq!(v["item"]["assignee"], "bob");
+    for bad in ["0", "6", "high"] {
+        let err = nb.fails(&["edit", "T-1", "--priority", bad]);
+        assert!(
+            err.contains("from 1 (highest) to 5") && err.contains(bad),
+            "{err}"
+        );
+    }
+    nb.ok(&["edit", "T-1", "--assignee", ""]);
+    assert!(nb.json(&["show", "T-1"])["item"]["assignee"].is_null());
+    let err = nb.fails(&["add", "paper", "p", "--year", "3023"]);
+    assert!(err.contains("from 1000 to 2100"), "{err}");
+    nb.ok(&["add", "paper", "p", "--year", "2024", "--venue", "ICML"]);
+    nb.ok(&["edit", "P-1", "--year", "2023"]);
+    assert_eq!(nb.json(&["show", "P-1"])["item"]["year"], 2023);
+    nb.ok(&["add", "experiment", "e"]);
+    nb.ok(&["edit", "E-1", "--conclusion", "it works"]);
+    assert_eq!(nb.json(&["show", "E-1"])["item"]["conclusion"], "it works");
+    let help = nb.ok(&["edit", "--help"]);
+    for flag in [
+        "--title <TITLE>",
+        "New title",
+        "--status",
+        "New status",
+        "--priority",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+}

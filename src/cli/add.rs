@@ -8,6 +8,7 @@ use super::Env;
 pub struct Args {
     /// task, paper, idea or experiment.
     kind: Kind,
+    /// Title.
     title: String,
     /// Markdown body.
     #[arg(long, conflicts_with = "body_file")]
@@ -18,6 +19,7 @@ pub struct Args {
     /// Tag (repeatable).
     #[arg(long = "tag", short = 't')]
     tags: Vec<String>,
+    /// Status (the kind's first status when not given; see `labbook add --help`).
     #[arg(long, short = 's')]
     status: Option<String>,
     /// Set a kind-specific field, e.g. `--set assignee=bob` (repeatable).
@@ -26,10 +28,18 @@ pub struct Args {
     /// Link the new item to an existing one (usual relation for the two kinds).
     #[arg(long, value_name = "ID")]
     link: Vec<ItemId>,
+    #[command(flatten)]
+    fields: FieldFlags,
+}
+
+/// The item fields as flags, shared by `add` and `edit` (on `edit` an empty value clears
+/// the field).
+#[derive(ClapArgs)]
+pub struct FieldFlags {
     /// Task assignee.
     #[arg(long)]
     assignee: Option<String>,
-    /// Task priority (1 = highest).
+    /// Task priority, 1 (highest) to 5.
     #[arg(long)]
     priority: Option<String>,
     /// Task due date (YYYY-MM-DD).
@@ -38,9 +48,12 @@ pub struct Args {
     /// Paper authors.
     #[arg(long)]
     authors: Option<String>,
-    /// Paper year.
+    /// Paper year (1000–2100).
     #[arg(long)]
     year: Option<String>,
+    /// Paper venue.
+    #[arg(long)]
+    venue: Option<String>,
     /// Paper arXiv id.
     #[arg(long)]
     arxiv: Option<String>,
@@ -53,6 +66,28 @@ pub struct Args {
     /// Experiment hypothesis.
     #[arg(long)]
     hypothesis: Option<String>,
+    /// Experiment conclusion.
+    #[arg(long)]
+    conclusion: Option<String>,
+}
+
+impl FieldFlags {
+    /// The flags as (field name, value) pairs, for `field_pairs`.
+    pub fn named(&self) -> [(&'static str, &Option<String>); 11] {
+        [
+            ("assignee", &self.assignee),
+            ("priority", &self.priority),
+            ("due", &self.due),
+            ("authors", &self.authors),
+            ("year", &self.year),
+            ("venue", &self.venue),
+            ("arxiv_id", &self.arxiv),
+            ("doi", &self.doi),
+            ("url", &self.url),
+            ("hypothesis", &self.hypothesis),
+            ("conclusion", &self.conclusion),
+        ]
+    }
 }
 
 /// `name=value` pairs from `--set` and the named flags, in one list.
@@ -91,20 +126,7 @@ pub fn cmd_add(env: &Env, a: Args) -> Result<()> {
     };
     new.tags = a.tags;
     new.status = a.status;
-    let pairs = field_pairs(
-        &a.sets,
-        &[
-            ("assignee", &a.assignee),
-            ("priority", &a.priority),
-            ("due", &a.due),
-            ("authors", &a.authors),
-            ("year", &a.year),
-            ("arxiv_id", &a.arxiv),
-            ("doi", &a.doi),
-            ("url", &a.url),
-            ("hypothesis", &a.hypothesis),
-        ],
-    )?;
+    let pairs = field_pairs(&a.sets, &a.fields.named())?;
     for (k, v) in &pairs {
         new.fields.set(a.kind, k, Some(v))?;
     }

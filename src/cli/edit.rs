@@ -6,19 +6,25 @@ use super::Env;
 
 #[derive(ClapArgs)]
 pub struct Args {
+    /// The item to edit (T-n, P-n, I-n, E-n). With no other flag, opens it in `$EDITOR`.
     id: ItemId,
+    /// New title.
     #[arg(long)]
     title: Option<String>,
+    /// New Markdown body.
     #[arg(long)]
     body: Option<String>,
     /// Read the new body from a file (`-` for stdin).
     #[arg(long, value_name = "FILE", conflicts_with = "body")]
     body_file: Option<String>,
+    /// New status (one of the kind's statuses; an unknown one is refused with the list).
     #[arg(long, short = 's')]
     status: Option<String>,
     /// Set a field, e.g. `--set assignee=bob`; an empty value clears it (repeatable).
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     sets: Vec<String>,
+    #[command(flatten)]
+    fields: super::add::FieldFlags,
 }
 
 pub fn cmd_edit(env: &Env, a: Args) -> Result<()> {
@@ -33,7 +39,7 @@ pub fn cmd_edit(env: &Env, a: Args) -> Result<()> {
         status: a.status,
         ..Default::default()
     };
-    for (k, v) in super::add::field_pairs(&a.sets, &[])? {
+    for (k, v) in super::add::field_pairs(&a.sets, &a.fields.named())? {
         patch.fields.push((k, Some(v).filter(|v| !v.is_empty())));
     }
     if patch.is_empty() {

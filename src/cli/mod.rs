@@ -134,6 +134,20 @@ enum Command {
     Resolve(conflicts::ResolveArgs),
 }
 
+/// The notebook this command created, if it did: said once on stderr when the command
+/// succeeds (a typo'd directory otherwise grows a notebook silently).
+static CREATED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn say_if_created() {
+    if let Some(path) = CREATED.get() {
+        let shown = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| Path::new(".").join(p)))
+            .unwrap_or_else(|| path.clone());
+        eprintln!("created {}", shown.display());
+    }
+}
+
 /// What every command gets: where the notebook is and who is working.
 pub struct Env {
     pub db_path: PathBuf,
@@ -149,13 +163,7 @@ impl Env {
         let existed = self.db_path.exists();
         let mut store = Store::open(&self.db_path, config::author(&self.config))?;
         if !existed {
-            // Said once, on stderr: a typo'd directory otherwise grows a notebook silently.
-            let shown = std::env::current_dir()
-                .ok()
-                .and_then(|cwd| self.db_path.strip_prefix(cwd).ok().map(|p| p.to_path_buf()))
-                .map(|p| Path::new(".").join(p))
-                .unwrap_or_else(|| self.db_path.clone());
-            eprintln!("created {}", shown.display());
+            let _ = CREATED.set(self.db_path.clone());
         }
         if let Err(e) = store.reap_crashed() {
             // A read-only notebook cannot be updated; the runs stay as they are.
@@ -178,7 +186,10 @@ pub fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            say_if_created();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One line, naming the problem; the chain adds context such as the file.
             if e.chain().any(|c| {
