@@ -50,6 +50,44 @@ pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
         .collect()
 }
 
+/// A metric value for people: 4 significant digits; scientific below 0.001 (`3e-5`, not
+/// `0.0000`); whole numbers with thousands separators from 10,000 (`57,055`).
+pub fn human_number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if a >= 1e4 {
+        let n = v.round() as i128;
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        return if n < 0 { format!("-{out}") } else { out };
+    }
+    if a < 1e-3 {
+        let s = format!("{v:.2e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exp}");
+    }
+    // Four significant digits: as many decimals as the magnitude leaves.
+    let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Whether larger is better for a metric (accuracies), else smaller (losses).
 pub fn higher_is_better(key: &str) -> bool {
     let k = key.rsplit('/').next().unwrap_or(key);
@@ -240,5 +278,33 @@ mod tests {
         assert_eq!(fmt_duration(3720.0), "1h02m");
         assert!(higher_is_better("eval/acc@16"));
         assert!(!higher_is_better("eval/loss@16"));
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::human_number;
+
+    #[test]
+    fn numbers_are_formatted_by_magnitude() {
+        for (v, want) in [
+            (3e-5, "3e-5"),
+            (3.14159e-5, "3.14e-5"),
+            (0.0003, "3e-4"),
+            (0.001, "0.001"),
+            (2.6415481567382813, "2.642"),
+            (0.12345, "0.1235"),
+            (0.5, "0.5"),
+            (123.456, "123.5"),
+            (9999.4, "9999"),
+            (57055.2188, "57,055"),
+            (1234567.0, "1,234,567"),
+            (-20000.0, "-20,000"),
+            (0.0, "0"),
+            (1.0, "1"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(human_number(v), want, "{v}");
+        }
     }
 }

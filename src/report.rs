@@ -147,7 +147,9 @@ pub fn experiment_report(store: &Store, exp: ItemId, dir: &Path) -> Result<Repor
                     .map(|k| md_escape(s.config[k].as_deref().unwrap_or("-"))),
             );
             let f = |m: &std::collections::BTreeMap<String, f64>, k: &str| {
-                m.get(k).map(|v| format!("{v:.4}")).unwrap_or("-".into())
+                m.get(k)
+                    .map(|v| compare::human_number(*v))
+                    .unwrap_or("-".into())
             };
             row.extend(shown.iter().map(|k| f(&s.final_metrics, k)));
             row.extend(best_eval.iter().map(|k| f(&s.best_metrics, k)));

@@ -294,7 +294,7 @@ fn foreground(
             outcome.status, outcome.steps, outcome.wall_time_s
         );
         for (k, v) in &outcome.final_metrics {
-            println!("  {k:<24} {v:.4}");
+            println!("  {k:<24} {}", labbook::compare::human_number(*v));
         }
     }
     match outcome.status {

@@ -30,7 +30,7 @@ pub struct CompareArgs {
 fn key_metrics(m: &std::collections::BTreeMap<String, f64>) -> String {
     let mut parts = Vec::new();
     if let Some(v) = m.get("loss") {
-        parts.push(format!("loss {v:.4}"));
+        parts.push(format!("loss {}", labbook::compare::human_number(*v)));
     }
     if let Some(v) = m.get("accuracy") {
         parts.push(format!("acc {v:.3}"));
@@ -153,7 +153,7 @@ pub fn cmd_compare(env: &Env, a: CompareArgs) -> Result<()> {
                     &r.final_metrics
                 };
                 m.get(k)
-                    .map(|v| format!("{v:.4}"))
+                    .map(|v| labbook::compare::human_number(*v))
                     .unwrap_or_else(|| "-".into())
             }));
             rows.push(row);

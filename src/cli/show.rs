@@ -179,7 +179,7 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
     if !run.final_metrics.is_empty() {
         println!("\nFinal metrics:");
         for (k, v) in &run.final_metrics {
-            println!("  {k:<20} {v:.6}");
+            println!("  {k:<20} {}", labbook::compare::human_number(*v));
         }
     }
     println!("\nConfig:\n{}", run.config.trim_end());
@@ -215,8 +215,10 @@ fn experiment_runs(store: &Store, id: ItemId) -> Result<Vec<ExperimentRun>> {
                 .max_by(|a, b| {
                     labbook::report::eval_order(a.0).cmp(&labbook::report::eval_order(b.0))
                 })
-                .map(|(k, v)| format!("best {k} {v:.4}"));
-            let loss = fin.get("loss").map(|v| format!("loss {v:.4}"));
+                .map(|(k, v)| format!("best {k} {}", labbook::compare::human_number(*v)));
+            let loss = fin
+                .get("loss")
+                .map(|v| format!("loss {}", labbook::compare::human_number(*v)));
             Ok(ExperimentRun {
                 run: r.id,
                 status: r.status.to_string(),
