@@ -121,14 +121,14 @@ const EXPERIMENTS: &[Experiment] = &[
         status: "planned",
         hypothesis: "Selective Δ/B/C is what solves selective copying; the LTI ablation stays near chance.",
         idea: 0,
-        body: "Configs: `configs/selective-copying-mamba.toml`, `configs/selective-copying-lti.toml`.",
+        body: "Configs: `configs/selective-copying-mamba.toml`, `configs/selective-copying-mamba-lti.toml`.",
     },
     Experiment {
         title: "Induction heads: length extrapolation of hybrids",
         status: "planned",
         hypothesis: "A mostly-Mamba hybrid keeps Mamba's extrapolation while attention layers speed up learning.",
         idea: 0,
-        body: "Train at seq_len 256, evaluate at 256/1024/4096.",
+        body: "Configs: `configs/induction-heads-mamba.toml`, `configs/induction-heads-transformer.toml`, `configs/induction-heads-hybrid.toml` (evaluated up to 64× the training length).",
     },
     Experiment {
         title: "Conv kernel size sweep inside Mamba",
@@ -272,6 +272,51 @@ pub fn seed(store: &mut Store) -> Result<Vec<ItemId>> {
         }
         Ok(created)
     })
+}
+
+/// The example run configs `init --example` writes (the repo's `configs/`, embedded).
+pub const CONFIGS: [(&str, &str); 7] = [
+    ("smoke.toml", include_str!("../configs/smoke.toml")),
+    (
+        "selective-copying-mamba.toml",
+        include_str!("../configs/selective-copying-mamba.toml"),
+    ),
+    (
+        "selective-copying-mamba-lti.toml",
+        include_str!("../configs/selective-copying-mamba-lti.toml"),
+    ),
+    (
+        "induction-heads-mamba.toml",
+        include_str!("../configs/induction-heads-mamba.toml"),
+    ),
+    (
+        "induction-heads-transformer.toml",
+        include_str!("../configs/induction-heads-transformer.toml"),
+    ),
+    (
+        "induction-heads-hybrid.toml",
+        include_str!("../configs/induction-heads-hybrid.toml"),
+    ),
+    (
+        "char-lm-hybrid.toml",
+        include_str!("../configs/char-lm-hybrid.toml"),
+    ),
+];
+
+/// Writes the example run configs into `dir` (created if needed), never replacing a file
+/// that is there. Returns the files written.
+pub fn write_configs(dir: &std::path::Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    let mut written = Vec::new();
+    for (name, text) in CONFIGS {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))?;
+        written.push(name.to_string());
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1308,3 +1308,35 @@ fn edit_takes_the_field_flags_and_ranges_are_checked() {
         assert!(help.contains(flag), "{flag}: {help}");
     }
 }
+
+/// `init --example` writes the example run configs, never over a file that is there.
+#[test]
+fn init_example_writes_the_run_configs_without_overwriting() {
+    let nb = Nb::new();
+    std::fs::create_dir_all(nb.dir.path().join("configs")).unwrap();
+    std::fs::write(nb.dir.path().join("configs/smoke.toml"), "# mine\n").unwrap();
+    let v = nb.json(&["init", "--example"]);
+    let written: Vec<&str> = v["configs_written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(written.contains(&"induction-heads-mamba.toml"), "{v}");
+    assert!(!written.contains(&"smoke.toml"), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(nb.dir.path().join("configs/smoke.toml")).unwrap(),
+        "# mine\n"
+    );
+    nb.ok(&[
+        "run",
+        "configs/selective-copying-mamba.toml",
+        "--set",
+        "train.steps=2",
+    ]);
+    let show = nb.ok(&["show", "E-1"]);
+    assert!(
+        show.contains("configs/selective-copying-mamba-lti.toml"),
+        "{show}"
+    );
+}

@@ -138,7 +138,18 @@ enum Command {
 /// succeeds (a typo'd directory otherwise grows a notebook silently).
 static CREATED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// Set by a command that reports the creation itself (`init`).
+static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The running command says itself that it created the notebook.
+pub(crate) fn announced_creation() {
+    ANNOUNCED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn say_if_created() {
+    if ANNOUNCED.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     if let Some(path) = CREATED.get() {
         let shown = std::env::current_dir()
             .ok()
