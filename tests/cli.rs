@@ -1340,3 +1340,43 @@ fn init_example_writes_the_run_configs_without_overwriting() {
         "{show}"
     );
 }
+
+/// Every shipped run config trains (two steps, evaluated at its training length): the
+/// long runs are not in CI, a broken config is.
+#[test]
+fn every_shipped_config_runs_a_short_smoke() {
+    let nb = Nb::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with(".toml") || name == "labbook.toml" {
+            continue;
+        }
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        let seq_len = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix("seq_len = "))
+            .unwrap_or("64")
+            .trim()
+            .to_string();
+        let out = nb
+            .cmd()
+            .args(["run", path.to_str().unwrap()])
+            .args(["--set", "train.steps=2", "--set", "train.eval_every=0"])
+            .args(["--set", &format!("task.eval_seq_lens=[{seq_len}]")])
+            .args(["--set", "task.eval_samples=4", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], "succeeded", "{name}: {v}");
+        ran += 1;
+    }
+    assert!(ran >= 7, "only {ran} configs");
+}
