@@ -1699,6 +1699,23 @@ mod tests {
         assert!(kept.len() as u64 <= max + 200 && kept.starts_with("line 000000\n"));
     }
 
+    /// A huge log (sparse, 32 GiB) is read from its end: reading it whole would not fit
+    /// in memory.
+    #[test]
+    fn the_log_tail_is_read_from_the_end_of_a_huge_log() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.txt");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.set_len(32 << 30).unwrap();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"\nthe last words\n").unwrap();
+        let started = std::time::Instant::now();
+        let tail = read_tail(&path).unwrap();
+        assert!(tail.ends_with("the last words\n"), "{tail:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn only_the_allow_list_and_named_variables_pass_to_jobs() {
         let extra = vec!["DATA".to_string(), "GITHUB_TOKEN".to_string()];
