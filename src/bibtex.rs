@@ -17,16 +17,42 @@ pub struct ImportReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Parses a `.bib` text into new paper items. Errors name the file and line.
+/// Parses a `.bib` text into new paper items. Errors name the file and line: an entry
+/// whose braces do not close is reported at its own first line, and a file without a
+/// single entry is an error, not "0 added".
 pub fn parse_papers(text: &str, file: &str) -> Result<Vec<NewItem>> {
-    let bib = Bibliography::parse(text).map_err(|e| Error::Parse {
+    let parse_err = |line: usize, msg: String| Error::Parse {
         file: file.to_string(),
-        line: line_of(text, e.span.start),
-        msg: format!("malformed BibTeX: {}", describe(&e.kind)),
+        line,
+        msg,
+    };
+    if let Some(line) = unclosed_entry(text) {
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('{'))
+            .map(|(_, rest)| rest.split(',').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        return Err(parse_err(
+            line,
+            format!("malformed BibTeX: the braces of entry `{key}` do not close (missing `}}`?)"),
+        ));
+    }
+    let bib = Bibliography::parse(text).map_err(|e| {
+        parse_err(
+            line_of(text, e.span.start),
+            format!("malformed BibTeX: {}", describe(&e.kind)),
+        )
     })?;
+    if bib.iter().next().is_none() {
+        return Err(parse_err(
+            1,
+            "no BibTeX entries found (expected entries like `@article{key, title = {…}}`)".into(),
+        ));
+    }
     bib.iter()
         .map(|entry| {
-            paper_from_entry(entry).map_err(|msg| Error::Parse {
+            paper_from_entry(entry, raw_entry(text, &entry.key)).map_err(|msg| Error::Parse {
                 file: file.to_string(),
                 line: text
                     .find(&format!("{{{},", entry.key))
@@ -55,7 +81,56 @@ fn field(entry: &Entry, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn paper_from_entry(entry: &Entry) -> std::result::Result<NewItem, String> {
+/// The 1-based line of the first entry whose braces are still open when the next entry
+/// starts (a line beginning with `@`) or the file ends.
+fn unclosed_entry(text: &str) -> Option<usize> {
+    let mut depth = 0i64;
+    let mut start: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('@') {
+            if depth > 0 {
+                return start;
+            }
+            start = Some(i + 1);
+            depth = 0;
+        }
+        let mut prev = ' ';
+        for c in line.chars() {
+            match c {
+                '{' if prev != '\\' => depth += 1,
+                '}' if prev != '\\' => depth -= 1,
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    (depth > 0).then_some(start).flatten()
+}
+
+/// The entry with citation key `key` exactly as the file writes it (from its `@` to its
+/// closing brace), so an export gives it back unchanged (LaTeX in titles included).
+fn raw_entry(text: &str, key: &str) -> Option<String> {
+    let open = text.find(&format!("{{{key},"))?;
+    let at = text[..open].rfind('@')?;
+    let mut depth = 0i64;
+    let mut prev = ' ';
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '{' if prev != '\\' => depth += 1,
+            '}' if prev != '\\' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(text[at..open + i + 1].to_string());
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    None
+}
+
+fn paper_from_entry(entry: &Entry, raw: Option<String>) -> std::result::Result<NewItem, String> {
     let title = field(entry, "title").ok_or("no title")?;
     let authors = entry
         .author()
@@ -64,7 +139,9 @@ fn paper_from_entry(entry: &Entry) -> std::result::Result<NewItem, String> {
             people
                 .iter()
                 .map(|p| {
-                    if p.given_name.is_empty() {
+                    if p.given_name.is_empty() && p.name.eq_ignore_ascii_case("others") {
+                        "et al.".to_string() // BibTeX's `and others`
+                    } else if p.given_name.is_empty() {
                         p.name.clone()
                     } else {
                         format!("{} {}", p.given_name, p.name)
@@ -80,6 +157,7 @@ fn paper_from_entry(entry: &Entry) -> std::result::Result<NewItem, String> {
     let venue = field(entry, "journal")
         .or_else(|| field(entry, "journaltitle"))
         .or_else(|| field(entry, "booktitle"))
+        .or_else(|| field(entry, "howpublished"))
         .filter(|v| !v.to_lowercase().starts_with("arxiv"));
     let url = field(entry, "url");
     let arxiv_id = field(entry, "eprint")
@@ -90,9 +168,13 @@ fn paper_from_entry(entry: &Entry) -> std::result::Result<NewItem, String> {
         })
         .or_else(|| field(entry, "journal").and_then(|j| find_arxiv_id(&j)))
         .or_else(|| url.as_deref().and_then(find_arxiv_id));
-    let bibtex = entry
-        .to_bibtex_string()
-        .unwrap_or_else(|_| entry.to_biblatex_string());
+    // The file's own text: re-serialising through the parser escapes LaTeX (`\\alpha`
+    // became `\\\\alpha`) and reorders fields.
+    let bibtex = raw.unwrap_or_else(|| {
+        entry
+            .to_bibtex_string()
+            .unwrap_or_else(|_| entry.to_biblatex_string())
+    });
     let mut item = NewItem::new(Kind::Paper, title);
     item.fields = Fields {
         authors,
@@ -179,13 +261,21 @@ pub fn entry_for(paper: &Item) -> String {
     let esc = |s: &str| s.replace(['{', '}'], "");
     let mut lines = vec![format!("  title = {{{}}}", esc(&paper.title))];
     if let Some(a) = &f.authors {
-        lines.push(format!("  author = {{{}}}", esc(&a.replace(", ", " and "))));
+        let names: Vec<&str> = a
+            .split(", ")
+            .map(|n| match n.trim() {
+                "et al." | "et al" | "others" => "others",
+                n => n,
+            })
+            .collect();
+        lines.push(format!("  author = {{{}}}", esc(&names.join(" and "))));
     }
     if let Some(y) = f.year {
         lines.push(format!("  year = {{{y}}}"));
     }
     if let Some(v) = &f.venue {
-        lines.push(format!("  journal = {{{}}}", esc(v)));
+        // `journal` is not a field of `@misc`; `howpublished` is.
+        lines.push(format!("  howpublished = {{{}}}", esc(v)));
     }
     if let Some(d) = &f.doi {
         lines.push(format!("  doi = {{{d}}}"));

@@ -1380,3 +1380,75 @@ fn every_shipped_config_runs_a_short_smoke() {
     }
     assert!(ran >= 7, "only {ran} configs");
 }
+
+/// BibTeX export → import → export is a fixed point: on the example notebook, and on a
+/// file with LaTeX in titles, `and others` and a conference venue.
+#[test]
+fn bibtex_round_trips_to_a_fixed_point() {
+    let held_out = r#"@inproceedings{x2024alpha,
+  title = {The $\alpha$-entmax of {Mamba} models: $\mathcal{O}(n)$},
+  author = {Ada Lovelace and Hofit Bata and others},
+  booktitle = {ICML},
+  year = {2024}
+}
+
+@article{y2023,
+  title = {Selective {State} Spaces},
+  author = {Albert Gu and Tri Dao},
+  journal = {arXiv preprint arXiv:2312.00752},
+  year = {2023}
+}
+"#;
+    let round = |setup: &dyn Fn(&Nb)| {
+        let a = Nb::new();
+        setup(&a);
+        a.ok(&["export", "bibtex", "-o", "one.bib"]);
+        let one = std::fs::read_to_string(a.dir.path().join("one.bib")).unwrap();
+        let b = Nb::new();
+        std::fs::write(b.dir.path().join("one.bib"), &one).unwrap();
+        b.ok(&["import", "bibtex", "one.bib"]);
+        b.ok(&["export", "bibtex", "-o", "two.bib"]);
+        let two = std::fs::read_to_string(b.dir.path().join("two.bib")).unwrap();
+        assert_eq!(one, two, "not a fixed point");
+        (one, b)
+    };
+    let (example, _) = round(&|nb: &Nb| {
+        nb.ok(&["init", "--example"]);
+    });
+    assert!(!example.contains("et al."), "{example}");
+    assert!(
+        !example.contains("@misc") || !example.contains("journal ="),
+        "{example}"
+    );
+    let (latex, b) = round(&|nb: &Nb| {
+        std::fs::write(nb.dir.path().join("in.bib"), held_out).unwrap();
+        nb.ok(&["import", "bibtex", "in.bib"]);
+    });
+    assert!(
+        latex.contains(r"$\alpha$") && !latex.contains(r"\\alpha"),
+        "{latex}"
+    );
+    assert!(latex.contains("and others"), "{latex}");
+    let paper = b.json(&["show", "P-1"]);
+    assert_eq!(paper["item"]["authors"], "Ada Lovelace, Hofit Bata, et al.");
+    assert_eq!(paper["item"]["venue"], "ICML");
+}
+
+/// A missing brace is reported at its entry, and a file that is not BibTeX is an error.
+#[test]
+fn bibtex_errors_point_at_the_broken_entry() {
+    let nb = Nb::new();
+    std::fs::write(
+        nb.dir.path().join("m.bib"),
+        "@article{good1,\n  title = {Fine},\n  year = {2020}\n}\n\n@article{bad,\n  title = {Unclosed,\n  year = {2021}\n}\n\n@article{good2,\n  title = {Also fine},\n  year = {2022}\n}\n",
+    )
+    .unwrap();
+    let err = nb.fails(&["import", "bibtex", "m.bib"]);
+    assert!(err.contains("m.bib:6:") && err.contains("`bad`"), "{err}");
+    std::fs::write(nb.dir.path().join("n.bib"), "hello\nthis is not bibtex\n").unwrap();
+    let err = nb.fails(&["import", "bibtex", "n.bib"]);
+    assert!(
+        err.contains("n.bib:1:") && err.contains("no BibTeX entries"),
+        "{err}"
+    );
+}
