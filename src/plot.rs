@@ -83,6 +83,7 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
     if all().next().is_none() {
         return Err(Error::Invalid(format!("no `{metric}` values to plot")));
     }
+    let out = &png_path(out)?;
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in all() {
@@ -92,10 +93,14 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         y1 = y1.max(y);
     }
     if x1 <= x0 {
-        x1 = x0 + 1.0;
+        // One step: centred, with a step either side.
+        x0 -= 1.0;
+        x1 += 1.0;
     }
+    let non_negative = y0 >= 0.0;
     if y1 <= y0 {
-        let pad = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.05 };
+        // One value: a narrow band around it (an accuracy of 0 is not drawn on −1…1).
+        let pad = if y0 == 0.0 { 0.05 } else { y0.abs() * 0.05 };
         y0 -= pad;
         y1 += pad;
     } else {
@@ -103,6 +108,11 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         y0 -= pad;
         y1 += pad;
     }
+    if non_negative && !log {
+        // Accuracies, losses, rates: no negative part of the axis.
+        y0 = y0.max(0.0);
+    }
+    let y_span = y1 - y0;
     let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
     let mut builder = ChartBuilder::on(&root);
@@ -115,7 +125,9 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| plot_err(out, e))?;
     let y_fmt = |v: &f64| {
-        let v = if log { 10f64.powf(*v) } else { *v };
+        // Rounding noise of the tick positions (6.9e-18 for 0) is 0.
+        let v = if v.abs() < y_span * 1e-9 { 0.0 } else { *v };
+        let v = if log { 10f64.powf(v) } else { v };
         fmt_tick(v)
     };
     let y_desc = if log {
@@ -129,7 +141,7 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         .y_desc(y_desc)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&y_fmt)
-        .x_labels(10)
+        .x_labels(x_label_count(x0, x1))
         .y_labels(8)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
@@ -139,6 +151,13 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         .map_err(|e| plot_err(out, e))?;
     for (i, c) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
+        // A line needs two points: short series also get a marker at each point, so a
+        // run with a single evaluation still shows.
+        if c.points.len() < 20 {
+            chart
+                .draw_series(c.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| plot_err(out, e))?;
+        }
         chart
             .draw_series(LineSeries::new(
                 c.points.iter().copied(),
@@ -162,6 +181,26 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
     Ok(())
 }
 
+/// Where the plot goes: `out`, with `.png` added when it has no extension; another
+/// extension is refused, naming the one that works (the bitmap backend writes PNG only).
+pub fn png_path(out: &Path) -> Result<std::path::PathBuf> {
+    match out.extension().and_then(|e| e.to_str()) {
+        None => Ok(out.with_extension("png")),
+        Some(e) if e.eq_ignore_ascii_case("png") => Ok(out.to_path_buf()),
+        Some(e) => Err(Error::Invalid(format!(
+            "{}: cannot write a .{e} plot; plots are PNG files (use .png, or no extension)",
+            out.display()
+        ))),
+    }
+}
+
+/// How many x tick labels: one per step on short runs (steps are whole numbers, so more
+/// labels than steps would repeat them), at most 10.
+pub fn x_label_count(x0: f64, x1: f64) -> usize {
+    let span = (x1 - x0).max(0.0).floor() as usize + 1;
+    span.clamp(2, 10)
+}
+
 /// A tick label with about three significant digits.
 fn fmt_tick(v: f64) -> String {
     let a = v.abs();
@@ -181,6 +220,21 @@ fn fmt_tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_paths_and_tick_counts() {
+        assert_eq!(
+            png_path(Path::new("plots/noext")).unwrap(),
+            Path::new("plots/noext.png")
+        );
+        assert_eq!(png_path(Path::new("a.PNG")).unwrap(), Path::new("a.PNG"));
+        let e = png_path(Path::new("fig.gif")).unwrap_err().to_string();
+        assert!(e.contains("fig.gif") && e.contains(".png"), "{e}");
+        // Steps 1..=4: four labels, not ten (which repeat as "1 2 2 2 3 4").
+        assert_eq!(x_label_count(1.0, 4.0), 4);
+        assert_eq!(x_label_count(0.0, 20_000.0), 10);
+        assert_eq!(x_label_count(5.0, 5.0), 2);
+    }
 
     #[test]
     fn moving_average() {

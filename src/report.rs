@@ -27,16 +27,18 @@ pub fn curves(store: &Store, runs: &[RunId], metric: &str, smooth: usize) -> Res
             continue;
         }
         let pts: Vec<(f64, f64)> = series.iter().map(|&(s, v)| (s as f64, v)).collect();
-        // Runs are told apart by the config keys that differ (at most three), else by name.
+        // Runs are told apart by every config key that differs between them (shortest
+        // first, so the labels stay readable), else by name.
         let label = if !differ.is_empty() {
-            let kv: Vec<String> = differ
+            let mut keys: Vec<&String> = differ.iter().collect();
+            keys.sort_by_key(|k| (k.rsplit('.').next().unwrap_or(k).len(), k.as_str()));
+            let kv: Vec<String> = keys
                 .iter()
-                .take(3)
                 .map(|k| {
                     format!(
                         "{}={}",
                         k.rsplit('.').next().unwrap_or(k),
-                        cfg.get(k).map(String::as_str).unwrap_or("-")
+                        cfg.get(*k).map(String::as_str).unwrap_or("-")
                     )
                 })
                 .collect();
@@ -54,9 +56,20 @@ pub fn curves(store: &Store, runs: &[RunId], metric: &str, smooth: usize) -> Res
     }
     if out.is_empty() {
         let names: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+        let mut logged: Vec<String> = Vec::new();
+        for &id in runs {
+            logged.extend(store.metric_keys(id)?);
+        }
+        logged.sort_by(|a, b| eval_order(a).cmp(&eval_order(b)));
+        logged.dedup();
         return Err(Error::Invalid(format!(
-            "no `{metric}` values logged for {}",
-            names.join(", ")
+            "no `{metric}` values logged for {}; logged metrics: {}",
+            names.join(", "),
+            if logged.is_empty() {
+                "none".to_string()
+            } else {
+                logged.join(", ")
+            }
         )));
     }
     Ok(out)

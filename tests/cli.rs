@@ -1452,3 +1452,59 @@ fn bibtex_errors_point_at_the_broken_entry() {
         "{err}"
     );
 }
+
+/// Plot fixes: a one-point series is drawn, a name without extension gets `.png`, another
+/// extension and an unknown metric are refused with what works, and labels show every
+/// config key that differs (shortest first).
+#[test]
+fn plots_take_single_points_bare_names_and_say_what_works() {
+    let nb = Nb::new();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let smoke = smoke.to_str().unwrap();
+    for (lr, seed, clip, bs) in [("1e-3", "0", "1.0", "4"), ("3e-3", "1", "0.5", "2")] {
+        nb.ok(&[
+            "run",
+            smoke,
+            "--set",
+            &format!("train.lr={lr}"),
+            "--set",
+            &format!("train.seed={seed}"),
+            "--set",
+            &format!("train.grad_clip={clip}"),
+            "--set",
+            &format!("train.batch_size={bs}"),
+        ]);
+    }
+    std::fs::create_dir_all(nb.dir.path().join("plots")).unwrap();
+    // eval/acc@16 is logged once per run (at the end): one point each.
+    let out = nb.ok(&[
+        "plot",
+        "R-1",
+        "R-2",
+        "--metric",
+        "eval/acc@16",
+        "--out",
+        "plots/noext",
+    ]);
+    assert!(out.contains("plots/noext.png"), "{out}");
+    let png = std::fs::read(nb.dir.path().join("plots/noext.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let err = nb.fails(&["plot", "R-1", "--out", "fig.gif"]);
+    assert!(err.contains("fig.gif") && err.contains(".png"), "{err}");
+    let err = nb.fails(&["plot", "R-1", "--metric", "acc", "--out", "a.png"]);
+    assert!(
+        err.contains("logged metrics:") && err.contains("loss") && err.contains("eval/acc@16"),
+        "{err}"
+    );
+    let store = labbook::Store::open(&nb.db(), "t").unwrap();
+    let ids = [labbook::model::RunId(1), labbook::model::RunId(2)];
+    let curves = labbook::report::curves(&store, &ids, "loss", 1).unwrap();
+    let label = &curves[1].label;
+    for kv in ["lr=0.003", "seed=1", "grad_clip=0.5", "batch_size=2"] {
+        assert!(label.contains(kv), "{kv} missing from {label:?}");
+    }
+    assert!(
+        label.find("lr=").unwrap() < label.find("batch_size=").unwrap(),
+        "{label}"
+    );
+}

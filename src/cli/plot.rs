@@ -15,7 +15,7 @@ pub struct Args {
     /// Metric to draw (loss, accuracy, eval/acc@16, ...).
     #[arg(long, short = 'm', default_value = "loss")]
     metric: String,
-    /// PNG file to write.
+    /// PNG file to write (`.png` is added when the name has no extension).
     #[arg(long, short = 'o', value_name = "FILE.png")]
     out: PathBuf,
     /// Logarithmic y axis.
@@ -35,11 +35,12 @@ pub fn cmd_plot(env: &Env, a: Args) -> Result<()> {
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    plot::plot_png(&a.out, &title, &a.metric, &curves, a.log)?;
+    let out = plot::png_path(&a.out)?;
+    plot::plot_png(&out, &title, &a.metric, &curves, a.log)?;
     if env.json {
-        return super::output::json(&serde_json::json!({ "out": a.out.display().to_string() }));
+        return super::output::json(&serde_json::json!({ "out": out.display().to_string() }));
     }
-    println!("{}", a.out.display());
+    println!("{}", out.display());
     Ok(())
 }
 
