@@ -174,7 +174,7 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
         .label_font(("sans-serif", 16))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_corner(&curves, (x0, x1), (y0, y1)))
         .draw()
         .map_err(|e| plot_err(out, e))?;
     root.present().map_err(|e| plot_err(out, e))?;
@@ -192,6 +192,50 @@ pub fn png_path(out: &Path) -> Result<std::path::PathBuf> {
             out.display()
         ))),
     }
+}
+
+/// The corner of the plot where the legend covers the fewest points (upper right on a tie):
+/// an accuracy that rises to 1 keeps its top right corner free of the legend.
+pub fn legend_corner(
+    curves: &[Curve],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> SeriesLabelPosition {
+    // The legend's size as a share of the plot: ~8 px per character of the longest label
+    // plus the sample line, ~22 px per row, on a ~850 × 430 px plotting area.
+    let longest = curves
+        .iter()
+        .map(|c| c.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let w = ((longest as f64 * 8.0 + 60.0) / 850.0).min(0.9);
+    let h = ((curves.len() as f64 * 22.0 + 12.0) / 430.0).min(0.9);
+    let (dx, dy) = (
+        (x1 - x0).max(f64::MIN_POSITIVE),
+        (y1 - y0).max(f64::MIN_POSITIVE),
+    );
+    let covered = |right: bool, upper: bool| {
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter())
+            .filter(|(x, y)| {
+                let (fx, fy) = ((x - x0) / dx, (y - y0) / dy);
+                let in_x = if right { fx >= 1.0 - w } else { fx <= w };
+                let in_y = if upper { fy >= 1.0 - h } else { fy <= h };
+                in_x && in_y
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperRight, covered(true, true)),
+        (SeriesLabelPosition::LowerRight, covered(true, false)),
+        (SeriesLabelPosition::UpperLeft, covered(false, true)),
+        (SeriesLabelPosition::LowerLeft, covered(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|(_, n)| *n)
+    .map(|(p, _)| p)
+    .unwrap_or(SeriesLabelPosition::UpperRight)
 }
 
 /// How many x tick labels: one per step on short runs (steps are whole numbers, so more
@@ -234,6 +278,25 @@ mod tests {
         assert_eq!(x_label_count(1.0, 4.0), 4);
         assert_eq!(x_label_count(0.0, 20_000.0), 10);
         assert_eq!(x_label_count(5.0, 5.0), 2);
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_curves_are_not() {
+        let curve = |f: fn(f64) -> f64| Curve {
+            label: "R-1 lr=0.001".into(),
+            points: (0..100).map(|i| (i as f64, f(i as f64 / 99.0))).collect(),
+        };
+        let pos = |c: &Curve| legend_corner(std::slice::from_ref(c), (0.0, 99.0), (0.0, 1.0));
+        // An accuracy rising to 1: the top right is taken, the bottom right is free.
+        assert!(matches!(
+            pos(&curve(|t| t.sqrt())),
+            SeriesLabelPosition::LowerRight
+        ));
+        // A loss falling from 1: the top right is free.
+        assert!(matches!(
+            pos(&curve(|t| 1.0 - t.sqrt())),
+            SeriesLabelPosition::UpperRight
+        ));
     }
 
     #[test]
