@@ -82,7 +82,7 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
         }),
     };
     for name in &opts.env {
-        if !labbook::remote::runner::passes_to_job(name, &opts.env) {
+        if !labbook::remote::job_process::passes_to_job(name, &opts.env) {
             anyhow::bail!(
                 "[runner] env names {name}, which is never passed to jobs (the token and the runner's notebook stay with the runner)"
             );

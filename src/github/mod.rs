@@ -2,6 +2,7 @@
 //! and `docs/architecture.md` for where each part lives.
 pub mod client;
 pub mod fake;
+pub(crate) mod issue;
 pub mod merge;
 pub mod render;
 pub mod state;

@@ -6,8 +6,10 @@
 //! * [`request`]: the requester's side: refuse dirty or unpushed trees, create `R-n` in
 //!   `queued-remote`, file the request issue; later import the results into the notebook.
 //! * [`runner`]: the GPU machine's side: poll, claim, check out, build, run, report.
+//! * [`job_process`]: a job's processes: cleared environment, process group, capped log.
 //!
 //! See `docs/remote-runs.md` for the protocol in prose.
+pub mod job_process;
 pub mod protocol;
 pub mod request;
 pub mod runner;
