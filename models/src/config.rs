@@ -150,6 +150,38 @@ pub struct TrainSection {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_backend")]
     pub backend: BackendChoice,
+    /// What each training sequence's Mamba scans start from (evaluation always starts from
+    /// zeros): the length-generalisation interventions of Buitrago Ruiz & Gu 2025.
+    #[serde(default, skip_serializing_if = "StateInit::is_zeros")]
+    pub state_init: StateInit,
+    /// `state_init = "noise"`: standard deviation of the Gaussian initial state.
+    #[serde(default = "default_state_noise")]
+    pub state_noise: f64,
+}
+
+/// `[train] state_init`: the state each training sequence's scans start from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateInit {
+    /// Zeros, as at evaluation (the Mamba reference).
+    #[default]
+    Zeros,
+    /// Gaussian noise with standard deviation `state_noise`, drawn per step.
+    Noise,
+    /// Each Mamba layer's final state of the previous step's sequences ("state passing"):
+    /// sequence `i` starts where sequence `i + 1` of the previous batch ended, so the states
+    /// trained on are those reached after ever longer inputs. No gradient flows across steps.
+    Carry,
+}
+
+impl StateInit {
+    fn is_zeros(&self) -> bool {
+        *self == StateInit::Zeros
+    }
+}
+
+fn default_state_noise() -> f64 {
+    1.0
 }
 
 impl TrainSection {
@@ -169,6 +201,8 @@ impl TrainSection {
             checkpoint_every: 0,
             seed: 0,
             backend: default_backend(),
+            state_init: StateInit::Zeros,
+            state_noise: default_state_noise(),
         }
     }
 }
@@ -255,7 +289,7 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
-    fn key(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn key(key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             origin: String::new(),
             line: None,
@@ -697,6 +731,26 @@ impl RunConfig {
         }
         if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
             return Err(ConfigError::key("train.weight_decay", "must be ≥ 0"));
+        }
+        if !(r.state_noise.is_finite() && r.state_noise > 0.0) {
+            return Err(ConfigError::key(
+                "train.state_noise",
+                "must be a positive number",
+            ));
+        }
+        if r.state_init != StateInit::Zeros {
+            if m.kind == ModelKind::MambaLti || !self.layer_pattern().contains('M') {
+                return Err(ConfigError::key(
+                    "train.state_init",
+                    "needs a selective Mamba layer (kind mamba or hybrid)",
+                ));
+            }
+            if r.backend != BackendChoice::Cpu {
+                return Err(ConfigError::key(
+                    "train.state_init",
+                    "is implemented in the fused CPU block only; use backend = \"cpu\"",
+                ));
+            }
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ use burn::tensor::{
     backend::{AutodiffBackend, Backend},
     ops::{FloatTensor, IntTensor},
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::model::mamba::softplus;
 
@@ -61,7 +61,7 @@ pub trait ScanBackend: Backend {
     ) -> FloatTensor<Self> {
         let device = Self::float_device(&u);
         let inputs = HostInputs::load::<Self>(u, delta, a, b, c, d);
-        let y = inputs.forward();
+        let (y, _) = inputs.forward();
         upload::<Self, 3>(y, [inputs.batch, inputs.len, inputs.channels], &device)
     }
 
@@ -108,8 +108,12 @@ pub trait ScanBackend: Backend {
     }
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
-    fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
-        block_on_host::<Self>(inputs, eps).1
+    fn mamba_block_host(
+        inputs: [FloatTensor<Self>; 11],
+        eps: f64,
+        state: &BlockState,
+    ) -> FloatTensor<Self> {
+        block_on_host::<Self>(inputs, eps, state).1
     }
 
     /// Host kernel of [`rms_norm`]: `x` `[batch, L, d]`, `gamma` `[d]`.
@@ -277,10 +281,24 @@ pub fn causal_conv_silu_reference<B: Backend>(
     silu(out)
 }
 
+/// The recurrent state around one [`mamba_block`] call: what the scan starts from and where
+/// its final state goes. Both are host buffers `[batch, d_inner, N]` and constants of the op:
+/// no gradient flows into the initial state (it is noise or another sequence's detached final
+/// state, as `[train] state_init` asks).
+#[derive(Debug, Clone, Default)]
+pub struct BlockState {
+    /// The state before the first step; zeros when `None`.
+    pub initial: Option<Arc<Vec<f32>>>,
+    /// Receives the state after the last step, when set.
+    pub last: Option<Arc<Mutex<Vec<f32>>>>,
+}
+
 /// The weights of one Mamba residual block (selective variant), as [`mamba_block`] takes them;
 /// layouts as the modules store them (see `model::mamba`).
 #[derive(Debug, Clone)]
 pub struct MambaBlockParams<B: Backend> {
+    /// The scan's initial state and final-state sink (see [`BlockState`]).
+    pub state: BlockState,
     /// RMSNorm weight `[d_model]`.
     pub norm: Tensor<B, 1>,
     /// RMSNorm epsilon.
@@ -326,7 +344,7 @@ pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> T
         f(p.d),
         f2(p.out_proj),
     ];
-    let y = B::mamba_block_host(inputs, p.norm_eps);
+    let y = B::mamba_block_host(inputs, p.norm_eps, &p.state);
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_model]
 }
 
@@ -416,10 +434,15 @@ fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
 fn block_on_host<B: Backend>(
     inputs: [FloatTensor<B>; slot::COUNT],
     eps: f64,
+    state: &BlockState,
 ) -> (HostBlock, FloatTensor<B>) {
     let device = B::float_device(&inputs[slot::X]);
     let (dims, host) = load_block::<B>(inputs);
-    let (block, out) = HostBlock::forward(dims, eps as f32, host);
+    let h0 = state.initial.as_deref().map(Vec::as_slice);
+    let (block, out) = HostBlock::forward(dims, eps as f32, host, h0);
+    if let Some(sink) = &state.last {
+        *sink.lock().expect("state sink") = block.last_state();
+    }
     let out = upload::<B, 3>(out, [dims.batch, dims.len, dims.d_model], &device);
     (block, out)
 }
@@ -672,6 +695,7 @@ impl HostInputs {
             b,
             c,
             d,
+            h0: None,
         }
     }
 }
@@ -928,7 +952,11 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         )
     }
 
-    fn mamba_block_host(inputs: [FloatTensor<Self>; 11], eps: f64) -> FloatTensor<Self> {
+    fn mamba_block_host(
+        inputs: [FloatTensor<Self>; 11],
+        eps: f64,
+        state: &BlockState,
+    ) -> FloatTensor<Self> {
         let nodes = inputs.each_ref().map(|t| t.node.clone());
         let kind = MambaBlockBackwardOp
             .prepare::<C>(nodes)
@@ -937,8 +965,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             inputs.map(|t| t.primitive),
-            |prims| block_on_host::<B>(prims, eps),
-            |prims| B::mamba_block_host(prims, eps),
+            |prims| block_on_host::<B>(prims, eps, state),
+            |prims| B::mamba_block_host(prims, eps, state),
         )
     }
 

@@ -2,6 +2,7 @@
 //! periodic evaluation and checkpoints. No terminal I/O: progress goes to a [`TrainObserver`].
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
@@ -13,10 +14,10 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
-use crate::config::{ConfigError, RunConfig, TaskKind};
+use crate::config::{ConfigError, RunConfig, StateInit, TaskKind};
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
-use crate::scan::ScanBackend;
+use crate::scan::{BlockState, ScanBackend};
 use crate::tasks::{Batch, Rng, Task};
 
 /// Receives progress from [`train`]. Called on the training thread; keep it cheap.
@@ -367,6 +368,14 @@ where
     }
     let task = Task::from_config(&cfg.task);
     let char_lm = cfg.task.kind == TaskKind::CharLm;
+    if t.state_init != StateInit::Zeros && !model.mamba_blocks().all(|b| b.supports_state()) {
+        return Err(ConfigError::key(
+            "train.state_init",
+            "this backend has no fused CPU block to start the scan from a state",
+        )
+        .into());
+    }
+    let mut scan_states = ScanStates::new(cfg, model.mamba_blocks().count());
     let mut last_step: Vec<(String, f64)> = Vec::new();
     let mut last_eval: Vec<(String, f64)> = Vec::new();
     let mut best: Vec<(String, f64)> = Vec::new();
@@ -387,7 +396,9 @@ where
             false,
         );
         let (x, y, w) = tensors::<B>(&batch, device);
-        let (loss, correct) = model.loss(x, y, w);
+        let states = scan_states.for_step(step);
+        let (loss, correct) = model.loss_from(x, y, w, &states);
+        scan_states.keep_last(&states);
         let loss_v = scalar(loss.clone());
         if !loss_v.is_finite() {
             return Err(TrainError::NonFinite { step, loss: loss_v });
@@ -446,6 +457,89 @@ where
         n_params,
         checkpoint,
     })
+}
+
+/// The Mamba layers' initial states for each training step, as `[train] state_init` asks.
+struct ScanStates {
+    init: StateInit,
+    noise: f64,
+    seed: u64,
+    /// `batch · d_inner · N`: one layer's state for a whole batch.
+    len: usize,
+    /// `[batch, d_inner, N]` per batch item: one item's share.
+    item: usize,
+    /// `carry`: the previous step's final state of each Mamba layer.
+    carried: Vec<Option<Arc<Vec<f32>>>>,
+}
+
+impl ScanStates {
+    fn new(cfg: &RunConfig, mamba_layers: usize) -> Self {
+        let (m, t) = (&cfg.model, &cfg.train);
+        let item = m.expand * m.d_model * m.d_state;
+        ScanStates {
+            init: t.state_init,
+            noise: t.state_noise,
+            seed: t.seed,
+            len: t.batch_size * item,
+            item,
+            carried: vec![None; mamba_layers],
+        }
+    }
+
+    /// One [`BlockState`] per Mamba layer (none for `zeros`, so the step is the plain one).
+    fn for_step(&self, step: u64) -> Vec<BlockState> {
+        match self.init {
+            StateInit::Zeros => Vec::new(),
+            StateInit::Noise => {
+                // A stream of its own, so that the data of a step does not depend on this.
+                let mut rng = Rng::new(self.seed ^ 0x5EED_57A7_E000_0000, step);
+                (0..self.carried.len())
+                    .map(|_| BlockState {
+                        initial: Some(Arc::new(gaussian(&mut rng, self.len, self.noise))),
+                        last: None,
+                    })
+                    .collect()
+            }
+            StateInit::Carry => self
+                .carried
+                .iter()
+                .map(|initial| BlockState {
+                    initial: initial.clone(),
+                    last: Some(Arc::new(Mutex::new(Vec::new()))),
+                })
+                .collect(),
+        }
+    }
+
+    /// `carry`: keeps this step's final states, each sequence's handed to the previous
+    /// batch slot (so that no slot continues its own sequence's state).
+    fn keep_last(&mut self, states: &[BlockState]) {
+        for (kept, state) in self.carried.iter_mut().zip(states) {
+            let Some(sink) = &state.last else { continue };
+            let last = std::mem::take(&mut *sink.lock().expect("state sink"));
+            if last.len() != self.len {
+                continue;
+            }
+            let mut rolled = last[self.item..].to_vec();
+            rolled.extend_from_slice(&last[..self.item]);
+            *kept = Some(Arc::new(rolled));
+        }
+    }
+}
+
+/// `n` draws of a centred Gaussian with standard deviation `std` (Box–Muller).
+fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
+    let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (u1, u2) = (1.0 - unit(), unit()); // u1 in (0, 1]
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let a = std::f64::consts::TAU * u2;
+        out.push((r * a.cos()) as f32);
+        out.push((r * a.sin()) as f32);
+    }
+    out.truncate(n);
+    out
 }
 
 /// Throughput of forward + backward + AdamW for one model shape.

@@ -95,9 +95,8 @@ fn metric(m: &[(String, f64)], key: &str) -> f64 {
         .1
 }
 
-#[test]
-fn smoke_config_trains_and_reports_metrics() {
-    let cfg = smoke();
+/// Trains `cfg` to the end without checkpoints; the summary and what the observer saw.
+fn train_plain(cfg: &RunConfig) -> (labbook_models::TrainSummary, Recorder) {
     let cancel = AtomicBool::new(false);
     let mut rec = Recorder::default();
     let opts = TrainOptions {
@@ -105,7 +104,14 @@ fn smoke_config_trains_and_reports_metrics() {
         cancel: &cancel,
         resume_from: None,
     };
-    let summary = train(&cfg, opts, &mut rec).unwrap();
+    let summary = train(cfg, opts, &mut rec).unwrap();
+    (summary, rec)
+}
+
+#[test]
+fn smoke_config_trains_and_reports_metrics() {
+    let cfg = smoke();
+    let (summary, rec) = train_plain(&cfg);
     assert_eq!(summary.steps, cfg.train.steps);
     assert!(!summary.cancelled);
     assert_eq!(rec.steps.len() as u64, cfg.train.steps);
@@ -214,4 +220,55 @@ fn bench_train_reports_throughput() {
         ..shape
     };
     assert!(labbook_models::bench_train(&rnn, cpu).is_err());
+}
+
+/// Per-step training losses of the smoke config (a hybrid: one Mamba layer, one attention
+/// layer) with `train.state_init` set.
+fn losses_with_state_init(init: &str) -> Vec<f64> {
+    let mut cfg = smoke();
+    cfg.set_all(&[("train.state_init", init), ("train.steps", "4")])
+        .unwrap();
+    let (_, rec) = train_plain(&cfg);
+    rec.steps.iter().map(|(_, m)| metric(m, "loss")).collect()
+}
+
+#[test]
+fn state_init_changes_what_training_sequences_start_from() {
+    let zeros = losses_with_state_init("zeros");
+    let carry = losses_with_state_init("carry");
+    let noise = losses_with_state_init("noise");
+    assert_eq!(zeros.len(), 4);
+    // `carry` has nothing to carry at step 1, so it starts exactly like `zeros`; from step 2
+    // the scans start from the previous batch's final states.
+    assert_eq!(carry[0], zeros[0]);
+    assert!(
+        carry[1..].iter().zip(&zeros[1..]).all(|(c, z)| c != z),
+        "{carry:?} {zeros:?}"
+    );
+    // `noise` differs from the first step on, and is reproducible.
+    assert_ne!(noise[0], zeros[0]);
+    assert_eq!(noise, losses_with_state_init("noise"));
+}
+
+#[test]
+fn state_init_is_refused_where_it_cannot_apply() {
+    for name in ["induction-heads-transformer", "selective-copying-mamba-lti"] {
+        let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut cfg = RunConfig::from_file(Path::new(&path)).unwrap();
+        let err = cfg.set_all(&[("train.state_init", "carry")]).unwrap_err();
+        assert!(
+            err.to_string().contains("train.state_init"),
+            "{name}: {err}"
+        );
+    }
+    let mut cfg = smoke();
+    let err = cfg
+        .set_all(&[("train.state_init", "sideways")])
+        .unwrap_err();
+    assert!(err.to_string().contains("state_init"), "{err}");
+    let mut cfg = smoke();
+    let err = cfg
+        .set_all(&[("train.state_init", "noise"), ("train.state_noise", "-1")])
+        .unwrap_err();
+    assert!(err.to_string().contains("train.state_noise"), "{err}");
 }

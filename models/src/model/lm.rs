@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
 use super::mamba::{MambaBlock, MambaConfig};
-use crate::scan::{ScanBackend, embedding, head_loss, rms_norm};
+use crate::scan::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 use crate::train::masked_loss;
 
 /// Configuration of a full language model.
@@ -135,7 +135,7 @@ pub struct Lm<B: Backend> {
 impl<B: ScanBackend> Lm<B> {
     /// Token ids `[batch, L]` → logits `[batch, L, vocab]`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.head.forward(self.features(tokens)) // [batch, L, vocab]
+        self.head.forward(self.features(tokens, &[])) // [batch, L, vocab]
     }
 
     /// [`masked_loss`] of the logits for `tokens` against `targets` with `weights` (all
@@ -147,23 +147,50 @@ impl<B: ScanBackend> Lm<B> {
         targets: Tensor<B, 2, Int>,
         weights: Tensor<B, 2>,
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let x = self.features(tokens); // [batch, L, d_model]
+        self.loss_from(tokens, targets, weights, &[])
+    }
+
+    /// [`Self::loss`] with the Mamba blocks' scans started from `states` (one per Mamba block
+    /// in order, see [`BlockState`]; empty means zeros everywhere).
+    pub fn loss_from(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        weights: Tensor<B, 2>,
+        states: &[BlockState],
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let x = self.features(tokens, states); // [batch, L, d_model]
         match self.head.bias {
             None => head_loss(x, self.head.weight.val(), targets, weights),
             Some(_) => masked_loss(self.head.forward(x), targets, weights),
         }
     }
 
+    /// The Mamba blocks in order (those [`Self::loss_from`]'s states go to).
+    pub fn mamba_blocks(&self) -> impl Iterator<Item = &MambaBlock<B>> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Mamba(m) => Some(m),
+            Block::Attention(_) => None,
+        })
+    }
+
     /// Token ids `[batch, L]` → the final norm's output `[batch, L, d_model]`.
-    fn features(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    fn features(&self, tokens: Tensor<B, 2, Int>, states: &[BlockState]) -> Tensor<B, 3> {
         let [_, len] = tokens.dims();
         let mut x = embedding(&self.embedding, tokens); // [batch, L, d_model]
         if self.absolute_positions {
             let (d, device) = (x.dims()[2], x.device());
             x = x + sinusoidal_positions::<B>(len, d, &device); // [batch, L, d_model]
         }
+        let mut states = states.iter();
         for block in &self.blocks {
-            x = block.forward(x); // [batch, L, d_model]
+            x = match block {
+                Block::Mamba(b) => match states.next() {
+                    Some(state) => b.forward_from(x, state),
+                    None => b.forward(x),
+                },
+                Block::Attention(b) => b.forward(x),
+            }; // [batch, L, d_model]
         }
         rms_norm(&self.norm_f, x) // [batch, L, d_model]
     }

@@ -5,7 +5,9 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
-use crate::scan::{MambaBlockParams, ScanBackend, causal_conv_silu, gated_scan, mamba_block};
+use crate::scan::{
+    BlockState, MambaBlockParams, ScanBackend, causal_conv_silu, gated_scan, mamba_block,
+};
 
 /// Configuration of one Mamba mixer.
 #[derive(Config, Debug)]
@@ -220,10 +222,32 @@ impl<B: ScanBackend> MambaBlock<B> {
     /// ([`ScanBackend::HOST_KERNELS`]) a selective block is one fused op
     /// ([`mamba_block`]); otherwise, and for the LTI ablation, [`Self::forward_composed`].
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_from(x, &BlockState::default())
+    }
+
+    /// [`Self::forward`] with the scan started from `state.initial` and its final state
+    /// written to `state.last`. Only the fused path has these; callers check
+    /// [`Self::supports_state`] (a zero state works everywhere).
+    pub fn forward_from(&self, x: Tensor<B, 3>, state: &BlockState) -> Tensor<B, 3> {
         match self.fused_params() {
-            Some(p) if B::HOST_KERNELS => mamba_block(x, p),
-            _ => self.forward_composed(x),
+            Some(mut p) if B::HOST_KERNELS => {
+                p.state = state.clone();
+                mamba_block(x, p)
+            }
+            _ => {
+                assert!(
+                    state.initial.is_none() && state.last.is_none(),
+                    "a scan state needs the fused CPU block"
+                );
+                self.forward_composed(x)
+            }
         }
+    }
+
+    /// Whether [`Self::forward_from`] can take a state: the fused CPU block of a selective
+    /// mixer.
+    pub fn supports_state(&self) -> bool {
+        B::HOST_KERNELS && self.fused_params().is_some()
     }
 
     /// The same block composed of tensor ops around the scan (for device backends, the LTI
@@ -241,6 +265,7 @@ impl<B: ScanBackend> MambaBlock<B> {
             return None;
         }
         Some(MambaBlockParams {
+            state: BlockState::default(),
             norm: self.norm.gamma.val(),
             norm_eps: self.norm.epsilon,
             in_proj: m.in_proj.weight.val(),

@@ -182,10 +182,14 @@ impl std::fmt::Debug for HostBlock {
 impl HostBlock {
     /// Runs the forward; `inputs` in [`slot`] order, each row-major with the shape
     /// [`BlockDims::input_shapes`] gives. Returns `[batch, L, d_model]`.
+    ///
+    /// `h0` is the scan's state before the first step, `[batch, d_inner, N]` (zeros when
+    /// `None`); it gets no gradient.
     pub(crate) fn forward(
         dims: BlockDims,
         eps: f32,
         mut inputs: [Vec<f32>; slot::COUNT],
+        h0: Option<&[f32]>,
     ) -> (Self, Vec<f32>) {
         let BlockDims {
             d_model,
@@ -223,9 +227,17 @@ impl HostBlock {
         let item = BlockDims { batch: 1, ..dims };
         // At least 1 so that a length-0 sequence makes no tasks rather than a zero chunk size.
         let per_item = (dims.len * d_model).max(1);
+        let state_len = d_inner * state;
+        if let Some(h0) = h0 {
+            assert_eq!(h0.len(), dims.batch * state_len, "mamba block h0");
+        }
+        let tasks = x
+            .par_chunks(per_item)
+            .enumerate()
+            .map(|(i, x)| (x, h0.map(|h| &h[i * state_len..(i + 1) * state_len])));
         // Each task writes its item's output rows while they are still in its cache.
-        let (out, items) = filled(x.len(), per_item, x.par_chunks(per_item), |out, x| {
-            let (seq, y) = SeqBlock::forward(item, eps, x.to_vec(), &weights);
+        let (out, items) = filled(x.len(), per_item, tasks, |out, (x, h0)| {
+            let (seq, y) = SeqBlock::forward(item, eps, x.to_vec(), &weights, h0);
             out.copy_from_slice(&y);
             seq
         });
@@ -235,6 +247,14 @@ impl HostBlock {
             items,
         };
         (block, out)
+    }
+
+    /// The scan's final state `[batch, d_inner, N]` (after the last time step).
+    pub(crate) fn last_state(&self) -> Vec<f32> {
+        self.items
+            .iter()
+            .flat_map(|seq| seq.scan.last_state.iter().copied())
+            .collect()
     }
 
     /// Gradients of every input in [`slot`] order, given `dL/dout` `[batch, L, d_model]`.
@@ -293,7 +313,13 @@ struct SeqBlock {
 impl SeqBlock {
     /// The forward of `dims.batch` items whose input rows are `x`; returns `[batch, L,
     /// d_model]`.
-    fn forward(dims: BlockDims, eps: f32, x: Vec<f32>, w: &Weights) -> (Self, Vec<f32>) {
+    fn forward(
+        dims: BlockDims,
+        eps: f32,
+        x: Vec<f32>,
+        w: &Weights,
+        h0: Option<&[f32]>,
+    ) -> (Self, Vec<f32>) {
         let BlockDims {
             batch,
             len,
@@ -359,6 +385,7 @@ impl SeqBlock {
             b,
             c,
             d: w.d.clone(),
+            h0: h0.map(<[f32]>::to_vec),
         };
         let mut scan = GatedScan::with_delta(inputs, delta_raw, z);
         let y = scan.forward(); // [R, d_inner]
@@ -502,7 +529,7 @@ mod tests {
         let inputs = dims
             .input_shapes()
             .map(|s| vec![0.5f32; s.iter().product()]);
-        let (block, out) = HostBlock::forward(dims, 1e-5, inputs);
+        let (block, out) = HostBlock::forward(dims, 1e-5, inputs, None);
         assert!(out.is_empty());
         let grads = block.backward(&[]);
         for (k, (g, shape)) in grads.iter().zip(dims.input_shapes()).enumerate() {

@@ -127,6 +127,10 @@ pub(crate) struct HostInputs {
     pub(crate) b: Vec<f32>,
     pub(crate) c: Vec<f32>,
     pub(crate) d: Vec<f32>,
+    /// The state before the first step, `[batch, channels, N]`; `None` means zeros. It is a
+    /// constant of the op (no gradient flows into it): `[train] state_init` feeds noise or
+    /// another sequence's final state here.
+    pub(crate) h0: Option<Vec<f32>>,
 }
 
 /// Gradients produced by [`HostInputs::backward`].
@@ -233,7 +237,7 @@ impl Isa {
         }
     }
 
-    fn forward_block(self, s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    fn forward_block(self, s: &HostInputs, bi: usize, k0: usize, w: usize) -> BlockOut {
         match self {
             // SAFETY: `detect` saw these features (tests pass only detected ones).
             #[cfg(target_arch = "x86_64")]
@@ -269,11 +273,11 @@ pub(crate) mod elementwise;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockGrads, HostInputs, LANES};
+    use super::{BlockGrads, BlockOut, HostInputs, LANES};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> BlockOut {
         super::forward_block::<true>(s, bi, k0, w)
     }
 
@@ -341,10 +345,10 @@ fn block_params(s: &HostInputs, k0: usize, w: usize) -> (Vec<f32>, Blk) {
 // Kernels index several slices with the same counter; explicit indices read clearest here.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn forward_block<const FMA: bool>(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+fn forward_block<const FMA: bool>(s: &HostInputs, bi: usize, k0: usize, w: usize) -> BlockOut {
     let (l, ch, n) = (s.len, s.channels, s.state);
     let (at, dk) = block_params(s, k0, w);
-    let mut h = vec![0.0f32; n * BLOCK]; // [N, BLOCK]
+    let mut h = initial_state(s, bi, k0, w); // [N, BLOCK]
     let mut out = vec![0.0f32; l * w];
     for t in 0..l {
         let row = bi * l + t;
@@ -367,7 +371,26 @@ fn forward_block<const FMA: bool>(s: &HostInputs, bi: usize, k0: usize, w: usize
             out[t * w + j] = acc[j] + dk[j] * x[j];
         }
     }
-    out
+    (out, h)
+}
+
+/// A block's output `[L, w]` and its final state `[N, BLOCK]`.
+pub(super) type BlockOut = (Vec<f32>, Vec<f32>);
+
+/// `h0` of batch item `bi`, channels `k0..k0 + w`, as `[N, BLOCK]` (zero-padded; all zeros
+/// without `h0`).
+fn initial_state(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    let (ch, n) = (s.channels, s.state);
+    let mut h = vec![0.0f32; n * BLOCK];
+    if let Some(h0) = &s.h0 {
+        for j in 0..w {
+            let at = (bi * ch + k0 + j) * n;
+            for st in 0..n {
+                h[st * BLOCK + j] = h0[at + st];
+            }
+        }
+    }
+    h
 }
 
 /// Gradients of channels `k0..k0 + w` of batch item `bi`, laid out like [`forward_block`]:
@@ -383,17 +406,20 @@ fn backward_block<const FMA: bool>(
     w: usize,
     reduce: impl Fn(&[f32], &mut [f32]),
 ) -> BlockGrads {
-    with_scratch(s.len, s.state, |bufs| {
+    let h0 = initial_state(s, bi, k0, w);
+    with_scratch(s.len, &h0, |bufs| {
         backward_pass::<FMA>(s, grad, (bi, k0, w), bufs, reduce)
     })
 }
 
 /// Runs `body` on the per-thread work buffers of a block backward, `[dts, xs, dys, states,
-/// decays, pc, pb]` for `L` steps and state size `n`: row 0 of `states` (`h_{−1}`) is zero,
-/// everything else is stale and must be written before it is read.
+/// decays, pc, pb]` for `L` steps and the block's initial state `h0` (`[N, BLOCK]`): row 0 of
+/// `states` (`h_{−1}`) is `h0`, everything else is stale and must be written before it is
+/// read.
 #[inline(always)]
-fn with_scratch<R>(l: usize, n: usize, body: impl FnOnce([&mut [f32]; 7]) -> R) -> R {
-    let nb = n * BLOCK;
+fn with_scratch<R>(l: usize, h0: &[f32], body: impl FnOnce([&mut [f32]; 7]) -> R) -> R {
+    let nb = h0.len();
+    let n = nb / BLOCK;
     // Reused without clearing (fresh buffers were page faults and memsets). Taken out of the
     // thread-local rather than borrowed in a closure passed to std: that closure would be
     // compiled without the caller's target features. (`body` is inlined into the caller.)
@@ -409,7 +435,7 @@ fn with_scratch<R>(l: usize, n: usize, body: impl FnOnce([&mut [f32]; 7]) -> R) 
     let (decays, rest) = rest.split_at_mut(l * nb);
     let (pc, rest) = rest.split_at_mut(l * n * LANES); // partial sums of dC, [L, N, LANES]
     let pb = &mut rest[..l * n * LANES];
-    states[..nb].fill(0.0);
+    states[..nb].copy_from_slice(h0);
     let out = body([dts, xs, dys, states, decays, pc, pb]);
     SCRATCH.set(scratch);
     out
@@ -563,30 +589,39 @@ impl HostInputs {
             .collect()
     }
 
-    /// `y` as `[batch, L, d_inner]`.
-    pub(crate) fn forward(&self) -> Vec<f32> {
+    /// `y` as `[batch, L, d_inner]` and the final state `h_{L−1}` as `[batch, d_inner, N]`.
+    pub(crate) fn forward(&self) -> (Vec<f32>, Vec<f32>) {
         self.forward_with(Isa::detect())
     }
 
-    fn forward_with(&self, isa: Isa) -> Vec<f32> {
-        let (l, ch) = (self.len, self.channels);
-        let parts: Vec<(usize, usize, usize, Vec<f32>)> = self
+    fn forward_with(&self, isa: Isa) -> (Vec<f32>, Vec<f32>) {
+        let (l, ch, n) = (self.len, self.channels, self.state);
+        let parts: Vec<(usize, usize, usize, BlockOut)> = self
             .blocks()
             .into_par_iter()
             .map(|(bi, k0, w)| (bi, k0, w, isa.forward_block(self, bi, k0, w)))
             .collect();
+        let mut last = vec![0.0f32; self.batch * ch * n];
+        for (bi, k0, w, (_, h)) in &parts {
+            for j in 0..*w {
+                let at = (bi * ch + k0 + j) * n;
+                for st in 0..n {
+                    last[at + st] = h[st * BLOCK + j];
+                }
+            }
+        }
         // Parts are in `blocks` order, so each batch item's parts are one run; the copies into
         // place run per batch item in parallel.
         let per_item = ch.div_ceil(BLOCK).max(1);
         let items = parts.par_chunks(per_item);
         let (y, _) = filled(self.batch * l * ch, l * ch, items, |y, parts| {
-            for (_, k0, w, part) in parts {
+            for (_, k0, w, (part, _)) in parts {
                 for (t, src) in part.chunks_exact(*w).enumerate() {
                     copy_block(&mut y[t * ch + k0..t * ch + k0 + w], src);
                 }
             }
         });
-        y
+        (y, last)
     }
 
     /// Reverse scan; `grad` is `dL/dy` as `[batch, L, d_inner]`.
@@ -667,6 +702,8 @@ pub(crate) struct GatedScan {
     pub(crate) z: Vec<f32>,
     /// The ungated scan output, filled by [`GatedScan::forward`].
     pub(crate) ys: Vec<f32>,
+    /// The final state `[batch, d_inner, N]`, filled by [`GatedScan::forward`].
+    pub(crate) last_state: Vec<f32>,
 }
 
 impl std::fmt::Debug for GatedScan {
@@ -696,12 +733,13 @@ impl GatedScan {
             delta_raw,
             z,
             ys: Vec::new(),
+            last_state: Vec::new(),
         }
     }
 
     /// Runs the scan, keeps its ungated output and returns the gated one.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
-        self.ys = self.scan.forward();
+        (self.ys, self.last_state) = self.scan.forward();
         elementwise::map2(&self.ys, &self.z, |y, z, fma| y * silu_and_grad(z, fma).0)
     }
 
@@ -736,10 +774,10 @@ mod tests {
             .collect()
     }
 
-    /// Sequential per-channel scan in f64 and its backward by reverse-mode by hand:
-    /// `[y, du, ddelta, da, db, dc, dd]`.
+    /// Sequential per-channel scan in f64 (from `s.h0`) and its backward by reverse-mode by
+    /// hand: `[y, du, ddelta, da, db, dc, dd, final state]`.
     #[allow(clippy::needless_range_loop)]
-    fn reference(s: &HostInputs, grad: &[f32]) -> [Vec<f64>; 7] {
+    fn reference(s: &HostInputs, grad: &[f32]) -> [Vec<f64>; 8] {
         let [bs, l, ch] = s.dims();
         let n = s.state;
         let f = |v: &[f32], i: usize| v[i] as f64;
@@ -747,9 +785,15 @@ mod tests {
         let (mut du, mut ddelta) = (vec![0.0; bs * l * ch], vec![0.0; bs * l * ch]);
         let (mut da, mut dd) = (vec![0.0; ch * n], vec![0.0; ch]);
         let (mut db, mut dc) = (vec![0.0; bs * l * n], vec![0.0; bs * l * n]);
+        let mut last = vec![0.0; bs * ch * n];
         for bi in 0..bs {
             for k in 0..ch {
                 let mut hs = vec![vec![0.0f64; n]; l + 1];
+                if let Some(h0) = &s.h0 {
+                    for st in 0..n {
+                        hs[0][st] = h0[(bi * ch + k) * n + st] as f64;
+                    }
+                }
                 for t in 0..l {
                     let (row, i) = (bi * l + t, (bi * l + t) * ch + k);
                     let (dt, x) = (f(&s.delta, i), f(&s.u, i));
@@ -760,6 +804,7 @@ mod tests {
                     }
                     y[i] += f(&s.d, k) * x;
                 }
+                last[(bi * ch + k) * n..(bi * ch + k + 1) * n].copy_from_slice(&hs[l]);
                 let mut carry = vec![0.0f64; n];
                 for t in (0..l).rev() {
                     let (row, i) = (bi * l + t, (bi * l + t) * ch + k);
@@ -780,17 +825,20 @@ mod tests {
                 }
             }
         }
-        [y, du, ddelta, da, db, dc, dd]
+        [y, du, ddelta, da, db, dc, dd, last]
     }
 
-    /// Every compiled copy the CPU supports of the block kernels (the baseline one runs on any CPU) against the
-    /// sequential reference, with channel counts that leave a partial block and state sizes
-    /// that are not a multiple of the lane width.
+    /// Every compiled copy the CPU supports of the block kernels (the baseline one runs on any
+    /// CPU) against the sequential reference, with channel counts that leave a partial block
+    /// and state sizes that are not a multiple of the lane width; each shape from a zero and
+    /// from a given initial state, checking the final state too.
     #[test]
     fn block_kernels_match_reference() {
         // L = 0 included: no time steps, empty outputs, zero dA and dD.
-        for (seed, [bs, l, ch, n]) in [[2, 7, 5, 3], [1, 33, 16, 16], [2, 20, 37, 11], [2, 0, 5, 3]]
+        let shapes = [[2, 7, 5, 3], [1, 33, 16, 16], [2, 20, 37, 11], [2, 0, 5, 3]];
+        for (seed, ([bs, l, ch, n], from_state)) in shapes
             .into_iter()
+            .flat_map(|shape| [(shape, false), (shape, true)])
             .enumerate()
         {
             let seed = seed as u64 * 10;
@@ -805,22 +853,23 @@ mod tests {
                 b: values(bs * l * n, seed + 4, -1.0, 1.0),
                 c: values(bs * l * n, seed + 5, -1.0, 1.0),
                 d: values(ch, seed + 6, -1.0, 1.0),
+                h0: from_state.then(|| values(bs * ch * n, seed + 8, -2.0, 2.0)),
             };
             let grad = values(bs * l * ch, seed + 7, -1.0, 1.0);
             let want = reference(&s, &grad);
             for isa in Isa::all_supported() {
                 let g = s.backward_with(isa, &grad);
-                let got = [s.forward_with(isa), g.du, g.ddelta, g.da, g.db, g.dc, g.dd];
-                for (name, (got, want)) in ["y", "du", "ddelta", "da", "db", "dc", "dd"]
-                    .into_iter()
-                    .zip(got.iter().zip(&want))
-                {
+                let (y, last) = s.forward_with(isa);
+                let got = [y, g.du, g.ddelta, g.da, g.db, g.dc, g.dd, last];
+                let names = ["y", "du", "ddelta", "da", "db", "dc", "dd", "last"];
+                for (name, (got, want)) in names.into_iter().zip(got.iter().zip(&want)) {
                     assert_eq!(got.len(), want.len(), "{name}");
                     let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
                     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
                         assert!(
                             (g as f64 - w).abs() <= 1e-4 * scale,
-                            "{name}[{i}] = {g}, want {w} ({isa:?}, shape {bs}x{l}x{ch}x{n})"
+                            "{name}[{i}] = {g}, want {w} ({isa:?}, shape {bs}x{l}x{ch}x{n}, \
+                             h0: {from_state})"
                         );
                     }
                 }

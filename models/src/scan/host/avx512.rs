@@ -5,7 +5,10 @@
 //! state recompute became 16 scalar multiply-adds per state, the accumulators spilled).
 use std::arch::x86_64::*;
 
-use super::{BLOCK, BlockGrads, HostInputs, LANES, block_params, gather, with_scratch};
+use super::{
+    BLOCK, BlockGrads, BlockOut, HostInputs, LANES, block_params, gather, initial_state,
+    with_scratch,
+};
 
 /// Lanes `0..w` set.
 #[inline]
@@ -108,12 +111,12 @@ fn log2e_scaled(at: &[f32]) -> Vec<f32> {
 
 /// `y[bi, :, k0..k0 + w]` as `[L, w]`.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> BlockOut {
     let (l, ch, n) = (s.len, s.channels, s.state);
     let (at, dk) = block_params(s, k0, w);
     let at = log2e_scaled(&at);
     let dk = load(&dk, 0);
-    let mut h = vec![0.0f32; n * BLOCK]; // [N, BLOCK]
+    let mut h = initial_state(s, bi, k0, w); // [N, BLOCK]
     let mut out = vec![0.0f32; l * w];
     for t in 0..l {
         let row = bi * l + t;
@@ -131,7 +134,7 @@ pub(super) fn forward_block(s: &HostInputs, bi: usize, k0: usize, w: usize) -> V
         }
         store_first(&mut out, t * w, w, acc);
     }
-    out
+    (out, h)
 }
 
 /// Gradients of channels `k0..k0 + w` of batch item `bi` (see `super::backward_block`).
@@ -143,9 +146,8 @@ pub(super) fn backward_block(
     k0: usize,
     w: usize,
 ) -> BlockGrads {
-    with_scratch(s.len, s.state, |bufs| {
-        backward_pass(s, grad, (bi, k0, w), bufs)
-    })
+    let h0 = initial_state(s, bi, k0, w);
+    with_scratch(s.len, &h0, |bufs| backward_pass(s, grad, (bi, k0, w), bufs))
 }
 
 #[inline]
