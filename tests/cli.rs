@@ -201,12 +201,19 @@ fn links_comments_history_tags_search() {
     assert_eq!(hits[0]["id"], "P-1");
     let hits = nb.json(&["search", "interleave", "attention"]);
     assert_eq!(hits[0]["id"], "I-1");
-    // Whole words unless a word ends in `*`; an empty result says so.
-    assert!(nb.json(&["search", "chunk"]).as_array().unwrap().is_empty());
+    // Whole words, except the last word, which also matches as a prefix; a word ending in
+    // `*` is a prefix anywhere; an empty result says how words match.
+    assert_eq!(nb.json(&["search", "chunk"])[0]["id"], "E-1");
+    assert!(
+        nb.json(&["search", "chunk", "attention"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(nb.json(&["search", "chunk*"])[0]["id"], "E-1");
     assert!(
-        nb.ok(&["search", "chunk"])
-            .contains("`chunk*` matches as a prefix")
+        nb.ok(&["search", "nowhere"])
+            .contains("the last one also as a prefix")
     );
 
     nb.ok(&["unlink", "I-1", "P-1"]);
@@ -1189,6 +1196,39 @@ fn creating_a_notebook_is_said_once() {
     assert_eq!(err.trim(), "created ./tracker.db");
     let out = nb.cmd().arg("list").assert().success();
     assert!(out.get_output().stderr.is_empty());
+}
+
+/// Text without spaces between words (CJK) and emoji are found as substrings; an English
+/// plural is found from its singular, exact matches first — in the CLI as in the TUI, which
+/// calls the same `Store::search`.
+#[test]
+fn search_finds_cjk_emoji_and_longer_forms_of_the_last_word() {
+    let nb = Nb::new();
+    nb.ok(&["add", "idea", "日本語テスト"]);
+    nb.ok(&["add", "task", "Launch 🚀 the sweep"]);
+    nb.ok(&["add", "idea", "Hybrids of Mamba and attention"]);
+    nb.ok(&["add", "idea", "A hybrid block"]);
+    let ids = |q: &[&str]| -> Vec<String> {
+        let mut args = vec!["search"];
+        args.extend_from_slice(q);
+        nb.json(&args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&["日本語"]), ["I-1"]);
+    assert_eq!(ids(&["テスト"]), ["I-1"]);
+    assert_eq!(ids(&["🚀"]), ["T-1"]);
+    assert_eq!(ids(&["launch", "🚀"]), ["T-1"]);
+    assert!(ids(&["🚀", "nowhere"]).is_empty());
+    assert_eq!(
+        ids(&["hybrid"]),
+        ["I-3", "I-2"],
+        "the exact word first, then the plural"
+    );
+    assert!(nb.ok(&["search", "日本語"]).contains("[日本語]テスト"));
 }
 
 #[test]

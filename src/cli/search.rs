@@ -6,7 +6,9 @@ use super::Env;
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Words to find, all of them; end a word with `*` to match it as a prefix (`kern*`).
+    /// Words to find, all of them: whole words, the last one also as a prefix (after the
+    /// exact matches); end any word with `*` to match it as a prefix (`kern*`). Chinese,
+    /// Japanese, Korean, Thai and emoji are matched as substrings.
     query: Vec<String>,
     /// Only this kind.
     #[arg(long, short = 'k')]
@@ -26,12 +28,10 @@ pub fn cmd_search(env: &Env, a: Args) -> Result<()> {
         return super::output::json(&hits);
     }
     if hits.is_empty() {
-        match a.query.last() {
-            Some(last) if !last.ends_with('*') => {
-                println!("No matches. Words match whole; `{last}*` matches as a prefix.")
-            }
-            _ => println!("No matches."),
-        }
+        println!(
+            "No matches. Every word must occur: as a whole word, the last one also as a prefix \
+             (`word*` makes any word a prefix)."
+        );
     }
     for h in hits {
         println!("{:<6} {:<10} {}", h.id.to_string(), h.status, h.title);

@@ -391,11 +391,7 @@ fn handle(store: &mut Store, req: Request, shown: &mut Option<ItemId>) -> Vec<Re
             query,
             kind,
             for_filter,
-        } => match store.search(
-            &labbook::store::as_you_type(&query),
-            kind,
-            if for_filter { 500 } else { 30 },
-        ) {
+        } => match store.search(&query, kind, if for_filter { 500 } else { 30 }) {
             Ok(hits) => vec![Reply::SearchHits {
                 query,
                 for_filter,

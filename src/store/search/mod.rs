@@ -8,6 +8,7 @@
 //! * document frequencies come from the newest [`DF_SAMPLE`] matches of each word: exact
 //!   for words in fewer documents, estimated from their density otherwise.
 mod rank;
+mod substring;
 mod text;
 
 use rusqlite::OptionalExtension;
@@ -44,10 +45,75 @@ pub struct SearchHit {
 }
 
 impl Store {
-    /// Best matches first; every word must match (a word ending in `*` as a prefix).
-    /// Archived items are left out.
+    /// Best matches first; archived items are left out. Every word must match as a whole
+    /// word (a word ending in `*` as a prefix); when that leaves fewer than `limit` hits, the
+    /// last word is also matched as a prefix and those hits follow (so `hybrid` finds
+    /// "hybrids" after the items that say "hybrid"). The CLI and the TUI's filter both search
+    /// this way. Queries with Chinese, Japanese, Korean or Thai text or with emoji match as
+    /// substrings instead (see [`substring`]).
     pub fn search(&self, query: &str, kind: Option<Kind>, limit: usize) -> Result<Vec<SearchHit>> {
-        self.search_within(query, kind, limit, CANDIDATES.max(limit))
+        if substring::wanted(query) {
+            return self.search_substrings(query, kind, limit);
+        }
+        let mut hits = self.search_within(query, kind, limit, CANDIDATES.max(limit))?;
+        let trimmed = query.trim_end();
+        let widened = as_you_type(trimmed);
+        if hits.len() < limit && widened != trimmed {
+            let more = self.search_within(&widened, kind, limit, CANDIDATES.max(limit))?;
+            for hit in more {
+                if hits.len() == limit {
+                    break;
+                }
+                if !hits.iter().any(|h| h.id == hit.id) {
+                    hits.push(hit);
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// [`Self::search`] for queries the word index cannot answer: see [`substring`].
+    fn search_substrings(
+        &self,
+        query: &str,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let pieces = substring::pieces(query);
+        if pieces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(&substring::sql(pieces.len()))?;
+        let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![
+            Box::new(kind.map(|k| k.as_str().to_string())),
+            Box::new(limit as i64),
+        ];
+        params.extend(
+            pieces
+                .iter()
+                .map(|p| Box::new(p.clone()) as Box<dyn rusqlite::ToSql>),
+        );
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut hits = Vec::new();
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> Result<String> { Ok(r.get::<_, String>(i)?) };
+            let columns = [text(3)?, text(4)?, text(5)?, text(6)?, text(7)?];
+            let cols = columns.each_ref().map(String::as_str);
+            let kind: String = r.get(0)?;
+            hits.push(SearchHit {
+                id: ItemId {
+                    kind: kind.parse()?,
+                    num: r.get(1)?,
+                },
+                snippet: substring::snippet(&cols, &pieces, 2 * SNIPPET_TOKENS * 4),
+                title: columns[0].clone(),
+                status: r.get(2)?,
+                score: substring::score(&cols, &pieces),
+            });
+        }
+        // Stable: equal scores stay newest first.
+        hits.sort_by(|a, b| a.score.total_cmp(&b.score));
+        Ok(hits)
     }
 
     fn search_within(
@@ -235,9 +301,10 @@ mod tests {
         assert_eq!(s.search("chunked", None, 10).unwrap()[0].id, t);
         assert_eq!(s.search("kern*", Some(Kind::Task), 10).unwrap()[0].id, t);
         assert!(
-            s.search("kern", None, 10).unwrap().is_empty(),
-            "whole words"
+            s.search("kern ask", None, 10).unwrap().is_empty(),
+            "whole words, but for the last"
         );
+        assert_eq!(s.search("ask kern", None, 10).unwrap()[0].id, t);
         // Edits are reindexed.
         let patch = crate::model::ItemPatch {
             title: Some("Renamed".into()),
