@@ -47,6 +47,17 @@ pub enum TaskKind {
     CharLm,
 }
 
+impl std::fmt::Display for TaskKind {
+    /// The name a config gives it (`task.kind`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TaskKind::SelectiveCopying => "selective-copying",
+            TaskKind::InductionHeads => "induction-heads",
+            TaskKind::CharLm => "char-lm",
+        })
+    }
+}
+
 /// `[model]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -759,6 +770,18 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_kinds_display_as_configs_name_them() {
+        for kind in [
+            TaskKind::SelectiveCopying,
+            TaskKind::InductionHeads,
+            TaskKind::CharLm,
+        ] {
+            let parsed: TaskKind = serde_json::from_value(kind.to_string().into()).unwrap();
+            assert_eq!(parsed, kind);
+        }
+    }
 
     const GOOD: &str = r#"
 [model]

@@ -267,7 +267,7 @@ fn foreground(
     bar.set_prefix(run.to_string());
     if !env.json {
         eprintln!(
-            "{run}: training {} (d_model {}) on {:?}, {} steps, backend {}",
+            "{run}: training {} (d_model {}) on {}, {} steps, backend {}",
             cfg.layer_pattern(),
             cfg.model.d_model,
             cfg.task.kind,
