@@ -127,8 +127,7 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
     let y_fmt = |v: &f64| {
         // Rounding noise of the tick positions (6.9e-18 for 0) is 0.
         let v = if v.abs() < y_span * 1e-9 { 0.0 } else { *v };
-        let v = if log { 10f64.powf(v) } else { v };
-        fmt_tick(v)
+        if log { fmt_log_tick(v) } else { fmt_tick(v) }
     };
     let y_desc = if log {
         format!("{metric} (log scale)")
@@ -245,6 +244,26 @@ pub fn x_label_count(x0: f64, x1: f64) -> usize {
     span.clamp(2, 10)
 }
 
+/// The label of a log-axis tick at `10^e`: a decade reads as a round number ("1", "0.01",
+/// "1000", "1e-6"), anything between with two significant digits.
+fn fmt_log_tick(e: f64) -> String {
+    let r = e.round();
+    if (e - r).abs() > 1e-9 {
+        let v = 10f64.powf(e);
+        return if !(1e-3..1e5).contains(&v) {
+            format!("{v:.1e}")
+        } else {
+            let digits = (1.0 - v.log10().floor()).max(0.0) as usize;
+            format!("{v:.digits$}")
+        };
+    }
+    match r as i32 {
+        k @ -3..=-1 => format!("{:.*}", (-k) as usize, 10f64.powi(k)),
+        k @ 0..=4 => format!("{}", 10i64.pow(k as u32)),
+        k => format!("1e{k}"),
+    }
+}
+
 /// A tick label with about three significant digits.
 fn fmt_tick(v: f64) -> String {
     let a = v.abs();
@@ -264,6 +283,23 @@ fn fmt_tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_ticks_read_as_round_numbers() {
+        let labels: Vec<String> = [-8.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 3.0, 5.0]
+            .into_iter()
+            .map(fmt_log_tick)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "1e-8", "1e-4", "0.001", "0.01", "0.1", "1", "10", "1000", "1e5"
+            ]
+        );
+        assert_eq!(fmt_log_tick(0.5), "3.2");
+        assert_eq!(fmt_log_tick(-1.5), "0.032");
+        assert_eq!(fmt_log_tick(-6.5), "3.2e-7");
+    }
 
     #[test]
     fn output_paths_and_tick_counts() {
