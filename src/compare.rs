@@ -112,6 +112,16 @@ pub struct RunSummary {
 pub struct Comparison {
     pub keys: Vec<String>,
     pub runs: Vec<RunSummary>,
+    /// Runs whose configs differ only in `train.seed`, two or more per group.
+    pub seed_groups: Vec<SeedGroup>,
+}
+
+/// Several seeds of one setting: each final metric's mean, sample sd and count.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedGroup {
+    pub runs: Vec<RunId>,
+    /// metric → (mean, sd, n) over the runs that logged it.
+    pub final_metrics: BTreeMap<String, (f64, f64, usize)>,
 }
 
 fn tracked_for_best(key: &str) -> bool {
@@ -217,7 +227,71 @@ pub fn compare(store: &Store, ids: &[RunId]) -> Result<Comparison> {
             best_metrics,
         });
     }
-    Ok(Comparison { keys, runs: out })
+    let seed_groups = seed_groups(&runs, &out);
+    Ok(Comparison {
+        keys,
+        runs: out,
+        seed_groups,
+    })
+}
+
+/// Groups of two or more runs whose configs are equal but for `train.seed` (provenance such
+/// as the commit may differ), in the order of their first run.
+fn seed_groups(runs: &[Run], summaries: &[RunSummary]) -> Vec<SeedGroup> {
+    let settings: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let mut c = flatten_config(&r.config);
+            c.remove(crate::report::SEED_KEY);
+            c
+        })
+        .collect();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..runs.len() {
+        match groups.iter_mut().find(|g| settings[g[0]] == settings[i]) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| g.len() > 1)
+        .map(|g| {
+            let keys: BTreeSet<&String> = g
+                .iter()
+                .flat_map(|&i| summaries[i].final_metrics.keys())
+                .collect();
+            let final_metrics = keys
+                .into_iter()
+                .map(|k| {
+                    let vals: Vec<f64> = g
+                        .iter()
+                        .filter_map(|&i| summaries[i].final_metrics.get(k).copied())
+                        .collect();
+                    (k.clone(), mean_sd(&vals))
+                })
+                .collect();
+            SeedGroup {
+                runs: g.iter().map(|&i| runs[i].id).collect(),
+                final_metrics,
+            }
+        })
+        .collect()
+}
+
+/// Mean, sample standard deviation (0 for one value) and count.
+pub fn mean_sd(vals: &[f64]) -> (f64, f64, usize) {
+    let n = vals.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, 0);
+    }
+    let mean = vals.iter().sum::<f64>() / n as f64;
+    let sd = if n > 1 {
+        (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd, n)
 }
 
 /// Fraction of the steps done, when the total is known.

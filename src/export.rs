@@ -1,11 +1,11 @@
 //! Whole-notebook exports: one readable Markdown document (the shared doc labbook
-//! replaces), JSON for scripts, and BibTeX for papers.
+//! replaces), JSON for scripts, BibTeX for papers, and runs' metric curves as CSV or JSON.
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::model::{Comment, Item, Kind, LinkView};
+use crate::error::{Error, Result};
+use crate::model::{Comment, Item, Kind, LinkView, RunId};
 use crate::store::{ListFilter, Run, RunFilter, Store};
 
 /// An item with everything attached to it.
@@ -180,5 +180,74 @@ mod tests {
         );
         assert!(md.contains("looks promising"));
         assert!(!md.contains("## Tasks"), "empty kinds are left out");
+    }
+}
+
+/// One run's points of one metric, for [`curves`].
+#[derive(Debug, Serialize)]
+pub struct CurveExport {
+    pub run: String,
+    pub metric: String,
+    /// `(step, value, wall time in seconds since the run started)`, in step order.
+    pub points: Vec<(i64, f64, f64)>,
+}
+
+/// Every point of `metrics` (all logged metrics when empty) of each run, run by run.
+pub fn curves(store: &Store, runs: &[RunId], metrics: &[String]) -> Result<Vec<CurveExport>> {
+    let mut out = Vec::new();
+    for &run in runs {
+        store.get_run(run)?; // an unknown run is an error naming it
+        let keys = if metrics.is_empty() {
+            store.metric_keys(run)?
+        } else {
+            metrics.to_vec()
+        };
+        for metric in keys {
+            let points = store.metric_points(run, &metric)?;
+            if !points.is_empty() {
+                out.push(CurveExport {
+                    run: run.to_string(),
+                    metric,
+                    points,
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no points logged for {} (of {})",
+            runs.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if metrics.is_empty() {
+                "any metric".to_string()
+            } else {
+                metrics.join(", ")
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// [`curves`] as CSV: `run,metric,step,wall_time_s,value`, one line per point, values in full
+/// precision (shortest text that reads back as the same number).
+pub fn curves_csv(curves: &[CurveExport]) -> String {
+    let mut out = String::from("run,metric,step,wall_time_s,value\n");
+    for c in curves {
+        let metric = csv_field(&c.metric);
+        for (step, value, wall) in &c.points {
+            let _ = writeln!(out, "{},{metric},{step},{wall},{value}", c.run);
+        }
+    }
+    out
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }

@@ -1,7 +1,9 @@
-//! PNG plots of metric curves (plotters, bitmap backend, bundled DejaVu Sans font).
+//! PNG and SVG plots of metric curves (plotters' bitmap and SVG backends, bundled DejaVu
+//! Sans font).
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
@@ -15,11 +17,13 @@ fn register_font() {
     });
 }
 
-/// One curve: a label and (step, value) points.
-#[derive(Debug, Clone)]
+/// One curve: a label and (x, value) points, and for a group of seeds the ±1 sd band as
+/// (x, low, high) (empty otherwise).
+#[derive(Debug, Clone, Default)]
 pub struct Curve {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// Trailing moving average over `k` points (k ≤ 1: unchanged). Non-finite points are dropped.
@@ -35,11 +39,19 @@ pub fn smooth(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(pts.len());
     let mut sum = 0.0;
     for i in 0..pts.len() {
-        sum += pts[i].1;
-        if i >= k {
-            sum -= pts[i - k].1;
+        let start = (i + 1).saturating_sub(k);
+        if i % k == 0 {
+            // A running sum that drops values of 0.7 and keeps values of 1e-8 is left with
+            // their rounding error, which can be negative: a loss drawn below zero (a gap on a
+            // log axis). Summing the window afresh every k points bounds the error.
+            sum = pts[start..=i].iter().map(|p| p.1).sum();
+        } else {
+            sum += pts[i].1;
+            if i >= k {
+                sum -= pts[i - k].1;
+            }
         }
-        let n = (i + 1).min(k) as f64;
+        let n = (i + 1 - start) as f64;
         out.push((pts[i].0, sum / n));
     }
     out
@@ -60,10 +72,49 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: cannot draw the plot: {e}", path.display()))
 }
 
-/// Draws `curves` of one metric into a 960×540 PNG at `out`. `log` uses a log y axis
-/// (non-positive values are dropped).
-pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bool) -> Result<()> {
+/// What the axes show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Axes {
+    /// Logarithmic y axis (non-positive values are dropped).
+    pub log: bool,
+    /// The x values are wall-clock seconds, not steps.
+    pub time: bool,
+}
+
+/// Draws `curves` of one metric into a 960×540 picture at `out`: PNG or SVG by the file's
+/// extension (see [`plot_path`]).
+pub fn plot_file(
+    out: &Path,
+    title: &str,
+    metric: &str,
+    curves: &[Curve],
+    axes: Axes,
+) -> Result<()> {
     register_font();
+    let svg = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg {
+        let root = SVGBackend::new(out, (960, 540)).into_drawing_area();
+        draw(root, out, title, metric, curves, axes)
+    } else {
+        let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
+        draw(root, out, title, metric, curves, axes)
+    }
+}
+
+/// [`plot_file`] on a drawing area (`out` names the file in errors).
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    out: &Path,
+    title: &str,
+    metric: &str,
+    curves: &[Curve],
+    axes: Axes,
+) -> Result<()> {
+    let log = axes.log;
+    let to_y = |y: f64| if log { y.log10() } else { y };
     let curves: Vec<Curve> = curves
         .iter()
         .map(|c| Curve {
@@ -75,18 +126,31 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
                 .filter(|(_, y)| y.is_finite() && (!log || *y > 0.0))
                 // A log axis is drawn as log10 values on a linear axis labelled with 10^v,
                 // so narrow ranges (less than a decade) still get tick labels.
-                .map(|(x, y)| (x, if log { y.log10() } else { y }))
+                .map(|(x, y)| (x, to_y(y)))
+                .collect(),
+            band: c
+                .band
+                .iter()
+                .copied()
+                .filter(|(_, lo, hi)| lo.is_finite() && hi.is_finite() && (!log || *lo > 0.0))
+                .map(|(x, lo, hi)| (x, to_y(lo), to_y(hi)))
                 .collect(),
         })
         .collect();
-    let all = || curves.iter().flat_map(|c| c.points.iter());
+    let all = || {
+        curves.iter().flat_map(|c| {
+            c.points
+                .iter()
+                .copied()
+                .chain(c.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        })
+    };
     if all().next().is_none() {
         return Err(Error::Invalid(format!("no `{metric}` values to plot")));
     }
-    let out = &png_path(out)?;
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in all() {
+    for (x, y) in all() {
         x0 = x0.min(x);
         x1 = x1.max(x);
         y0 = y0.min(y);
@@ -113,7 +177,6 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         y0 = y0.max(0.0);
     }
     let y_span = y1 - y0;
-    let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
     let mut builder = ChartBuilder::on(&root);
     builder
@@ -136,11 +199,17 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
     };
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(if axes.time { "wall time (s)" } else { "step" })
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| {
+            if axes.time && x.abs() < 10.0 {
+                fmt_tick(*x)
+            } else {
+                format!("{x:.0}")
+            }
+        })
         .y_label_formatter(&y_fmt)
-        .x_labels(x_label_count(x0, x1))
+        .x_labels(if axes.time { 6 } else { x_label_count(x0, x1) })
         .y_labels(8)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
@@ -150,6 +219,24 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
         .map_err(|e| plot_err(out, e))?;
     for (i, c) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
+        // Past the palette, the line style changes too (solid, dashed, dotted), so that no
+        // two of 24 curves look the same.
+        let cycle = i / PALETTE.len() % 3;
+        if c.band.len() >= 2 {
+            // ±1 sd of a seed group: the band's upper edge forward, its lower edge back.
+            let outline: Vec<(f64, f64)> = c
+                .band
+                .iter()
+                .map(|&(x, _, hi)| (x, hi))
+                .chain(c.band.iter().rev().map(|&(x, lo, _)| (x, lo)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.18).filled(),
+                )))
+                .map_err(|e| plot_err(out, e))?;
+        }
         // A line needs two points: short series also get a marker at each point, so a
         // run with a single evaluation still shows.
         if c.points.len() < 20 {
@@ -157,15 +244,22 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
                 .draw_series(c.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
                 .map_err(|e| plot_err(out, e))?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                c.points.iter().copied(),
-                color.stroke_width(2),
-            ))
+        let style = color.stroke_width(2);
+        let points = c.points.iter().copied();
+        let drawn = match cycle {
+            0 => chart.draw_series(LineSeries::new(points, style)),
+            1 => chart.draw_series(DashedLineSeries::new(points, 10, 6, style)),
+            _ => chart.draw_series(DashedLineSeries::new(points, 2, 5, style)),
+        };
+        drawn
             .map_err(|e| plot_err(out, e))?
             .label(c.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            .legend(move |(x, y)| match cycle {
+                0 => PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)).into_dyn(),
+                1 => DashedPathElement::new(vec![(x, y), (x + 24, y)], 8, 4, color.stroke_width(3))
+                    .into_dyn(),
+                _ => DashedPathElement::new(vec![(x, y), (x + 24, y)], 2, 4, color.stroke_width(3))
+                    .into_dyn(),
             });
     }
     chart
@@ -180,14 +274,16 @@ pub fn plot_png(out: &Path, title: &str, metric: &str, curves: &[Curve], log: bo
     Ok(())
 }
 
-/// Where the plot goes: `out`, with `.png` added when it has no extension; another
-/// extension is refused, naming the one that works (the bitmap backend writes PNG only).
-pub fn png_path(out: &Path) -> Result<std::path::PathBuf> {
+/// Where the plot goes: `out`, with `.png` added when it has no extension; `.png` and `.svg`
+/// are written, another extension is refused, naming those.
+pub fn plot_path(out: &Path) -> Result<std::path::PathBuf> {
     match out.extension().and_then(|e| e.to_str()) {
         None => Ok(out.with_extension("png")),
-        Some(e) if e.eq_ignore_ascii_case("png") => Ok(out.to_path_buf()),
+        Some(e) if e.eq_ignore_ascii_case("png") || e.eq_ignore_ascii_case("svg") => {
+            Ok(out.to_path_buf())
+        }
         Some(e) => Err(Error::Invalid(format!(
-            "{}: cannot write a .{e} plot; plots are PNG files (use .png, or no extension)",
+            "{}: cannot write a .{e} plot; use .png or .svg (no extension: .png)",
             out.display()
         ))),
     }
@@ -304,12 +400,16 @@ mod tests {
     #[test]
     fn output_paths_and_tick_counts() {
         assert_eq!(
-            png_path(Path::new("plots/noext")).unwrap(),
+            plot_path(Path::new("plots/noext")).unwrap(),
             Path::new("plots/noext.png")
         );
-        assert_eq!(png_path(Path::new("a.PNG")).unwrap(), Path::new("a.PNG"));
-        let e = png_path(Path::new("fig.gif")).unwrap_err().to_string();
-        assert!(e.contains("fig.gif") && e.contains(".png"), "{e}");
+        assert_eq!(plot_path(Path::new("a.PNG")).unwrap(), Path::new("a.PNG"));
+        assert_eq!(plot_path(Path::new("f.svg")).unwrap(), Path::new("f.svg"));
+        let e = plot_path(Path::new("fig.gif")).unwrap_err().to_string();
+        assert!(
+            e.contains("fig.gif") && e.contains(".png") && e.contains(".svg"),
+            "{e}"
+        );
         // Steps 1..=4: four labels, not ten (which repeat as "1 2 2 2 3 4").
         assert_eq!(x_label_count(1.0, 4.0), 4);
         assert_eq!(x_label_count(0.0, 20_000.0), 10);
@@ -321,6 +421,7 @@ mod tests {
         let curve = |f: fn(f64) -> f64| Curve {
             label: "R-1 lr=0.001".into(),
             points: (0..100).map(|i| (i as f64, f(i as f64 / 99.0))).collect(),
+            band: Vec::new(),
         };
         let pos = |c: &Curve| legend_corner(std::slice::from_ref(c), (0.0, 99.0), (0.0, 1.0));
         // An accuracy rising to 1: the top right is taken, the bottom right is free.
@@ -340,5 +441,23 @@ mod tests {
         let p = vec![(1.0, 1.0), (2.0, 3.0), (3.0, f64::NAN), (4.0, 5.0)];
         assert_eq!(smooth(&p, 2), vec![(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)]);
         assert_eq!(smooth(&p, 1).len(), 3);
+        // A loss that falls from 1000 to 1e-8 stays positive and ends at 1e-8 (a running sum
+        // alone kept the rounding error of the large values).
+        let p: Vec<(f64, f64)> = (0..500)
+            .map(|i| {
+                (
+                    i as f64,
+                    if i < 50 {
+                        1000.3 + i as f64 * 0.7
+                    } else {
+                        1e-8
+                    },
+                )
+            })
+            .collect();
+        let s = smooth(&p, 50);
+        assert!(s.iter().all(|&(_, y)| y > 0.0));
+        let last = s.last().unwrap().1;
+        assert!((last - 1e-8).abs() < 1e-14, "{last}");
     }
 }

@@ -189,21 +189,38 @@ pub fn create_run(
     create_run_in_sweep(store, cfg, config_path, experiment, provenance, None)
 }
 
-/// [`create_run`], recording the run as part of sweep `sweep`.
+/// [`create_run`], recording the run as part of a sweep: `sweep` is the sweep's id and this
+/// member's point of the grid (`(key, value)` overrides), which its name shows after the
+/// config's (`selective-copying-mamba kind=mamba-lti`), so that `runs` tells members apart.
 pub fn create_run_in_sweep(
     store: &mut Store,
     cfg: &RunConfig,
     config_path: Option<&Path>,
     experiment: Option<ItemId>,
     provenance: &Provenance,
-    sweep: Option<&str>,
+    sweep: Option<(&str, &[(String, String)])>,
 ) -> Result<RunId> {
     cfg.validate().map_err(|e| Error::Invalid(e.to_string()))?;
     cfg.train
         .backend
         .check_available()
         .map_err(|e| Error::Invalid(e.to_string()))?;
-    store.create_run(&new_run(cfg, config_path, experiment, provenance, sweep))
+    let mut run = new_run(
+        cfg,
+        config_path,
+        experiment,
+        provenance,
+        sweep.map(|(id, _)| id),
+    );
+    if let Some((_, point)) = sweep {
+        let point: Vec<String> = point
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect();
+        let base = run.name.take().unwrap_or_else(|| "sweep".into());
+        run.name = Some(format!("{base} {}", point.join(" ")));
+    }
+    store.create_run(&run)
 }
 
 /// The run row for `cfg` (config snapshot, commit, seed, backend, device, host).

@@ -9,27 +9,81 @@ use crate::model::{ItemId, Kind, RunId};
 use crate::plot::{self, Curve};
 use crate::store::{RunFilter, Store};
 
-/// One metric of several runs, smoothed over `smooth` points, as curves labelled by run.
-pub fn curves(store: &Store, runs: &[RunId], metric: &str, smooth: usize) -> Result<Vec<Curve>> {
+/// How [`curves`] draws runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CurveOptions {
+    /// Moving average over this many points (≤ 1: none).
+    pub smooth: usize,
+    /// x is wall-clock seconds since each run started, not the step.
+    pub time: bool,
+    /// Runs whose configs differ only in `train.seed` become one mean curve with a ±1 sd
+    /// band (over the steps all of them logged).
+    pub group_seeds: bool,
+}
+
+/// The config key that tells seeds of one setting apart.
+pub const SEED_KEY: &str = "train.seed";
+
+/// One metric of several runs as labelled curves: one per run, or per group of seeds (see
+/// [`CurveOptions`]). Runs are told apart in the labels by every config key that differs
+/// between the curves, shortest first.
+pub fn curves(
+    store: &Store,
+    runs: &[RunId],
+    metric: &str,
+    opts: CurveOptions,
+) -> Result<Vec<Curve>> {
     let all: Vec<_> = runs
         .iter()
         .map(|&id| store.get_run(id))
         .collect::<Result<_>>()?;
-    let configs: Vec<_> = all
+    let mut configs: Vec<_> = all
         .iter()
         .map(|r| compare::flatten_config(&r.config))
         .collect();
-    let differ = compare::differing_keys(&configs);
+    if opts.group_seeds {
+        for c in &mut configs {
+            c.remove(SEED_KEY);
+        }
+    }
+    // Groups in the order of their first run; without grouping, one run each.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..runs.len() {
+        let same = groups
+            .iter_mut()
+            .find(|g| opts.group_seeds && configs[g[0]] == configs[i]);
+        match same {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    let heads: Vec<_> = groups.iter().map(|g| configs[g[0]].clone()).collect();
+    let differ = compare::differing_keys(&heads);
     let mut out = Vec::new();
-    for ((&id, run), cfg) in runs.iter().zip(&all).zip(&configs) {
-        let series = store.metric_series(id, metric)?;
+    for (group, cfg) in groups.iter().zip(&heads) {
+        let mut series = Vec::new();
+        for &i in group {
+            let pts: Vec<(f64, f64)> = store
+                .metric_points(runs[i], metric)?
+                .iter()
+                .map(|&(step, v, wall)| (if opts.time { wall } else { step as f64 }, v))
+                .collect();
+            if !pts.is_empty() {
+                series.push((runs[i], pts));
+            }
+        }
         if series.is_empty() {
             continue;
         }
-        let pts: Vec<(f64, f64)> = series.iter().map(|&(s, v)| (s as f64, v)).collect();
-        // Runs are told apart by every config key that differs between them (shortest
-        // first, so the labels stay readable), else by name.
-        let label = if !differ.is_empty() {
+        let ids: Vec<String> = series.iter().map(|(id, _)| id.to_string()).collect();
+        let name = match (series.len(), &all[group[0]].name) {
+            (1, Some(n)) if differ.is_empty() => format!("{} {n}", ids[0]),
+            (1, _) => ids[0].clone(),
+            (n, _) => format!("{} (n={n}, ±1 sd)", ids.join(",")),
+        };
+        let label = if differ.is_empty() {
+            name
+        } else {
             let mut keys: Vec<&String> = differ.iter().collect();
             keys.sort_by_key(|k| (k.rsplit('.').next().unwrap_or(k).len(), k.as_str()));
             let kv: Vec<String> = keys
@@ -42,17 +96,23 @@ pub fn curves(store: &Store, runs: &[RunId], metric: &str, smooth: usize) -> Res
                     )
                 })
                 .collect();
-            format!("{id} {}", kv.join(" "))
+            format!("{name} {}", kv.join(" "))
+        };
+        let curve = if series.len() == 1 {
+            Curve {
+                label,
+                points: plot::smooth(&series[0].1, opts.smooth),
+                band: Vec::new(),
+            }
         } else {
-            match &run.name {
-                Some(n) => format!("{id} {n}"),
-                None => id.to_string(),
+            let (mean, band) = mean_and_sd(&series, opts.smooth);
+            Curve {
+                label,
+                points: mean,
+                band,
             }
         };
-        out.push(Curve {
-            label,
-            points: plot::smooth(&pts, smooth),
-        });
+        out.push(curve);
     }
     if out.is_empty() {
         let names: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
@@ -73,6 +133,32 @@ pub fn curves(store: &Store, runs: &[RunId], metric: &str, smooth: usize) -> Res
         )));
     }
     Ok(out)
+}
+
+/// The mean curve of a group of runs and its ±1 sd band (sample sd), over the points every
+/// run has: the i-th point of each, up to the shortest run (runs of one config log the same
+/// steps; x is the mean of theirs). Each run is smoothed first.
+fn mean_and_sd(
+    series: &[(RunId, Vec<(f64, f64)>)],
+    smooth: usize,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+    let smoothed: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|(_, p)| plot::smooth(p, smooth))
+        .collect();
+    let len = smoothed.iter().map(Vec::len).min().unwrap_or(0);
+    let n = smoothed.len() as f64;
+    let mut mean = Vec::with_capacity(len);
+    let mut band = Vec::with_capacity(len);
+    for i in 0..len {
+        let x = smoothed.iter().map(|s| s[i].0).sum::<f64>() / n;
+        let m = smoothed.iter().map(|s| s[i].1).sum::<f64>() / n;
+        let var = smoothed.iter().map(|s| (s[i].1 - m).powi(2)).sum::<f64>() / (n - 1.0);
+        let sd = var.sqrt();
+        mean.push((x, m));
+        band.push((x, m - sd, m + sd));
+    }
+    (mean, band)
 }
 
 /// What a report wrote.
@@ -176,14 +262,19 @@ pub fn experiment_report(store: &Store, exp: ItemId, dir: &Path) -> Result<Repor
         metrics.extend(best_eval.iter().cloned());
         let mut figs = String::new();
         for m in metrics {
-            let Ok(curves) = curves(store, &ids, &m, if m.starts_with("eval/") { 1 } else { 10 })
-            else {
+            let opts = CurveOptions {
+                smooth: if m.starts_with("eval/") { 1 } else { 10 },
+                time: false,
+                group_seeds: true,
+            };
+            let Ok(curves) = curves(store, &ids, &m, opts) else {
                 continue;
             };
             let file = format!("{}.png", m.replace(['/', '@'], "_"));
             let path = dir.join(&file);
             let log = m == "loss";
-            plot::plot_png(&path, &format!("{exp}: {m}"), &m, &curves, log)?;
+            let axes = plot::Axes { log, time: false };
+            plot::plot_file(&path, &format!("{exp}: {m}"), &m, &curves, axes)?;
             let _ = writeln!(figs, "![{m}]({file})\n");
             plots.push(path);
         }

@@ -529,6 +529,42 @@ fn smoke_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml")
 }
 
+/// `export curves` writes every logged point: the final loss `run` reported is the last
+/// `loss` row, steps count up, wall times do not go back.
+#[test]
+fn export_curves_writes_every_point_as_csv_and_json() {
+    let nb = Nb::new();
+    let cfg = smoke_config();
+    let run = nb.json(&["run", cfg.to_str().unwrap(), "--set", "train.steps=3"]);
+    let csv = nb.ok(&["export", "curves", "R-1", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("run,metric,step,wall_time_s,value"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let loss: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "loss").collect();
+    assert_eq!(
+        loss.iter().map(|r| r[2]).collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(loss.iter().all(|r| r[0] == "R-1"));
+    let last: f64 = loss[2][4].parse().unwrap();
+    assert_eq!(last, run["final_metrics"]["loss"].as_f64().unwrap());
+    let walls: Vec<f64> = loss.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
+    assert!(
+        rows.iter().any(|r| r[1] == "eval/acc@16"),
+        "every metric by default"
+    );
+    let json = nb.json(&["export", "curves", "R-1", "-m", "loss", "--format", "json"]);
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["points"].as_array().unwrap().len(), 3);
+    let err = nb.fails(&["export", "curves"]);
+    assert!(err.contains("needs the runs"), "{err}");
+    let err = nb.fails(&["export", "curves", "R-1", "-m", "nope"]);
+    assert!(err.contains("no points logged for R-1"), "{err}");
+    let err = nb.fails(&["export", "curves", "R-9"]);
+    assert!(err.contains("R-9"), "{err}");
+}
+
 #[test]
 fn run_records_config_metrics_and_outcome() {
     let nb = Nb::new();
@@ -805,6 +841,24 @@ fn sweep_runs_the_grid_and_bad_points_add_nothing() {
         .map(|r| r["sweep"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(sweeps.len(), 1);
+    // Each member is named by its point of the grid, so `runs` tells them apart.
+    let mut names: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "smoke lr=1e-3 pattern=AM",
+            "smoke lr=1e-3 pattern=MA",
+            "smoke lr=3e-3 pattern=AM",
+            "smoke lr=3e-3 pattern=MA"
+        ]
+    );
+    assert!(nb.ok(&["runs"]).contains("smoke lr=3e-3 pattern=AM"));
     let cmp = nb.json(&["compare", "R-1", "R-2", "R-3", "R-4"]);
     let keys: Vec<_> = cmp["keys"]
         .as_array()
@@ -1538,7 +1592,11 @@ fn plots_take_single_points_bare_names_and_say_what_works() {
     );
     let store = labbook::Store::open(&nb.db(), "t").unwrap();
     let ids = [labbook::model::RunId(1), labbook::model::RunId(2)];
-    let curves = labbook::report::curves(&store, &ids, "loss", 1).unwrap();
+    let opts = labbook::report::CurveOptions {
+        smooth: 1,
+        ..Default::default()
+    };
+    let curves = labbook::report::curves(&store, &ids, "loss", opts).unwrap();
     let label = &curves[1].label;
     for kv in ["lr=0.003", "seed=1", "grad_clip=0.5", "batch_size=2"] {
         assert!(label.contains(kv), "{kv} missing from {label:?}");
@@ -1547,4 +1605,76 @@ fn plots_take_single_points_bare_names_and_say_what_works() {
         label.find("lr=").unwrap() < label.find("batch_size=").unwrap(),
         "{label}"
     );
+}
+
+/// Seeds of one setting are drawn as one mean curve with a ±1 sd band and summarised by
+/// `compare` as mean ± sd; plots are also written as SVG and against wall time.
+#[test]
+fn seed_groups_plot_as_a_band_and_compare_as_mean_and_sd() {
+    let nb = Nb::new();
+    let smoke = smoke_config();
+    let smoke = smoke.to_str().unwrap();
+    for (lr, seed) in [("3e-3", "0"), ("3e-3", "1"), ("3e-3", "2"), ("1e-3", "0")] {
+        nb.ok(&[
+            "run",
+            smoke,
+            "--set",
+            &format!("train.lr={lr}"),
+            "--set",
+            &format!("train.seed={seed}"),
+        ]);
+    }
+    let runs = ["R-1", "R-2", "R-3", "R-4"];
+    let svg_of = |extra: &[&str]| -> String {
+        let mut args = vec!["plot"];
+        args.extend_from_slice(&runs);
+        args.extend_from_slice(&["--out", "fig.svg"]);
+        args.extend_from_slice(extra);
+        nb.ok(&args);
+        std::fs::read_to_string(nb.dir.path().join("fig.svg")).unwrap()
+    };
+    let grouped = svg_of(&["--group-seeds"]);
+    assert!(
+        grouped.contains("R-1,R-2,R-3 (n=3, ±1 sd) lr=0.003"),
+        "{grouped}"
+    );
+    assert!(grouped.contains("R-4 lr=0.001"), "{grouped}");
+    assert!(
+        !grouped.contains("seed="),
+        "the seed is what the band averages over"
+    );
+    assert!(grouped.contains("<polygon"), "the ±1 sd band");
+    let apart = svg_of(&[]);
+    assert!(apart.contains("R-2 lr=0.003 seed=1"), "{apart}");
+    assert!(!apart.contains("<polygon"));
+    assert!(svg_of(&["--x", "time"]).contains("wall time (s)"));
+    let err = nb.fails(&["plot", "R-1", "--out", "fig.pdf"]);
+    assert!(err.contains(".svg"), "{err}");
+
+    let cmp = nb.json(&["compare", "R-1", "R-2", "R-3", "R-4"]);
+    let groups = cmp["seed_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{cmp}");
+    assert_eq!(groups[0]["runs"], serde_json::json!(["R-1", "R-2", "R-3"]));
+    let losses: Vec<f64> = (1..=3)
+        .map(|i| {
+            nb.json(&["show", &format!("R-{i}")])["final_metrics"]["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let mean = losses.iter().sum::<f64>() / 3.0;
+    let sd = (losses.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    let got = &groups[0]["final_metrics"]["loss"];
+    assert!(
+        (got[0].as_f64().unwrap() - mean).abs() < 1e-12,
+        "{got} vs {mean}"
+    );
+    assert!(
+        (got[1].as_f64().unwrap() - sd).abs() < 1e-12,
+        "{got} vs {sd}"
+    );
+    assert_eq!(got[2], 3);
+    let text = nb.ok(&["compare", "R-1", "R-2", "R-3", "R-4"]);
+    assert!(text.contains("seeds R-1, R-2, R-3"), "{text}");
+    assert!(text.contains("(n=3)"), "{text}");
 }

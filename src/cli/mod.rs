@@ -99,7 +99,7 @@ enum Command {
     Rm(rm::Args),
     /// Import papers from a BibTeX file.
     Import(import::Args),
-    /// Export the notebook as Markdown, JSON or BibTeX.
+    /// Export the notebook as Markdown, JSON or BibTeX, or runs' curves as CSV or JSON.
     Export(export::Args),
     /// Copy the notebook to a new file with SQLite's online backup.
     Backup(backup::Args),
@@ -111,7 +111,7 @@ enum Command {
     Cancel(cancel::Args),
     /// Compare runs: the config keys that differ, final and best metrics.
     Compare(runs::CompareArgs),
-    /// Draw metric curves of runs into a PNG.
+    /// Draw metric curves of runs into a PNG or SVG.
     Plot(plot::Args),
     /// Write a Markdown report of an experiment with PNG plots of its runs.
     Report(plot::ReportArgs),

@@ -15,28 +15,48 @@ pub struct Args {
     /// Metric to draw (loss, accuracy, eval/acc@16, ...).
     #[arg(long, short = 'm', default_value = "loss")]
     metric: String,
-    /// PNG file to write (`.png` is added when the name has no extension).
+    /// File to write: `.png` or `.svg` (`.png` is added when the name has no extension).
     #[arg(long, short = 'o', value_name = "FILE.png")]
     out: PathBuf,
+    /// What the x axis shows: `step`, or `time` (wall-clock seconds since each run started).
+    #[arg(long, value_enum, default_value = "step")]
+    x: XAxis,
     /// Logarithmic y axis.
     #[arg(long)]
     log: bool,
     /// Moving average over K points.
     #[arg(long, default_value_t = 1, value_name = "K")]
     smooth: usize,
+    /// Draw runs whose configs differ only in `train.seed` as one mean curve with a ±1 sd
+    /// band (`report` always does).
+    #[arg(long)]
+    group_seeds: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum XAxis {
+    Step,
+    Time,
 }
 
 pub fn cmd_plot(env: &Env, a: Args) -> Result<()> {
+    let out = plot::plot_path(&a.out)?;
     let store = env.open()?;
-    let curves = report::curves(&store, &a.runs, &a.metric, a.smooth)?;
+    let time = a.x == XAxis::Time;
+    let opts = report::CurveOptions {
+        smooth: a.smooth,
+        time,
+        group_seeds: a.group_seeds,
+    };
+    let curves = report::curves(&store, &a.runs, &a.metric, opts)?;
     let title = a
         .runs
         .iter()
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let out = plot::png_path(&a.out)?;
-    plot::plot_png(&out, &title, &a.metric, &curves, a.log)?;
+    let axes = plot::Axes { log: a.log, time };
+    plot::plot_file(&out, &title, &a.metric, &curves, axes)?;
     if env.json {
         return super::output::json(&serde_json::json!({ "out": out.display().to_string() }));
     }

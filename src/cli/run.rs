@@ -512,7 +512,7 @@ fn sweep(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
             Some(config_file),
             a.experiment,
             &provenance,
-            Some(&sweep_id),
+            Some((&sweep_id, combo)),
         )?;
         runs.push((run, combo.clone()));
     }

@@ -179,5 +179,17 @@ pub fn cmd_compare(env: &Env, a: CompareArgs) -> Result<()> {
         }
         println!("{}", s.trim_end());
     }
+    for g in &cmp.seed_groups {
+        let ids: Vec<String> = g.runs.iter().map(|r| r.to_string()).collect();
+        println!(
+            "\nseeds {} (configs equal but for train.seed): mean ± sd",
+            ids.join(", ")
+        );
+        let width = g.final_metrics.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, (mean, sd, n)) in &g.final_metrics {
+            let h = labbook::compare::human_number;
+            println!("  {k:<width$}  {} ± {} (n={n})", h(*mean), h(*sd));
+        }
+    }
     Ok(())
 }
