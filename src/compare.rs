@@ -294,6 +294,47 @@ pub fn mean_sd(vals: &[f64]) -> (f64, f64, usize) {
     (mean, sd, n)
 }
 
+/// One run of an experiment as `show E-n` and the TUI's detail pane list it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentRun {
+    pub run: RunId,
+    pub status: String,
+    pub name: Option<String>,
+    /// The run's best eval accuracy at its longest length (else its final loss), as text.
+    pub best: Option<String>,
+}
+
+/// The runs recorded under experiment `id`, newest first (none for other kinds).
+pub fn experiment_runs(store: &Store, id: crate::model::ItemId) -> Result<Vec<ExperimentRun>> {
+    if id.kind != crate::model::Kind::Experiment {
+        return Ok(Vec::new());
+    }
+    let mut runs = store.list_runs(&crate::store::RunFilter {
+        experiment: Some(id),
+        status: None,
+    })?;
+    runs.sort_by_key(|r| std::cmp::Reverse(r.id.0));
+    runs.into_iter()
+        .map(|r| {
+            let (fin, best) = run_metrics(store, &r)?;
+            let acc = best
+                .iter()
+                .filter(|(k, _)| k.starts_with("eval/acc"))
+                .max_by(|a, b| crate::report::eval_order(a.0).cmp(&crate::report::eval_order(b.0)))
+                .map(|(k, v)| format!("best {k} {}", human_number(*v)));
+            let loss = fin
+                .get("loss")
+                .map(|v| format!("loss {}", human_number(*v)));
+            Ok(ExperimentRun {
+                run: r.id,
+                status: r.status.to_string(),
+                name: r.name.clone(),
+                best: acc.or(loss),
+            })
+        })
+        .collect()
+}
+
 /// Fraction of the steps done, when the total is known.
 pub fn progress(run: &Run) -> Option<f64> {
     run.steps_total

@@ -27,7 +27,7 @@ fn show_item(store: &Store, id: ItemId, with_history: bool, json: bool) -> Resul
     let links = store.links_of(id)?;
     let comments = store.comments(id)?;
     let history = store.history(id)?;
-    let runs = experiment_runs(store, id)?;
+    let runs = labbook::compare::experiment_runs(store, id)?;
     if json {
         let mut v = serde_json::json!({
             "item": item, "links": links, "comments": comments, "history": history,
@@ -184,47 +184,4 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
     }
     println!("\nConfig:\n{}", run.config.trim_end());
     Ok(())
-}
-
-/// One run of an experiment as `show E-n` lists it.
-#[derive(serde::Serialize)]
-struct ExperimentRun {
-    run: labbook::model::RunId,
-    status: String,
-    name: Option<String>,
-    /// The run's best eval accuracy at its longest length (else its final loss), as text.
-    best: Option<String>,
-}
-
-/// The runs recorded under experiment `id`, newest first (none for other kinds).
-fn experiment_runs(store: &Store, id: ItemId) -> Result<Vec<ExperimentRun>> {
-    if id.kind != labbook::model::Kind::Experiment {
-        return Ok(Vec::new());
-    }
-    let mut runs = store.list_runs(&labbook::store::RunFilter {
-        experiment: Some(id),
-        status: None,
-    })?;
-    runs.sort_by_key(|r| std::cmp::Reverse(r.id.0));
-    runs.into_iter()
-        .map(|r| {
-            let (fin, best) = labbook::compare::run_metrics(store, &r)?;
-            let acc = best
-                .iter()
-                .filter(|(k, _)| k.starts_with("eval/acc"))
-                .max_by(|a, b| {
-                    labbook::report::eval_order(a.0).cmp(&labbook::report::eval_order(b.0))
-                })
-                .map(|(k, v)| format!("best {k} {}", labbook::compare::human_number(*v)));
-            let loss = fin
-                .get("loss")
-                .map(|v| format!("loss {}", labbook::compare::human_number(*v)));
-            Ok(ExperimentRun {
-                run: r.id,
-                status: r.status.to_string(),
-                name: r.name.clone(),
-                best: acc.or(loss),
-            })
-        })
-        .collect()
 }

@@ -187,6 +187,7 @@ pub fn detail_t1() -> Detail {
             issue: 12,
             status: labbook::github::SyncStatus::Synced,
         }),
+        runs: Vec::new(),
     }
 }
 
@@ -240,6 +241,30 @@ fn detail_focus_on_a_link() {
     });
 }
 
+/// An experiment's detail pane lists its runs, newest first, with status and best metric.
+#[test]
+fn experiment_detail_lists_its_runs() {
+    snap("experiment_detail_runs", |app| {
+        keys(app, vec![Action::Tab(3)]);
+        let e1 = app.items[3][0].clone();
+        let run = |n: i64, status: &str, name: &str, best: &str| labbook::compare::ExperimentRun {
+            run: RunId(n),
+            status: status.into(),
+            name: Some(name.into()),
+            best: Some(best.into()),
+        };
+        let detail = Detail {
+            runs: vec![
+                run(3, "running", "copy-mamba-s2", "loss 0.52"),
+                run(2, "failed", "copy-lti-s1", "loss 2.3"),
+                run(1, "succeeded", "copy-mamba-s1", "best eval/acc@64 1"),
+            ],
+            ..Detail::default()
+        };
+        update(app, Action::Worker(Reply::Detail(e1.id, e1, detail)));
+    });
+}
+
 #[test]
 fn papers_ideas_experiments_runs_tabs() {
     for (tab, name) in [(1, "papers"), (2, "ideas"), (3, "experiments"), (4, "runs")] {
@@ -255,6 +280,32 @@ fn empty_notebook() {
         update(&mut app, Action::Worker(Reply::Data(Data::default())));
         insta::assert_snapshot!(format!("empty_{w}x{h}"), screen(&app));
     }
+    // A notebook with a task but no idea: the Ideas tab says how to add one.
+    let mut app = App::new("tracker.db".into(), Keymap::default(), Theme::default());
+    update(&mut app, Action::Resize(80, 24));
+    let one_task = Data {
+        items: vec![item(Kind::Task, 1, "Only a task", "todo", &[])],
+        ..Data::default()
+    };
+    update(&mut app, Action::Worker(Reply::Data(one_task)));
+    keys(&mut app, vec![Action::Tab(2)]);
+    assert!(screen(&app).contains("a adds an idea"), "{}", screen(&app));
+}
+
+/// The filter line counts in English: "1 match", "2 matches".
+#[test]
+fn filter_counts_matches() {
+    let mut app = loaded_app(80, 24);
+    let mut a = vec![Action::Filter];
+    a.extend(typed("s"));
+    keys(&mut app, a);
+    let n = app.visible.len();
+    assert!(n > 1, "the fixture has several tasks with an s");
+    assert!(
+        screen(&app).contains(&format!("{n} matches")),
+        "{}",
+        screen(&app)
+    );
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub struct Detail {
     pub history: Vec<HistoryEntry>,
     /// The item's GitHub issue and sync state, when it has one.
     pub sync: Option<labbook::github::ItemSync>,
+    /// An experiment's runs, newest first.
+    pub runs: Vec<labbook::compare::ExperimentRun>,
 }
 
 // Messages are moved once per event; boxing the big variants would buy nothing.
@@ -228,6 +230,7 @@ pub fn load_detail(store: &Store, id: ItemId) -> labbook::Result<(Item, Detail)>
             history: store.history(id)?,
             // A damaged sync record must not hide the item; `labbook sync` reports it.
             sync: store.sync_state(id).ok().flatten(),
+            runs: labbook::compare::experiment_runs(store, id)?,
         },
     ))
 }

@@ -129,6 +129,31 @@ pub fn item_lines(app: &App, item: &Item, width: usize) -> (Vec<Line<'static>>, 
             Span::styled(status, t.dim()),
         ]));
     }
+    if let Some(d) = detail
+        && !d.runs.is_empty()
+    {
+        out.push(Line::from(""));
+        out.push(section(
+            t,
+            &format!("Runs ({}, newest first)", d.runs.len()),
+        ));
+        for r in &d.runs {
+            let id = r.run.to_string();
+            let text = format!(
+                "{:<10} {} {}",
+                r.status,
+                r.name.as_deref().unwrap_or(""),
+                r.best.as_deref().unwrap_or("")
+            );
+            out.push(Line::from(vec![
+                Span::styled(format!("  {id:<6} "), t.link()),
+                Span::raw(super::truncate(
+                    text.trim_end(),
+                    width.saturating_sub(9 + id.len().saturating_sub(6)),
+                )),
+            ]));
+        }
+    }
     if !item.body.trim().is_empty() {
         out.push(Line::from(""));
         out.push(section(t, "Notes"));

@@ -361,7 +361,7 @@ fn empty_text(app: &App) -> Text<'static> {
         )));
         lines.push(Line::from(vec![
             k("add"),
-            Span::raw(format!(" adds a {kind}")),
+            Span::raw(format!(" adds {}", kind.with_article())),
         ]));
         if app.tab == 1 {
             lines.push(Line::from(vec![

@@ -68,7 +68,15 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(app.view().filter.clone()),
             Span::styled("▏", t.key()),
             Span::styled(
-                format!("  {} match  enter keep · esc clear", app.visible.len()),
+                format!(
+                    "  {} {}  enter keep · esc clear",
+                    app.visible.len(),
+                    if app.visible.len() == 1 {
+                        "match"
+                    } else {
+                        "matches"
+                    }
+                ),
                 t.dim(),
             ),
         ])
