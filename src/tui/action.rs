@@ -61,6 +61,9 @@ pub enum Action {
     ClearInput,
     NextField,
     PrevField,
+    /// ← / → in a field: the previous / next choice (the status field).
+    ChoicePrev,
+    ChoiceNext,
     Submit,
     /// In the link picker: next relation.
     CycleRelation,

@@ -95,11 +95,42 @@ impl FormState {
         &mut self.fields[i]
     }
 
+    /// Whether the focused field is a choice (the status), not free text.
+    pub fn focused_is_choice(&self) -> bool {
+        self.fields[self.focus.min(self.fields.len() - 1)].name == "status"
+    }
+
+    /// Moves the focused choice field `by` steps through the kind's statuses (wrapping), or
+    /// to the first status starting with `letter`.
+    pub fn choose(&mut self, by: isize, letter: Option<char>) {
+        let statuses = self.kind.statuses();
+        let field = self.focused_mut();
+        let at = statuses.iter().position(|s| *s == field.value.trim());
+        let next = match letter {
+            Some(c) => statuses
+                .iter()
+                .position(|s| s.starts_with(c.to_ascii_lowercase()))
+                .or(at),
+            None => {
+                let n = statuses.len() as isize;
+                let from = at.map(|i| i as isize).unwrap_or(-1);
+                Some((from + by).rem_euclid(n) as usize)
+            }
+        };
+        if let Some(i) = next {
+            field.value = statuses[i].to_string();
+            field.error = None;
+        }
+    }
+
     /// A hint shown under the focused field.
     pub fn hint(&self) -> String {
         match self.fields[self.focus].name {
-            "status" => format!("one of: {}", self.kind.statuses().join(", ")),
-            "tags" => "comma separated".into(),
+            "status" => format!(
+                "←/→ or space choose; one of: {}",
+                self.kind.statuses().join(", ")
+            ),
+            "tags" => TAGS_HINT.into(),
             "due" => "YYYY-MM-DD".into(),
             "priority" | "year" => "a whole number".into(),
             "body" => "Markdown; use E later for a full editor".into(),
@@ -163,8 +194,11 @@ impl FormState {
     }
 }
 
+/// How the tags field reads what is typed.
+pub const TAGS_HINT: &str = "spaces or commas separate tags";
+
 fn split_tags(text: &str) -> Result<Vec<String>, String> {
-    text.split(',')
+    text.split([',', ' ', '\t'])
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| normalize_tag(t).map_err(|e| e.to_string()))
@@ -174,6 +208,28 @@ fn split_tags(text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_is_chosen_not_typed() {
+        let mut f = FormState::add(Kind::Task);
+        f.focus = f.fields.iter().position(|x| x.name == "status").unwrap();
+        assert!(f.focused_is_choice());
+        let statuses = Kind::Task.statuses();
+        let start = statuses
+            .iter()
+            .position(|s| *s == f.value("status"))
+            .unwrap();
+        f.choose(1, None);
+        assert_eq!(f.value("status"), statuses[(start + 1) % statuses.len()]);
+        f.choose(-1, None);
+        f.choose(-1, None);
+        let back = (start + statuses.len() - 1) % statuses.len();
+        assert_eq!(f.value("status"), statuses[back]);
+        f.choose(0, Some('D'));
+        assert_eq!(f.value("status"), "doing");
+        f.choose(0, Some('z'));
+        assert_eq!(f.value("status"), "doing", "no status starts with z");
+    }
 
     #[test]
     fn validation_marks_bad_fields() {
@@ -216,11 +272,11 @@ mod tests {
             .iter_mut()
             .find(|x| x.name == "tags")
             .unwrap()
-            .value = "CUDA, Fast Path".into();
+            .value = "CUDA, Fast path,ssm".into();
         assert!(f.validate());
         let n = f.to_new_item();
         assert_eq!(n.fields.priority, Some(1));
-        assert_eq!(n.tags, vec!["cuda", "fast-path"]);
+        assert_eq!(n.tags, vec!["cuda", "fast", "path", "ssm"]);
         assert_eq!(n.status.as_deref(), Some("doing"));
     }
 }

@@ -338,6 +338,8 @@ pub fn text_action(e: &KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::Cancel,
         KeyCode::Tab | KeyCode::Down => Action::NextField,
         KeyCode::BackTab | KeyCode::Up => Action::PrevField,
+        KeyCode::Left => Action::ChoicePrev,
+        KeyCode::Right => Action::ChoiceNext,
         KeyCode::Backspace => Action::Backspace,
         KeyCode::Char('u') if ctrl => Action::ClearInput,
         KeyCode::Char('c') if ctrl => Action::Quit,

@@ -1116,6 +1116,22 @@ fn form(app: &mut App, mut f: FormState, action: Action) -> Vec<Effect> {
         app.mode = Mode::Form(f);
         return Vec::new();
     }
+    if f.focused_is_choice() {
+        // The status is one of the kind's statuses: chosen, never typed.
+        let choice = match action {
+            Action::ChoiceNext | Action::Char(' ') => Some((1, None)),
+            Action::ChoicePrev => Some((-1, None)),
+            Action::Char(c) => Some((0, Some(c))),
+            Action::Backspace | Action::ClearInput => Some((0, None)),
+            _ => None,
+        };
+        if let Some((by, letter)) = choice {
+            f.choose(by, letter);
+            f.error = None;
+            app.mode = Mode::Form(f);
+            return Vec::new();
+        }
+    }
     if edit_text(&mut f.focused_mut().value, &action) {
         f.focused_mut().error = None;
         f.error = None;

@@ -85,9 +85,10 @@ fn failed_save_keeps_the_form_and_its_text() {
 #[test]
 fn edit_sends_only_changed_fields() {
     let mut app = loaded_app(120, 40);
-    let mut a = vec![Action::EditFields, Action::NextField, Action::ClearInput];
-    a.extend(typed("done"));
-    a.push(Action::Submit);
+    // The status is a choice: → moves doing to done; typed text never lands in it.
+    let mut a = vec![Action::EditFields, Action::NextField];
+    a.extend(typed("xyz"));
+    a.extend([Action::ChoiceNext, Action::Submit]);
     let fx = run(&mut app, a);
     let [Request::Update(target, patch)] = sent(&fx)[..] else {
         panic!("{fx:?}")

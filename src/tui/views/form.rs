@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::{centered, truncate};
-use crate::tui::form::{FormState, FormTarget};
+use crate::tui::form::{FormState, FormTarget, TAGS_HINT};
 use crate::tui::state::App;
 
 pub fn render(frame: &mut Frame, app: &App, f: &FormState) {
@@ -25,7 +25,14 @@ pub fn render(frame: &mut Frame, app: &App, f: &FormState) {
     let mut lines = Vec::new();
     for (i, fld) in f.fields.iter().enumerate() {
         let focused = i == f.focus;
-        let shown = if focused {
+        let shown = if fld.name == "status" {
+            // A choice, not text: ←/→ or space move through the kind's statuses.
+            if focused {
+                format!("‹ {} ›", fld.value)
+            } else {
+                fld.value.clone()
+            }
+        } else if focused {
             // Show the end of long values, where the cursor is.
             let n = fld.value.chars().count();
             let skip = n.saturating_sub(value_w.saturating_sub(1));
@@ -45,11 +52,17 @@ pub fn render(frame: &mut Frame, app: &App, f: &FormState) {
         } else {
             Style::new()
         };
-        lines.push(Line::from(vec![
+        let mut line = vec![
             Span::styled(if focused { "▸ " } else { "  " }, t.key()),
             Span::styled(format!("{:<label_w$}", fld.name), label_style),
-            Span::styled(shown, value_style),
-        ]));
+            Span::styled(shown.clone(), value_style),
+        ];
+        // How tags are read, always in view (a space used to make one hyphenated tag).
+        let room = value_w.saturating_sub(shown.chars().count() + 2);
+        if fld.name == "tags" && room >= TAGS_HINT.len() {
+            line.push(Span::styled(format!("  {TAGS_HINT}"), t.dim()));
+        }
+        lines.push(Line::from(line));
     }
     lines.push(Line::from(""));
     let focused = &f.fields[f.focus.min(f.fields.len() - 1)];
