@@ -188,7 +188,7 @@ pub fn item_lines(app: &App, item: &Item, width: usize) -> (Vec<Line<'static>>, 
             out.push(section(t, "History"));
             for h in d.history.iter().rev().take(20) {
                 let change = match (&h.old, &h.new) {
-                    (Some(o), Some(n)) => format!("{o} → {n}"),
+                    (Some(o), Some(n)) => changed_words(o, n),
                     (None, Some(n)) => format!("set {n}"),
                     (Some(o), None) => format!("cleared {o}"),
                     (None, None) => String::new(),
@@ -209,6 +209,49 @@ pub fn item_lines(app: &App, item: &Item, width: usize) -> (Vec<Line<'static>>, 
         }
     }
     (out, selected_line)
+}
+
+/// `old → new` for short values; for longer ones only the words that changed, with a word of
+/// context either side (`…the [-fast] [+fused] scan…`), so a truncated history line still
+/// shows the change.
+pub fn changed_words(old: &str, new: &str) -> String {
+    let short = old.chars().count() + new.chars().count() <= 40;
+    if short && !old.contains('\n') && !new.contains('\n') {
+        return format!("{old} → {new}");
+    }
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        old.split_whitespace().collect(),
+        new.split_whitespace().collect(),
+    );
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let max_suffix = a.len().min(b.len()) - prefix;
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(max_suffix)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (removed, added) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let mut parts = Vec::new();
+    if prefix > 0 {
+        let lead = if prefix > 1 { "…" } else { "" };
+        parts.push(format!("{lead}{}", a[prefix - 1]));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("[-{}]", removed.join(" ")));
+    }
+    if !added.is_empty() {
+        parts.push(format!("[+{}]", added.join(" ")));
+    }
+    if suffix > 0 {
+        let tail = if suffix > 1 { "…" } else { "" };
+        parts.push(format!("{}{tail}", a[a.len() - suffix]));
+    }
+    if removed.is_empty() && added.is_empty() {
+        return "whitespace only".into();
+    }
+    parts.join(" ")
 }
 
 pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
@@ -574,4 +617,38 @@ fn render_compare(
         }
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_words;
+
+    #[test]
+    fn history_shows_the_words_that_changed() {
+        assert_eq!(changed_words("todo", "doing"), "todo → doing");
+        let old = "We run the selective scan on the CPU with a fused kernel and measure it";
+        let new = "We run the selective scan on the GPU with a fused kernel and measure it";
+        assert_eq!(changed_words(old, new), "…the [-CPU] [+GPU] with…");
+        assert_eq!(
+            changed_words(
+                "one two three four five six seven eight nine",
+                "one two three four five six seven eight nine ten"
+            ),
+            "…nine [+ten]"
+        );
+        assert_eq!(
+            changed_words(
+                "alpha beta gamma delta epsilon zeta eta theta",
+                "beta gamma delta epsilon zeta eta theta"
+            ),
+            "[-alpha] beta…"
+        );
+        assert_eq!(
+            changed_words(
+                "a  long enough text with spaces here and there ok",
+                "a long enough text with spaces here and there ok"
+            ),
+            "whitespace only"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::centered;
 use crate::tui::keymap::TEXT_KEYS;
@@ -11,19 +11,26 @@ use crate::tui::state::App;
 pub fn lines(app: &App) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut out = Vec::new();
-    let mut section = "";
-    for (sec, keys, help) in app.keymap.help_rows() {
-        if sec != section {
-            if !section.is_empty() {
-                out.push(Line::from(""));
-            }
-            out.push(Line::from(Span::styled(sec.to_string(), t.heading())));
-            section = sec;
+    // Each section once, in the order sections first appear in the keymap's table (the table
+    // lists some commands of a section apart from the others).
+    let rows = app.keymap.help_rows();
+    let mut sections: Vec<&str> = Vec::new();
+    for (sec, _, _) in &rows {
+        if !sections.contains(sec) {
+            sections.push(sec);
         }
-        out.push(Line::from(vec![
-            Span::styled(format!("  {keys:<18}"), t.key()),
-            Span::raw(help.to_string()),
-        ]));
+    }
+    for (i, sec) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push(Line::from(""));
+        }
+        out.push(Line::from(Span::styled(sec.to_string(), t.heading())));
+        for (_, keys, help) in rows.iter().filter(|(s, _, _)| s == sec) {
+            out.push(Line::from(vec![
+                Span::styled(format!("  {keys:<18}"), t.key()),
+                Span::raw(help.to_string()),
+            ]));
+        }
     }
     out.push(Line::from(""));
     out.push(Line::from(Span::styled(
@@ -63,9 +70,9 @@ pub fn render(frame: &mut Frame, app: &App, scroll: u16) {
     let more = rows > inner.height as usize;
     let block = block.title_bottom(Span::styled(
         if more {
-            " j/k scroll · any other key closes "
+            " j/k scroll · esc closes "
         } else {
-            " any key closes "
+            " esc closes "
         },
         t.dim(),
     ));
@@ -78,12 +85,18 @@ pub fn render(frame: &mut Frame, app: &App, scroll: u16) {
             .find(|&i| all[i].spans.is_empty() || all[i].to_string().is_empty())
             .unwrap_or(mid);
         let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(inner);
-        frame.render_widget(Paragraph::new(all[..split].to_vec()).scroll((scroll, 0)), l);
-        frame.render_widget(
-            Paragraph::new(all[split + 1..].to_vec()).scroll((scroll, 0)),
-            r,
-        );
+        // Long help texts wrap rather than being cut at the column's edge.
+        let column = |lines: &[Line<'static>]| {
+            Paragraph::new(lines.to_vec())
+                .wrap(Wrap { trim: false })
+                .scroll((scroll, 0))
+        };
+        frame.render_widget(column(&all[..split]), l);
+        frame.render_widget(column(&all[split + 1..]), r);
     } else {
-        frame.render_widget(Paragraph::new(all).scroll((scroll, 0)), inner);
+        let text = Paragraph::new(all)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0));
+        frame.render_widget(text, inner);
     }
 }
