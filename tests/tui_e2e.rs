@@ -242,6 +242,40 @@ fn empty_notebook_shows_what_to_do() {
     tmux.keys(&["q"]);
 }
 
+/// `labbook run` in a real terminal: the header line comes first, on a line of its own (it
+/// used to be printed after the progress bar's first frame, behind it), and the bar is
+/// cleared before the metrics table.
+#[test]
+fn run_in_a_terminal_prints_header_then_table_without_a_stale_bar() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    let cmd = format!(
+        "env LABBOOK_DB='{}' LABBOOK_LOG_FILE='{}' '{}' run '{}'; sleep 30",
+        db.display(),
+        db.with_extension("log").display(),
+        env!("CARGO_BIN_EXE_labbook"),
+        cfg.display()
+    );
+    let socket = format!("labbook-e2e-runbar-{}", std::process::id());
+    let tmux = Tmux::start(socket, 120, 40, &cmd);
+    let screen = tmux.wait_for(&["R-1 succeeded", "tokens_per_s"]);
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines[0].starts_with("R-1: training MA (d_model 16) on induction-heads"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("/5 ") && !screen.contains("[="),
+        "a stale progress bar line: {screen}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("R-1 succeeded")),
+        "{screen}"
+    );
+}
+
 #[test]
 fn live_runs_tab_with_concurrent_workers_launch_and_stop() {
     require_tmux();

@@ -254,6 +254,18 @@ fn foreground(
         // A second Ctrl-C is left to the default handler's job: the flag is already set.
         let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst));
     }
+    // The header goes out before the bar exists: a bar draws as soon as it is styled, and a
+    // line printed after that lands behind the bar's first frame.
+    if !env.json {
+        eprintln!(
+            "{run}: training {} (d_model {}) on {}, {} steps, backend {}",
+            cfg.layer_pattern(),
+            cfg.model.d_model,
+            cfg.task.kind,
+            cfg.train.steps,
+            cfg.train.backend
+        );
+    }
     let bar = if env.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::hidden()
     } else {
@@ -265,16 +277,6 @@ fn foreground(
             .progress_chars("=> "),
     );
     bar.set_prefix(run.to_string());
-    if !env.json {
-        eprintln!(
-            "{run}: training {} (d_model {}) on {}, {} steps, backend {}",
-            cfg.layer_pattern(),
-            cfg.model.d_model,
-            cfg.task.kind,
-            cfg.train.steps,
-            cfg.train.backend
-        );
-    }
     let mut progress = Bar { bar };
     let outcome = recorder::train_run_resuming(
         store,
