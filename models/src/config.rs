@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::model::{LmConfig, Positional, pattern_attn_every};
+pub use crate::tasks::{TaskKind, TaskSection};
 
 /// Which model family a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,29 +34,6 @@ pub enum PositionalKind {
     Absolute,
     /// Rotary embeddings in attention layers.
     Rope,
-}
-
-/// Which generated task a run trains on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskKind {
-    /// Recall `n_memorize` data tokens scattered in noise, after the marker tokens.
-    SelectiveCopying,
-    /// Predict the token that followed the trigger's first occurrence.
-    InductionHeads,
-    /// Character-level LM on the bundled Shakespeare excerpt.
-    CharLm,
-}
-
-impl std::fmt::Display for TaskKind {
-    /// The name a config gives it (`task.kind`).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TaskKind::SelectiveCopying => "selective-copying",
-            TaskKind::InductionHeads => "induction-heads",
-            TaskKind::CharLm => "char-lm",
-        })
-    }
 }
 
 /// `[model]`.
@@ -95,27 +73,6 @@ pub struct ModelSection {
     /// Positional information.
     #[serde(default)]
     pub positional: PositionalKind,
-}
-
-/// `[task]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskSection {
-    /// Which task.
-    pub kind: TaskKind,
-    /// Vocabulary size (16 for the synthetic tasks; ≥ the corpus alphabet for char-lm).
-    pub vocab_size: usize,
-    /// Training sequence length (for selective copying: the noisy region before the markers).
-    pub seq_len: usize,
-    /// Sequence lengths evaluated; default `[seq_len]`.
-    #[serde(default)]
-    pub eval_seq_lens: Vec<usize>,
-    /// Selective copying: number of data tokens to memorise.
-    #[serde(default = "default_n_memorize")]
-    pub n_memorize: usize,
-    /// Sequences per evaluation length.
-    #[serde(default = "default_eval_samples")]
-    pub eval_samples: usize,
 }
 
 /// `[train]`.
@@ -232,12 +189,6 @@ fn default_n_heads() -> usize {
 }
 fn default_mlp_ratio() -> usize {
     4
-}
-fn default_n_memorize() -> usize {
-    16
-}
-fn default_eval_samples() -> usize {
-    64
 }
 fn default_grad_clip() -> f64 {
     1.0

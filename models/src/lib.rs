@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod backend;
 pub mod config;
+pub mod math;
 pub mod model;
 pub mod optim;
 pub mod scan;

@@ -27,7 +27,7 @@ use burn::tensor::{
 };
 use std::sync::{Arc, Mutex};
 
-use crate::model::mamba::softplus;
+use crate::math::softplus;
 
 mod block;
 mod conv;
@@ -381,7 +381,7 @@ pub fn embedding<B: ScanBackend>(
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
 }
 
-/// The LM head `x·W` (no bias) and [`crate::train::masked_loss`] on its logits as one host op
+/// The LM head `x·W` (no bias) and [`crate::math::masked_loss`] on its logits as one host op
 /// with a hand-written backward where [`ScanBackend::HOST_KERNELS`] (elsewhere those two from
 /// tensor ops): `x` `[batch, L, d]`, `weight` `[d, vocab]`, `targets` and `weights`
 /// `[batch, L]`; returns `(loss, correct)`, each `[1]`. Panics on mismatched shapes and, on the
@@ -406,7 +406,7 @@ pub fn head_loss<B: ScanBackend>(
     }
     if !B::HOST_KERNELS {
         let logits = x.matmul(weight.unsqueeze::<3>()); // [batch, L, vocab]
-        return crate::train::masked_loss(logits, targets, weights);
+        return crate::math::masked_loss(logits, targets, weights);
     }
     let [loss, correct] = B::head_loss_host(
         x.into_primitive().tensor(),

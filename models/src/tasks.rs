@@ -7,7 +7,59 @@
 //!   target token, and again as the last token; the model must predict the target there.
 //! * `char-lm`: next-character prediction on the bundled Shakespeare excerpt (90% train,
 //!   10% validation).
-use crate::config::{TaskKind, TaskSection};
+use serde::{Deserialize, Serialize};
+
+/// Which generated task a run trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Recall `n_memorize` data tokens scattered in noise, after the marker tokens.
+    SelectiveCopying,
+    /// Predict the token that followed the trigger's first occurrence.
+    InductionHeads,
+    /// Character-level LM on the bundled Shakespeare excerpt.
+    CharLm,
+}
+
+impl std::fmt::Display for TaskKind {
+    /// The name a config gives it (`task.kind`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TaskKind::SelectiveCopying => "selective-copying",
+            TaskKind::InductionHeads => "induction-heads",
+            TaskKind::CharLm => "char-lm",
+        })
+    }
+}
+
+/// `[task]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Which task.
+    pub kind: TaskKind,
+    /// Vocabulary size (16 for the synthetic tasks; ≥ the corpus alphabet for char-lm).
+    pub vocab_size: usize,
+    /// Training sequence length (for selective copying: the noisy region before the markers).
+    pub seq_len: usize,
+    /// Sequence lengths evaluated; default `[seq_len]`.
+    #[serde(default)]
+    pub eval_seq_lens: Vec<usize>,
+    /// Selective copying: number of data tokens to memorise.
+    #[serde(default = "default_n_memorize")]
+    pub n_memorize: usize,
+    /// Sequences per evaluation length.
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: usize,
+}
+
+fn default_n_memorize() -> usize {
+    16
+}
+
+fn default_eval_samples() -> usize {
+    64
+}
 
 /// SplitMix64: tiny, fast, deterministic.
 #[derive(Debug, Clone)]

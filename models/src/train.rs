@@ -8,13 +8,13 @@ use std::time::Instant;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
 use crate::config::{ConfigError, RunConfig, StateInit, TaskKind};
+pub use crate::math::masked_loss;
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
 use crate::scan::{BlockState, ScanBackend};
@@ -150,25 +150,6 @@ fn tensors<B: Backend>(
         Tensor::from_data(TensorData::new(batch.targets.clone(), shape), device),
         Tensor::from_data(TensorData::new(batch.weights.clone(), shape), device),
     )
-}
-
-/// Weighted cross-entropy and number of correct argmax predictions on weighted positions.
-/// `logits: [batch, L, vocab]`, `targets: [batch, L]`, `weights: [batch, L]`.
-pub fn masked_loss<B: Backend>(
-    logits: Tensor<B, 3>,
-    targets: Tensor<B, 2, Int>,
-    weights: Tensor<B, 2>,
-) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let [b, l, _] = logits.dims();
-    let logp = log_softmax(logits.clone(), 2); // [batch, L, vocab]
-    let picked = logp
-        .gather(2, targets.clone().unsqueeze_dim::<3>(2))
-        .reshape([b, l]); // [batch, L]
-    let count = weights.clone().sum().clamp_min(1.0); // [1]
-    let loss = (picked * weights.clone()).sum().neg() / count; // [1]
-    let pred = logits.detach().argmax(2).reshape([b, l]); // [batch, L]
-    let correct = (pred.equal(targets).float() * weights.detach()).sum(); // [1]
-    (loss, correct)
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {

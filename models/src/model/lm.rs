@@ -7,8 +7,8 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
 use super::mamba::{MambaBlock, MambaConfig};
+use crate::math::masked_loss;
 use crate::scan::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
-use crate::train::masked_loss;
 
 /// Configuration of a full language model.
 #[derive(Config, Debug)]

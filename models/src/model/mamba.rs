@@ -152,11 +152,6 @@ pub struct Mamba<B: Backend> {
     d_conv: usize,
 }
 
-/// Numerically stable softplus: max(x, 0) + log(1 + exp(−|x|)).
-pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    x.clone().clamp_min(0.0) + (x.abs().neg().exp() + 1.0).log()
-}
-
 impl<B: ScanBackend> Mamba<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {

@@ -1,6 +1,6 @@
 //! The LM head and the training loss as one host op with a hand-written backward:
 //! `logits = x·W`, `loss = −Σ_r w_r·log softmax(logits_r)[target_r] / max(Σ_r w_r, 1)`, and the
-//! number of weighted positions whose argmax is the target (`crate::train::masked_loss` on
+//! number of weighted positions whose argmax is the target (`crate::math::masked_loss` on
 //! `Linear::forward`, which the tests compare it with).
 //!
 //! As burn ops (a matmul, `log_softmax`, `gather`, `argmax` and their backwards) this was
