@@ -24,8 +24,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 ours=$(target/release/examples/bench "$STEPS" ndarray --models mamba --shape "$D,$L,$S,$B")
 echo "load average between: $(cut -d' ' -f1-3 /proc/loadavg)"
-theirs=$("$VENV/bin/python" -W ignore scripts/bench_mambapy.py --d-model "$D" --layers "$L" \
-    --seq-len "$S" --batch "$B" --steps "$STEPS")
+theirs=$("$VENV/bin/python" -W ignore scripts/mambapy_bench.py --device cpu \
+    "$STEPS" "$D" "$L" "$S" "$B" mamba)
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$ours" "$theirs" <<'PY'
 import json, sys
@@ -34,7 +34,7 @@ print(f"shape: d_model {ours['d_model']}, {ours['layers']} layers, seq_len {ours
       f"batch {ours['batch']}, {ours['steps']} timed steps")
 print(f"labbook ({ours['backend']}): median {ours['ms_per_step']:.1f} ms/step "
       f"(min {ours['ms_per_step_min']:.1f})")
-print(f"{theirs['impl']}: median {theirs['ms_per_step']:.1f} ms/step "
+print(f"{theirs['backend']}: median {theirs['ms_per_step']:.1f} ms/step "
       f"(min {theirs['ms_per_step_min']:.1f})")
 print(f"speed-up (mambapy median / labbook median): {theirs['ms_per_step'] / ours['ms_per_step']:.2f}x")
 PY

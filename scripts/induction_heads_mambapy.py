@@ -25,10 +25,11 @@ import math
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from mambapy.mamba import Mamba, MambaBlock, MambaConfig, RMSNorm
+from mambapy.mamba import MambaBlock, MambaConfig
 from mambapy.pscan import pscan
+
+from mambapy_bench import LM  # the same LM as the speed comparison (this script's folder)
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=6000)
@@ -73,20 +74,6 @@ def scan_from_state(self, x, delta, A, B, C, D):
 
 
 MambaBlock.selective_scan = scan_from_state
-
-
-class LM(nn.Module):
-    """mambapy.lm.LM without its Mamba-2 import (which needs the CUDA-only mamba_ssm)."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.embedding = nn.Embedding(VOCAB, cfg.d_model)
-        self.mamba = Mamba(cfg)
-        self.norm_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps, cfg.mup)
-        self.lm_head = nn.Linear(cfg.d_model, VOCAB, bias=False)
-
-    def forward(self, tokens):
-        return self.lm_head(self.norm_f(self.mamba(self.embedding(tokens))))
 
 
 def batch(gen, n, length):

@@ -1,28 +1,30 @@
-"""Training-step throughput of mambapy 1.2.0 (PyTorch) on CUDA, shaped like labbook's bench.
+"""Training-step throughput of mambapy 1.2.0 (PyTorch) on CUDA or the CPU, shaped like
+labbook's bench.
 
 Same step as `bench_train` in models/src/train.rs: token embedding (vocab 16) → residual
 blocks in a layer pattern → RMSNorm → LM head, cross-entropy over every position, AdamW
-(lr 1e-3), 2 warm-up steps, median of the timed steps. `mamba` = mambapy's own
-`mambapy.lm.LM` (Mamba blocks, parallel scan `pscan=True`, no CUDA extension); `hybrid` =
+(lr 1e-3), 2 warm-up steps, median of the timed steps. `mamba` = mambapy's `Mamba` blocks
+(parallel scan `pscan=True`, no CUDA extension) between our embedding, RMSNorm and head (as
+`mambapy.lm.LM`, whose module imports the CUDA-only `mamba_ssm` for Mamba-2); `hybrid` =
 mambapy `ResidualBlock`s for `M` and, for `A`, a block written here like labbook's
 `AttentionBlock` (pre-RMSNorm, fused qkv, RoPE, plain causal softmax attention — no flash
 attention, as in labbook —, out projection, GELU MLP ×4), pattern `attn every 2nd layer`.
 
 Usage: python3 scripts/mambapy_bench.py STEPS D_MODEL LAYERS SEQ_LEN BATCH [model...]
+           [--device cuda|cpu]   (default cuda; scripts/bench-vs-pytorch.sh uses cpu)
 Prints one JSON line per model, with the fields of labbook's BenchResult.
 """
 
+import argparse
 import json
 import math
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mambapy.lm import LM
-from mambapy.mamba import MambaConfig, RMSNorm, ResidualBlock
+from mambapy.mamba import Mamba, MambaConfig, RMSNorm, ResidualBlock
 
 VOCAB = 16
 
@@ -74,6 +76,20 @@ class AttentionBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
+class LM(nn.Module):
+    """mambapy.lm.LM without its module's Mamba-2 import."""
+
+    def __init__(self, cfg: MambaConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, cfg.d_model)
+        self.mamba = Mamba(cfg)
+        self.norm_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps, cfg.mup)
+        self.lm_head = nn.Linear(cfg.d_model, VOCAB, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm_f(self.mamba(self.embedding(tokens))))
+
+
 class HybridLM(nn.Module):
     def __init__(self, cfg: MambaConfig, pat: str, n_heads: int):
         super().__init__()
@@ -91,34 +107,42 @@ class HybridLM(nn.Module):
         return self.lm_head(self.norm_f(x))
 
 
-def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch: int) -> dict:
-    dev = torch.device("cuda")
+def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch: int,
+          device: str) -> dict:
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
     torch.manual_seed(0)
     pat = pattern(model, layers)
     n_heads = 4 if d_model % 4 == 0 and (d_model // 4) % 2 == 0 else 1
     cfg = MambaConfig(d_model=d_model, n_layers=layers, d_state=16, expand_factor=2, d_conv=4,
                       pscan=True, use_cuda=False)
-    lm = LM(cfg, vocab_size=VOCAB) if model == "mamba" else HybridLM(cfg, pat, n_heads)
+    lm = LM(cfg) if model == "mamba" else HybridLM(cfg, pat, n_heads)
     lm = lm.to(dev)
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-3)
     warmup, times = 2, []
     for i in range(warmup + steps):
         tokens = torch.randint(0, VOCAB, (batch, seq_len + 1), device=dev)
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         logits = lm(tokens[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        torch.cuda.synchronize()
+        sync()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     med = statistics.median(times)
     return {
         "model": model,
         "pattern": pat,
-        "backend": f"mambapy 1.2.0 / torch {torch.__version__} cuda (pscan, f32)",
+        "backend": f"mambapy 1.2.0 / torch {torch.__version__} {dev.type} (pscan, f32)"
+        + ("" if cuda else f", {torch.get_num_threads()} threads"),
         "d_model": d_model,
         "layers": layers,
         "seq_len": seq_len,
@@ -129,18 +153,23 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
         "ms_per_step_min": min(times),
         "tokens_per_s": batch * seq_len / (med / 1e3),
         "n_params": sum(p.numel() for p in lm.parameters()),
-        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
     }
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    steps, d_model, layers, seq_len, batch = (int(a) for a in args[:5])
-    models = args[5:] or ["mamba", "hybrid"]
+    p = argparse.ArgumentParser()
+    for name in ("steps", "d_model", "layers", "seq_len", "batch"):
+        p.add_argument(name, type=int)
+    p.add_argument("models", nargs="*", default=["mamba", "hybrid"])
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    a = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # labbook runs plain f32 matmuls
-    for model in models:
-        torch.cuda.reset_peak_memory_stats()
-        print(json.dumps(bench(model, steps, d_model, layers, seq_len, batch)), flush=True)
+    for model in a.models:
+        if a.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        result = bench(model, a.steps, a.d_model, a.layers, a.seq_len, a.batch, a.device)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
