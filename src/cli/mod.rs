@@ -249,7 +249,7 @@ fn run(cli: Cli) -> Result<()> {
         );
     }
     let config = AppConfig::load(&config_path)?;
-    init_logging(&db_path);
+    init_logging();
     let env = Env {
         db_path,
         config,
@@ -294,7 +294,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Logs go to a file (never the terminal, which the TUI owns): `LABBOOK_LOG_FILE`, or
 /// `labbook.log` in the user's state directory. Level from `LABBOOK_LOG` (default `info`).
-fn init_logging(_db: &Path) {
+fn init_logging() {
     let path = std::env::var_os("LABBOOK_LOG_FILE")
         .map(PathBuf::from)
         .or_else(|| {
