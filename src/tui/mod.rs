@@ -1,6 +1,6 @@
 //! The full-screen TUI (`labbook` with no subcommand on a terminal).
 //!
-//! Component-template style: terminal events and worker replies become `Action`s, the
+//! Elm-style (one state, one `update`; no per-component state): terminal events and worker replies become `Action`s, the
 //! pure `state::update` turns them into state changes and `Effect`s, `views::render`
 //! draws the state, and this run loop performs the effects. Database work runs on the
 //! `worker` thread.
