@@ -14,7 +14,7 @@
 //! as LOGIN, repeatable), `--commits-from GIT_DIR` (every commit of that repo counts as
 //! pushed, rescanned every 2 s — for trying `labbook run --remote` and `labbook runner`,
 //! see docs/remote-runs.md). State lives in memory until you stop it.
-use labbook::github::fake::{FakeGithub, Faults};
+use labbook_testkit::fake::{FakeGithub, Faults};
 
 fn main() {
     let mut port = 8787u16;

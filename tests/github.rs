@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use labbook::Store;
 use labbook::config::GithubConfig;
-use labbook::github::fake::{FakeGithub, Faults};
 use labbook::github::{Field, Resolution, SyncOptions, SyncReport, Token, sync_with};
 use labbook::model::{ItemId, ItemPatch, Kind, NewItem, Relation};
 use labbook::store::ListFilter;
+use labbook_testkit::fake::{FakeGithub, Faults};
 
 const TOKEN: &str = "ghp_FAKEsecretTOKEN0123456789";
 const REPO: &str = "lab/notebook";

@@ -2,7 +2,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use labbook::github::fake::FakeGithub;
+use labbook_testkit::fake::FakeGithub;
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_CLIsecretTOKEN9876543210";
@@ -212,7 +212,7 @@ fn sync_killed_with_sigkill_resumes_without_duplicates() {
     for k in 0..15 {
         assert!(nb.run(None, &["add", "idea", &format!("Local {k}")]).0);
     }
-    fake.set_faults(labbook::github::fake::Faults {
+    fake.set_faults(labbook_testkit::fake::Faults {
         delay: Some(std::time::Duration::from_millis(60)),
         ..Default::default()
     });

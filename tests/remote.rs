@@ -6,12 +6,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use labbook::Store;
-use labbook::github::fake::{FakeGithub, Faults};
 use labbook::model::RunId;
 use labbook::remote::protocol::{
     self, Claim, ClaimState, CurvePoint, KIND_CLAIM, KIND_NOT_ALLOWED, KIND_RESULTS, Results,
 };
 use labbook::store::{RunFilter, RunStatus};
+use labbook_testkit::fake::{FakeGithub, Faults};
 
 const REPO: &str = "lab/notebook";
 /// The fake's main token: the runner's (login `labbook-bot`).

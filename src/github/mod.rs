@@ -1,7 +1,6 @@
 //! Two-way GitHub issue sync (`labbook sync`). See `docs/github.md` for the user's view
 //! and `docs/architecture.md` for where each part lives.
 pub mod client;
-pub mod fake;
 pub(crate) mod issue;
 pub mod merge;
 pub mod render;

@@ -1,0 +1,4 @@
+//! Test fixtures for labbook, kept out of the shipped library: a fake of the GitHub REST API
+//! served over real HTTP on 127.0.0.1 ([`fake`]), used by the tests and by
+//! `cargo run --example fake-github`.
+pub mod fake;
