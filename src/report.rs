@@ -105,12 +105,7 @@ pub fn curves(
                 band: Vec::new(),
             }
         } else {
-            let (mean, band) = mean_and_sd(&series, opts.smooth);
-            Curve {
-                label,
-                points: mean,
-                band,
-            }
+            mean_and_sd(&series, opts.smooth, label)
         };
         out.push(curve);
     }
@@ -138,10 +133,7 @@ pub fn curves(
 /// The mean curve of a group of runs and its ±1 sd band (sample sd), over the points every
 /// run has: the i-th point of each, up to the shortest run (runs of one config log the same
 /// steps; x is the mean of theirs). Each run is smoothed first.
-fn mean_and_sd(
-    series: &[(RunId, Vec<(f64, f64)>)],
-    smooth: usize,
-) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+fn mean_and_sd(series: &[(RunId, Vec<(f64, f64)>)], smooth: usize, label: String) -> Curve {
     let smoothed: Vec<Vec<(f64, f64)>> = series
         .iter()
         .map(|(_, p)| plot::smooth(p, smooth))
@@ -158,7 +150,11 @@ fn mean_and_sd(
         mean.push((x, m));
         band.push((x, m - sd, m + sd));
     }
-    (mean, band)
+    Curve {
+        label,
+        points: mean,
+        band,
+    }
 }
 
 /// What a report wrote.
