@@ -1,0 +1,358 @@
+//! Normal mode: the keys of the lists and the detail pane, and mouse clicks.
+use super::*;
+
+pub(super) fn needs_item(app: &mut App) -> Option<Item> {
+    match app.selected_item() {
+        Some(i) => Some(i.clone()),
+        None if app.tab == RUNS_TAB => {
+            app.error("runs are read-only here");
+            None
+        }
+        None => {
+            app.error("nothing selected");
+            None
+        }
+    }
+}
+
+pub(super) fn move_sel(app: &mut App, delta: isize) -> Vec<Effect> {
+    if app.focus == Focus::Detail {
+        let n = app.links().len();
+        if n > 0 {
+            app.link_sel = (app.link_sel as isize + delta).clamp(0, n as isize - 1) as usize;
+        } else {
+            app.detail_scroll = (app.detail_scroll as isize + delta).max(0) as u16;
+        }
+        return Vec::new();
+    }
+    let n = app.visible.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let row = (app.view().selected as isize + delta).clamp(0, n as isize - 1) as usize;
+    app.select_row(row);
+    app.detail_scroll = 0;
+    app.link_sel = 0;
+    app.detail_effects()
+}
+
+pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
+    app.message = None;
+    let page = app.page() as isize;
+    match action {
+        Action::Quit => return vec![Effect::Quit],
+        Action::Help => app.mode = Mode::Help(0),
+        Action::Reload => return vec![Effect::Send(Request::LoadAll)],
+        Action::NextTab | Action::PrevTab | Action::Tab(_) => {
+            let tab = match action {
+                Action::NextTab => (app.tab + 1) % TABS.len(),
+                Action::PrevTab => (app.tab + TABS.len() - 1) % TABS.len(),
+                Action::Tab(t) => t.min(TABS.len() - 1),
+                _ => unreachable!(),
+            };
+            app.tab = tab;
+            app.focus = Focus::List;
+            app.link_sel = 0;
+            app.detail_scroll = 0;
+            app.fts = None;
+            app.refresh_visible();
+            return app.detail_effects();
+        }
+        Action::Down => return move_sel(app, 1),
+        Action::Up => return move_sel(app, -1),
+        Action::PageDown => return move_sel(app, page),
+        Action::PageUp => return move_sel(app, -page),
+        Action::Top => return move_sel(app, -(app.visible.len() as isize)),
+        Action::Bottom => return move_sel(app, app.visible.len() as isize),
+        Action::ScrollDetailDown => app.detail_scroll = app.detail_scroll.saturating_add(3),
+        Action::ScrollDetailUp => app.detail_scroll = app.detail_scroll.saturating_sub(3),
+        Action::Enter => {
+            if app.focus == Focus::Detail {
+                let target = app.links().get(app.link_sel).map(|l| l.other);
+                match target {
+                    Some(id) => {
+                        app.jump(id);
+                        return app.detail_effects();
+                    }
+                    None => app.info("no link to follow"),
+                }
+            } else if app.selected_item().is_some() {
+                app.focus = Focus::Detail;
+                if app.links().is_empty() {
+                    app.info(format!(
+                        "no links; {} links this item",
+                        app.keymap.hint("link")
+                    ));
+                }
+            }
+        }
+        Action::Leave => {
+            if app.focus == Focus::Detail {
+                app.focus = Focus::List;
+            } else if !app.view().filter.is_empty() {
+                app.views[app.tab].filter.clear();
+                app.fts = None;
+                app.refresh_visible();
+                return app.detail_effects();
+            }
+        }
+        Action::Back => match app.back.pop() {
+            Some(loc) => {
+                app.goto(loc);
+                return app.detail_effects();
+            }
+            None => app.info("nothing to go back to"),
+        },
+        Action::CycleSort => {
+            let n = sort_keys(app.tab).len();
+            let v = &mut app.views[app.tab];
+            v.sort = (v.sort + 1) % n;
+            let key = sort_keys(app.tab)[v.sort];
+            let keep = app.selected();
+            app.refresh_visible();
+            if let Some(s) = keep {
+                app.select_sel(s);
+            }
+            app.info(format!("sorted by {key}"));
+        }
+        Action::ReverseSort => {
+            let keep = app.selected();
+            app.views[app.tab].reverse ^= true;
+            app.refresh_visible();
+            if let Some(s) = keep {
+                app.select_sel(s);
+            }
+        }
+        Action::Filter => {
+            app.focus = Focus::List;
+            app.mode = Mode::Filter;
+        }
+        Action::Search => {
+            app.mode = Mode::Search(SearchState {
+                query: String::new(),
+                hits: Vec::new(),
+                selected: 0,
+            })
+        }
+        Action::Add => match tab_kind(app.tab) {
+            Some(kind) => app.mode = Mode::Form(FormState::add(kind)),
+            None => {
+                app.mode = Mode::Prompt(PromptState {
+                    kind: PromptKind::LaunchRun,
+                    input: "configs/".into(),
+                })
+            }
+        },
+        Action::EditFields => {
+            if let Some(item) = needs_item(app) {
+                app.mode = Mode::Form(FormState::edit(&item));
+            }
+        }
+        Action::EditBody => {
+            if let Some(item) = needs_item(app) {
+                return vec![Effect::EditInEditor(item.id)];
+            }
+        }
+        Action::CycleStatus if app.tab == RUNS_TAB => {
+            // On the Runs tab, space/x marks runs to compare (two or more: overlaid curves).
+            let Some(id) = app.run_at(app.view().selected).map(|r| r.id) else {
+                return Vec::new();
+            };
+            if let Some(pos) = app.marked_runs.iter().position(|r| *r == id) {
+                app.marked_runs.remove(pos);
+            } else {
+                app.marked_runs.push(id);
+            }
+            app.compare_view = None;
+            let marked = app
+                .marked_runs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if app.marked_runs.len() >= 2 {
+                app.info(format!("comparing {marked}"));
+                return vec![Effect::Send(Request::CompareRuns(app.marked_runs.clone()))];
+            }
+            app.info(if marked.is_empty() {
+                "no runs marked".to_string()
+            } else {
+                format!("marked {marked}; mark another to compare")
+            });
+        }
+        Action::CycleStatus => {
+            if let Some(item) = needs_item(app) {
+                let next = next_status(item.kind, &item.status);
+                app.info(format!("{} → {next}", item.id));
+                return vec![Effect::update(
+                    item.id,
+                    labbook::model::ItemPatch {
+                        status: Some(next.to_string()),
+                        ..Default::default()
+                    },
+                )];
+            }
+        }
+        Action::Tag | Action::Comment => {
+            if let Some(item) = needs_item(app) {
+                let kind = if matches!(action, Action::Tag) {
+                    PromptKind::Tag(item.id)
+                } else {
+                    PromptKind::Comment(item.id)
+                };
+                app.mode = Mode::Prompt(PromptState {
+                    kind,
+                    input: String::new(),
+                });
+            }
+        }
+        Action::Link => {
+            if let Some(item) = needs_item(app) {
+                let matches = app.pick_matches("", item.id);
+                app.mode = Mode::Picker(PickerState {
+                    from: item.id,
+                    query: String::new(),
+                    matches,
+                    selected: 0,
+                    relation: None,
+                });
+            }
+        }
+        Action::Archive if app.tab == RUNS_TAB => {
+            // On the Runs tab, `d` stops the selected run (graceful, resumable: no question).
+            match app.run_at(app.view().selected) {
+                Some(r) if !r.status.is_finished() => {
+                    let id = r.id;
+                    app.info(format!("stopping {id}…"));
+                    return vec![Effect::Send(Request::CancelRun(id))];
+                }
+                Some(r) => app.error(format!("{} is already {}", r.id, r.status)),
+                None => app.error("no run selected"),
+            }
+        }
+        Action::Archive | Action::Delete => {
+            if let Some(item) = needs_item(app) {
+                let what = if matches!(action, Action::Archive) {
+                    ConfirmKind::Archive(item.id)
+                } else {
+                    ConfirmKind::Delete(item.id)
+                };
+                app.mode = Mode::Confirm(what, Box::new(Mode::Normal));
+            }
+        }
+        Action::ToggleLogScale => {
+            app.log_scale = !app.log_scale;
+            app.info(if app.log_scale {
+                "curves: log scale"
+            } else {
+                "curves: linear scale"
+            });
+        }
+        Action::CycleSmoothing => {
+            app.smoothing = match app.smoothing {
+                1 => 10,
+                10 => 50,
+                _ => 1,
+            };
+            app.info(format!("curves: smoothing {}", app.smoothing));
+        }
+        Action::ImportBibtex => {
+            app.mode = Mode::Prompt(PromptState {
+                kind: PromptKind::Import,
+                input: String::new(),
+            })
+        }
+        Action::OpenUrl => {
+            if let Some(item) = needs_item(app) {
+                let issue = app
+                    .detail
+                    .as_ref()
+                    .filter(|(i, _)| i.id == item.id)
+                    .and_then(|(_, d)| d.sync.as_ref())
+                    .map(|s| format!("https://github.com/{}/issues/{}", s.repo, s.issue));
+                match paper_url(&item).or(issue) {
+                    Some(url) => {
+                        app.info(format!("opening {url}"));
+                        return vec![Effect::OpenUrl(url)];
+                    }
+                    None => app.error(format!(
+                        "{} has no url, arXiv id, DOI or GitHub issue",
+                        item.id
+                    )),
+                }
+            }
+        }
+        Action::Sync => {
+            app.info("syncing with GitHub…");
+            return vec![Effect::Sync];
+        }
+        Action::CopyKey => {
+            if let Some(item) = needs_item(app) {
+                if item.kind != Kind::Paper {
+                    app.error("citation keys belong to papers");
+                } else {
+                    let key = labbook::bibtex::citation_key(&item);
+                    app.info(format!("copied {key}"));
+                    return vec![Effect::Copy(key)];
+                }
+            }
+        }
+        Action::Click { col, row } => return click(app, col, row),
+        Action::ScrollAt { col, row, down } => {
+            let a = app.areas();
+            let d = if down { 3 } else { -3 };
+            if contains(a.detail, col, row) {
+                app.detail_scroll = (app.detail_scroll as isize + d).max(0) as u16;
+            } else if contains(a.list, col, row) {
+                let prev = app.focus;
+                app.focus = Focus::List;
+                let fx = move_sel(app, d);
+                app.focus = prev;
+                return fx;
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+pub(super) fn contains(r: Rect, col: u16, row: u16) -> bool {
+    col >= r.x && col < r.x + r.width && row >= r.y && row < r.y + r.height
+}
+
+pub(super) fn click(app: &mut App, col: u16, row: u16) -> Vec<Effect> {
+    let a = app.areas();
+    if contains(a.tabs, col, row) {
+        if let Some(t) = layout::tab_at(app, col) {
+            return normal(app, Action::Tab(t));
+        }
+    } else if contains(a.list, col, row) {
+        app.focus = Focus::List;
+        // Border and header take the first two lines.
+        if row >= a.list.y + 2 {
+            let r = app.view().offset + (row - a.list.y - 2) as usize;
+            if r < app.visible.len() {
+                app.select_row(r);
+                app.link_sel = 0;
+                app.detail_scroll = 0;
+                return app.detail_effects();
+            }
+        }
+    } else if contains(a.detail, col, row) && app.selected_item().is_some() {
+        app.focus = Focus::Detail;
+    }
+    Vec::new()
+}
+
+/// The page to open for a paper: its URL, else arXiv, else DOI.
+pub fn paper_url(item: &Item) -> Option<String> {
+    let f = &item.fields;
+    f.url
+        .clone()
+        .or_else(|| {
+            f.arxiv_id
+                .as_ref()
+                .map(|a| format!("https://arxiv.org/abs/{a}"))
+        })
+        .or_else(|| f.doi.as_ref().map(|d| format!("https://doi.org/{d}")))
+}
