@@ -17,8 +17,8 @@ pub use items::ListFilter;
 pub use items::insert_item;
 pub use links::insert_link;
 pub use runs::{
-    MetricPoint, NewRun, RemoteOutcome, Run, RunEnvironment, RunFilter, RunStatus, STALE_HEARTBEAT,
-    metric_keys_in, metric_points_in, pid_alive,
+    LatestRun, MetricPoint, NewRun, RemoteOutcome, Run, RunEnvironment, RunFilter, RunStatus,
+    STALE_HEARTBEAT, latest_run_in, latest_values_in, metric_keys_in, metric_points_in, pid_alive,
 };
 pub use search::{SearchHit, as_you_type};
 

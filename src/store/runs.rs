@@ -658,14 +658,93 @@ pub fn metric_points_in(
     let mut rows = chunks.query(params![run, key])?;
     while let Some(row) = rows.next()? {
         let blob: Vec<u8> = row.get(0)?;
-        for p in blob.chunks_exact(24) {
-            let step = i64::from_le_bytes(p[0..8].try_into().expect("8 bytes"));
-            let value = f64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
-            let wall = f64::from_le_bytes(p[16..24].try_into().expect("8 bytes"));
+        for (step, value, wall) in chunk_points(&blob) {
             by_step.insert(step, (value, wall));
         }
     }
     Ok(by_step.into_iter().map(|(s, (v, w))| (s, v, w)).collect())
+}
+
+/// The `(step, value, wall time)` points of a packed metric chunk (24 bytes each, little
+/// endian: i64 step, f64 value, f64 seconds since the run started).
+fn chunk_points(blob: &[u8]) -> impl Iterator<Item = (i64, f64, f64)> + '_ {
+    blob.chunks_exact(24).map(|p| {
+        let word = |i: usize| <[u8; 8]>::try_from(&p[i..i + 8]).expect("8 bytes");
+        (
+            i64::from_le_bytes(word(0)),
+            f64::from_le_bytes(word(8)),
+            f64::from_le_bytes(word(16)),
+        )
+    })
+}
+
+/// The newest run of notebook `conn`, read without migrating (a runner's job notebook has
+/// one run, written by the requested commit's labbook).
+#[derive(Debug, Clone)]
+pub struct LatestRun {
+    pub id: i64,
+    /// As stored; a status this binary does not know is the caller's to judge.
+    pub status: String,
+    pub error: Option<String>,
+    pub host: Option<String>,
+    pub device: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub steps_done: i64,
+    pub steps_total: Option<i64>,
+    pub final_metrics: BTreeMap<String, f64>,
+}
+
+/// [`LatestRun`] of notebook `conn`, if it has a run.
+pub fn latest_run_in(conn: &rusqlite::Connection) -> rusqlite::Result<Option<LatestRun>> {
+    conn.query_row(
+        "SELECT id, status, error, host, device, started_at, finished_at, steps_done,
+                steps_total, final_metrics
+         FROM runs ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            let metrics: Option<String> = r.get(9)?;
+            Ok(LatestRun {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                error: r.get(2)?,
+                host: r.get(3)?,
+                device: r.get(4)?,
+                started_at: r.get(5)?,
+                finished_at: r.get(6)?,
+                steps_done: r.get(7)?,
+                steps_total: r.get(8)?,
+                final_metrics: metrics
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// The latest value of each metric of run `run` in notebook `conn` (the last point of each
+/// key's newest chunk), by key: what a status line shows while the run trains.
+pub fn latest_values_in(
+    conn: &rusqlite::Connection,
+    run: i64,
+) -> rusqlite::Result<Vec<(String, f64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT k.key, c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
+         WHERE c.id IN (SELECT max(id) FROM metric_chunks WHERE run_id = ?1 GROUP BY key_id)
+         ORDER BY k.key",
+    )?;
+    let rows = stmt.query_map([run], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, blob) = row?;
+        if let Some((_, value, _)) = chunk_points(&blob).last() {
+            out.push((key, value));
+        }
+    }
+    Ok(out)
 }
 
 fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Result<RunId> {
@@ -741,6 +820,40 @@ mod tests {
             vec![(1, 9.0), (2, 2.0), (3, 30.0), (4, 4.0)]
         );
         assert_eq!(s.metric_keys(run).unwrap(), vec!["loss"]);
+    }
+
+    /// What the runner reads from a job's notebook: its newest run, and each metric's
+    /// latest value from the newest chunk.
+    #[test]
+    fn latest_run_and_latest_values_come_from_the_newest_writes() {
+        let (_d, mut s) = temp_store();
+        let new = || NewRun {
+            config: String::new(),
+            steps_total: Some(9),
+            ..Default::default()
+        };
+        s.create_run(&new()).unwrap();
+        let run = s.create_run(&new()).unwrap();
+        let pt = |key: &str, step, value| MetricPoint {
+            step,
+            key: key.into(),
+            value,
+            wall_time: step as f64,
+        };
+        s.append_metrics(run, &[pt("loss", 1, 2.5), pt("acc", 1, 0.1)], Some(1))
+            .unwrap();
+        s.append_metrics(run, &[pt("loss", 2, 1.5), pt("loss", 3, 0.5)], Some(3))
+            .unwrap();
+        let latest = latest_run_in(s.conn()).unwrap().unwrap();
+        assert_eq!(
+            (latest.id, latest.steps_done, latest.steps_total),
+            (run.0, 3, Some(9))
+        );
+        assert_eq!(latest.status, "queued");
+        assert_eq!(
+            latest_values_in(s.conn(), run.0).unwrap(),
+            vec![("acc".to_string(), 0.1), ("loss".to_string(), 0.5)]
+        );
     }
 
     #[test]

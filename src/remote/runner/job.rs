@@ -370,39 +370,16 @@ pub(super) fn probe(db: &Path) -> Option<Progress> {
     )
     .ok()?;
     conn.busy_timeout(Duration::from_secs(2)).ok()?;
-    let (run, done, total): (i64, i64, Option<i64>) = conn
-        .query_row(
-            "SELECT id, steps_done, steps_total FROM runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .ok()?;
-    if done == 0 {
+    let run = crate::store::latest_run_in(&conn).ok()??;
+    if run.steps_done == 0 {
         return None;
     }
-    let metrics = conn
-        .prepare(
-            "SELECT k.key, c.points FROM metric_chunks c JOIN metric_keys k ON k.id = c.key_id
-             WHERE c.id IN (SELECT max(id) FROM metric_chunks WHERE run_id = ?1 GROUP BY key_id)
-             ORDER BY k.key",
-        )
-        .and_then(|mut st| {
-            st.query_map([run], |r| {
-                let key: String = r.get(0)?;
-                let blob: Vec<u8> = r.get(1)?;
-                Ok((key, blob))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, blob)| {
-            let p = blob.chunks_exact(24).last()?;
-            let v = f64::from_le_bytes(p[8..16].try_into().ok()?);
-            Some((k, v))
-        })
-        .collect();
-    Some((done, total, metrics))
+    let metrics = crate::store::latest_values_in(&conn, run.id).unwrap_or_default();
+    Some((
+        run.steps_done,
+        run.steps_total,
+        metrics.into_iter().collect(),
+    ))
 }
 
 pub(super) fn failed_results(

@@ -15,35 +15,22 @@ pub(super) struct JobRun {
     pub(super) final_metrics: std::collections::BTreeMap<String, f64>,
 }
 
-/// The latest run of a job notebook (each job's notebook has one).
+/// The latest run of a job notebook (each job's notebook has one), through the store's
+/// reader.
 pub(super) fn job_run(conn: &rusqlite::Connection) -> rusqlite::Result<Option<JobRun>> {
-    use rusqlite::OptionalExtension as _;
-    conn.query_row(
-        "SELECT id, status, error, host, device, started_at, finished_at, steps_done,
-                steps_total, final_metrics
-         FROM runs ORDER BY id DESC LIMIT 1",
-        [],
-        |r| {
-            let status: String = r.get(1)?;
-            let metrics: Option<String> = r.get(9)?;
-            Ok(JobRun {
-                id: r.get(0)?,
-                // A status this runner does not know: the run did not finish as it knows it.
-                status: status.parse().unwrap_or(RunStatus::Crashed),
-                error: r.get(2)?,
-                host: r.get(3)?,
-                device: r.get(4)?,
-                started_at: r.get(5)?,
-                finished_at: r.get(6)?,
-                steps_done: r.get(7)?,
-                steps_total: r.get(8)?,
-                final_metrics: metrics
-                    .and_then(|m| serde_json::from_str(&m).ok())
-                    .unwrap_or_default(),
-            })
-        },
-    )
-    .optional()
+    Ok(crate::store::latest_run_in(conn)?.map(|r| JobRun {
+        id: r.id,
+        // A status this runner does not know: the run did not finish as it knows it.
+        status: r.status.parse().unwrap_or(RunStatus::Crashed),
+        error: r.error,
+        host: r.host,
+        device: r.device,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        steps_done: r.steps_done,
+        steps_total: r.steps_total,
+        final_metrics: r.final_metrics,
+    }))
 }
 
 /// Reads the finished run from the job's notebook.
