@@ -308,15 +308,7 @@ pub fn author(config: &AppConfig) -> String {
     {
         return name.to_string();
     }
-    let git = std::process::Command::new("git")
-        .args(["config", "user.name"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let git = crate::git::line(None, &["config", "user.name"]);
     git.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "unknown".to_string())
 }

@@ -10,6 +10,7 @@ pub mod editview;
 pub mod error;
 pub mod example;
 pub mod export;
+pub mod git;
 pub mod github;
 pub mod lifecycle;
 pub mod model;

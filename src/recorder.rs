@@ -40,16 +40,7 @@ impl Provenance {
     /// Reads the git commit and uncommitted diff (untracked files included) of the working
     /// directory, the host name, and this labbook's build and CPU.
     pub fn capture(dir: &Path) -> Provenance {
-        let git = |args: &[&str]| {
-            std::process::Command::new("git")
-                .args(args)
-                .current_dir(dir)
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        };
+        let git = |args: &[&str]| crate::git::output(Some(dir), args);
         let git_commit = git(&["rev-parse", "HEAD"]).map(|s| s.trim().to_string());
         let git_diff = git_commit.as_ref().and(git(&["diff", "HEAD"])).map(|mut d| {
             let untracked = git(&["ls-files", "--others", "--exclude-standard", "-z"])

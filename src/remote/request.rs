@@ -44,15 +44,7 @@ pub fn remote_ref(store: &Store, id: RunId) -> Option<RemoteRef> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    crate::git::output(Some(dir), args).map(|s| s.trim().to_string())
 }
 
 /// Checks the request (clean tree, commit on GitHub, experiment exists), then creates run
