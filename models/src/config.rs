@@ -176,19 +176,19 @@ impl TrainSection {
 }
 
 fn default_d_state() -> usize {
-    16
+    crate::model::defaults::D_STATE
 }
 fn default_expand() -> usize {
-    2
+    crate::model::defaults::EXPAND
 }
 fn default_d_conv() -> usize {
-    4
+    crate::model::defaults::D_CONV
 }
 fn default_n_heads() -> usize {
-    4
+    crate::model::defaults::N_HEADS
 }
 fn default_mlp_ratio() -> usize {
-    4
+    crate::model::defaults::MLP_RATIO
 }
 fn default_grad_clip() -> f64 {
     1.0

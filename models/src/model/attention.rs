@@ -24,10 +24,10 @@ pub struct AttentionConfig {
     /// Model width.
     pub d_model: usize,
     /// Number of heads; must divide `d_model`.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::N_HEADS")]
     pub n_heads: usize,
     /// MLP hidden size = mlp_ratio · d_model.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::MLP_RATIO")]
     pub mlp_ratio: usize,
     /// Whether queries and keys get rotary embeddings.
     #[config(default = false)]

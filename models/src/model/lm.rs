@@ -20,13 +20,13 @@ pub struct LmConfig {
     /// One letter per layer: `M` = Mamba, `A` = attention (e.g. `"MMMA"`).
     pub pattern: String,
     /// SSM state size.
-    #[config(default = 16)]
+    #[config(default = "super::defaults::D_STATE")]
     pub d_state: usize,
     /// Mamba expansion factor.
-    #[config(default = 2)]
+    #[config(default = "super::defaults::EXPAND")]
     pub expand: usize,
     /// Mamba conv kernel.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::D_CONV")]
     pub d_conv: usize,
     /// Mamba Δ rank (`None` = ceil(d_model/16)).
     #[config(default = "None")]
@@ -35,10 +35,10 @@ pub struct LmConfig {
     #[config(default = false)]
     pub lti: bool,
     /// Attention heads.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::N_HEADS")]
     pub n_heads: usize,
     /// Attention MLP ratio.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::MLP_RATIO")]
     pub mlp_ratio: usize,
     /// Positional information.
     #[config(default = "Positional::None")]

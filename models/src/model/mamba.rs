@@ -15,13 +15,13 @@ pub struct MambaConfig {
     /// Model width.
     pub d_model: usize,
     /// SSM state size N per channel.
-    #[config(default = 16)]
+    #[config(default = "super::defaults::D_STATE")]
     pub d_state: usize,
     /// d_inner = expand · d_model.
-    #[config(default = 2)]
+    #[config(default = "super::defaults::EXPAND")]
     pub expand: usize,
     /// Depthwise causal convolution kernel size.
-    #[config(default = 4)]
+    #[config(default = "super::defaults::D_CONV")]
     pub d_conv: usize,
     /// Rank of the Δ projection; `None` means ceil(d_model / 16).
     #[config(default = "None")]

@@ -6,3 +6,17 @@ pub mod mamba;
 pub use attention::{AttentionBlock, AttentionConfig, Positional};
 pub use lm::{Block, Lm, LmConfig, pattern_attn_every};
 pub use mamba::{Mamba, MambaBlock, MambaConfig};
+
+/// Defaults shared by the model configs and the run-config format (`[model]`), written once.
+pub mod defaults {
+    /// SSM state size N per channel.
+    pub const D_STATE: usize = 16;
+    /// d_inner = expand · d_model.
+    pub const EXPAND: usize = 2;
+    /// Depthwise causal convolution kernel size.
+    pub const D_CONV: usize = 4;
+    /// Attention heads.
+    pub const N_HEADS: usize = 4;
+    /// MLP hidden width = mlp_ratio · d_model.
+    pub const MLP_RATIO: usize = 4;
+}
