@@ -259,12 +259,34 @@ impl World {
             assert_eq!(s.issue(issue).state, "closed");
             assert!(s.issue(issue).labels.contains(&"failed".to_string()));
         }
-        let out = self.labbook("alice", ALICE_TOKEN, &["sync"]);
-        assert!(out.status.success(), "{}", text(&out));
+        self.sync_alice();
         let run = self.alice_store().get_run(RunId(1)).unwrap();
         assert_eq!(run.status, RunStatus::Failed);
         let error = run.error.unwrap_or_default();
         assert!(error.contains(why), "{error}");
+    }
+
+    /// Waits until a runner's status comment on request `issue` shows training steps.
+    fn wait_training(&self, issue: u64) {
+        wait_for("the runner to train", Duration::from_secs(120), || {
+            self.comments(issue)
+                .iter()
+                .any(|c| c.contains("training, step"))
+        });
+    }
+
+    /// Request `issue`'s one results block (there must be exactly one).
+    fn only_result(&self, issue: u64) -> Results {
+        let mut results = self.results(issue);
+        assert_eq!(results.len(), 1, "results on #{issue}: {results:?}");
+        results.remove(0)
+    }
+
+    /// `labbook sync` in Alice's notebook; it must succeed.
+    fn sync_alice(&self) -> Output {
+        let out = self.labbook("alice", ALICE_TOKEN, &["sync"]);
+        assert!(out.status.success(), "{}", text(&out));
+        out
     }
 
     fn alice_store(&self) -> Store {
@@ -317,8 +339,7 @@ fn end_to_end_request_run_sync() {
     assert_eq!(r.git_commit.as_deref(), Some(w.sha.as_str()));
 
     // Before the runner: sync leaves it waiting.
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = w.sync_alice();
     assert!(text(&out).contains("still waiting"), "{}", text(&out));
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
@@ -337,9 +358,8 @@ fn end_to_end_request_run_sync() {
             issue.labels
         );
     }
-    let results = w.results(n);
-    assert_eq!(results.len(), 1);
-    let res = &results[0];
+    let result = w.only_result(n);
+    let res = &result;
     assert_eq!(res.status, "succeeded", "{:?}", res.error);
     assert_eq!(res.commit, w.sha);
     assert_eq!(res.steps_done, 5);
@@ -351,8 +371,7 @@ fn end_to_end_request_run_sync() {
     let co = w.dir.path().join("gpu-1/work/checkouts/issue-1");
     assert_eq!(git(&co, &["rev-parse", "HEAD"]), w.sha);
 
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = w.sync_alice();
     assert!(text(&out).contains("R-1: succeeded"), "{}", text(&out));
     let store = w.alice_store();
     let run = store.get_run(RunId(1)).unwrap();
@@ -379,8 +398,7 @@ fn end_to_end_request_run_sync() {
     // The run-request issue did not become a notebook item; sync again changes nothing.
     let out = w.labbook("alice", ALICE_TOKEN, &["list", "--json"]);
     assert!(!text(&out).contains("Run request"), "{}", text(&out));
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success());
+    w.sync_alice();
     assert_eq!(
         w.alice_store()
             .metric_series(RunId(1), "loss")
@@ -608,15 +626,13 @@ fn a_killed_runners_request_is_completed_by_another_after_its_lease() {
     });
     let out = w.runner_once("gpu-2");
     assert!(text(&out).contains("results posted"), "{}", text(&out));
-    let results = w.results(n);
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0].runner, "gpu-2");
-    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
-    assert_eq!(results[0].steps_done, 600);
+    let result = w.only_result(n);
+    assert_eq!(result.runner, "gpu-2");
+    assert_eq!(result.status, "succeeded", "{:?}", result.error);
+    assert_eq!(result.steps_done, 600);
     assert_eq!(w.fake.state().issue(n).state, "closed");
     // And it comes back to alice.
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let run = w.alice_store().get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.steps_done, 600);
@@ -673,8 +689,7 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         "labbook-bot",
     );
     w.fake.state().add_comment(n, &body, "labbook-bot");
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let store = w.alice_store();
     let run = store.get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
@@ -708,10 +723,9 @@ fn a_failed_build_is_reported_with_its_log_and_comes_back_failed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let results = w.results(n);
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0].status, "failed");
-    let err = results[0].error.clone().unwrap();
+    let result = w.only_result(n);
+    assert_eq!(result.status, "failed");
+    let err = result.error.clone().unwrap();
     assert!(
         err.contains("build failed") && err.contains("exit 3"),
         "{err}"
@@ -737,9 +751,7 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the runner to train", Duration::from_secs(120), || {
-        w.comments(n).iter().any(|c| c.contains("training, step"))
-    });
+    w.wait_training(n);
     let out = terminate(runner);
     assert!(text(&out).contains("given up"), "{}", text(&out));
     // The claim is withdrawn (not left to expire), nothing was posted, the issue is open.
@@ -791,13 +803,11 @@ fn the_default_build_compiles_the_commit_and_runs_its_binary() {
         work.join(format!("jobs/issue-{n}/labbook")).is_file(),
         "the job ran its own copy"
     );
-    let results = w.results(n);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
-    assert_eq!(results[0].commit, sha);
+    let result = w.only_result(n);
+    assert_eq!(result.status, "succeeded", "{:?}", result.error);
+    assert_eq!(result.commit, sha);
 
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let store = w.alice_store();
     let run = store.get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
@@ -834,8 +844,7 @@ fn claims_and_results_from_people_without_write_access_are_ignored() {
         s.add_comment(n, &format!("done!\n{results}"), "mallory");
     }
     // Before any runner: alice's sync does not take the forged results.
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
         RunStatus::QueuedRemote
@@ -857,8 +866,7 @@ fn claims_and_results_from_people_without_write_access_are_ignored() {
             .any(|b| b.contains("<!-- labbook:results ")),
         "the runner posted its own results"
     );
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let run = w.alice_store().get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_ne!(run.steps_done, 999, "not the forged results");
@@ -924,8 +932,7 @@ fn a_request_whose_filing_was_not_confirmed_is_settled_by_sync() {
     // Wait until R-2's request could no longer land (2 × timeout_secs + 1 s).
     let settle = Duration::from_secs(2 * 5 + 2);
     std::thread::sleep(settle.saturating_sub(requests[1].elapsed()));
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = w.sync_alice();
     assert!(
         text(&out).contains(&format!("found its request issue #{n}")),
         "{}",
@@ -943,8 +950,7 @@ fn a_request_whose_filing_was_not_confirmed_is_settled_by_sync() {
     );
     // R-1 then runs and comes back like any request.
     w.runner_once("gpu-1");
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
         RunStatus::Succeeded
@@ -974,9 +980,7 @@ fn a_renewal_held_up_by_github_gives_the_job_up_within_the_lease() {
             .spawn()
             .unwrap(),
     ));
-    wait_for("the runner to train", Duration::from_secs(120), || {
-        w.comments(n).iter().any(|c| c.contains("training, step"))
-    });
+    w.wait_training(n);
     // Every answer now takes longer than the client's timeout (5 s, 4 retries): the old
     // runner sat in the renewal for ~25 s past its 5 s lease.
     w.fake.set_faults(Faults {
@@ -1021,11 +1025,10 @@ fn commits_off_the_repos_branches_or_not_shas_are_refused() {
         let body = protocol::hidden_block(protocol::KIND_REQUEST, &req);
         s.create_issue("Run request (forged)", &body, &["run-request"], "alice")
     };
-    let out = w.runner_once("gpu-1");
-    let results = w.results(n);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "failed");
-    let err = results[0].error.clone().unwrap();
+    w.runner_once("gpu-1");
+    let result = w.only_result(n);
+    assert_eq!(result.status, "failed");
+    let err = result.error.clone().unwrap();
     assert!(err.contains("not on any branch"), "{err}");
     assert!(
         !w.dir
@@ -1034,10 +1037,9 @@ fn commits_off_the_repos_branches_or_not_shas_are_refused() {
             .exists(),
         "checked out"
     );
-    let results = w.results(forged);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "failed");
-    let err = results[0].error.clone().unwrap();
+    let result = w.only_result(forged);
+    assert_eq!(result.status, "failed");
+    let err = result.error.clone().unwrap();
     assert!(err.contains("not a full commit SHA"), "{err}");
     let s = w.fake.state();
     assert!(
@@ -1070,9 +1072,8 @@ fn jobs_cannot_read_the_runners_token() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains(RUNNER_TOKEN));
-    let results = w.results(n);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
+    let result = w.only_result(n);
+    assert_eq!(result.status, "succeeded", "{:?}", result.error);
     let env = std::fs::read_to_string(&env_dump).unwrap();
     assert!(env.contains("PATH="), "{env}");
     assert!(!env.contains(RUNNER_TOKEN), "{env}");
@@ -1138,12 +1139,11 @@ fn a_job_notebook_with_a_newer_schema_is_read_without_migrating() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let results = w.results(n);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "succeeded", "{:?}", results[0].error);
-    assert_eq!(results[0].steps_done, 5);
-    assert!(results[0].final_metrics.contains_key("loss"));
-    assert!(!results[0].curves["loss"].is_empty());
+    let result = w.only_result(n);
+    assert_eq!(result.status, "succeeded", "{:?}", result.error);
+    assert_eq!(result.steps_done, 5);
+    assert!(result.final_metrics.contains_key("loss"));
+    assert!(!result.curves["loss"].is_empty());
     let db = w
         .dir
         .path()
@@ -1251,8 +1251,7 @@ fn results_copied_from_another_request_are_not_accepted() {
     let copied = w.results_comment(first);
     // Alice has write access (COLLABORATOR), but never claimed the second request.
     w.fake.state().add_comment(second, &copied, "alice");
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let store = w.alice_store();
     assert_eq!(
         store.get_run(RunId(1)).unwrap().status,
@@ -1271,8 +1270,7 @@ fn results_copied_from_another_request_are_not_accepted() {
     let results = w.results(second);
     assert_eq!(results.len(), 2, "the copy and the real results");
     assert_ne!(results[0].nonce, results[1].nonce);
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     assert_eq!(
         w.alice_store().get_run(RunId(2)).unwrap().status,
         RunStatus::Succeeded
@@ -1308,8 +1306,7 @@ fn pinned_runner_accounts_alone_claim_and_report() {
     let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
     text_cfg.push_str(pin);
     std::fs::write(&cfg, text_cfg).unwrap();
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
         RunStatus::QueuedRemote
@@ -1324,8 +1321,7 @@ fn pinned_runner_accounts_alone_claim_and_report() {
         .output()
         .unwrap();
     assert!(text(&out).contains("results posted"), "{}", text(&out));
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     let run = w.alice_store().get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_ne!(run.steps_done, 999);
@@ -1440,10 +1436,9 @@ fn a_job_over_max_job_time_is_stopped_and_reported_failed() {
         "not stopped: {:?}",
         started.elapsed()
     );
-    let results = w.results(n);
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0].status, "failed");
-    let error = results[0].error.clone().unwrap_or_default();
+    let result = w.only_result(n);
+    assert_eq!(result.status, "failed");
+    let error = result.error.clone().unwrap_or_default();
     assert!(error.contains("max_job_time"), "{error}");
     let comment = w.results_comment(n);
     assert!(
@@ -1476,16 +1471,14 @@ fn closing_a_request_stops_its_job_and_reports_it_cancelled() {
         "{:?}",
         closed_at.elapsed()
     );
-    let results = w.results(n);
-    assert_eq!(results.len(), 1, "{}", text(&out));
-    assert_eq!(results[0].status, "cancelled");
+    let result = w.only_result(n);
+    assert_eq!(result.status, "cancelled");
     assert!(
-        results[0].error.as_deref().unwrap_or("").contains("closed"),
+        result.error.as_deref().unwrap_or("").contains("closed"),
         "{:?}",
-        results[0].error
+        result.error
     );
-    let out = w.labbook("alice", ALICE_TOKEN, &["sync"]);
-    assert!(out.status.success(), "{}", text(&out));
+    w.sync_alice();
     assert_eq!(
         w.alice_store().get_run(RunId(1)).unwrap().status,
         RunStatus::Cancelled
