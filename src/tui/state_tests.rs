@@ -151,7 +151,7 @@ fn follow_a_link_and_come_back() {
         app.message
             .as_ref()
             .unwrap()
-            .0
+            .text
             .contains("nothing to go back")
     );
 }
@@ -325,7 +325,10 @@ fn reload_keeps_the_selection_and_runs_are_read_only() {
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 2))));
     run(&mut app, vec![Action::Tab(4)]);
     assert!(run(&mut app, vec![Action::EditFields]).is_empty());
-    assert!(app.message.as_ref().unwrap().1, "an error explains why");
+    assert!(
+        app.message.as_ref().unwrap().is_error,
+        "an error explains why"
+    );
     // `a` on the Runs tab starts a run instead (see below).
 }
 

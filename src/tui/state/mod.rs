@@ -122,6 +122,14 @@ pub struct Loc {
     pub sel: Option<Sel>,
 }
 
+/// The one-line message in the status bar until the next key: what happened, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMessage {
+    pub text: String,
+    /// Drawn in the error style.
+    pub is_error: bool,
+}
+
 pub struct App {
     pub db_label: String,
     pub keymap: Keymap,
@@ -153,7 +161,7 @@ pub struct App {
     pub detail_scroll: u16,
     pub mode: Mode,
     pub back: Vec<Loc>,
-    pub message: Option<(String, bool)>,
+    pub message: Option<StatusMessage>,
     pub loaded: bool,
     pub size: Rect,
     /// Select this item when the next data arrives (after an add).
@@ -432,11 +440,17 @@ impl App {
     }
 
     fn info(&mut self, msg: impl Into<String>) {
-        self.message = Some((msg.into(), false));
+        self.message = Some(StatusMessage {
+            text: msg.into(),
+            is_error: false,
+        });
     }
 
     fn error(&mut self, msg: impl Into<String>) {
-        self.message = Some((msg.into(), true));
+        self.message = Some(StatusMessage {
+            text: msg.into(),
+            is_error: true,
+        });
     }
 
     fn apply_data(&mut self, data: Data) {

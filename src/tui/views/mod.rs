@@ -80,10 +80,10 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
                 t.dim(),
             ),
         ])
-    } else if let Some((msg, err)) = &app.message {
+    } else if let Some(m) = &app.message {
         Line::from(Span::styled(
-            msg.clone(),
-            if *err { t.error() } else { Style::new() },
+            m.text.clone(),
+            if m.is_error { t.error() } else { Style::new() },
         ))
     } else {
         let k = |name: &str| app.keymap.hint(name);
