@@ -4,12 +4,13 @@
 # `[train] state_init`. Run by hand (minutes per run; not in CI). Installs torch and mambapy
 # into .venv-bench/ (git-ignored) the first time.
 #
-#   scripts/induction-heads-vs-mambapy.sh [steps [state_init...]]   (default 6000 zeros noise carry)
+#   scripts/induction-heads-vs-mambapy.sh [steps [state_init...]]   (default 10000 zeros noise carry)
 #
-# Prints one line per run: labbook's `eval` line, then mambapy's JSON.
+# Prints one line per run: labbook's `eval` line, then mambapy's JSON. Both use the config's
+# weight decay (0; set WD and pass train.weight_decay through the config to change both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-6000}
+STEPS=${1:-10000}
 shift || true
 INITS=${*:-zeros noise carry}
 LENS=${LENS:-64,256,1024,4096}
@@ -28,5 +29,6 @@ for init in $INITS; do
         "train.state_init=$init" "task.eval_seq_lens=[$LENS]" | grep '^eval' | tail -1 |
         sed 's/^/labbook: /'
     "$VENV/bin/python" -W ignore scripts/induction_heads_mambapy.py --steps "$STEPS" \
-        --state-init "$init" --eval-lens "$LENS" | tail -1 | sed 's/^/mambapy: /'
+        --state-init "$init" --weight-decay "${WD:-0}" --eval-lens "$LENS" | tail -1 |
+        sed 's/^/mambapy: /'
 done
