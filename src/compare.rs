@@ -238,21 +238,8 @@ pub fn compare(store: &Store, ids: &[RunId]) -> Result<Comparison> {
 /// Groups of two or more runs whose configs are equal but for `train.seed` (provenance such
 /// as the commit may differ), in the order of their first run.
 fn seed_groups(runs: &[Run], summaries: &[RunSummary]) -> Vec<SeedGroup> {
-    let settings: Vec<_> = runs
-        .iter()
-        .map(|r| {
-            let mut c = flatten_config(&r.config);
-            c.remove(crate::report::SEED_KEY);
-            c
-        })
-        .collect();
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..runs.len() {
-        match groups.iter_mut().find(|g| settings[g[0]] == settings[i]) {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
+    let configs: Vec<_> = runs.iter().map(|r| flatten_config(&r.config)).collect();
+    let groups = group_by_setting(&configs);
     groups
         .into_iter()
         .filter(|g| g.len() > 1)
@@ -277,6 +264,28 @@ fn seed_groups(runs: &[Run], summaries: &[RunSummary]) -> Vec<SeedGroup> {
             }
         })
         .collect()
+}
+
+/// The config key that tells seeds of one setting apart.
+pub const SEED_KEY: &str = "train.seed";
+
+/// Indices of `configs` (flattened) grouped by setting: configs equal but for [`SEED_KEY`]
+/// share a group. Groups are in the order of their first member, members in input order.
+pub fn group_by_setting(configs: &[BTreeMap<String, String>]) -> Vec<Vec<usize>> {
+    let setting = |c: &BTreeMap<String, String>| {
+        let mut c = c.clone();
+        c.remove(SEED_KEY);
+        c
+    };
+    let settings: Vec<_> = configs.iter().map(setting).collect();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..settings.len() {
+        match groups.iter_mut().find(|g| settings[g[0]] == settings[i]) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
 }
 
 /// Mean, sample standard deviation (0 for one value) and count.

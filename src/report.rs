@@ -21,8 +21,7 @@ pub struct CurveOptions {
     pub group_seeds: bool,
 }
 
-/// The config key that tells seeds of one setting apart.
-pub const SEED_KEY: &str = "train.seed";
+pub use compare::SEED_KEY;
 
 /// One metric of several runs as labelled curves: one per run, or per group of seeds (see
 /// [`CurveOptions`]). Runs are told apart in the labels by every config key that differs
@@ -41,20 +40,15 @@ pub fn curves(
         .iter()
         .map(|r| compare::flatten_config(&r.config))
         .collect();
+    // Groups in the order of their first run; without grouping, one run each.
+    let groups = if opts.group_seeds {
+        compare::group_by_setting(&configs)
+    } else {
+        (0..runs.len()).map(|i| vec![i]).collect()
+    };
     if opts.group_seeds {
         for c in &mut configs {
             c.remove(SEED_KEY);
-        }
-    }
-    // Groups in the order of their first run; without grouping, one run each.
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..runs.len() {
-        let same = groups
-            .iter_mut()
-            .find(|g| opts.group_seeds && configs[g[0]] == configs[i]);
-        match same {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
         }
     }
     let heads: Vec<_> = groups.iter().map(|g| configs[g[0]].clone()).collect();
@@ -144,9 +138,7 @@ fn mean_and_sd(series: &[(RunId, Vec<(f64, f64)>)], smooth: usize, label: String
     let mut band = Vec::with_capacity(len);
     for i in 0..len {
         let x = smoothed.iter().map(|s| s[i].0).sum::<f64>() / n;
-        let m = smoothed.iter().map(|s| s[i].1).sum::<f64>() / n;
-        let var = smoothed.iter().map(|s| (s[i].1 - m).powi(2)).sum::<f64>() / (n - 1.0);
-        let sd = var.sqrt();
+        let (m, sd, _) = compare::mean_sd(&smoothed.iter().map(|s| s[i].1).collect::<Vec<_>>());
         mean.push((x, m));
         band.push((x, m - sd, m + sd));
     }
