@@ -330,8 +330,15 @@ pub(super) type BlockOut = (Vec<f32>, Vec<f32>);
 /// `h0` of batch item `bi`, channels `k0..k0 + w`, as `[N, BLOCK]` (zero-padded; all zeros
 /// without `h0`).
 fn initial_state(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
+    let mut h = vec![0.0f32; s.state * BLOCK];
+    write_initial_state(s, (bi, k0, w), &mut h);
+    h
+}
+
+/// Writes [`initial_state`] into `h` (`[N, BLOCK]`), without allocating.
+fn write_initial_state(s: &HostInputs, (bi, k0, w): (usize, usize, usize), h: &mut [f32]) {
     let (ch, n) = (s.channels, s.state);
-    let mut h = vec![0.0f32; n * BLOCK];
+    h.fill(0.0);
     if let Some(h0) = &s.h0 {
         for j in 0..w {
             let at = (bi * ch + k0 + j) * n;
@@ -340,7 +347,6 @@ fn initial_state(s: &HostInputs, bi: usize, k0: usize, w: usize) -> Vec<f32> {
             }
         }
     }
-    h
 }
 
 /// Gradients of channels `k0..k0 + w` of batch item `bi`, laid out like [`forward_block`]:
@@ -356,20 +362,23 @@ fn backward_block<const FMA: bool>(
     w: usize,
     reduce: impl Fn(&[f32], &mut [f32]),
 ) -> BlockGrads {
-    let h0 = initial_state(s, bi, k0, w);
-    with_scratch(s.len, &h0, |bufs| {
+    with_scratch(s, (bi, k0, w), |bufs| {
         backward_pass::<FMA>(s, grad, (bi, k0, w), bufs, reduce)
     })
 }
 
 /// Runs `body` on the per-thread work buffers of a block backward, `[dts, xs, dys, states,
-/// decays, pc, pb]` for `L` steps and the block's initial state `h0` (`[N, BLOCK]`): row 0 of
-/// `states` (`h_{−1}`) is `h0`, everything else is stale and must be written before it is
-/// read.
+/// decays, pc, pb]`, for the block `(bi, k0, w)` of `s`: row 0 of `states` (`h_{−1}`) is the
+/// block's initial state ([`initial_state`]), everything else is stale and must be written
+/// before it is read.
 #[inline(always)]
-fn with_scratch<R>(l: usize, h0: &[f32], body: impl FnOnce([&mut [f32]; 7]) -> R) -> R {
-    let nb = h0.len();
-    let n = nb / BLOCK;
+fn with_scratch<R>(
+    s: &HostInputs,
+    block: (usize, usize, usize),
+    body: impl FnOnce([&mut [f32]; 7]) -> R,
+) -> R {
+    let (l, n) = (s.len, s.state);
+    let nb = n * BLOCK;
     // Reused without clearing (fresh buffers were page faults and memsets). Taken out of the
     // thread-local rather than borrowed in a closure passed to std: that closure would be
     // compiled without the caller's target features. (`body` is inlined into the caller.)
@@ -385,7 +394,7 @@ fn with_scratch<R>(l: usize, h0: &[f32], body: impl FnOnce([&mut [f32]; 7]) -> R
     let (decays, rest) = rest.split_at_mut(l * nb);
     let (pc, rest) = rest.split_at_mut(l * n * LANES); // partial sums of dC, [L, N, LANES]
     let pb = &mut rest[..l * n * LANES];
-    states[..nb].copy_from_slice(h0);
+    write_initial_state(s, block, &mut states[..nb]);
     let out = body([dts, xs, dys, states, decays, pc, pb]);
     SCRATCH.set(scratch);
     out

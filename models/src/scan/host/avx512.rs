@@ -146,8 +146,9 @@ pub(super) fn backward_block(
     k0: usize,
     w: usize,
 ) -> BlockGrads {
-    let h0 = initial_state(s, bi, k0, w);
-    with_scratch(s.len, &h0, |bufs| backward_pass(s, grad, (bi, k0, w), bufs))
+    with_scratch(s, (bi, k0, w), |bufs| {
+        backward_pass(s, grad, (bi, k0, w), bufs)
+    })
 }
 
 #[inline]
