@@ -1,7 +1,6 @@
 //! BibTeX in and out: papers from `.bib` files (parsed by the `biblatex` crate) and
 //! entries for export.
 use biblatex::{Bibliography, ChunksExt, Entry};
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::config::line_of;
@@ -220,26 +219,7 @@ impl Store {
             for paper in &papers {
                 let f = &paper.fields;
                 let key = f.bibtex_key.clone().unwrap_or_default();
-                let dup: Option<(String, i64, String)> = tx
-                    .query_row(
-                        "SELECT kind, num, CASE
-                            WHEN ?1 IS NOT NULL AND lower(doi) = lower(?1) THEN 'DOI ' || doi
-                            WHEN ?2 IS NOT NULL AND arxiv_id = ?2 THEN 'arXiv ' || arxiv_id
-                            ELSE 'key ' || bibtex_key END
-                         FROM items WHERE kind = 'paper' AND (
-                            (?1 IS NOT NULL AND lower(doi) = lower(?1)) OR
-                            (?2 IS NOT NULL AND arxiv_id = ?2) OR
-                            (?3 IS NOT NULL AND bibtex_key = ?3))
-                         LIMIT 1",
-                        rusqlite::params![f.doi, f.arxiv_id, f.bibtex_key],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
-                if let Some((kind, num, why)) = dup {
-                    let id = ItemId {
-                        kind: kind.parse()?,
-                        num,
-                    };
+                if let Some((id, why)) = crate::store::items::duplicate_paper(tx, f)? {
                     report.skipped.push((key, format!("same {why} as {id}")));
                     continue;
                 }

@@ -185,9 +185,7 @@ const TASKS: &[Task] = &[
 
 /// Seeds the example notebook in one transaction. Refuses a notebook that already has items.
 pub fn seed(store: &mut Store) -> Result<Vec<ItemId>> {
-    let existing: i64 = store
-        .conn()
-        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
+    let existing = store.item_count()?;
     if existing > 0 {
         return Err(Error::Invalid(format!(
             "{}: the notebook already has {existing} items; --example only seeds an empty notebook",

@@ -58,6 +58,30 @@ pub fn link_rel(link: &str, rel: &str) -> Option<String> {
     })
 }
 
+/// A paginated listing read page by page, for callers that stop early or act on each
+/// page as it comes ([`Client::get_all`] reads them all).
+pub struct Pages {
+    next: Option<String>,
+}
+
+impl Pages {
+    pub fn new(first: &str) -> Pages {
+        Pages {
+            next: Some(first.to_string()),
+        }
+    }
+
+    /// The next page, or `None` after the last.
+    pub async fn next(&mut self, client: &mut Client) -> Result<Option<Resp>> {
+        let Some(path) = self.next.take() else {
+            return Ok(None);
+        };
+        let resp = client.get(&path, None).await?;
+        self.next = client.next_page(&resp);
+        Ok(Some(resp))
+    }
+}
+
 /// Outcome of a POST.
 pub enum Sent {
     Done(Resp),
@@ -89,6 +113,8 @@ pub struct Client {
     /// Primary rate limit as last reported.
     pub rate_remaining: Option<u64>,
     rate_reset: Option<u64>,
+    /// Fail instead of sending request number `max + 1` (a kill switch for tests).
+    request_limit: Option<u64>,
 }
 
 impl Client {
@@ -114,6 +140,7 @@ impl Client {
             requests: 0,
             rate_remaining: None,
             rate_reset: None,
+            request_limit: None,
         })
     }
 
@@ -163,6 +190,31 @@ impl Client {
     /// Shorter retry backoff (tests).
     pub fn set_backoff(&mut self, d: Duration) {
         self.backoff = d;
+    }
+
+    /// After `max` requests every further one fails, as if the process had been killed
+    /// there (tests of interrupted syncs).
+    pub fn set_request_limit(&mut self, max: Option<u64>) {
+        self.request_limit = max;
+    }
+
+    /// The path of the page after `resp` in a paginated listing (its `Link: rel="next"`).
+    pub fn next_page(&self, resp: &Resp) -> Option<String> {
+        resp.next_link().map(|l| self.relative(&l))
+    }
+
+    /// Every page of a listing, each parsed by `parse` (which sanitises what it reads).
+    pub async fn get_all<T>(
+        &mut self,
+        first: &str,
+        parse: impl Fn(&str) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let mut pages = Pages::new(first);
+        let mut all = Vec::new();
+        while let Some(resp) = pages.next(self).await? {
+            all.extend(parse(&resp.body)?);
+        }
+        Ok(all)
     }
 
     /// A path relative to the API root for a URL GitHub handed back (e.g. a `Link`).
@@ -225,6 +277,13 @@ impl Client {
     ) -> Result<Sent> {
         let mut attempt = 0u32;
         loop {
+            if let Some(max) = self.request_limit
+                && self.requests >= max
+            {
+                return Err(Error::Github(format!(
+                    "stopped after {max} requests (test kill switch)"
+                )));
+            }
             self.wait_for_rate_limit().await?;
             if matches!(verb, Verb::Post | Verb::Patch) {
                 if let Some(last) = self.last_write {

@@ -127,6 +127,39 @@ fn check_fields(kind: Kind, fields: &Fields) -> Result<()> {
 }
 
 /// Inserts an item inside an open transaction (used by add, import and the example seed).
+/// A paper already in the notebook with the same DOI, arXiv id or citation key as
+/// `fields`, with which of the three matched (`DOI 10.…`, `arXiv 2312.…`, `key gu2023`).
+pub(crate) fn duplicate_paper(
+    conn: &rusqlite::Connection,
+    fields: &crate::model::Fields,
+) -> Result<Option<(ItemId, String)>> {
+    let dup: Option<(String, i64, String)> = conn
+        .query_row(
+            "SELECT kind, num, CASE
+                WHEN ?1 IS NOT NULL AND lower(doi) = lower(?1) THEN 'DOI ' || doi
+                WHEN ?2 IS NOT NULL AND arxiv_id = ?2 THEN 'arXiv ' || arxiv_id
+                ELSE 'key ' || bibtex_key END
+             FROM items WHERE kind = 'paper' AND (
+                (?1 IS NOT NULL AND lower(doi) = lower(?1)) OR
+                (?2 IS NOT NULL AND arxiv_id = ?2) OR
+                (?3 IS NOT NULL AND bibtex_key = ?3))
+             LIMIT 1",
+            rusqlite::params![fields.doi, fields.arxiv_id, fields.bibtex_key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    dup.map(|(kind, num, why)| {
+        Ok((
+            ItemId {
+                kind: kind.parse()?,
+                num,
+            },
+            why,
+        ))
+    })
+    .transpose()
+}
+
 pub fn insert_item(tx: &Transaction, ctx: &Ctx, new: &NewItem) -> Result<Item> {
     let title = new.title.trim();
     if title.is_empty() {
@@ -451,6 +484,13 @@ impl Store {
             tx.execute("DELETE FROM items WHERE id = ?1", [rowid])?;
             Ok(())
         })
+    }
+
+    /// Items in the notebook, archived ones included.
+    pub fn item_count(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))?)
     }
 
     /// Item counts per kind (not archived), for status lines.

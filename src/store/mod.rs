@@ -9,6 +9,7 @@ use rusqlite_migration::{M, Migrations};
 use crate::error::{Error, Result};
 
 pub(crate) mod items;
+pub mod github;
 mod links;
 mod runs;
 mod search;

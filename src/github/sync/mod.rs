@@ -15,11 +15,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::client::{Client, Sent};
+use super::client::{Client, Pages, Sent};
 use super::issue::{Issue, IssueComment, own_login, parse_comments, parse_issues};
 use super::merge::{Field, Proj, Snapshot, merge};
 use super::render::{self, comment_body, comment_marker, issue_body, local_proj};
@@ -32,9 +32,8 @@ use crate::store::{Ctx, Store, insert_item};
 
 mod pull;
 mod push;
-mod state;
+use crate::store::github::{self as gh_store, CachedPage, conflict_fields, set_state};
 pub(crate) use pull::apply_field;
-pub(crate) use state::*;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -83,6 +82,22 @@ pub(crate) struct Stored {
     pub label_names: Vec<String>,
 }
 
+/// Item `rowid`'s link snapshot; `None` when it has no issue.
+pub(crate) fn load_link(conn: &Connection, rowid: i64) -> Result<Option<Stored>> {
+    gh_store::link_snapshot(conn, rowid)
+}
+
+pub(crate) fn save_link(
+    conn: &Connection,
+    ctx: &Ctx,
+    repo: &str,
+    rowid: i64,
+    number: i64,
+    stored: &Stored,
+) -> Result<()> {
+    gh_store::save_link(conn, &ctx.now, repo, rowid, number, stored)
+}
+
 /// Runs one sync of `store` with `cfg.repo`. Blocking (drives its own small runtime).
 pub fn sync(store: &mut Store, cfg: &GithubConfig, token: &Token) -> Result<SyncReport> {
     sync_with(store, cfg, token, &SyncOptions::default())
@@ -101,6 +116,7 @@ pub fn sync_with(
         if let Some(b) = opts.backoff {
             client.set_backoff(b);
         }
+        client.set_request_limit(opts.max_requests);
         let mut s = Syncer {
             store,
             cfg,
@@ -109,7 +125,6 @@ pub fn sync_with(
                 repo: cfg.repo.clone(),
                 ..Default::default()
             },
-            max_requests: opts.max_requests,
             used_urls: Vec::new(),
             me: None,
         };
@@ -149,7 +164,6 @@ struct Syncer<'a> {
     cfg: &'a GithubConfig,
     client: Client,
     report: SyncReport,
-    max_requests: Option<u64>,
     used_urls: Vec<String>,
     /// The token's own login, fetched the first time a marker needs checking.
     me: Option<String>,
@@ -172,34 +186,18 @@ impl Syncer<'_> {
         if let Some(me) = &self.me {
             return Ok(me.clone());
         }
-        self.budget()?;
         let me = own_login(&mut self.client).await?;
         self.me = Some(me.clone());
         Ok(me)
-    }
-
-    fn budget(&self) -> Result<()> {
-        if let Some(max) = self.max_requests
-            && self.client.requests >= max
-        {
-            return Err(Error::Github(format!(
-                "stopped after {max} requests (test kill switch)"
-            )));
-        }
-        Ok(())
     }
 
     async fn run(&mut self) -> Result<()> {
         self.lock()?;
         let out = self.run_locked().await;
         let repo = self.repo().to_string();
-        let unlock = self.store.write(|tx, _| {
-            tx.execute(
-                "DELETE FROM gh_state WHERE repo = ?1 AND key = 'lock'",
-                [&repo],
-            )?;
-            Ok(())
-        });
+        let unlock = self
+            .store
+            .write(|tx, _| gh_store::clear_state(tx, &repo, "lock"));
         out.and(unlock)
     }
 
@@ -210,7 +208,7 @@ impl Syncer<'_> {
         let repo = self.repo().to_string();
         let me = std::process::id();
         self.store.write(|tx, ctx| {
-            if let Some(v) = get_state(tx, &repo, "lock")? {
+            if let Some(v) = gh_store::state(tx, &repo, "lock")? {
                 let mut parts = v.splitn(2, ' ');
                 let pid: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let at = parts.next().unwrap_or("");
@@ -240,57 +238,52 @@ impl Syncer<'_> {
         self.store.write(|tx, ctx| {
             set_state(tx, &repo, "last_sync", &ctx.now)?;
             // Drop cached pages of old cursors; keep the ones this sync used.
-            let stale: Vec<String> = {
-                let mut stmt = tx.prepare("SELECT url FROM gh_etags WHERE url LIKE ?1")?;
-                let rows = stmt.query_map([format!("/repos/{repo}/%")], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()?
-                    .into_iter()
-                    .filter(|u| !used.contains(u))
-                    .collect()
-            };
-            for u in stale {
-                tx.execute("DELETE FROM gh_etags WHERE url = ?1", [u])?;
-            }
-            Ok(())
+            gh_store::drop_cached_pages_except(tx, &repo, &used)
         })?;
         Ok(())
     }
 
-    /// GET a list page, replaying the cached page on 304. Returns (body, next link).
-    async fn get_page(&mut self, path: &str) -> Result<(String, Option<String>, Option<String>)> {
-        self.budget()?;
+    /// GET a list page, conditional on its cached ETag; a 304 replays the cached page.
+    async fn get_page(&mut self, path: &str) -> Result<Page> {
         self.used_urls.push(path.to_string());
-        let cached: Option<(String, String, Option<String>)> = self
-            .store
-            .conn()
-            .query_row(
-                "SELECT etag, body, link FROM gh_etags WHERE url = ?1",
-                [path],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        let cached = gh_store::cached_page(self.store.conn(), path)?;
         let resp = self
             .client
-            .get(path, cached.as_ref().map(|c| c.0.as_str()))
+            .get(path, cached.as_ref().map(|c| c.etag.as_str()))
             .await?;
         if resp.status == 304
-            && let Some((_, body, link)) = cached
+            && let Some(c) = cached
         {
-            return Ok((
-                body,
-                link.as_deref().and_then(super::client::next_link),
-                None,
-            ));
+            let next = c
+                .link
+                .as_deref()
+                .and_then(super::client::next_link)
+                .map(|l| self.client.relative(&l));
+            return Ok(Page {
+                body: c.body,
+                next,
+                to_cache: None,
+            });
         }
-        let etag = resp.header("etag").map(str::to_string);
-        let next = resp.next_link();
-        Ok((
-            resp.body.clone(),
+        let next = self.client.next_page(&resp);
+        // The Link header is kept beside the ETag so that a replayed page leads on.
+        let to_cache = resp.header("etag").map(|etag| CachedPage {
+            etag: etag.to_string(),
+            body: resp.body.clone(),
+            link: resp.header("link").map(str::to_string),
+        });
+        Ok(Page {
+            body: resp.body,
             next,
-            etag.map(|e| {
-                // Remember the Link header beside the ETag so a 304 can be replayed.
-                format!("{e}\n{}", resp.header("link").unwrap_or(""))
-            }),
-        ))
+            to_cache,
+        })
     }
+}
+
+/// One page of a listing: its body, the path of the next page, and what to cache for the
+/// next conditional GET when GitHub sent a fresh copy.
+struct Page {
+    body: String,
+    next: Option<String>,
+    to_cache: Option<CachedPage>,
 }

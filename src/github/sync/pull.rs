@@ -5,7 +5,7 @@ use super::*;
 impl Syncer<'_> {
     pub(super) async fn pull_issues(&mut self) -> Result<()> {
         let repo = self.repo().to_string();
-        let since = get_state(self.store.conn(), &repo, "issues_since")?;
+        let since = gh_store::state(self.store.conn(), &repo, "issues_since")?;
         let mut path =
             format!("/repos/{repo}/issues?state=all&sort=updated&direction=asc&per_page=100");
         if let Some(s) = &since {
@@ -13,8 +13,8 @@ impl Syncer<'_> {
         }
         let mut next = Some(path);
         while let Some(path) = next.take() {
-            let (body, link, etag) = self.get_page(&path).await?;
-            let issues = parse_issues(&body)?;
+            let page = self.get_page(&path).await?;
+            let issues = parse_issues(&page.body)?;
             let me = if self.has_unlinked_marker(&issues)? {
                 Some(self.me().await?)
             } else {
@@ -33,18 +33,20 @@ impl Syncer<'_> {
                 if let Some(last) = issues.last() {
                     set_state(tx, &repo, "issues_since", &last.updated_at)?;
                 }
-                cache_page(tx, &path, etag.as_deref(), &body)?;
+                if let Some(fresh) = &page.to_cache {
+                    gh_store::cache_page(tx, &path, fresh)?;
+                }
                 Ok(())
             })?;
             self.absorb(counts, events);
-            next = link.map(|l| self.client.relative(&l));
+            next = page.next;
         }
         Ok(())
     }
 
     pub(super) async fn pull_comments(&mut self) -> Result<()> {
         let repo = self.repo().to_string();
-        let since = get_state(self.store.conn(), &repo, "comments_since")?;
+        let since = gh_store::state(self.store.conn(), &repo, "comments_since")?;
         let mut path =
             format!("/repos/{repo}/issues/comments?sort=updated&direction=asc&per_page=100");
         if let Some(s) = &since {
@@ -52,8 +54,8 @@ impl Syncer<'_> {
         }
         let mut next = Some(path);
         while let Some(path) = next.take() {
-            let (body, link, etag) = self.get_page(&path).await?;
-            let comments = parse_comments(&body)?;
+            let page = self.get_page(&path).await?;
+            let comments = parse_comments(&page.body)?;
             let me = if comments.iter().any(|c| {
                 c.body
                     .as_deref()
@@ -77,11 +79,13 @@ impl Syncer<'_> {
                     };
                     set_state(tx, &repo, "comments_since", at)?;
                 }
-                cache_page(tx, &path, etag.as_deref(), &body)?;
+                if let Some(fresh) = &page.to_cache {
+                    gh_store::cache_page(tx, &path, fresh)?;
+                }
                 Ok(())
             })?;
             self.absorb(counts, events);
-            next = link.map(|l| self.client.relative(&l));
+            next = page.next;
         }
         Ok(())
     }
@@ -95,11 +99,7 @@ impl Syncer<'_> {
                 .as_deref()
                 .and_then(render::parse_marker)
                 .is_some()
-                && !crate::github::state::issue_is_linked(
-                    self.store.conn(),
-                    self.repo(),
-                    issue.number,
-                )?
+                && gh_store::item_of_issue(self.store.conn(), self.repo(), issue.number)?.is_none()
             {
                 return Ok(true);
             }
@@ -149,12 +149,7 @@ pub(super) fn adoption_refused(
     if !trust.kinds.contains(&item.kind) || item.archived {
         return Ok(Some("not a synced item"));
     }
-    let pending: bool = tx.query_row(
-        "SELECT count(*) > 0 FROM gh_pending WHERE item_id = ?1",
-        [item.rowid],
-        |r| r.get(0),
-    )?;
-    if !pending {
+    if !gh_store::create_pending(tx, item.rowid)? {
         return Ok(Some("no create pending"));
     }
     if !trust
@@ -180,7 +175,7 @@ pub(super) fn ignore_issue(
     events: &mut Vec<String>,
 ) -> Result<()> {
     let key = format!("ignored#{}", issue.number);
-    if get_state(tx, repo, &key)?.is_none() {
+    if gh_store::state(tx, repo, &key)?.is_none() {
         set_state(tx, repo, &key, &id.to_string())?;
         let line = format!(
             "ignored #{}: marker {id} from @{}",
@@ -218,14 +213,7 @@ pub(super) fn pull_issue(
         return Ok(());
     }
     let gh = gh_ctx(ctx);
-    let linked: Option<i64> = tx
-        .query_row(
-            "SELECT item_id FROM gh_issues WHERE repo = ?1 AND number = ?2",
-            params![repo, issue.number],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let rowid = match linked {
+    let rowid = match gh_store::item_of_issue(tx, repo, issue.number)? {
         Some(r) => r,
         None => match issue.body.as_deref().and_then(render::parse_marker) {
             Some(id) => {
@@ -255,7 +243,7 @@ pub(super) fn pull_issue(
                     label_names: issue.label_names(),
                 };
                 save_link(tx, ctx, repo, item.rowid, issue.number, &stored)?;
-                tx.execute("DELETE FROM gh_pending WHERE item_id = ?1", [item.rowid])?;
+                gh_store::end_create(tx, item.rowid)?;
                 counts.adopted += 1;
                 events.push(format!(
                     "adopted #{} for {id} (found by marker)",
@@ -276,10 +264,7 @@ pub(super) fn pull_issue(
     let skip = conflict_fields(tx, rowid)?;
     // Keep "theirs" of open conflicts current.
     for f in &skip {
-        tx.execute(
-            "UPDATE gh_conflicts SET theirs = ?1 WHERE item_id = ?2 AND field = ?3",
-            params![remote.get(*f), rowid, f.as_str()],
-        )?;
+        gh_store::update_conflict_theirs(tx, rowid, *f, &remote.get(*f))?;
     }
     let mut m = merge(&stored.snap, &local, &remote, &skip);
     // Never pull a body that still carries our truncation pointer: that would replace the
@@ -312,18 +297,12 @@ pub(super) fn pull_issue(
     }
     stored.label_names = issue.label_names();
     for f in &m.conflicts {
-        tx.execute(
-            "INSERT OR REPLACE INTO gh_conflicts (item_id, field, base, mine, theirs, detected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                rowid,
-                f.as_str(),
-                stored.snap.local.get(*f),
-                local.get(*f),
-                remote.get(*f),
-                ctx.now
-            ],
-        )?;
+        let values = gh_store::ConflictValues {
+            base: &stored.snap.local.get(*f),
+            mine: &local.get(*f),
+            theirs: &remote.get(*f),
+        };
+        gh_store::record_conflict(tx, rowid, *f, values, &ctx.now)?;
         counts.conflicts += 1;
         events.push(format!(
             "conflict on {} {f}: changed here and on GitHub (#{})",
@@ -419,14 +398,7 @@ pub(super) fn pull_comment(
     counts: &mut Counts,
     events: &mut Vec<String>,
 ) -> Result<()> {
-    let mapped: Option<i64> = tx
-        .query_row(
-            "SELECT comment_id FROM gh_comments WHERE repo = ?1 AND remote_id = ?2",
-            params![repo, c.id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if mapped.is_some() {
+    if gh_store::comment_is_mapped(tx, repo, c.id)? {
         return Ok(());
     }
     let body = c.body.clone().unwrap_or_default();
@@ -437,21 +409,9 @@ pub(super) fn pull_comment(
         && body.trim_end().ends_with(&comment_marker(local))
     {
         // One of ours whose answer was lost: map it (once).
-        let row: Option<Option<i64>> = tx
-            .query_row(
-                "SELECT gc.remote_id FROM comments c LEFT JOIN gh_comments gc ON gc.comment_id = c.id
-                 WHERE c.id = ?1",
-                [local],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(remote) = row {
+        if let Some(remote) = gh_store::posted_as(tx, local)? {
             if remote.is_none() {
-                tx.execute(
-                    "INSERT INTO gh_comments (comment_id, repo, remote_id, pending) VALUES (?1, ?2, ?3, 0)
-                     ON CONFLICT (comment_id) DO UPDATE SET remote_id = ?3, pending = 0",
-                    params![local, repo, c.id],
-                )?;
+                gh_store::map_comment(tx, local, repo, c.id)?;
             }
             return Ok(());
         }
@@ -464,14 +424,7 @@ pub(super) fn pull_comment(
     else {
         return Ok(());
     };
-    let item_row: Option<i64> = tx
-        .query_row(
-            "SELECT item_id FROM gh_issues WHERE repo = ?1 AND number = ?2",
-            params![repo, number],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(item_row) = item_row else {
+    let Some(item_row) = gh_store::item_of_issue(tx, repo, number)? else {
         return Ok(());
     };
     let author = c
@@ -483,19 +436,14 @@ pub(super) fn pull_comment(
     if text.trim().is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO comments (item_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![item_row, author, text, c.created_at],
-    )?;
-    let cid = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO gh_comments (comment_id, repo, remote_id, pending) VALUES (?1, ?2, ?3, 0)",
-        params![cid, repo, c.id],
-    )?;
-    tx.execute(
-        "UPDATE items SET updated_at = ?1 WHERE id = ?2",
-        params![ctx.now, item_row],
-    )?;
+    let incoming = gh_store::IncomingComment {
+        item_rowid: item_row,
+        author: &author,
+        body: &text,
+        created_at: &c.created_at,
+        remote_id: c.id,
+    };
+    gh_store::insert_incoming_comment(tx, repo, &incoming, &ctx.now)?;
     counts.comments_in += 1;
     events.push(format!("comment from #{number} ({author})"));
     Ok(())

@@ -5,32 +5,10 @@ use super::*;
 impl Syncer<'_> {
     pub(super) async fn create_issues(&mut self) -> Result<()> {
         let repo = self.repo().to_string();
-        let kinds: Vec<&str> = self.cfg.kinds.iter().map(|k| k.as_str()).collect();
         let todo: Vec<(ItemId, Option<String>)> = {
-            let mut stmt = self.store.conn().prepare(
-                "SELECT i.kind, i.num, p.started_at FROM items i
-                 LEFT JOIN gh_pending p ON p.item_id = i.id AND p.repo = ?1
-                 WHERE i.archived = 0
-                   AND i.id NOT IN (SELECT item_id FROM gh_issues WHERE repo = ?1)
-                 ORDER BY i.id",
-            )?;
-            let rows = stmt.query_map([&repo], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (kind, num, pending) = row?;
-                if kinds.contains(&kind.as_str()) {
-                    out.push((
-                        ItemId {
-                            kind: kind.parse()?,
-                            num,
-                        },
-                        pending,
-                    ));
-                }
-            }
-            out
+            let mut all = gh_store::unlinked_items(self.store.conn(), &repo)?;
+            all.retain(|(id, _)| self.cfg.kinds.contains(&id.kind));
+            all
         };
         for (id, pending) in todo {
             if let Some(started) = pending {
@@ -62,8 +40,7 @@ impl Syncer<'_> {
         tracing::warn!(%msg, "github refused an item");
         self.store.write(|tx, _| {
             let rowid = crate::store::items::rowid_of(tx, id)?;
-            tx.execute("DELETE FROM gh_pending WHERE item_id = ?1", [rowid])?;
-            Ok(())
+            gh_store::end_create(tx, rowid)
         })?;
         self.report.events.push(format!("skipped {msg}"));
         self.report.skipped.push(msg);
@@ -83,8 +60,7 @@ impl Syncer<'_> {
                 label_names: issue.label_names(),
             };
             save_link(tx, ctx, &repo, item.rowid, issue.number, &stored)?;
-            tx.execute("DELETE FROM gh_pending WHERE item_id = ?1", [item.rowid])?;
-            Ok(())
+            gh_store::end_create(tx, item.rowid)
         })?;
         self.report.adopted += 1;
         self.report.events.push(format!(
@@ -114,17 +90,11 @@ impl Syncer<'_> {
             payload["assignees"] = json!([a]);
         }
         let started = crate::store::now();
-        self.store.write(|tx, _| {
-            tx.execute(
-                "INSERT OR IGNORE INTO gh_pending (item_id, repo, started_at) VALUES (?1, ?2, ?3)",
-                params![item.rowid, repo, started],
-            )?;
-            Ok(())
-        })?;
+        self.store
+            .write(|tx, _| gh_store::begin_create(tx, item.rowid, &repo, &started))?;
         let path = format!("/repos/{repo}/issues");
         let mut attempt = 0;
         loop {
-            self.budget()?;
             match self.client.post(&path, &payload).await? {
                 Sent::Done(resp) => {
                     let issue: Issue = resp.json()?;
@@ -140,8 +110,7 @@ impl Syncer<'_> {
                     };
                     self.store.write(|tx, ctx| {
                         save_link(tx, ctx, &repo, item.rowid, issue.number, &stored)?;
-                        tx.execute("DELETE FROM gh_pending WHERE item_id = ?1", [item.rowid])?;
-                        Ok(())
+                        gh_store::end_create(tx, item.rowid)
                     })?;
                     self.report.created += 1;
                     self.report
@@ -194,15 +163,13 @@ impl Syncer<'_> {
         let cutoff = chrono::DateTime::parse_from_rfc3339(started)
             .map(|t| t.with_timezone(&chrono::Utc) - chrono::Duration::hours(1))
             .ok();
-        let mut next = Some(format!(
+        let mut listing = Pages::new(&format!(
             "/repos/{repo}/issues?state=all&sort=created&direction=desc&per_page=100"
         ));
         let me = self.me().await?;
         let mut pages = 0;
-        while let Some(path) = next.take() {
-            self.budget()?;
+        while let Some(resp) = listing.next(&mut self.client).await? {
             pages += 1;
-            let resp = self.client.get(&path, None).await?;
             let issues = parse_issues(&resp.body)?;
             for issue in &issues {
                 // Only our own issue ending in the footer marker is the lost create; a
@@ -223,7 +190,6 @@ impl Syncer<'_> {
             if older || pages >= 20 {
                 break;
             }
-            next = resp.next_link().map(|l| self.client.relative(&l));
         }
         Ok(None)
     }
@@ -231,27 +197,10 @@ impl Syncer<'_> {
     pub(super) async fn push_changes(&mut self) -> Result<()> {
         let repo = self.repo().to_string();
         let linked: Vec<(ItemId, i64)> = {
-            let mut stmt = self.store.conn().prepare(
-                "SELECT i.kind, i.num, g.number FROM gh_issues g JOIN items i ON i.id = g.item_id
-                 WHERE g.repo = ?1 AND i.archived = 0 ORDER BY i.id",
-            )?;
-            let rows = stmt.query_map([&repo], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (kind, num, number) = row?;
-                let kind: Kind = kind.parse()?;
-                // A kind taken out of `[github] kinds` is private from then on.
-                if self.cfg.kinds.contains(&kind) {
-                    out.push((ItemId { kind, num }, number));
-                }
-            }
-            out
+            let mut all = gh_store::linked_items(self.store.conn(), &repo)?;
+            // A kind taken out of `[github] kinds` is private from then on.
+            all.retain(|(id, _)| self.cfg.kinds.contains(&id.kind));
+            all
         };
         for (id, number) in linked {
             let (item, footer) = self.rendered(id)?;
@@ -285,7 +234,6 @@ impl Syncer<'_> {
                     }
                 }
             }
-            self.budget()?;
             let resp = match self
                 .client
                 .patch(&format!("/repos/{repo}/issues/{number}"), &payload)
@@ -325,41 +273,15 @@ impl Syncer<'_> {
 
     pub(super) async fn push_comments(&mut self) -> Result<()> {
         let repo = self.repo().to_string();
-        #[allow(clippy::type_complexity)]
-        let todo: Vec<(i64, String, String, String, i64, i64, bool)> = {
-            let mut stmt = self.store.conn().prepare(
-                "SELECT c.id, c.author, c.body, i.kind, i.num, g.number, coalesce(gc.pending, 0)
-                 FROM comments c
-                 JOIN gh_issues g ON g.item_id = c.item_id AND g.repo = ?1
-                 JOIN items i ON i.id = c.item_id
-                 LEFT JOIN gh_comments gc ON gc.comment_id = c.id
-                 WHERE gc.remote_id IS NULL AND i.archived = 0
-                 ORDER BY c.id",
-            )?;
-            let rows = stmt.query_map([&repo], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
+        let todo = gh_store::unposted_comments(self.store.conn(), &repo)?;
         let mut issue_comments: HashMap<i64, Vec<IssueComment>> = HashMap::new();
-        for (cid, author, text, kind, num, number, pending) in todo {
-            let item_id = ItemId {
-                kind: kind.parse()?,
-                num,
-            };
+        for c in todo {
+            let (cid, item_id, number) = (c.id, c.item, c.issue);
             if !self.cfg.kinds.contains(&item_id.kind) {
                 continue;
             }
             let marker = comment_marker(cid);
-            if pending
+            if c.pending
                 && let Some(remote) = self
                     .find_comment(number, &marker, &mut issue_comments)
                     .await?
@@ -368,29 +290,20 @@ impl Syncer<'_> {
                 continue;
             }
             let body = comment_body(
-                &format!("**{author}** (labbook):\n\n{text}"),
+                &format!("**{}** (labbook):\n\n{}", c.author, c.body),
                 &marker,
                 &format!("a comment on {item_id}"),
             );
-            self.store.write(|tx, _| {
-                tx.execute(
-                    "INSERT INTO gh_comments (comment_id, repo, remote_id, pending) VALUES (?1, ?2, NULL, 1)
-                     ON CONFLICT (comment_id) DO UPDATE SET pending = 1",
-                    params![cid, repo],
-                )?;
-                Ok(())
-            })?;
+            self.store
+                .write(|tx, _| gh_store::begin_comment_post(tx, cid, &repo))?;
             let path = format!("/repos/{repo}/issues/{number}/comments");
             let mut attempt = 0;
             loop {
-                self.budget()?;
                 let sent = match self.client.post(&path, &json!({ "body": body })).await {
                     Err(e) if is_rejection(&e) => {
                         // Refused for good (deleted issue, validation): nothing was posted.
-                        self.store.write(|tx, _| {
-                            tx.execute("DELETE FROM gh_comments WHERE comment_id = ?1", [cid])?;
-                            Ok(())
-                        })?;
+                        self.store
+                            .write(|tx, _| gh_store::forget_comment_post(tx, cid))?;
                         let msg = format!("a comment of {item_id}: {e}");
                         self.report.events.push(format!("skipped {msg}"));
                         self.report.skipped.push(msg);
@@ -433,14 +346,8 @@ impl Syncer<'_> {
 
     pub(super) fn map_comment(&mut self, cid: i64, remote: i64) -> Result<()> {
         let repo = self.repo().to_string();
-        self.store.write(|tx, _| {
-            tx.execute(
-                "INSERT INTO gh_comments (comment_id, repo, remote_id, pending) VALUES (?1, ?2, ?3, 0)
-                 ON CONFLICT (comment_id) DO UPDATE SET remote_id = ?3, pending = 0",
-                params![cid, repo, remote],
-            )?;
-            Ok(())
-        })
+        self.store
+            .write(|tx, _| gh_store::map_comment(tx, cid, &repo, remote))
     }
 
     pub(super) async fn find_comment(
@@ -452,16 +359,8 @@ impl Syncer<'_> {
         let known = cache.contains_key(&number);
         if !known {
             let repo = self.repo().to_string();
-            let mut all = Vec::new();
-            let mut next = Some(format!(
-                "/repos/{repo}/issues/{number}/comments?per_page=100"
-            ));
-            while let Some(path) = next.take() {
-                self.budget()?;
-                let resp = self.client.get(&path, None).await?;
-                all.extend(parse_comments(&resp.body)?);
-                next = resp.next_link().map(|l| self.client.relative(&l));
-            }
+            let path = format!("/repos/{repo}/issues/{number}/comments?per_page=100");
+            let all = self.client.get_all(&path, parse_comments).await?;
             cache.insert(number, all);
         }
         let me = self.me().await?;

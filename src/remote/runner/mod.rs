@@ -237,15 +237,12 @@ async fn poll(
     report: &mut RunnerReport,
 ) -> Result<Vec<Won>> {
     let repo = &gh.repo;
-    let mut issues: Vec<Issue> = Vec::new();
-    let mut next = Some(format!(
-        "/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"
-    ));
-    while let Some(path) = next.take() {
-        let resp = client.get(&path, None).await?;
-        issues.extend(parse_issues(&resp.body)?);
-        next = resp.next_link().map(|l| client.relative(&l));
-    }
+    let issues = client
+        .get_all(
+            &format!("/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"),
+            parse_issues,
+        )
+        .await?;
     let mut won = Vec::new();
     for issue in issues {
         if won.len() >= free {
