@@ -3,7 +3,7 @@
 //! A training step allocates and frees the same megabyte-sized activation buffers again and
 //! again. With glibc's defaults those come from fresh `mmap`s or a heap top that is trimmed
 //! back after every step, so each step paid page faults and zeroing for memory it had just
-//! returned (~20% of a Mamba step at d_model 64; see docs/performance.md). Raising the mmap
+//! returned (measured in docs/performance.md, Round 3). Raising the mmap
 //! and trim thresholds keeps that memory in the heap for reuse, as PyTorch's caching
 //! allocator does: resident memory stays at the step's peak instead of shrinking between steps.
 

@@ -2,8 +2,8 @@
 //!
 //! burn's `AdamW` updates a parameter with about a dozen tensor ops (moments, bias
 //! corrections, square root, division, decay), each a fresh allocation and a separate loop;
-//! for the ~25 small parameters of a d_model 64 model that was ~0.5 ms of a ~22 ms training
-//! step, on one thread. Here backends with host kernels download the parameter, its gradient
+//! for the small parameters of a small model that overhead was a visible share of a step, on
+//! one thread (docs/performance.md, Round 6). Here backends with host kernels download the parameter, its gradient
 //! and moments, update them in one loop and upload the results. The state is burn's
 //! [`AdamWState`], so checkpoints keep their format; other backends (CUDA) and AMSGrad states
 //! run burn's `AdamW`.

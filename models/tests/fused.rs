@@ -196,7 +196,8 @@ fn block_matches<B: AutodiffBackend + ScanBackend>() {
             };
             let grads = (y.clone() * r.clone()).sum().backward();
             let m = &block.mixer;
-            let (xp, dtp) = (m.x_proj.as_ref().unwrap(), m.dt_proj.as_ref().unwrap());
+            let sel = m.selective().unwrap();
+            let (xp, dtp) = (&sel.x_proj, &sel.dt_proj);
             let g1 = [
                 x.grad(&grads).unwrap().flatten::<1>(0, 2),
                 block.norm.gamma.val().grad(&grads).unwrap(),

@@ -5,7 +5,7 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
-use labbook_models::model::{MambaBlock, MambaConfig};
+use labbook_models::model::{MambaBlock, MambaConfig, Selection, SelectiveProjections};
 use labbook_models::scan::ScanBackend;
 use safetensors::{Dtype, SafeTensors};
 
@@ -87,10 +87,12 @@ fn load_stack<B: ScanBackend>(g: &Golden) -> Vec<MambaBlock<B>> {
             m.conv_weight =
                 Param::from_tensor(g.tensor::<B, 3>(&p("mixer.conv1d.weight")).reshape([di, k]));
             m.conv_bias = Param::from_tensor(g.tensor(&p("mixer.conv1d.bias")));
-            let x_proj = m.x_proj.as_mut().unwrap();
+            let Selection::Selective(SelectiveProjections { x_proj, dt_proj }) = &mut m.selection
+            else {
+                panic!("a selective mixer")
+            };
             x_proj.weight =
                 Param::from_tensor(g.tensor::<B, 2>(&p("mixer.x_proj.weight")).transpose());
-            let dt_proj = m.dt_proj.as_mut().unwrap();
             dt_proj.weight =
                 Param::from_tensor(g.tensor::<B, 2>(&p("mixer.dt_proj.weight")).transpose());
             dt_proj.bias = Some(Param::from_tensor(g.tensor(&p("mixer.dt_proj.bias"))));
@@ -152,12 +154,11 @@ fn check_golden<B: AutodiffBackend + ScanBackend>() {
             p("mixer.conv1d.bias"),
             host(m.conv_bias.val().grad(&grads).unwrap()),
         );
-        let x_proj = m.x_proj.as_ref().unwrap();
+        let SelectiveProjections { x_proj, dt_proj } = m.selective().unwrap();
         check(
             p("mixer.x_proj.weight"),
             host(x_proj.weight.val().grad(&grads).unwrap().transpose()),
         );
-        let dt_proj = m.dt_proj.as_ref().unwrap();
         check(
             p("mixer.dt_proj.weight"),
             host(dt_proj.weight.val().grad(&grads).unwrap().transpose()),

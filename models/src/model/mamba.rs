@@ -63,16 +63,16 @@ impl MambaConfig {
             .log()
             .unsqueeze_dim::<2>(0)
             .repeat_dim(0, di); // [d_inner, N]
-        let (x_proj, dt_proj, lti_dt, lti_b, lti_c) = if self.lti {
+        // The random draws keep their order (C, then Δ; or x_proj, dt_proj, Δ bias; then
+        // the shared weights below), so a seed gives the same model as it always has.
+        let selection = if self.lti {
             let c = Tensor::<B, 1>::random([n], Distribution::Normal(0.0, 1.0), device)
                 / (n as f64).sqrt();
-            (
-                None,
-                None,
-                Some(Param::from_tensor(self.dt_bias_init::<B>(di, device))),
-                Some(Initializer::Ones.init([n], device)),
-                Some(Param::from_tensor(c)),
-            )
+            Selection::Lti(LtiParams {
+                lti_dt: Param::from_tensor(self.dt_bias_init::<B>(di, device)),
+                lti_b: Initializer::Ones.init([n], device),
+                lti_c: Param::from_tensor(c),
+            })
         } else {
             let x_proj = LinearConfig::new(di, r + 2 * n)
                 .with_bias(false)
@@ -85,7 +85,7 @@ impl MambaConfig {
                 })
                 .init(device);
             dt_proj.bias = Some(Param::from_tensor(self.dt_bias_init::<B>(di, device)));
-            (Some(x_proj), Some(dt_proj), None, None, None)
+            Selection::Selective(SelectiveProjections { x_proj, dt_proj })
         };
         Mamba {
             in_proj: LinearConfig::new(self.d_model, 2 * di)
@@ -93,11 +93,7 @@ impl MambaConfig {
                 .init(device),
             conv_weight: conv.init([di, k], device),
             conv_bias: conv.init([di], device),
-            x_proj,
-            dt_proj,
-            lti_dt,
-            lti_b,
-            lti_c,
+            selection,
             a_log: Param::from_tensor(a_log),
             d: Initializer::Ones.init([di], device),
             out_proj: LinearConfig::new(di, self.d_model)
@@ -130,16 +126,8 @@ pub struct Mamba<B: Backend> {
     pub conv_weight: Param<Tensor<B, 2>>,
     /// Conv bias `[d_inner]`.
     pub conv_bias: Param<Tensor<B, 1>>,
-    /// `[d_inner, dt_rank + 2N]`, no bias (selective only).
-    pub x_proj: Option<Linear<B>>,
-    /// `[dt_rank, d_inner]` with bias (selective only).
-    pub dt_proj: Option<Linear<B>>,
-    /// LTI only: Δ before softplus `[d_inner]`.
-    pub lti_dt: Option<Param<Tensor<B, 1>>>,
-    /// LTI only: B `[N]`.
-    pub lti_b: Option<Param<Tensor<B, 1>>>,
-    /// LTI only: C `[N]`.
-    pub lti_c: Option<Param<Tensor<B, 1>>>,
+    /// Where Δ, B and C come from.
+    pub selection: Selection<B>,
     /// `[d_inner, N]`; A = −exp(A_log).
     pub a_log: Param<Tensor<B, 2>>,
     /// Skip `[d_inner]`.
@@ -150,6 +138,44 @@ pub struct Mamba<B: Backend> {
     d_state: usize,
     dt_rank: usize,
     d_conv: usize,
+}
+
+/// Where the mixer's Δ, B and C come from: projections of the input (Mamba's selection
+/// mechanism) or learned constants (the `mamba-lti` ablation).
+#[derive(Module, Debug)]
+pub enum Selection<B: Backend> {
+    Selective(SelectiveProjections<B>),
+    Lti(LtiParams<B>),
+}
+
+/// Mamba's input-dependent Δ, B, C.
+#[derive(Module, Debug)]
+pub struct SelectiveProjections<B: Backend> {
+    /// `[d_inner, dt_rank + 2N]`, no bias: Δ (low rank), B, C.
+    pub x_proj: Linear<B>,
+    /// `[dt_rank, d_inner]` with bias: Δ before softplus.
+    pub dt_proj: Linear<B>,
+}
+
+/// The LTI ablation's constant Δ, B, C (an S4-style time-invariant SSM).
+#[derive(Module, Debug)]
+pub struct LtiParams<B: Backend> {
+    /// Δ before softplus `[d_inner]`.
+    pub lti_dt: Param<Tensor<B, 1>>,
+    /// B `[N]`.
+    pub lti_b: Param<Tensor<B, 1>>,
+    /// C `[N]`.
+    pub lti_c: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Mamba<B> {
+    /// The selective projections; `None` for the LTI ablation.
+    pub fn selective(&self) -> Option<&SelectiveProjections<B>> {
+        match &self.selection {
+            Selection::Selective(p) => Some(p),
+            Selection::Lti(_) => None,
+        }
+    }
 }
 
 impl<B: ScanBackend> Mamba<B> {
@@ -164,8 +190,8 @@ impl<B: ScanBackend> Mamba<B> {
         let z = linear(x, w_in.narrow(1, di, di), None); // [batch, L, d_inner]
         // silu(depthwise causal conv(xs)): [batch, L, d_inner]
         let xs = causal_conv_silu(xs, self.conv_weight.val(), self.conv_bias.val());
-        let (delta_raw, b, c) = match (&self.x_proj, &self.dt_proj) {
-            (Some(x_proj), Some(dt_proj)) => {
+        let (delta_raw, b, c) = match &self.selection {
+            Selection::Selective(SelectiveProjections { x_proj, dt_proj }) => {
                 // x_proj likewise split by output columns: Δ (low rank), B, C.
                 let w = x_proj.weight.val(); // [d_inner, dt_rank + 2N]
                 let dt = linear(xs.clone(), w.clone().narrow(1, 0, r), None); // [batch, L, dt_rank]
@@ -173,10 +199,8 @@ impl<B: ScanBackend> Mamba<B> {
                 let c = linear(xs.clone(), w.narrow(1, r + n, n), None); // [batch, L, N]
                 (dt_proj.forward(dt), b, c) // Δ before softplus: [batch, L, d_inner]
             }
-            _ => {
-                let dt = self.lti_dt.as_ref().expect("LTI Δ").val();
-                let b = self.lti_b.as_ref().expect("LTI B").val();
-                let c = self.lti_c.as_ref().expect("LTI C").val();
+            Selection::Lti(lti) => {
+                let (dt, b, c) = (lti.lti_dt.val(), lti.lti_b.val(), lti.lti_c.val());
                 (
                     dt.reshape([1, 1, di]).expand([batch, len, di]), // [batch, L, d_inner]
                     b.reshape([1, 1, n]).expand([batch, len, n]),    // [batch, L, N]
@@ -255,7 +279,7 @@ impl<B: ScanBackend> MambaBlock<B> {
     /// whose projections carry biases the fused op does not have (in/x/out projections).
     pub fn fused_params(&self) -> Option<MambaBlockParams<B>> {
         let m = &self.mixer;
-        let (x_proj, dt_proj) = (m.x_proj.as_ref()?, m.dt_proj.as_ref()?);
+        let SelectiveProjections { x_proj, dt_proj } = m.selective()?;
         if m.in_proj.bias.is_some() || x_proj.bias.is_some() || m.out_proj.bias.is_some() {
             return None;
         }
@@ -273,5 +297,66 @@ impl<B: ScanBackend> MambaBlock<B> {
             d: m.d.val(),
             out_proj: m.out_proj.weight.val(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+    use burn::module::Module;
+    use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+    use burn::tensor::Tensor;
+
+    use super::*;
+
+    type B = NdArray;
+
+    fn values(m: &Mamba<B>) -> Vec<f32> {
+        let flat = |t: Tensor<B, 1>| t.into_data().to_vec::<f32>().unwrap();
+        let mut v = Vec::new();
+        match &m.selection {
+            Selection::Selective(p) => {
+                v.extend(flat(p.x_proj.weight.val().flatten(0, 1)));
+                v.extend(flat(p.dt_proj.bias.as_ref().unwrap().val()));
+            }
+            Selection::Lti(p) => {
+                v.extend(flat(p.lti_dt.val()));
+                v.extend(flat(p.lti_c.val()));
+            }
+        }
+        v
+    }
+
+    /// Both kinds of mixer survive a checkpoint file (the record of an enum module), and
+    /// loading one kind's file into the other is refused rather than half-applied.
+    #[test]
+    fn both_selection_kinds_round_trip_through_a_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("labbook-mamba-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let device = Default::default();
+        for lti in [false, true] {
+            let cfg = MambaConfig::new(16).with_lti(lti);
+            let saved = cfg.init::<B>(&device);
+            assert_eq!(saved.selective().is_none(), lti);
+            // Parameters are drawn lazily, on first use: read them before cloning, or the
+            // clone draws its own.
+            let want = values(&saved);
+            let path = dir.join(format!("lti-{lti}"));
+            saved.save_file(&path, &rec).unwrap();
+            let fresh = cfg.init::<B>(&device);
+            assert_ne!(values(&fresh), want, "two inits drew the same weights");
+            let loaded = fresh.load_file(&path, &rec, &device).unwrap();
+            assert_eq!(values(&loaded), want);
+        }
+        let other = MambaConfig::new(16).with_lti(true).init::<B>(&device);
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            other.load_file(dir.join("lti-false"), &rec, &device)
+        }));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            !matches!(wrong, Ok(Ok(_))),
+            "a selective checkpoint loaded into an LTI mixer"
+        );
     }
 }

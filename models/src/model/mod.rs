@@ -5,7 +5,7 @@ pub mod mamba;
 
 pub use attention::{AttentionBlock, AttentionConfig, Positional};
 pub use lm::{Block, Lm, LmConfig, pattern_attn_every};
-pub use mamba::{Mamba, MambaBlock, MambaConfig};
+pub use mamba::{LtiParams, Mamba, MambaBlock, MambaConfig, Selection, SelectiveProjections};
 
 /// Defaults shared by the model configs and the run-config format (`[model]`), written once.
 pub mod defaults {

@@ -4,7 +4,7 @@
 //! `vec![0.0; n]` zeroes the whole buffer on the calling thread. With freed memory kept in the
 //! heap for reuse (`crate::alloc`), every megabyte-sized activation of a training step was
 //! zeroed that way, serially, on the thread that drives the step while the pool's threads
-//! waited (perf: ~8% of a step's samples, all on that one thread). Zeroed inside the task,
+//! waited (docs/performance.md, Round 4). Zeroed inside the task,
 //! the chunk is still in cache when the task writes it, and the zeroing is spread over the
 //! pool.
 use std::mem::MaybeUninit;

@@ -3,9 +3,9 @@
 //! number of weighted positions whose argmax is the target (`crate::math::masked_loss` on
 //! `Linear::forward`, which the tests compare it with).
 //!
-//! As burn ops (a matmul, `log_softmax`, `gather`, `argmax` and their backwards) this was
-//! ~1.5 ms of a ~25 ms step at the d_model 64 bench shape, all on the thread that drives the
-//! step while the pool waited; the vocabulary is tiny, so each op was mostly overhead.
+//! As burn ops (a matmul, `log_softmax`, `gather`, `argmax` and their backwards) it all ran
+//! on the thread that drives the step while the pool waited, and with a tiny vocabulary
+//! each op was mostly overhead (docs/performance.md, Round 5).
 use rayon::prelude::*;
 
 use super::fill::{ROWS_PER_TASK, filled};

@@ -3,8 +3,8 @@
 //!
 //! Composed of burn ops, the final norm was ~4 single-threaded ndarray ops forward and ~10
 //! backward on `[R, d_model]`, and ndarray's `select` (burn's embedding) builds one
-//! dynamic-dimension view per token: at the d_model 64 bench shape these took ~2 ms of a
-//! ~22 ms step (the embedding forward alone 0.5 ms for a 512 KB gather), all on one thread.
+//! dynamic-dimension view per token, all on one thread while the pool waited
+//! (docs/performance.md, Round 4).
 use rayon::prelude::*;
 
 use super::fill::{ROWS_PER_TASK, filled, filled2, sum_in_order};

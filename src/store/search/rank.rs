@@ -2,7 +2,8 @@
 //! `bm25()` (k1 = 1.2, b = 0.75, weighted term frequency, IDF clamped at 1e-6).
 //!
 //! Why not FTS5's own `bm25()`: it counts every document that contains each query word
-//! before scoring the first row, so a query with a common word cost 150 ms over 100k items.
+//! before scoring the first row, which made a query with a common word slow over a large
+//! notebook (docs/performance.md, "Search: how the 5 ms target was reached").
 //! Here the document frequencies come from a bounded estimate (see `super::doc_freq`).
 use super::text::{Term, fold, for_each_token, token_spans};
 
