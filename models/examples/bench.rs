@@ -6,7 +6,7 @@
 //! 64,2,256,8 and the models to all three. Prints one JSON line per measurement.
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::AutodiffBackend;
-use labbook_models::scan::ScanBackend;
+use labbook_models::fused::ScanBackend;
 use labbook_models::train::{BenchResult, BenchShape, TrainError, bench_train_with};
 
 fn run<B>(shape: &BenchShape, name: &str) -> Result<BenchResult, TrainError>

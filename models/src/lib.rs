@@ -6,10 +6,10 @@
 pub mod alloc;
 pub mod backend;
 pub mod config;
+pub mod fused;
 pub mod math;
 pub mod model;
 pub mod optim;
-pub mod scan;
 #[cfg(any(test, feature = "cuda", feature = "wgpu"))]
 mod scan_cubecl;
 pub mod tasks;

@@ -14,7 +14,7 @@ use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, SimpleO
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::scan::{ScanBackend, download};
+use crate::fused::{ScanBackend, download};
 
 /// AdamW's hyper-parameters (decoupled weight decay, bias-corrected moments).
 #[derive(Clone, Copy, Debug, PartialEq)]

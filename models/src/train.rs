@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
 use crate::config::{ConfigError, RunConfig, StateInit, TaskKind};
+use crate::fused::{BlockState, ScanBackend};
 pub use crate::math::masked_loss;
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
-use crate::scan::{BlockState, ScanBackend};
 use crate::tasks::{Batch, Rng, Task};
 
 /// Receives progress from [`train`]. Called on the training thread; keep it cheap.

@@ -6,7 +6,7 @@ use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use labbook_models::model::{MambaBlock, MambaConfig, Selection, SelectiveProjections};
-use labbook_models::scan::ScanBackend;
+use labbook_models::fused::ScanBackend;
 use safetensors::{Dtype, SafeTensors};
 
 mod common;

@@ -3,7 +3,7 @@
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
-use labbook_models::scan::{ScanBackend, selective_scan, selective_scan_reference};
+use labbook_models::fused::{ScanBackend, selective_scan, selective_scan_reference};
 
 mod common;
 use common::rel_err;

@@ -8,7 +8,7 @@
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor, TensorData};
-use labbook_models::scan::{ScanBackend, selective_scan, selective_scan_reference};
+use labbook_models::fused::{ScanBackend, selective_scan, selective_scan_reference};
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec::<f32>().unwrap()

@@ -5,7 +5,7 @@
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use labbook_models::scan::{ScanBackend, selective_scan};
+use labbook_models::fused::{ScanBackend, selective_scan};
 use safetensors::{Dtype, SafeTensors};
 
 mod common;

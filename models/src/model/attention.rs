@@ -5,7 +5,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::scan::{ScanBackend, rms_norm};
+use crate::fused::{ScanBackend, rms_norm};
 
 /// Position information used by a model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 
 use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
 use super::mamba::{MambaBlock, MambaConfig};
+use crate::fused::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 use crate::math::masked_loss;
-use crate::scan::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 
 /// Configuration of a full language model.
 #[derive(Config, Debug)]
@@ -139,7 +139,7 @@ impl<B: ScanBackend> Lm<B> {
     }
 
     /// [`masked_loss`] of the logits for `tokens` against `targets` with `weights` (all
-    /// `[batch, L]`): `(loss, correct)`, through [`crate::scan::head_loss`] (one fused op on
+    /// `[batch, L]`): `(loss, correct)`, through [`crate::fused::head_loss`] (one fused op on
     /// host-memory backends) when the head has no bias.
     pub fn loss(
         &self,

@@ -5,7 +5,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
-use crate::scan::{
+use crate::fused::{
     BlockState, MambaBlockParams, ScanBackend, causal_conv_silu, gated_scan, mamba_block,
 };
 

@@ -1,6 +1,6 @@
 //! CubeCL kernels and their launchers; the layout is described in the parent module.
 use super::{CHUNK, FALLBACK_GROUP, Geometry};
-use crate::scan::ScanBackend;
+use crate::fused::ScanBackend;
 use burn::tensor::{Tensor as BurnTensor, TensorPrimitive, backend::Backend, ops::FloatTensor};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,

@@ -8,7 +8,7 @@
 
 use super::{CHUNK, Geometry};
 
-/// Row-major host inputs, shapes as in `crate::scan`.
+/// Row-major host inputs, shapes as in `crate::fused`.
 pub(crate) struct Inputs {
     pub dims: [usize; 4], // [Bt, L, D, N]
     pub u: Vec<f32>,
@@ -229,7 +229,7 @@ pub(crate) fn backward(x: &Inputs, grad: &[f32], geo: Geometry, plane: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::selective_scan_reference;
+    use crate::fused::selective_scan_reference;
     use burn::backend::{Autodiff, NdArray};
     use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::Isa;
-use crate::scan::fill::{filled, filled2};
+use crate::fused::fill::{filled, filled2};
 
 /// Work for [`vectorized_kernel`]: `run` is `#[inline(always)]` and so is the loop it calls, so
 /// the loop is compiled inside each per-ISA copy. (A closure's body is inlined only when the
@@ -35,7 +35,7 @@ macro_rules! kernel {
         pub(crate) struct $name<'a> {
             $(pub(crate) $field: $ty),*
         }
-        impl $crate::scan::host::elementwise::Kernel for $name<'_> {
+        impl $crate::fused::host::elementwise::Kernel for $name<'_> {
             type Out = $out;
             #[inline(always)]
             fn run(self, $fma: bool) -> $out {

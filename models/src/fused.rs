@@ -1,5 +1,10 @@
-//! Selective scan (the S6 recurrence) with a fused host kernel and a hand-written backward.
+//! The engine's fused ops: each is one autodiff node with a host kernel and a hand-written
+//! backward on the CPU backends — the whole Mamba block ([`mamba_block`]), the selective
+//! scan ([`selective_scan`], [`gated_scan`]), the causal conv ([`causal_conv_silu`]),
+//! RMSNorm, the embedding and the head with its loss. On other backends (CUDA) the scan
+//! runs as CubeCL kernels and the rest as burn ops.
 //!
+//! The selective scan (the S6 recurrence):
 //! `h_t = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·u_t`, `y_t = C_t·h_t + D·u_t`, per (batch, channel),
 //! with the state `h` of size `N` per channel. Shapes everywhere in this module:
 //! `u`, `delta`: `[batch, L, d_inner]`; `a`: `[d_inner, N]`; `b`, `c`: `[batch, L, N]`;
