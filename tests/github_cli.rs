@@ -3,6 +3,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use labbook_testkit::fake::FakeGithub;
+use labbook_testkit::notebook::{github_table, isolate};
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_CLIsecretTOKEN9876543210";
@@ -18,7 +19,8 @@ impl Nb {
         std::fs::write(
             dir.path().join("configs/labbook.toml"),
             format!(
-                "[user]\nname = \"ada\"\n\n[github]\nrepo = \"lab/nb\"\napi_url = \"{api_url}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\n{extra}"
+                "[user]\nname = \"ada\"\n\n{}",
+                github_table("lab/nb", api_url, extra)
             ),
         )
         .unwrap();
@@ -26,20 +28,16 @@ impl Nb {
     }
 
     fn cmd(&self, token: Option<&str>) -> Command {
-        let mut c = Command::cargo_bin("labbook").unwrap();
-        c.current_dir(self.dir.path())
-            .env_remove("LABBOOK_DB")
-            .env_remove("LABBOOK_CONFIG")
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GH_TOKEN")
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("labbook"));
+        isolate(&mut c)
+            .current_dir(self.dir.path())
             .env("PATH", self.dir.path()) // no `gh` to fall back on
             .env("LABBOOK_LOG", "trace")
-            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
-            .env("EDITOR", "false");
+            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"));
         if let Some(t) = token {
             c.env("GITHUB_TOKEN", t);
         }
-        c
+        Command::from_std(c)
     }
 
     fn run(&self, token: Option<&str>, args: &[&str]) -> (bool, String, String) {

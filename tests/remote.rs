@@ -12,6 +12,7 @@ use labbook::remote::protocol::{
 };
 use labbook::store::{RunFilter, RunStatus};
 use labbook_testkit::fake::{FakeGithub, Faults};
+use labbook_testkit::notebook::{github_table, isolate};
 
 const REPO: &str = "lab/notebook";
 /// The fake's main token: the runner's (login `labbook-bot`).
@@ -95,8 +96,8 @@ fn world() -> World {
         std::fs::write(
             home.join("labbook.toml"),
             format!(
-                "[user]\nname = \"{who}\"\n\n[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n",
-                w.fake.url()
+                "[user]\nname = \"{who}\"\n\n{}",
+                github_table(REPO, &w.fake.url(), "retries = 4\n")
             ),
         )
         .unwrap();
@@ -113,13 +114,12 @@ impl World {
     fn cmd(&self, who: &str, token: &str) -> Command {
         let home = self.home(who);
         let mut c = Command::new(BIN);
-        c.current_dir(&self.src)
+        isolate(&mut c)
+            .current_dir(&self.src)
             .env("LABBOOK_DB", home.join("tracker.db"))
             .env("LABBOOK_CONFIG", home.join("labbook.toml"))
             .env("GITHUB_TOKEN", token)
-            .env_remove("GH_TOKEN")
-            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
-            .stdin(Stdio::null());
+            .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"));
         c
     }
 
@@ -173,21 +173,20 @@ impl World {
         std::fs::write(
             &cfg,
             format!(
-                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\nwrite_interval_ms = 0\ntimeout_secs = 5\nretries = 4\n{github_extra}\n\
+                "{}\n\
                  [runner]\nallow = [\"alice\"]\nclone_url = \"{}\"\n{runner_extra}lease = \"5s\"\nstatus_every = \"500ms\"\nname = \"{name}\"\n",
-                self.fake.url(),
+                github_table(REPO, &self.fake.url(), &format!("retries = 4\n{github_extra}")),
                 self.dir.path().join("origin.git").display()
             ),
         )
         .unwrap();
         let mut c = Command::new(BIN);
-        c.current_dir(&home)
+        isolate(&mut c)
+            .current_dir(&home)
             .env("LABBOOK_DB", home.join("runner.db"))
             .env("LABBOOK_CONFIG", &cfg)
             .env("GITHUB_TOKEN", RUNNER_TOKEN)
-            .env_remove("GH_TOKEN")
             .env("LABBOOK_LOG_FILE", self.dir.path().join("labbook.log"))
-            .stdin(Stdio::null())
             .args(["runner", "--repo", REPO, "--workdir"])
             .arg(home.join("work"))
             .args(["--poll", "1s"])
