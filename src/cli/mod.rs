@@ -41,13 +41,13 @@ mod list;
 mod output;
 mod plot;
 mod rm;
-mod run;
+pub(crate) mod run;
 mod runner;
 mod runs;
 mod search;
 mod show;
 mod status;
-mod sync;
+pub(crate) mod sync;
 mod tag;
 
 /// A terminal-first lab notebook and experiment tracker.
@@ -259,7 +259,7 @@ fn run(cli: Cli) -> Result<()> {
     tracing::info!(command = ?std::env::args().nth(1), "start");
     match cli.command {
         None if !env.json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
-            crate::tui::run(&env.db_path, &env.config, config::author(&env.config))
+            crate::tui::run(&env)
         }
         None | Some(Command::Status) => status::cmd_status(&env),
         Some(Command::Init(a)) => init::cmd_init(&env, a),

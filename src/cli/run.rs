@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use clap::Args as ClapArgs;
+use clap::{Args as ClapArgs, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use labbook::model::{ItemId, RunId};
 use labbook::recorder::{self, Progress, Provenance};
@@ -62,9 +62,35 @@ pub struct SweepWorkerArgs {
     parallel: u32,
 }
 
+/// `labbook run` as typed into the TUI's launch prompt: the flags of the command line.
+#[derive(Parser)]
+#[command(name = "run")]
+struct RunLine {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// What `run --detach` (or `--sweep`) started: its workers outlive this process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detached {
+    /// One run, trained by its own worker process.
+    Run { run: RunId, pid: u32 },
+    /// A sweep's queued runs (each with its point of the grid), trained by a supervisor
+    /// process at most `parallel` at a time.
+    Sweep {
+        sweep: String,
+        runs: Vec<(RunId, Vec<(String, String)>)>,
+        parallel: u32,
+        log: PathBuf,
+    },
+}
+
+/// Where config warnings go: stderr for the CLI; the log for the TUI, which owns the screen.
+pub type Warn<'a> = &'a mut dyn FnMut(&str);
+
 /// The parsed config with `--set` overrides applied; every error names the file or key.
 pub fn load_config(path: &std::path::Path, sets: &[String]) -> Result<RunConfig> {
-    load_config_with(path, sets, &[])
+    load_config_with(path, sets, &[], &mut |w| eprintln!("warning: {w}"))
 }
 
 /// `load_config` plus `extra` overrides (a sweep point), all applied before one validation.
@@ -72,6 +98,7 @@ fn load_config_with(
     path: &std::path::Path,
     sets: &[String],
     extra: &[(String, String)],
+    warn: Warn,
 ) -> Result<RunConfig> {
     let mut cfg = RunConfig::from_file(path)?;
     let mut pairs = Vec::new();
@@ -83,7 +110,7 @@ fn load_config_with(
     }
     pairs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for warning in cfg.set_all(&pairs)? {
-        eprintln!("warning: {warning}");
+        warn(&warning);
     }
     Ok(cfg)
 }
@@ -121,18 +148,67 @@ impl Progress for Bar {
 }
 
 pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
+    let mut warn = |w: &str| eprintln!("warning: {w}");
+    // Sweeps always run detached.
+    if a.detach || !a.sweep.is_empty() {
+        let started = start_detached(env, &a, &mut warn)?;
+        return print_detached(env, &started);
+    }
     if let Some(run) = a.resume {
-        return resume(env, run, a.detach);
+        let (mut store, cfg) = prepare_resume(env, run)?;
+        return foreground(env, &mut store, run, &cfg, true);
     }
     let config_file = a.config_file.clone().expect("clap requires CONFIG");
-    if !a.sweep.is_empty() {
-        return sweep(env, &config_file, &a);
-    }
     if a.remote {
         return remote(env, &config_file, &a);
     }
+    let (mut store, run, cfg) = create(env, &config_file, &a, &mut warn)?;
+    foreground(env, &mut store, run, &cfg, false)
+}
+
+/// `labbook run ARGS... --detach` without a child `labbook`: the TUI's launch prompt. The
+/// same clap `Args` parse `args`, so the prompt accepts and refuses what the command line
+/// does; a usage error is clap's one-line message.
+pub fn start_detached_from(env: &Env, args: &[String], warn: Warn) -> Result<Detached> {
+    let argv = std::iter::once("run")
+        .chain(args.iter().map(String::as_str))
+        .chain(["--detach"]);
+    let line = RunLine::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!(super::usage_error_line(&e.to_string())))?;
+    start_detached(env, &line.args, warn)
+}
+
+/// Checks everything about the request, records the run (or the sweep's runs) and starts
+/// the worker process that trains it, in its own session so it outlives this process.
+pub fn start_detached(env: &Env, a: &Args, warn: Warn) -> Result<Detached> {
+    if let Some(run) = a.resume {
+        prepare_resume(env, run)?;
+        let pid = spawn_worker(env, run, true)?;
+        return Ok(Detached::Run { run, pid });
+    }
+    let config_file = a.config_file.clone().expect("clap requires CONFIG");
+    if !a.sweep.is_empty() {
+        return sweep(env, &config_file, a, warn);
+    }
+    let (mut store, run, _) = create(env, &config_file, a, warn)?;
+    match spawn_worker(env, run, false) {
+        Ok(pid) => Ok(Detached::Run { run, pid }),
+        Err(e) => {
+            let _ = store.cancel_queued(run);
+            Err(e)
+        }
+    }
+}
+
+/// Validates the config and records a queued run for it.
+fn create(
+    env: &Env,
+    config_file: &std::path::Path,
+    a: &Args,
+    warn: Warn,
+) -> Result<(labbook::Store, RunId, RunConfig)> {
     // Everything that can be wrong with the request is checked before any row is written.
-    let cfg = load_config(&config_file, &a.sets)?;
+    let cfg = load_config_with(config_file, &a.sets, &[], warn)?;
     cfg.validate()?;
     cfg.train.backend.check_available()?;
     let mut store = env.open()?;
@@ -144,21 +220,11 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
     let run = recorder::create_run(
         &mut store,
         &cfg,
-        Some(&config_file),
+        Some(config_file),
         a.experiment,
         &provenance,
     )?;
-    if a.detach {
-        let pid = match spawn_worker(env, run, false) {
-            Ok(pid) => pid,
-            Err(e) => {
-                let _ = store.cancel_queued(run);
-                return Err(e);
-            }
-        };
-        return print_detached(env, run, pid);
-    }
-    foreground(env, &mut store, run, &cfg, false)
+    Ok((store, run, cfg))
 }
 
 /// `labbook run CONFIG --remote`: checks everything, then files the request (see
@@ -200,24 +266,57 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
     Ok(())
 }
 
-fn print_detached(env: &Env, run: RunId, pid: u32) -> Result<()> {
-    let log = recorder::run_dir(&env.db_path, run).join("log.txt");
-    if env.json {
-        super::output::json(
-            &serde_json::json!({ "run": run, "pid": pid, "log": log.display().to_string() }),
-        )
-    } else {
-        println!("{run}");
-        eprintln!(
-            "{run}: training in the background (pid {pid}); log {}; `labbook cancel {run}` stops it",
-            log.display()
-        );
-        Ok(())
+fn print_detached(env: &Env, started: &Detached) -> Result<()> {
+    match started {
+        Detached::Run { run, pid } => {
+            let log = recorder::run_dir(&env.db_path, *run).join("log.txt");
+            if env.json {
+                return super::output::json(
+                    &serde_json::json!({ "run": run, "pid": pid, "log": log.display().to_string() }),
+                );
+            }
+            println!("{run}");
+            eprintln!(
+                "{run}: training in the background (pid {pid}); log {}; `labbook cancel {run}` stops it",
+                log.display()
+            );
+        }
+        Detached::Sweep {
+            sweep,
+            runs,
+            parallel,
+            log,
+        } => {
+            if env.json {
+                return super::output::json(&serde_json::json!({
+                    "sweep": sweep,
+                    "parallel": parallel,
+                    "runs": runs.iter().map(|(r, c)| serde_json::json!({
+                        "run": r,
+                        "set": c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+            for (r, c) in runs {
+                let set = c
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!("{r}  {set}");
+            }
+            eprintln!(
+                "sweep {sweep}: {} runs, at most {parallel} at a time (supervisor log {})",
+                runs.len(),
+                log.display()
+            );
+        }
     }
+    Ok(())
 }
 
-/// `labbook run --resume R-n`: the same run continues from its last checkpoint.
-fn resume(env: &Env, run: RunId, detach: bool) -> Result<()> {
+/// Checks that run `run` can continue from its last checkpoint and queues it again.
+fn prepare_resume(env: &Env, run: RunId) -> Result<(labbook::Store, RunConfig)> {
     let mut store = env.open()?;
     let r = store.get_run(run)?;
     let cfg = RunConfig::parse(&r.config, &format!("{run} config snapshot"))?;
@@ -230,11 +329,7 @@ fn resume(env: &Env, run: RunId, detach: bool) -> Result<()> {
         );
     }
     store.requeue_run(run)?;
-    if detach {
-        let pid = spawn_worker(env, run, true)?;
-        return print_detached(env, run, pid);
-    }
-    foreground(env, &mut store, run, &cfg, true)
+    Ok((store, cfg))
 }
 
 /// Trains run `run` in this process with a progress bar; Ctrl-C cancels (after a checkpoint).
@@ -492,11 +587,11 @@ fn grid(axes: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
 /// `labbook run CONFIG --sweep ...`: validates every point of the grid, creates one queued
 /// run per point (sharing a sweep id), and starts a detached supervisor that trains them
 /// at most `--parallel` at a time.
-fn sweep(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
+fn sweep(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Result<Detached> {
     let axes = parse_sweeps(&a.sweep)?;
     let mut cfgs = Vec::new();
     for combo in grid(&axes) {
-        let cfg = load_config_with(config_file, &a.sets, &combo)?;
+        let cfg = load_config_with(config_file, &a.sets, &combo, warn)?;
         cfg.train.backend.check_available()?;
         cfgs.push((combo, cfg));
     }
@@ -535,31 +630,12 @@ fn sweep(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
         }
         return Err(anyhow::Error::new(e).context("cannot start the sweep supervisor"));
     }
-    if env.json {
-        return super::output::json(&serde_json::json!({
-            "sweep": sweep_id,
-            "parallel": a.parallel,
-            "runs": runs.iter().map(|(r, c)| serde_json::json!({
-                "run": r,
-                "set": c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    for (r, c) in &runs {
-        let set = c
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        println!("{r}  {set}");
-    }
-    eprintln!(
-        "sweep {sweep_id}: {} runs, at most {} at a time (supervisor log {})",
-        runs.len(),
-        a.parallel,
-        log.display()
-    );
-    Ok(())
+    Ok(Detached::Sweep {
+        sweep: sweep_id,
+        runs,
+        parallel: a.parallel,
+        log,
+    })
 }
 
 /// The sweep supervisor: starts queued runs of the sweep as child workers, at most
@@ -614,4 +690,39 @@ pub fn cmd_sweep_worker(env: &Env, a: SweepWorkerArgs) -> Result<()> {
     }
     println!("sweep {}: done", a.sweep);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tui_prompt_is_checked_like_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env {
+            db_path: dir.path().join("tracker.db"),
+            config: Default::default(),
+            json: false,
+            config_path: None,
+        };
+        let start = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            start_detached_from(&env, &args, &mut |_| {})
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            start(&["--bogus"]),
+            "error: unexpected argument '--bogus' found"
+        );
+        assert!(
+            start(&["c.toml", "--detach"]).contains("'--detach' cannot be used multiple times")
+        );
+        assert!(start(&["c.toml", "--remote"]).contains("'--remote' cannot be used with"));
+        assert!(start(&["missing.toml"]).starts_with("missing.toml: cannot read"));
+        assert!(
+            !env.db_path.exists(),
+            "nothing is written for a bad request"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! worker and the clock), and the `Effect`s that `update` asks the run loop to perform.
 use labbook::model::{ItemId, ItemPatch, NewItem, Relation};
 
+use super::tab::Tab;
 use super::worker::{Reply, Request};
 
 /// What the user (through the keymap) or the outside world did.
@@ -16,7 +17,7 @@ pub enum Action {
     // Navigation
     NextTab,
     PrevTab,
-    Tab(usize),
+    Tab(Tab),
     Up,
     Down,
     PageUp,
@@ -52,7 +53,7 @@ pub enum Action {
     // Papers
     ImportBibtex,
     OpenUrl,
-    /// Run `labbook sync` in the background.
+    /// Sync with GitHub in the background.
     Sync,
     CopyKey,
     // Text entry (in filters, prompts, forms, pickers)
@@ -93,9 +94,10 @@ pub enum Effect {
     EditInEditor(ItemId),
     OpenUrl(String),
     Copy(String),
-    /// `labbook run ARGS... --detach` in a child process (it validates, records, spawns).
+    /// `labbook run ARGS... --detach` as a job (it validates, records, starts the worker
+    /// process); a `Reply::RunStarted` or `Reply::Failed` comes back.
     LaunchRun(Vec<String>),
-    /// `labbook sync` in a child process; its result comes back as a worker reply.
+    /// `labbook sync` as a job; a `Reply::Synced` or `Reply::Failed` comes back.
     Sync,
     Quit,
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::action::Action;
 use super::state::{App, update};
+use super::tab::Tab;
 use super::worker::{self, Reply};
 use super::{keymap::Keymap, theme::Theme, views};
 
@@ -177,8 +178,8 @@ pub fn run(
     ];
     let mut lat = Vec::new();
     let mut fts = Vec::new();
-    for tab in 0..4 {
-        update(&mut app, Action::Tab(tab));
+    for kind in Kind::ALL {
+        update(&mut app, Action::Tab(Tab::from_kind(kind)));
         for q in queries {
             update(&mut app, Action::Filter);
             for c in q.chars() {
@@ -190,7 +191,7 @@ pub fn run(
                 let prefix = app.view().filter.clone();
                 std::hint::black_box(store.search(
                     &labbook::store::as_you_type(&prefix),
-                    Some(Kind::ALL[tab]),
+                    Some(kind),
                     500,
                 )?);
                 fts.push(ms(t));
@@ -202,7 +203,7 @@ pub fn run(
     let mut view_load = Vec::new();
     if streaming > 0 {
         progress("timing the run view while runs stream metrics…");
-        update(&mut app, Action::Tab(4));
+        update(&mut app, Action::Tab(Tab::Runs));
         update(&mut app, Action::Bottom);
         for i in 0..60 {
             // The worker's part: reload the selected run's curves and log.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
+use super::tab::Tab;
 
 /// (command name, section, help text, default keys)
 pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
@@ -134,11 +135,11 @@ fn action_for(name: &str) -> Action {
         "reload" => Action::Reload,
         "next_tab" => Action::NextTab,
         "prev_tab" => Action::PrevTab,
-        "tab_1" => Action::Tab(0),
-        "tab_2" => Action::Tab(1),
-        "tab_3" => Action::Tab(2),
-        "tab_4" => Action::Tab(3),
-        "tab_5" => Action::Tab(4),
+        "tab_1" => Action::Tab(Tab::Tasks),
+        "tab_2" => Action::Tab(Tab::Papers),
+        "tab_3" => Action::Tab(Tab::Ideas),
+        "tab_4" => Action::Tab(Tab::Experiments),
+        "tab_5" => Action::Tab(Tab::Runs),
         "down" => Action::Down,
         "up" => Action::Up,
         "page_down" => Action::PageDown,

@@ -1,15 +1,17 @@
 //! The full-screen TUI (`labbook` with no subcommand on a terminal).
 //!
-//! Elm-style (one state, one `update`; no per-component state): terminal events and worker replies become `Action`s, the
-//! pure `state::update` turns them into state changes and `Effect`s, `views::render`
-//! draws the state, and this run loop performs the effects. Database work runs on the
-//! `worker` thread.
+//! Elm-style: terminal events and worker replies become one `Action` enum, the pure
+//! `state::update` turns each into state changes and `Effect`s, `views::render` draws the
+//! state without side effects, and this run loop performs the effects. Database work runs
+//! on the `worker` thread; sync and starting runs run as `jobs` on threads of their own.
 pub mod action;
 pub mod bench;
 pub mod form;
+mod jobs;
 pub mod keymap;
 pub mod markdown;
 pub mod state;
+pub mod tab;
 pub mod terminal;
 pub mod theme;
 pub mod views;
@@ -20,15 +22,15 @@ mod snapshots;
 #[cfg(test)]
 mod state_tests;
 
-use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 use crossterm::event::{self, Event, KeyEventKind, MouseButton, MouseEventKind};
 use labbook::Store;
-use labbook::config::AppConfig;
+use labbook::config::{self, AppConfig};
 
+use crate::cli::Env;
 use action::{Action, Effect};
 use state::App;
 use worker::{Reply, Request};
@@ -45,18 +47,27 @@ pub fn app_from_config(config: &AppConfig, db_label: String) -> Result<App> {
     Ok(App::new(db_label, keymap, theme))
 }
 
-pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
-    let label = db_path
+pub fn run(env: &Env) -> Result<()> {
+    let label = env
+        .db_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut app = app_from_config(config, label)?;
+    let mut app = app_from_config(&env.config, label)?;
     // Open before taking over the screen so a bad file is a plain one-line error.
-    let store = Store::open(db_path, author)?;
+    let store = Store::open(&env.db_path, config::author(&env.config))?;
+    // What the jobs (sync, detached runs) run the CLI's code with; never JSON.
+    let job_env = Arc::new(Env {
+        db_path: env.db_path.clone(),
+        config: env.config.clone(),
+        json: false,
+        config_path: env.config_path.clone(),
+    });
     let (req_tx, req_rx) = mpsc::channel();
     let (rep_tx, rep_rx) = mpsc::channel();
-    // Replies of child `labbook` processes (sync, detached runs), sent from their threads.
-    let child_tx = rep_tx.clone();
+    // The jobs answer on the worker's channel, from their own threads.
+    let job_tx = rep_tx.clone();
+    let mut launches = Vec::new();
     let worker = std::thread::Builder::new()
         .name("labbook-db".into())
         .spawn(move || worker::run(store, req_rx, rep_tx))
@@ -122,22 +133,10 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
                             queue.extend(state::update(&mut app, Action::Worker(reply)));
                         }
                         Effect::LaunchRun(args) => {
-                            // Starting a process and validating the config: not on the UI thread.
-                            let tx = child_tx.clone();
-                            let db = db_path.to_path_buf();
-                            std::thread::spawn(move || {
-                                let _ = tx.send(launch_run(&db, &args));
-                            });
+                            launches.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+                            launches.extend(jobs::launch_run(&job_env, args, &job_tx));
                         }
-                        Effect::Sync => {
-                            // Sync talks to the network: never on the UI thread. Its writes
-                            // reach the screen through the worker's data_version poll.
-                            let tx = child_tx.clone();
-                            let db = db_path.to_path_buf();
-                            std::thread::spawn(move || {
-                                let _ = tx.send(run_sync(&db));
-                            });
-                        }
+                        Effect::Sync => jobs::sync(&job_env, &job_tx),
                         Effect::OpenUrl(url) => {
                             let opener = if cfg!(target_os = "macos") {
                                 "open"
@@ -168,6 +167,9 @@ pub fn run(db_path: &Path, config: &AppConfig, author: String) -> Result<()> {
     let _ = req_tx.send(Request::Shutdown);
     drop(req_tx);
     let _ = worker.join();
+    for launch in launches {
+        let _ = launch.join();
+    }
     result
 }
 
@@ -189,68 +191,5 @@ fn to_action(app: &App, ev: Event) -> Option<Action> {
         },
         Event::Resize(w, h) => Some(Action::Resize(w, h)),
         _ => None,
-    }
-}
-
-/// `labbook --db DB ARGS...` as a child process with no stdin, and its output; the TUI
-/// runs slow or process-owning commands this way rather than on its own threads.
-fn labbook_child(db_path: &Path, args: &[&str]) -> Result<std::process::Output, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the labbook executable: {e}"))?;
-    std::process::Command::new(exe)
-        .arg("--db")
-        .arg(db_path)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run labbook {}: {e}", args.first().unwrap_or(&"")))
-}
-
-/// `labbook sync` as a child process; its last output line becomes the status message.
-fn run_sync(db_path: &Path) -> Reply {
-    let last = |bytes: &[u8], fallback: &str| {
-        String::from_utf8_lossy(bytes)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(fallback)
-            .trim_start_matches("error: ")
-            .to_string()
-    };
-    match labbook_child(db_path, &["sync"]) {
-        Ok(o) if o.status.success() => Reply::Done {
-            msg: last(&o.stdout, "sync done"),
-            select: None,
-        },
-        Ok(o) => Reply::Failed(format!("sync: {}", last(&o.stderr, "failed"))),
-        Err(e) => Reply::Failed(e),
-    }
-}
-
-/// Starts a detached run through the CLI (`labbook --db DB run ARGS... --detach`), which
-/// validates everything first and puts the worker in its own process group.
-fn launch_run(db_path: &Path, args: &[String]) -> Reply {
-    let mut argv: Vec<&str> = vec!["run"];
-    argv.extend(args.iter().map(String::as_str));
-    argv.push("--detach");
-    match labbook_child(db_path, &argv) {
-        Ok(o) if o.status.success() => {
-            let run = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            Reply::Done {
-                msg: format!("{run} started in the background (d stops it)"),
-                select: None,
-            }
-        }
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            Reply::Failed(
-                err.lines()
-                    .next()
-                    .unwrap_or("labbook run failed")
-                    .trim_start_matches("error: ")
-                    .to_string(),
-            )
-        }
-        Err(e) => Reply::Failed(e),
     }
 }

@@ -12,6 +12,7 @@ use ratatui::backend::TestBackend;
 use super::action::Action;
 use super::keymap::Keymap;
 use super::state::{App, update};
+use super::tab::Tab;
 use super::theme::Theme;
 use super::views;
 use super::worker::{Data, Detail, Reply};
@@ -196,7 +197,7 @@ pub fn loaded_app(w: u16, h: u16) -> App {
     let mut app = App::new("tracker.db".into(), Keymap::default(), Theme::default());
     update(&mut app, Action::Resize(w, h));
     update(&mut app, Action::Worker(Reply::Data(data())));
-    let t1 = app.items[0][0].clone();
+    let t1 = app.items.get(Kind::Task)[0].clone();
     update(
         &mut app,
         Action::Worker(Reply::Detail(t1.id, t1, detail_t1())),
@@ -245,8 +246,8 @@ fn detail_focus_on_a_link() {
 #[test]
 fn experiment_detail_lists_its_runs() {
     snap("experiment_detail_runs", |app| {
-        keys(app, vec![Action::Tab(3)]);
-        let e1 = app.items[3][0].clone();
+        keys(app, vec![Action::Tab(Tab::Experiments)]);
+        let e1 = app.items.get(Kind::Experiment)[0].clone();
         let run = |n: i64, status: &str, name: &str, best: &str| labbook::compare::ExperimentRun {
             run: RunId(n),
             status: status.into(),
@@ -267,7 +268,12 @@ fn experiment_detail_lists_its_runs() {
 
 #[test]
 fn papers_ideas_experiments_runs_tabs() {
-    for (tab, name) in [(1, "papers"), (2, "ideas"), (3, "experiments"), (4, "runs")] {
+    for (tab, name) in [
+        (Tab::Papers, "papers"),
+        (Tab::Ideas, "ideas"),
+        (Tab::Experiments, "experiments"),
+        (Tab::Runs, "runs"),
+    ] {
         snap(name, |app| keys(app, vec![Action::Tab(tab)]));
     }
 }
@@ -288,7 +294,7 @@ fn empty_notebook() {
         ..Data::default()
     };
     update(&mut app, Action::Worker(Reply::Data(one_task)));
-    keys(&mut app, vec![Action::Tab(2)]);
+    keys(&mut app, vec![Action::Tab(Tab::Ideas)]);
     assert!(screen(&app).contains("a adds an idea"), "{}", screen(&app));
 }
 
@@ -392,8 +398,8 @@ fn tiny_terminals_do_not_panic() {
     let screens: Vec<Vec<Action>> = vec![
         vec![],
         vec![Action::Enter, Action::Down],
-        vec![Action::Tab(1)],
-        vec![Action::Tab(4)],
+        vec![Action::Tab(Tab::Papers)],
+        vec![Action::Tab(Tab::Runs)],
         vec![Action::Help, Action::PageDown],
         vec![Action::Add, Action::Submit],
         vec![Action::Link, Action::Char('m')],
@@ -439,14 +445,17 @@ fn run_view_with_curves_and_log() {
     snap("run_view", |app| {
         keys(
             app,
-            vec![Action::Tab(4), Action::Worker(Reply::RunView(view()))],
+            vec![
+                Action::Tab(Tab::Runs),
+                Action::Worker(Reply::RunView(view())),
+            ],
         )
     });
     snap("run_view_log_smooth", |app| {
         keys(
             app,
             vec![
-                Action::Tab(4),
+                Action::Tab(Tab::Runs),
                 Action::Worker(Reply::RunView(view())),
                 Action::ToggleLogScale,
                 Action::CycleSmoothing,
@@ -479,7 +488,7 @@ fn compare_marked_runs() {
         keys(
             app,
             vec![
-                Action::Tab(4),
+                Action::Tab(Tab::Runs),
                 Action::CycleStatus,
                 Action::Down,
                 Action::CycleStatus,

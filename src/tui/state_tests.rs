@@ -5,6 +5,7 @@ use labbook::model::{Item, Kind, Relation};
 use super::action::{Action, Effect};
 use super::snapshots::{data, id, item, loaded_app};
 use super::state::{App, ConfirmKind, Focus, Mode, Sel, update};
+use super::tab::Tab;
 use super::worker::{Data, Reply, Request};
 
 fn run(app: &mut App, actions: Vec<Action>) -> Vec<Effect> {
@@ -136,7 +137,7 @@ fn follow_a_link_and_come_back() {
     let mut app = loaded_app(120, 40);
     // Focus the links; the second one (relates-to P-1) is followed.
     let fx = run(&mut app, vec![Action::Enter, Action::Down, Action::Enter]);
-    assert_eq!(app.tab, 1);
+    assert_eq!(app.tab, Tab::Papers);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Paper, 1))));
     assert_eq!(app.focus, Focus::List);
     assert!(matches!(sent(&fx)[..], [Request::Detail(i)] if *i == id(Kind::Paper, 1)));
@@ -144,7 +145,7 @@ fn follow_a_link_and_come_back() {
     run(&mut app, vec![Action::Down]);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Paper, 2))));
     run(&mut app, vec![Action::Back]);
-    assert_eq!(app.tab, 0);
+    assert_eq!(app.tab, Tab::Tasks);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
     run(&mut app, vec![Action::Back]);
     assert!(
@@ -160,12 +161,15 @@ fn follow_a_link_and_come_back() {
 fn back_clears_a_filter_that_hides_the_target() {
     let mut app = loaded_app(120, 40);
     run(&mut app, vec![Action::Enter, Action::Enter]); // → E-1
-    assert_eq!(app.tab, 3);
-    run(&mut app, vec![Action::Tab(0), Action::Filter]);
+    assert_eq!(app.tab, Tab::Experiments);
+    run(&mut app, vec![Action::Tab(Tab::Tasks), Action::Filter]);
     run(&mut app, typed("cuda"));
-    run(&mut app, vec![Action::Submit, Action::Tab(3), Action::Back]);
+    run(
+        &mut app,
+        vec![Action::Submit, Action::Tab(Tab::Experiments), Action::Back],
+    );
     // Back goes to T-1 on Tasks although `cuda` hid it.
-    assert_eq!(app.tab, 0);
+    assert_eq!(app.tab, Tab::Tasks);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
     assert!(app.view().filter.is_empty());
 }
@@ -276,7 +280,7 @@ fn tag_prompt_splits_adds_and_removes() {
 #[test]
 fn papers_open_and_copy_key() {
     let mut app = loaded_app(120, 40);
-    run(&mut app, vec![Action::Tab(1)]);
+    run(&mut app, vec![Action::Tab(Tab::Papers)]);
     let fx = run(&mut app, vec![Action::OpenUrl, Action::CopyKey]);
     assert!(matches!(&fx[0], Effect::OpenUrl(u) if u == "https://arxiv.org/abs/2312.00752"));
     assert!(matches!(&fx[1], Effect::Copy(k) if k == "gu2023mamba"));
@@ -310,9 +314,9 @@ fn mouse_click_selects_and_wheel_scrolls() {
     );
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 1))));
     // Clicking a tab label switches tabs.
-    let x = super::views::layout::tab_labels(&app)[4].0 + 2;
+    let x = super::views::layout::tab_labels(app.tab_counts().as_ref())[Tab::Runs.index()].1 + 2;
     run(&mut app, vec![Action::Click { col: x, row: 0 }]);
-    assert_eq!(app.tab, 4);
+    assert_eq!(app.tab, Tab::Runs);
 }
 
 #[test]
@@ -323,7 +327,7 @@ fn reload_keeps_the_selection_and_runs_are_read_only() {
     d.items.retain(|i: &Item| i.id != id(Kind::Task, 1));
     run(&mut app, vec![Action::Worker(Reply::Data(d))]);
     assert_eq!(app.selected(), Some(Sel::Item(id(Kind::Task, 2))));
-    run(&mut app, vec![Action::Tab(4)]);
+    run(&mut app, vec![Action::Tab(Tab::Runs)]);
     assert!(run(&mut app, vec![Action::EditFields]).is_empty());
     assert!(
         app.message.as_ref().unwrap().is_error,
@@ -337,7 +341,7 @@ fn runs_tab_launches_stops_and_loads_run_views() {
     use labbook::model::RunId;
     let mut app = loaded_app(160, 48);
     // Selecting a run asks the worker for its curves.
-    let fx = run(&mut app, vec![Action::Tab(4)]);
+    let fx = run(&mut app, vec![Action::Tab(Tab::Runs)]);
     assert!(
         matches!(sent(&fx)[..], [Request::RunView(RunId(1))]),
         "{fx:?}"
@@ -375,7 +379,7 @@ fn runs_tab_launches_stops_and_loads_run_views() {
 fn marking_two_runs_asks_for_a_comparison() {
     use labbook::model::RunId;
     let mut app = loaded_app(160, 48);
-    let fx = run(&mut app, vec![Action::Tab(4), Action::CycleStatus]);
+    let fx = run(&mut app, vec![Action::Tab(Tab::Runs), Action::CycleStatus]);
     assert!(
         !sent(&fx)
             .iter()
@@ -391,4 +395,21 @@ fn marking_two_runs_asks_for_a_comparison() {
     // Unmarking one leaves a single run: no comparison.
     run(&mut app, vec![Action::CycleStatus]);
     assert_eq!(app.marked_runs, vec![RunId(1)]);
+}
+
+#[test]
+fn job_replies_become_status_messages() {
+    use labbook::model::RunId;
+    let mut app = loaded_app(120, 40);
+    run(&mut app, vec![Action::Worker(Reply::RunStarted(RunId(4)))]);
+    let m = app.message.clone().unwrap();
+    assert_eq!(m.text, "R-4 started in the background (d stops it)");
+    assert!(!m.is_error);
+    run(
+        &mut app,
+        vec![Action::Worker(Reply::Failed(
+            "unexpected argument '--bogus' found".into(),
+        ))],
+    );
+    assert!(app.message.as_ref().unwrap().is_error);
 }

@@ -1,5 +1,6 @@
 //! Terminal setup and teardown. The terminal is restored when `Tui` drops (quit, error)
 //! and from a panic hook, so a crash never leaves the shell in raw mode.
+use std::cell::Cell;
 use std::io::{self, Stdout, Write};
 use std::sync::Once;
 
@@ -37,11 +38,26 @@ pub fn restore() -> io::Result<()> {
     r
 }
 
+thread_local! {
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Says that this thread catches its own panics (a background job): the panic hook then
+/// logs them instead of restoring the terminal and printing over the screen the TUI is
+/// still drawing.
+pub fn contain_panics() {
+    CONTAINED.with(|c| c.set(true));
+}
+
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if CONTAINED.with(Cell::get) {
+                tracing::error!("background job panicked: {info}");
+                return;
+            }
             let _ = restore();
             previous(info);
         }));

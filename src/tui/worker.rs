@@ -77,6 +77,15 @@ pub enum Reply {
         select: Option<ItemId>,
     },
     Failed(String),
+    /// `labbook sync` finished (a job: see `tui::jobs`).
+    Synced(std::sync::Arc<crate::cli::sync::Synced>),
+    /// A run started training in the background (a job: see `tui::jobs`).
+    RunStarted(labbook::model::RunId),
+    /// A sweep's runs were queued and its supervisor started (a job: see `tui::jobs`).
+    SweepStarted {
+        sweep: String,
+        runs: Vec<labbook::model::RunId>,
+    },
     RunView(RunView),
     Compare(CompareView),
     SearchHits {

@@ -11,25 +11,16 @@ use ratatui::layout::Rect;
 use super::action::{Action, Effect};
 use super::form::{FormState, FormTarget};
 use super::keymap::{Keymap, text_action};
+use super::tab::{PerTab, Tab};
 use super::theme::Theme;
 use super::views::layout::{self, Areas};
 use super::worker::{Data, Detail, Reply, Request};
 
 mod modes;
 mod normal;
+mod selection;
 use modes::*;
 use normal::*;
-
-pub const TABS: [&str; 5] = ["Tasks", "Papers", "Ideas", "Experiments", "Runs"];
-pub const RUNS_TAB: usize = 4;
-
-pub fn tab_kind(tab: usize) -> Option<Kind> {
-    Kind::ALL.get(tab).copied()
-}
-
-pub fn tab_of(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
-}
 
 /// What a list row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,16 +33,6 @@ pub enum Sel {
 pub enum Focus {
     List,
     Detail,
-}
-
-/// Sort keys per tab (the `o` key cycles them).
-pub fn sort_keys(tab: usize) -> &'static [&'static str] {
-    match tab {
-        0 => &["id", "title", "status", "priority", "assignee", "updated"],
-        1 => &["id", "title", "status", "year", "updated"],
-        2 | 3 => &["id", "title", "status", "updated"],
-        _ => &["id", "name", "status", "created"],
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,7 +99,7 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Loc {
-    pub tab: usize,
+    pub tab: Tab,
     pub sel: Option<Sel>,
 }
 
@@ -130,17 +111,64 @@ pub struct StatusMessage {
     pub is_error: bool,
 }
 
+/// The items of the notebook, one list per kind.
+#[derive(Debug, Clone, Default)]
+pub struct ItemLists {
+    tasks: Vec<Item>,
+    papers: Vec<Item>,
+    ideas: Vec<Item>,
+    experiments: Vec<Item>,
+}
+
+impl ItemLists {
+    /// Sorts `items` into their kinds' lists, keeping their order.
+    pub fn new(items: Vec<Item>) -> ItemLists {
+        let mut lists = ItemLists::default();
+        for it in items {
+            lists.get_mut(it.kind).push(it);
+        }
+        lists
+    }
+
+    pub fn get(&self, kind: Kind) -> &[Item] {
+        match kind {
+            Kind::Task => &self.tasks,
+            Kind::Paper => &self.papers,
+            Kind::Idea => &self.ideas,
+            Kind::Experiment => &self.experiments,
+        }
+    }
+
+    fn get_mut(&mut self, kind: Kind) -> &mut Vec<Item> {
+        match kind {
+            Kind::Task => &mut self.tasks,
+            Kind::Paper => &mut self.papers,
+            Kind::Idea => &mut self.ideas,
+            Kind::Experiment => &mut self.experiments,
+        }
+    }
+
+    /// Every item, kind by kind.
+    pub fn iter(&self) -> impl Iterator<Item = &Item> {
+        Kind::ALL.into_iter().flat_map(|k| self.get(k))
+    }
+
+    pub fn total(&self) -> usize {
+        Kind::ALL.into_iter().map(|k| self.get(k).len()).sum()
+    }
+}
+
 pub struct App {
     pub db_label: String,
     pub keymap: Keymap,
     pub theme: Theme,
-    pub tab: usize,
+    pub tab: Tab,
     /// Items per kind, in store order (by number).
-    pub items: [Vec<Item>; 4],
+    pub items: ItemLists,
     pub link_counts: HashMap<i64, i64>,
     pub runs: Vec<Run>,
     pub sync: labbook::github::SyncSummary,
-    pub views: [ListView; 5],
+    pub views: PerTab<ListView>,
     /// Row indices of the current tab after filter and sort.
     pub visible: Vec<usize>,
     /// FTS hits for the current filter (query, ids); body matches join fuzzy title matches.
@@ -175,8 +203,8 @@ impl App {
             db_label,
             keymap,
             theme,
-            tab: 0,
-            items: Default::default(),
+            tab: Tab::default(),
+            items: ItemLists::default(),
             link_counts: HashMap::new(),
             runs: Vec::new(),
             sync: Default::default(),
@@ -207,236 +235,24 @@ impl App {
     }
 
     pub fn total_items(&self) -> usize {
-        self.items.iter().map(Vec::len).sum()
+        self.items.total()
     }
 
-    pub fn count(&self, tab: usize) -> usize {
-        if tab == RUNS_TAB {
-            self.runs.len()
-        } else {
-            self.items[tab].len()
+    /// Rows of a tab before any filter.
+    pub fn count(&self, tab: Tab) -> usize {
+        match tab.kind() {
+            Some(kind) => self.items.get(kind).len(),
+            None => self.runs.len(),
         }
+    }
+
+    /// What the tab bar shows after each label; `None` until the first data arrives.
+    pub fn tab_counts(&self) -> Option<PerTab<usize>> {
+        self.loaded.then(|| PerTab::from_fn(|tab| self.count(tab)))
     }
 
     pub fn view(&self) -> &ListView {
         &self.views[self.tab]
-    }
-
-    /// The item behind a row of the current tab's `visible` list.
-    pub fn item_at(&self, row: usize) -> Option<&Item> {
-        let i = *self.visible.get(row)?;
-        self.items.get(self.tab)?.get(i)
-    }
-
-    pub fn run_at(&self, row: usize) -> Option<&Run> {
-        if self.tab != RUNS_TAB {
-            return None;
-        }
-        self.runs.get(*self.visible.get(row)?)
-    }
-
-    pub fn selected(&self) -> Option<Sel> {
-        let row = self.view().selected;
-        if self.tab == RUNS_TAB {
-            self.run_at(row).map(|r| Sel::Run(r.id))
-        } else {
-            self.item_at(row).map(|i| Sel::Item(i.id))
-        }
-    }
-
-    pub fn selected_item(&self) -> Option<&Item> {
-        if self.tab == RUNS_TAB {
-            return None;
-        }
-        self.item_at(self.view().selected)
-    }
-
-    pub fn find_item(&self, id: ItemId) -> Option<&Item> {
-        self.items[tab_of(id.kind)].iter().find(|i| i.id == id)
-    }
-
-    /// The detail for the selected item, if loaded and current.
-    pub fn current_detail(&self) -> Option<&Detail> {
-        let sel = self.selected_item()?;
-        self.detail
-            .as_ref()
-            .filter(|(i, _)| i.id == sel.id)
-            .map(|(_, d)| d)
-    }
-
-    /// Links of the selected item in display order (grouped by label).
-    pub fn links(&self) -> Vec<&labbook::model::LinkView> {
-        let mut v: Vec<_> = self
-            .current_detail()
-            .map(|d| d.links.iter().collect())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.label.cmp(&b.label).then(a.other.cmp(&b.other)));
-        v
-    }
-
-    /// Rows the list shows at once.
-    pub fn page(&self) -> usize {
-        (self.areas().list.height.saturating_sub(3) as usize).max(1)
-    }
-
-    /// Recomputes `visible` for the current tab: filter, then sort.
-    pub fn refresh_visible(&mut self) {
-        let tab = self.tab;
-        let v = &self.views[tab];
-        let q = v.filter.trim().to_string();
-        let mut rows: Vec<usize> = if tab == RUNS_TAB {
-            (0..self.runs.len()).collect()
-        } else {
-            (0..self.items[tab].len()).collect()
-        };
-        if !q.is_empty() {
-            let pattern = Pattern::parse(&q, CaseMatching::Ignore, Normalization::Smart);
-            let mut buf = Vec::new();
-            let fts = self.fts.as_ref().filter(|(fq, _)| *fq == q).map(|(_, s)| s);
-            let matcher = &mut self.matcher;
-            // A query that is an ID (`t-12`, `R3`) also matches that row.
-            let item_id = q.parse::<ItemId>().ok();
-            let run_id = q.parse::<RunId>().ok();
-            rows.retain(|&i| {
-                if tab == RUNS_TAB {
-                    let r = &self.runs[i];
-                    let name = r.name.as_deref().or(r.config_path.as_deref()).unwrap_or("");
-                    return pattern
-                        .score(Utf32Str::new(name, &mut buf), matcher)
-                        .is_some()
-                        || run_id == Some(r.id);
-                }
-                let it = &self.items[tab][i];
-                pattern
-                    .score(Utf32Str::new(&it.title, &mut buf), matcher)
-                    .is_some()
-                    || fts.is_some_and(|s| s.contains(&it.id))
-                    || item_id == Some(it.id)
-            });
-        }
-        let key = sort_keys(tab)[v.sort.min(sort_keys(tab).len() - 1)];
-        if tab == RUNS_TAB {
-            let runs = &self.runs;
-            rows.sort_by(|&a, &b| {
-                let (a, b) = (&runs[a], &runs[b]);
-                match key {
-                    "name" => a.name.cmp(&b.name),
-                    "status" => a.status.as_str().cmp(b.status.as_str()),
-                    "created" => a.created_at.cmp(&b.created_at),
-                    _ => a.id.cmp(&b.id),
-                }
-                .then(a.id.cmp(&b.id))
-            });
-        } else {
-            let items = &self.items[tab];
-            let kind = Kind::ALL[tab];
-            let status_rank = |s: &str| kind.statuses().iter().position(|x| *x == s);
-            rows.sort_by(|&a, &b| {
-                let (a, b) = (&items[a], &items[b]);
-                match key {
-                    "title" => a.title.to_lowercase().cmp(&b.title.to_lowercase()),
-                    "status" => status_rank(&a.status).cmp(&status_rank(&b.status)),
-                    "priority" => (a.fields.priority.is_none(), a.fields.priority)
-                        .cmp(&(b.fields.priority.is_none(), b.fields.priority)),
-                    "assignee" => a.fields.assignee.cmp(&b.fields.assignee),
-                    "year" => b.fields.year.cmp(&a.fields.year),
-                    "updated" => b.updated_at.cmp(&a.updated_at),
-                    _ => a.id.num.cmp(&b.id.num),
-                }
-                .then(a.id.num.cmp(&b.id.num))
-            });
-        }
-        if v.reverse {
-            rows.reverse();
-        }
-        self.visible = rows;
-        self.clamp();
-    }
-
-    /// Keeps the selection in range and visible.
-    fn clamp(&mut self) {
-        let n = self.visible.len();
-        let page = self.page();
-        let v = &mut self.views[self.tab];
-        v.selected = v.selected.min(n.saturating_sub(1));
-        if v.selected < v.offset {
-            v.offset = v.selected;
-        } else if v.selected >= v.offset + page {
-            v.offset = v.selected + 1 - page;
-        }
-        v.offset = v.offset.min(n.saturating_sub(page.min(n)));
-    }
-
-    fn select_row(&mut self, row: usize) {
-        self.views[self.tab].selected = row;
-        self.clamp();
-    }
-
-    /// Puts the selection on `sel` in the current tab if it is visible.
-    fn select_sel(&mut self, sel: Sel) -> bool {
-        let pos = match sel {
-            Sel::Item(id) => self.visible.iter().position(|&i| {
-                self.items
-                    .get(self.tab)
-                    .and_then(|v| v.get(i))
-                    .is_some_and(|it| it.id == id)
-            }),
-            Sel::Run(id) => self.visible.iter().position(|&i| {
-                self.tab == RUNS_TAB && self.runs.get(i).is_some_and(|r| r.id == id)
-            }),
-        };
-        match pos {
-            Some(p) => {
-                self.select_row(p);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Goes to a location: its tab, the item (clearing a filter that hides it).
-    fn goto(&mut self, loc: Loc) {
-        self.tab = loc.tab;
-        self.focus = Focus::List;
-        self.link_sel = 0;
-        self.detail_scroll = 0;
-        self.refresh_visible();
-        if let Some(sel) = loc.sel
-            && !self.select_sel(sel)
-        {
-            self.views[self.tab].filter.clear();
-            self.refresh_visible();
-            self.select_sel(sel);
-        }
-    }
-
-    fn here(&self) -> Loc {
-        Loc {
-            tab: self.tab,
-            sel: self.selected(),
-        }
-    }
-
-    /// Follows to an item, remembering where we were.
-    fn jump(&mut self, id: ItemId) {
-        self.back.push(self.here());
-        self.goto(Loc {
-            tab: tab_of(id.kind),
-            sel: Some(Sel::Item(id)),
-        });
-    }
-
-    /// Asks the worker for the selected item's detail when it is not the one shown.
-    fn detail_effects(&self) -> Vec<Effect> {
-        match self.selected() {
-            Some(Sel::Item(id)) if self.detail.as_ref().is_none_or(|(i, _)| i.id != id) => {
-                vec![Effect::Send(Request::Detail(id))]
-            }
-            Some(Sel::Run(id)) if self.run_view.as_ref().is_none_or(|v| v.run != id) => {
-                vec![Effect::Send(Request::RunView(id))]
-            }
-            _ => Vec::new(),
-        }
     }
 
     fn info(&mut self, msg: impl Into<String>) {
@@ -455,11 +271,7 @@ impl App {
 
     fn apply_data(&mut self, data: Data) {
         let keep = self.selected();
-        let mut items: [Vec<Item>; 4] = Default::default();
-        for it in data.items {
-            items[tab_of(it.kind)].push(it);
-        }
-        self.items = items;
+        self.items = ItemLists::new(data.items);
         self.link_counts = data.link_counts;
         self.runs = data.runs;
         self.sync = data.sync;
@@ -467,30 +279,12 @@ impl App {
         self.refresh_visible();
         if let Some(id) = self.pending_select.take() {
             self.goto(Loc {
-                tab: tab_of(id.kind),
+                tab: Tab::from_kind(id.kind),
                 sel: Some(Sel::Item(id)),
             });
         } else if let Some(sel) = keep {
             self.select_sel(sel);
         }
-    }
-
-    /// Rank items of all kinds against the picker query.
-    fn pick_matches(&mut self, query: &str, exclude: ItemId) -> Vec<ItemId> {
-        let pattern = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
-        let mut buf = Vec::new();
-        let mut scored: Vec<(u32, ItemId)> = Vec::new();
-        for it in self.items.iter().flatten().filter(|i| i.id != exclude) {
-            let text = format!("{} {} {}", it.id, it.title, it.tags.join(" "));
-            if query.trim().is_empty() {
-                scored.push((0, it.id));
-            } else if let Some(s) = pattern.score(Utf32Str::new(&text, &mut buf), &mut self.matcher)
-            {
-                scored.push((s, it.id));
-            }
-        }
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.into_iter().take(200).map(|(_, id)| id).collect()
     }
 
     /// The action a key stands for in the current mode.
@@ -561,7 +355,7 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
         Reply::Data(d) => {
             app.apply_data(d);
             let mut fx = app.detail_effects();
-            if app.tab == RUNS_TAB && app.marked_runs.len() >= 2 {
+            if app.tab == Tab::Runs && app.marked_runs.len() >= 2 {
                 fx.push(Effect::Send(Request::CompareRuns(app.marked_runs.clone())));
             }
             // A selected run that is still going gets fresh curves with every reload.
@@ -601,6 +395,15 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
             }
             app.pending_select = select.filter(|id| app.selected() != Some(Sel::Item(*id)));
             app.info(msg);
+        }
+        Reply::Synced(synced) => app.info(synced.status_line()),
+        Reply::RunStarted(run) => app.info(format!("{run} started in the background (d stops it)")),
+        Reply::SweepStarted { sweep, runs } => {
+            let runs = runs.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+            app.info(format!(
+                "sweep {sweep}: {} started in the background (d stops a run)",
+                runs.join(" ")
+            ));
         }
         Reply::Failed(msg) => {
             if let Mode::Form(f) = &mut app.mode

@@ -22,10 +22,10 @@ pub(super) fn filter(app: &mut App, action: Action) -> Vec<Effect> {
         app.views[tab].selected = 0;
         app.refresh_visible();
         let q = app.views[tab].filter.trim().to_string();
-        if !q.is_empty() && tab != RUNS_TAB {
+        if let Some(kind) = tab.kind().filter(|_| !q.is_empty()) {
             fx.push(Effect::Send(Request::Search {
                 query: q,
-                kind: tab_kind(tab),
+                kind: Some(kind),
                 for_filter: true,
             }));
         }
@@ -48,7 +48,7 @@ pub(super) fn filter(app: &mut App, action: Action) -> Vec<Effect> {
             } else {
                 -1
             };
-            return move_sel(app, d);
+            return app.move_sel(d);
         }
         _ => app.mode = Mode::Filter,
     }
@@ -98,6 +98,26 @@ pub(super) fn search(app: &mut App, mut s: SearchState, action: Action) -> Vec<E
         _ => app.mode = Mode::Search(s),
     }
     Vec::new()
+}
+
+impl App {
+    /// Ranks items of all kinds against the picker query.
+    pub(super) fn pick_matches(&mut self, query: &str, exclude: ItemId) -> Vec<ItemId> {
+        let pattern = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
+        let mut buf = Vec::new();
+        let mut scored: Vec<(u32, ItemId)> = Vec::new();
+        for it in self.items.iter().filter(|i| i.id != exclude) {
+            let text = format!("{} {} {}", it.id, it.title, it.tags.join(" "));
+            if query.trim().is_empty() {
+                scored.push((0, it.id));
+            } else if let Some(s) = pattern.score(Utf32Str::new(&text, &mut buf), &mut self.matcher)
+            {
+                scored.push((s, it.id));
+            }
+        }
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(200).map(|(_, id)| id).collect()
+    }
 }
 
 pub(super) fn picker(app: &mut App, mut p: PickerState, action: Action) -> Vec<Effect> {

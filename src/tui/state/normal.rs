@@ -4,7 +4,7 @@ use super::*;
 pub(super) fn needs_item(app: &mut App) -> Option<Item> {
     match app.selected_item() {
         Some(i) => Some(i.clone()),
-        None if app.tab == RUNS_TAB => {
+        None if app.tab == Tab::Runs => {
             app.error("runs are read-only here");
             None
         }
@@ -15,27 +15,6 @@ pub(super) fn needs_item(app: &mut App) -> Option<Item> {
     }
 }
 
-pub(super) fn move_sel(app: &mut App, delta: isize) -> Vec<Effect> {
-    if app.focus == Focus::Detail {
-        let n = app.links().len();
-        if n > 0 {
-            app.link_sel = (app.link_sel as isize + delta).clamp(0, n as isize - 1) as usize;
-        } else {
-            app.detail_scroll = (app.detail_scroll as isize + delta).max(0) as u16;
-        }
-        return Vec::new();
-    }
-    let n = app.visible.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let row = (app.view().selected as isize + delta).clamp(0, n as isize - 1) as usize;
-    app.select_row(row);
-    app.detail_scroll = 0;
-    app.link_sel = 0;
-    app.detail_effects()
-}
-
 pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
     app.message = None;
     let page = app.page() as isize;
@@ -43,27 +22,15 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Quit => return vec![Effect::Quit],
         Action::Help => app.mode = Mode::Help(0),
         Action::Reload => return vec![Effect::Send(Request::LoadAll)],
-        Action::NextTab | Action::PrevTab | Action::Tab(_) => {
-            let tab = match action {
-                Action::NextTab => (app.tab + 1) % TABS.len(),
-                Action::PrevTab => (app.tab + TABS.len() - 1) % TABS.len(),
-                Action::Tab(t) => t.min(TABS.len() - 1),
-                _ => unreachable!(),
-            };
-            app.tab = tab;
-            app.focus = Focus::List;
-            app.link_sel = 0;
-            app.detail_scroll = 0;
-            app.fts = None;
-            app.refresh_visible();
-            return app.detail_effects();
-        }
-        Action::Down => return move_sel(app, 1),
-        Action::Up => return move_sel(app, -1),
-        Action::PageDown => return move_sel(app, page),
-        Action::PageUp => return move_sel(app, -page),
-        Action::Top => return move_sel(app, -(app.visible.len() as isize)),
-        Action::Bottom => return move_sel(app, app.visible.len() as isize),
+        Action::NextTab => return app.switch_tab(app.tab.next()),
+        Action::PrevTab => return app.switch_tab(app.tab.prev()),
+        Action::Tab(tab) => return app.switch_tab(tab),
+        Action::Down => return app.move_sel(1),
+        Action::Up => return app.move_sel(-1),
+        Action::PageDown => return app.move_sel(page),
+        Action::PageUp => return app.move_sel(-page),
+        Action::Top => return app.move_sel(-(app.visible.len() as isize)),
+        Action::Bottom => return app.move_sel(app.visible.len() as isize),
         Action::ScrollDetailDown => app.detail_scroll = app.detail_scroll.saturating_add(3),
         Action::ScrollDetailUp => app.detail_scroll = app.detail_scroll.saturating_sub(3),
         Action::Enter => {
@@ -104,10 +71,10 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
             None => app.info("nothing to go back to"),
         },
         Action::CycleSort => {
-            let n = sort_keys(app.tab).len();
+            let n = app.tab.sort_keys().len();
             let v = &mut app.views[app.tab];
             v.sort = (v.sort + 1) % n;
-            let key = sort_keys(app.tab)[v.sort];
+            let key = app.tab.sort_key(v.sort);
             let keep = app.selected();
             app.refresh_visible();
             if let Some(s) = keep {
@@ -134,7 +101,7 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 selected: 0,
             })
         }
-        Action::Add => match tab_kind(app.tab) {
+        Action::Add => match app.tab.kind() {
             Some(kind) => app.mode = Mode::Form(FormState::add(kind)),
             None => {
                 app.mode = Mode::Prompt(PromptState {
@@ -153,33 +120,8 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 return vec![Effect::EditInEditor(item.id)];
             }
         }
-        Action::CycleStatus if app.tab == RUNS_TAB => {
-            // On the Runs tab, space/x marks runs to compare (two or more: overlaid curves).
-            let Some(id) = app.run_at(app.view().selected).map(|r| r.id) else {
-                return Vec::new();
-            };
-            if let Some(pos) = app.marked_runs.iter().position(|r| *r == id) {
-                app.marked_runs.remove(pos);
-            } else {
-                app.marked_runs.push(id);
-            }
-            app.compare_view = None;
-            let marked = app
-                .marked_runs
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(" ");
-            if app.marked_runs.len() >= 2 {
-                app.info(format!("comparing {marked}"));
-                return vec![Effect::Send(Request::CompareRuns(app.marked_runs.clone()))];
-            }
-            app.info(if marked.is_empty() {
-                "no runs marked".to_string()
-            } else {
-                format!("marked {marked}; mark another to compare")
-            });
-        }
+        // On the Runs tab, space/x marks runs to compare (two or more: overlaid curves).
+        Action::CycleStatus if app.tab == Tab::Runs => return app.toggle_mark(),
         Action::CycleStatus => {
             if let Some(item) = needs_item(app) {
                 let next = next_status(item.kind, &item.status);
@@ -218,7 +160,7 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 });
             }
         }
-        Action::Archive if app.tab == RUNS_TAB => {
+        Action::Archive if app.tab == Tab::Runs => {
             // On the Runs tab, `d` stops the selected run (graceful, resumable: no question).
             match app.run_at(app.view().selected) {
                 Some(r) if !r.status.is_finished() => {
@@ -306,7 +248,7 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
             } else if contains(a.list, col, row) {
                 let prev = app.focus;
                 app.focus = Focus::List;
-                let fx = move_sel(app, d);
+                let fx = app.move_sel(d);
                 app.focus = prev;
                 return fx;
             }
@@ -323,7 +265,7 @@ pub(super) fn contains(r: Rect, col: u16, row: u16) -> bool {
 pub(super) fn click(app: &mut App, col: u16, row: u16) -> Vec<Effect> {
     let a = app.areas();
     if contains(a.tabs, col, row) {
-        if let Some(t) = layout::tab_at(app, col) {
+        if let Some(t) = layout::tab_at(app.tab_counts().as_ref(), col) {
             return normal(app, Action::Tab(t));
         }
     } else if contains(a.list, col, row) {

@@ -342,7 +342,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     } else if let Some(cv) = app
         .compare_view
         .as_ref()
-        .filter(|_| app.tab == crate::tui::state::RUNS_TAB && app.marked_runs.len() >= 2)
+        .filter(|_| app.tab == crate::tui::tab::Tab::Runs && app.marked_runs.len() >= 2)
     {
         render_compare(frame, app, block, area, cv);
         return;

@@ -2,7 +2,7 @@
 //! so a click lands on what was drawn.
 use ratatui::layout::{Constraint, Layout, Rect};
 
-use crate::tui::state::{App, TABS};
+use crate::tui::tab::{PerTab, Tab};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Areas {
@@ -34,24 +34,26 @@ pub fn areas(size: Rect) -> Areas {
     }
 }
 
-/// Tab labels with their start columns, as drawn.
-pub fn tab_labels(app: &App) -> Vec<(u16, String)> {
+/// Tab labels with their start columns, as drawn; `counts` (rows per tab) once loaded.
+pub fn tab_labels(counts: Option<&PerTab<usize>>) -> Vec<(Tab, u16, String)> {
     let mut x = 0u16;
     let mut out = Vec::new();
-    for (i, name) in TABS.iter().enumerate() {
-        let label = if app.loaded {
-            format!(" {} {} {} ", i + 1, name, app.count(i))
-        } else {
-            format!(" {} {} ", i + 1, name)
+    for tab in Tab::ALL {
+        let label = match counts {
+            Some(n) => format!(" {} {} {} ", tab.number(), tab.label(), n[tab]),
+            None => format!(" {} {} ", tab.number(), tab.label()),
         };
-        out.push((x, label.clone()));
-        x += label.chars().count() as u16 + 1;
+        let width = label.chars().count() as u16;
+        out.push((tab, x, label));
+        x += width + 1;
     }
     out
 }
 
-pub fn tab_at(app: &App, col: u16) -> Option<usize> {
-    tab_labels(app)
-        .iter()
-        .position(|(x, l)| col >= *x && col < x + l.chars().count() as u16)
+/// The tab whose label is drawn at column `col` of the tab bar.
+pub fn tab_at(counts: Option<&PerTab<usize>>, col: u16) -> Option<Tab> {
+    tab_labels(counts)
+        .into_iter()
+        .find(|(_, x, l)| col >= *x && col < x + l.chars().count() as u16)
+        .map(|(tab, ..)| tab)
 }

@@ -7,7 +7,8 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::truncate;
-use crate::tui::state::{App, Focus, Mode, RUNS_TAB, TABS, sort_keys};
+use crate::tui::state::{App, Focus, Mode};
+use crate::tui::tab::Tab;
 
 /// A column: header, width (0 = takes the rest), sort key it shows, drop order (higher
 /// drops first when the pane is narrow; 0 never drops).
@@ -27,7 +28,7 @@ const fn col(head: &'static str, width: u16, sort: &'static str, drop: u8) -> Co
     }
 }
 
-fn columns(tab: usize) -> &'static [Col] {
+fn columns(tab: Tab) -> &'static [Col] {
     const TASK: &[Col] = &[
         col("ID", 5, "id", 0),
         col("Title", 0, "title", 0),
@@ -74,16 +75,16 @@ fn columns(tab: usize) -> &'static [Col] {
         col("Created", 10, "created", 6),
     ];
     match tab {
-        0 => TASK,
-        1 => PAPER,
-        2 => IDEA,
-        3 => EXP,
-        _ => RUN,
+        Tab::Tasks => TASK,
+        Tab::Papers => PAPER,
+        Tab::Ideas => IDEA,
+        Tab::Experiments => EXP,
+        Tab::Runs => RUN,
     }
 }
 
 /// The columns that fit in `width`, dropping the least important first.
-fn fitting(tab: usize, width: u16) -> Vec<&'static Col> {
+fn fitting(tab: Tab, width: u16) -> Vec<&'static Col> {
     let mut cols: Vec<&Col> = columns(tab).iter().collect();
     let need = |cols: &[&Col]| -> u16 {
         cols.iter()
@@ -134,7 +135,7 @@ fn fmt_metric(v: f64) -> String {
 fn cells(app: &App, row: usize, cols: &[&Col], title_w: usize) -> Vec<Cell<'static>> {
     let t = &app.theme;
     let mut out = Vec::new();
-    if app.tab == RUNS_TAB {
+    if app.tab == Tab::Runs {
         let Some(r) = app.run_at(row) else {
             return out;
         };
@@ -234,7 +235,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let v = app.view();
     let focused = app.focus == Focus::List && !matches!(app.mode, Mode::Help(_));
-    let mut title = vec![Span::styled(format!(" {} ", TABS[app.tab]), t.title())];
+    let mut title = vec![Span::styled(format!(" {} ", app.tab.label()), t.title())];
     if !v.filter.is_empty() {
         title.push(Span::styled(
             format!(
@@ -246,7 +247,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             t.key(),
         ));
     }
-    let key = sort_keys(app.tab)[v.sort.min(sort_keys(app.tab).len() - 1)];
+    let key = app.tab.sort_key(v.sort);
     let block = Block::bordered()
         .border_style(t.border(focused))
         .title(Line::from(title))
@@ -348,13 +349,7 @@ fn empty_text(app: &App) -> Text<'static> {
         )));
         return Text::from(lines);
     }
-    if app.tab == RUNS_TAB {
-        lines.push(Line::from("No runs recorded yet."));
-        lines.push(Line::from(
-            "Runs appear here as `labbook run` records them.",
-        ));
-    } else {
-        let kind = crate::tui::state::tab_kind(app.tab).expect("item tab");
+    if let Some(kind) = app.tab.kind() {
         lines.push(Line::from(format!(
             "No {} yet.",
             kind.plural().to_lowercase()
@@ -363,12 +358,17 @@ fn empty_text(app: &App) -> Text<'static> {
             k("add"),
             Span::raw(format!(" adds {}", kind.with_article())),
         ]));
-        if app.tab == 1 {
+        if app.tab == Tab::Papers {
             lines.push(Line::from(vec![
                 k("import"),
                 Span::raw(" imports a BibTeX file"),
             ]));
         }
+    } else {
+        lines.push(Line::from("No runs recorded yet."));
+        lines.push(Line::from(
+            "Runs appear here as `labbook run` records them.",
+        ));
     }
     Text::from(lines)
 }
@@ -379,7 +379,12 @@ mod tests {
 
     #[test]
     fn columns_drop_least_important_first() {
-        let heads = |w| fitting(0, w).iter().map(|c| c.head).collect::<Vec<_>>();
+        let heads = |w| {
+            fitting(Tab::Tasks, w)
+                .iter()
+                .map(|c| c.head)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(heads(200).len(), 8);
         assert_eq!(heads(36), vec!["ID", "Title", "Status"]);
         assert_eq!(heads(40), vec!["ID", "Title", "Status", "Who"]);

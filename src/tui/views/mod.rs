@@ -15,6 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::state::{App, Mode};
+use super::tab::Tab;
 
 pub fn render(frame: &mut Frame, app: &App) {
     let a = layout::areas(frame.area());
@@ -41,8 +42,8 @@ pub fn render(frame: &mut Frame, app: &App) {
 fn tabs(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let mut spans = Vec::new();
-    for (i, (_, label)) in layout::tab_labels(app).into_iter().enumerate() {
-        let style = if i == app.tab {
+    for (tab, _, label) in layout::tab_labels(app.tab_counts().as_ref()) {
+        let style = if tab == app.tab {
             t.selected().add_modifier(Modifier::BOLD)
         } else {
             Style::new()
@@ -88,7 +89,7 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         let k = |name: &str| app.keymap.hint(name);
         let mut hints = vec![(k("help"), "help"), (k("quit"), "quit")];
-        if app.tab == super::state::RUNS_TAB {
+        if app.tab == Tab::Runs {
             hints.extend([
                 (k("sort"), "sort"),
                 (k("filter"), "filter"),
@@ -101,7 +102,7 @@ fn status_line(frame: &mut Frame, app: &App, area: Rect) {
                 (k("status"), "status"),
                 (k("link"), "link"),
             ]);
-            if app.tab == 1 {
+            if app.tab == Tab::Papers {
                 hints.extend([(k("import"), "import"), (k("open"), "open")]);
             }
             hints.extend([
