@@ -314,6 +314,44 @@ fn backtick_word(message: &str) -> Option<&str> {
     Some(&message[start..start + len])
 }
 
+/// `[task]` of `text` and `tokens` runs, before any file is opened (the files themselves
+/// are checked by `Task::open` when training starts, and by `labbook run` before it queues).
+fn validate_files_task(t: &crate::tasks::TaskSection) -> Result<(), ConfigError> {
+    let kind = t.kind;
+    if t.path.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        return Err(ConfigError::key(
+            "task.path",
+            format!("kind = \"{kind}\" needs the data file, directory or glob"),
+        ));
+    }
+    if !(0.0..1.0).contains(&t.val_fraction) || (t.val_path.is_none() && t.val_fraction == 0.0) {
+        return Err(ConfigError::key(
+            "task.val_fraction",
+            "must be in (0, 1) (or give task.val_path)",
+        ));
+    }
+    match kind {
+        TaskKind::Text if t.dtype.is_some() => Err(ConfigError::key(
+            "task.dtype",
+            "text is read with a tokenizer (bytes or chars); dtype is for kind = \"tokens\"",
+        )),
+        TaskKind::Tokens if t.tokenizer.is_some() => Err(ConfigError::key(
+            "task.tokenizer",
+            "token files are already tokenized; tokenizer is for kind = \"text\"",
+        )),
+        TaskKind::Tokens if t.dtype.is_none() => Err(ConfigError::key(
+            "task.dtype",
+            "kind = \"tokens\" needs dtype = \"u16\" or \"u32\"",
+        )),
+        TaskKind::Tokens if t.vocab_size < 2 => Err(ConfigError::key(
+            "task.vocab_size",
+            "kind = \"tokens\" needs the vocabulary size of the token files",
+        )),
+        _ if t.seq_len < 1 => Err(ConfigError::key("task.seq_len", "must be at least 1")),
+        _ => Ok(()),
+    }
+}
+
 impl RunConfig {
     /// Parses and validates a TOML text; `source` names it in errors (usually the path).
     pub fn parse(text: &str, source: &str) -> Result<RunConfig, ConfigError> {
@@ -653,6 +691,25 @@ impl RunConfig {
                             ),
                         ));
                     }
+                }
+            }
+            TaskKind::Text | TaskKind::Tokens => validate_files_task(t)?,
+        }
+        if !t.kind.reads_files() {
+            for (key, set) in [
+                ("task.path", t.path.is_some()),
+                ("task.val_path", t.val_path.is_some()),
+                ("task.tokenizer", t.tokenizer.is_some()),
+                ("task.dtype", t.dtype.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::key(
+                        key,
+                        format!(
+                            "only kind = \"text\" or \"tokens\" reads files, not {}",
+                            t.kind
+                        ),
+                    ));
                 }
             }
         }

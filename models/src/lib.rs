@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod backend;
 pub mod config;
+pub mod data;
 pub mod fused;
 pub mod math;
 pub mod model;

@@ -7,7 +7,10 @@
 //!   target token, and again as the last token; the model must predict the target there.
 //! * `char-lm`: next-character prediction on the bundled Shakespeare excerpt (90% train,
 //!   10% validation).
+//! * `text`, `tokens`: a language model on the user's own files ([`crate::data`]).
 use serde::{Deserialize, Serialize};
+
+use crate::data::{Corpus, DataError, Dtype, Source, Tokenizer};
 
 /// Which generated task a run trains on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +22,17 @@ pub enum TaskKind {
     InductionHeads,
     /// Character-level LM on the bundled Shakespeare excerpt.
     CharLm,
+    /// A language model on the user's text files (`path`, `tokenizer`).
+    Text,
+    /// A language model on pre-tokenized token files (`path`, `dtype`, `vocab_size`).
+    Tokens,
+}
+
+impl TaskKind {
+    /// Whether the task reads the user's files.
+    pub fn reads_files(self) -> bool {
+        matches!(self, TaskKind::Text | TaskKind::Tokens)
+    }
 }
 
 impl std::fmt::Display for TaskKind {
@@ -28,6 +42,8 @@ impl std::fmt::Display for TaskKind {
             TaskKind::SelectiveCopying => "selective-copying",
             TaskKind::InductionHeads => "induction-heads",
             TaskKind::CharLm => "char-lm",
+            TaskKind::Text => "text",
+            TaskKind::Tokens => "tokens",
         })
     }
 }
@@ -38,7 +54,9 @@ impl std::fmt::Display for TaskKind {
 pub struct TaskSection {
     /// Which task.
     pub kind: TaskKind,
-    /// Vocabulary size (16 for the synthetic tasks; ≥ the corpus alphabet for char-lm).
+    /// Vocabulary size (16 for the synthetic tasks; ≥ the corpus alphabet for char-lm;
+    /// required for `tokens`; for `text`, 0 or absent means what the tokenizer needs).
+    #[serde(default)]
     pub vocab_size: usize,
     /// Training sequence length (for selective copying: the noisy region before the markers).
     pub seq_len: usize,
@@ -51,6 +69,41 @@ pub struct TaskSection {
     /// Sequences per evaluation length.
     #[serde(default = "default_eval_samples")]
     pub eval_samples: usize,
+    /// `text` / `tokens`: the training data — a file, a directory (its files, sorted) or a
+    /// glob; `~` and `$VAR` are expanded, relative paths start at the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Held-out data; without it, the last `val_fraction` of `path`'s data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_path: Option<String>,
+    /// The held-out share of `path` when there is no `val_path`.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    /// `text`: `bytes` (vocabulary 256, the default) or `chars`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<Tokenizer>,
+    /// `tokens`: `u16` or `u32`, little-endian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<Dtype>,
+}
+
+fn default_val_fraction() -> f64 {
+    0.05
+}
+
+impl TaskSection {
+    /// The data files this section names (`text` and `tokens` only).
+    pub fn source(&self) -> Option<Source<'_>> {
+        let path = self.path.as_deref()?;
+        Some(Source {
+            path,
+            val_path: self.val_path.as_deref(),
+            val_fraction: self.val_fraction,
+            tokenizer: (self.kind == TaskKind::Text).then(|| self.tokenizer.unwrap_or_default()),
+            dtype: self.dtype,
+            vocab_size: self.vocab_size,
+        })
+    }
 }
 
 fn default_n_memorize() -> usize {
@@ -179,10 +232,37 @@ pub enum Task {
     },
     /// See the module docs.
     CharLm(CharCorpus),
+    /// The user's text or token files.
+    Files(Corpus),
 }
 
 impl Task {
-    /// The generator for a validated `[task]` section.
+    /// The generator for a validated `[task]` section; `text` and `tokens` open and check
+    /// their files here (every configured length must fit in both splits).
+    pub fn open(t: &TaskSection, eval_lens: &[usize]) -> Result<Task, DataError> {
+        let Some(src) = t.source().filter(|_| t.kind.reads_files()) else {
+            return Ok(Self::from_config(t));
+        };
+        let corpus = Corpus::open(src)?;
+        corpus.check_len("task.seq_len", t.seq_len)?;
+        for &len in eval_lens {
+            corpus.check_len("task.eval_seq_lens", len)?;
+        }
+        Ok(Task::Files(corpus))
+    }
+
+    /// The vocabulary the model needs: the configured one, or the data's for text files.
+    pub fn vocab_size(&self, configured: usize) -> usize {
+        match self {
+            Task::Files(c) => c.vocab_size(),
+            _ => configured,
+        }
+    }
+
+    /// The generator for a validated `[task]` section of a generated task.
+    ///
+    /// # Panics
+    /// For `text` and `tokens`, which need [`Task::open`].
     pub fn from_config(t: &TaskSection) -> Task {
         match t.kind {
             TaskKind::SelectiveCopying => Task::SelectiveCopying {
@@ -193,6 +273,7 @@ impl Task {
                 vocab: t.vocab_size,
             },
             TaskKind::CharLm => Task::CharLm(CharCorpus::bundled()),
+            TaskKind::Text | TaskKind::Tokens => panic!("{} data is opened by Task::open", t.kind),
         }
     }
 
@@ -262,6 +343,10 @@ impl Task {
                         .extend_from_slice(&corpus.ids[start..start + len]);
                     out.targets
                         .extend_from_slice(&corpus.ids[start + 1..start + len + 1]);
+                    out.weights.extend(std::iter::repeat_n(1.0, len));
+                }
+                Task::Files(corpus) => {
+                    corpus.window(rng, len, valid, &mut out.inputs, &mut out.targets);
                     out.weights.extend(std::iter::repeat_n(1.0, len));
                 }
             }

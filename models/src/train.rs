@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
 use crate::config::{ConfigError, RunConfig, StateInit, TaskKind};
+use crate::data::Tokenizer;
 use crate::fused::{BlockState, ScanBackend};
 pub use crate::math::masked_loss;
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
@@ -100,6 +101,9 @@ pub enum TrainError {
     /// A benchmark argument is invalid.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The data files of a `text` or `tokens` run (the message names the file).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 /// The CPU training backend.
@@ -247,11 +251,19 @@ fn evaluate<B: ScanBackend>(
         let loss = loss_sum / count.max(1.0);
         out.push((format!("eval/loss@{len}"), loss));
         out.push((format!("eval/acc@{len}"), correct / count.max(1.0)));
-        if cfg.task.kind == TaskKind::CharLm {
-            out.push((
+        match (cfg.task.kind, cfg.task.tokenizer.unwrap_or_default()) {
+            (TaskKind::CharLm, _) => out.push((
                 format!("eval/bits_per_char@{len}"),
                 loss / std::f64::consts::LN_2,
-            ));
+            )),
+            // A token is a byte, so nats per token / ln 2 is bits per byte.
+            (TaskKind::Text, Tokenizer::Bytes) => {
+                out.push((format!("eval/bpb@{len}"), loss / std::f64::consts::LN_2))
+            }
+            (TaskKind::Text | TaskKind::Tokens, _) => {
+                out.push((format!("eval/ppl@{len}"), loss.exp()))
+            }
+            _ => {}
         }
     }
     out
@@ -319,8 +331,13 @@ where
     crate::alloc::keep_freed_memory();
     let started = Instant::now();
     let t = &cfg.train;
+    // The data first: a bad file is refused before any weights exist, and text runs take
+    // their vocabulary from it.
+    let task = Task::open(&cfg.task, &cfg.eval_lens())?;
     B::seed(device, t.seed);
-    let mut model: Lm<B> = cfg.lm_config().init(device);
+    let mut lm = cfg.lm_config();
+    lm.vocab_size = task.vocab_size(lm.vocab_size);
+    let mut model: Lm<B> = lm.init(device);
     let n_params = model.num_params();
     // The decay is applied by `decay_selected` (only to the parameters the rule leaves in),
     // so the optimizer itself runs without it.
@@ -347,7 +364,6 @@ where
             .as_u64()
             .ok_or_else(|| ckpt_err(dir, "state.json has no step"))?;
     }
-    let task = Task::from_config(&cfg.task);
     let char_lm = cfg.task.kind == TaskKind::CharLm;
     if t.state_init != StateInit::Zeros && !model.mamba_blocks().all(|b| b.supports_state()) {
         return Err(ConfigError::key(

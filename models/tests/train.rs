@@ -272,3 +272,119 @@ fn state_init_is_refused_where_it_cannot_apply() {
         .unwrap_err();
     assert!(err.to_string().contains("train.state_noise"), "{err}");
 }
+
+/// Text of words drawn at random from four: inside a word every byte is determined by the
+/// ones before it, so a model that learns the words needs far fewer bits per byte than the
+/// bytes' unigram entropy.
+fn word_text(n_words: usize, seed: u64) -> String {
+    let words = ["alpha ", "beta ", "gamma ", "delta "];
+    let mut rng = Rng::new(seed, 0);
+    (0..n_words).map(|_| words[rng.below(4)]).collect()
+}
+
+fn unigram_bits(text: &str) -> f64 {
+    let mut counts = [0usize; 256];
+    text.bytes().for_each(|b| counts[b as usize] += 1);
+    let n = text.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[test]
+fn a_byte_level_text_corpus_is_learned_below_its_unigram_entropy() {
+    let dir = std::env::temp_dir().join(format!("labbook-models-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = word_text(4000, 1);
+    std::fs::write(dir.join("corpus.txt"), &text).unwrap();
+    let toml = format!(
+        r#"
+[model]
+kind = "mamba"
+d_model = 32
+n_layers = 2
+d_state = 8
+
+[task]
+kind = "text"
+path = "{}/corpus.txt"
+seq_len = 32
+eval_samples = 16
+
+[train]
+steps = 150
+batch_size = 8
+lr = 3e-3
+warmup_steps = 10
+eval_every = 150
+seed = 0
+backend = "cpu"
+"#,
+        dir.display()
+    );
+    let cfg = RunConfig::parse(&toml, "text.toml").unwrap();
+    let (summary, _) = train_plain(&cfg);
+    let bpb = metric(&summary.final_metrics, "eval/bpb@32");
+    let entropy = unigram_bits(&text);
+    eprintln!("eval/bpb@32 {bpb:.3} after 150 steps; unigram entropy {entropy:.3} bits");
+    // Words of 5–6 bytes with 2 bits of choice each: about 0.4 bits per byte is reachable.
+    assert!(entropy > 2.5, "unigram entropy {entropy}");
+    assert!(
+        bpb < 0.5 * entropy,
+        "eval/bpb {bpb} is not well below the unigram entropy {entropy}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_data_is_refused_before_training_with_the_file_named() {
+    let dir = std::env::temp_dir().join(format!("labbook-models-badtok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 100 u16 tokens, one of them (offset 40) at the vocabulary size.
+    let ids: Vec<u16> = (0..100)
+        .map(|i| if i == 40 { 64 } else { i % 64 })
+        .collect();
+    let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
+    std::fs::write(dir.join("train.bin"), bytes).unwrap();
+    let toml = format!(
+        r#"
+[model]
+kind = "mamba"
+d_model = 16
+n_layers = 1
+
+[task]
+kind = "tokens"
+path = "{}/train.bin"
+dtype = "u16"
+vocab_size = 64
+seq_len = 8
+
+[train]
+steps = 2
+batch_size = 2
+lr = 1e-3
+backend = "cpu"
+"#,
+        dir.display()
+    );
+    let cfg = RunConfig::parse(&toml, "tokens.toml").unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut rec = Recorder::default();
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
+    let e = train(&cfg, opts, &mut rec).unwrap_err();
+    assert!(matches!(e, TrainError::Data(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("train.bin: token 64 at offset 40"), "{msg}");
+    assert!(rec.steps.is_empty(), "trained before checking the data");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

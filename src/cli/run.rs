@@ -200,6 +200,16 @@ pub fn start_detached(env: &Env, a: &Args, warn: Warn) -> Result<Detached> {
     }
 }
 
+/// Opens and checks a `text` / `tokens` run's data files here, so that a missing file or a
+/// bad token is refused before a run is recorded (remote runs read their data on the
+/// runner, so `--remote` does not check).
+fn check_data(cfg: &RunConfig) -> Result<()> {
+    if cfg.task.kind.reads_files() {
+        labbook_models::tasks::Task::open(&cfg.task, &cfg.eval_lens())?;
+    }
+    Ok(())
+}
+
 /// Validates the config and records a queued run for it.
 fn create(
     env: &Env,
@@ -211,6 +221,7 @@ fn create(
     let cfg = load_config_with(config_file, &a.sets, &[], warn)?;
     cfg.validate()?;
     cfg.train.backend.check_available()?;
+    check_data(&cfg)?;
     let mut store = env.open()?;
     if let Some(e) = a.experiment {
         store.require(e)?;
@@ -593,6 +604,7 @@ fn sweep(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Resu
     for combo in grid(&axes) {
         let cfg = load_config_with(config_file, &a.sets, &combo, warn)?;
         cfg.train.backend.check_available()?;
+        check_data(&cfg)?;
         cfgs.push((combo, cfg));
     }
     let mut store = env.open()?;
