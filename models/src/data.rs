@@ -72,6 +72,26 @@ impl Piece {
         }
     }
 
+    /// Unmaps the pages of tokens `lo..hi` once they are copied out. Without it every
+    /// page a window touched — and the neighbours the kernel maps around each fault, 64 KiB
+    /// at a time — would stay in the run's resident memory, which would grow towards the
+    /// file's size over a long run. The data stays in the page cache for the next read.
+    fn release(&self, lo: usize, hi: usize) {
+        #[cfg(unix)]
+        if let Piece::Mapped { map, width } = self {
+            // SAFETY: the map is a read-only shared file mapping and no reference into it
+            // outlives a `copy`; dropped pages are faulted back in from the file on the next
+            // access (concurrent readers included), with the same contents.
+            // The whole fault-around block (64 KiB by default) around the window.
+            const AROUND: usize = 64 << 10;
+            let from = (lo * width) / AROUND * AROUND;
+            let to = ((hi * width).div_ceil(AROUND) * AROUND).min(map.len());
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+            };
+        }
+    }
+
     fn token(&self, i: usize) -> u32 {
         match self {
             Piece::Mapped { map, width: 1 } => map[i] as u32,
@@ -129,6 +149,7 @@ impl Stream {
             }
             let stop = end.min(s + p.len());
             out.extend((i - s..stop - s).map(|j| p.token(j) as i64));
+            p.release(i - s, stop - s);
             i = stop;
         }
     }
@@ -247,7 +268,7 @@ impl Corpus {
                     let mut pieces = Vec::new();
                     for f in fs {
                         let piece = map_file(f, dtype.width())?;
-                        check_tokens(f, &piece, dtype, vocab)?;
+                        check_tokens(f, dtype, vocab)?;
                         pieces.push(piece);
                     }
                     // Token files carry their own separators (e.g. an end-of-text id).
@@ -507,21 +528,52 @@ fn map_file(path: &Path, width: usize) -> Result<Piece, DataError> {
     // tokens for that run, not memory unsafety in this process's own allocations.
     let map =
         unsafe { Mmap::map(&file) }.map_err(|e| DataError(format!("{}: {e}", path.display())))?;
+    // Windows are read at random offsets: without this, each fault reads ahead and maps
+    // neighbouring pages too, and resident memory grows by far more than the windows read.
+    #[cfg(unix)]
+    let _ = map.advise(memmap2::Advice::Random);
     Ok(Piece::Mapped { map, width })
 }
 
-/// Scans a token file once for an id at or above the vocabulary.
-fn check_tokens(path: &Path, piece: &Piece, dtype: Dtype, vocab: usize) -> Result<(), DataError> {
-    let bad = (0..piece.len()).find(|&i| piece.token(i) as usize >= vocab);
-    if let Some(i) = bad {
-        return err(format!(
-            "{}: token {} at offset {i} (byte {}) is not below task.vocab_size = {vocab}",
-            path.display(),
-            piece.token(i),
-            i * dtype.width()
-        ));
+/// Scans a token file once for an id at or above the vocabulary. It reads the file rather
+/// than the map: pages touched through the map would count in the run's resident memory for
+/// as long as the map lives, and this pass touches every page.
+fn check_tokens(path: &Path, dtype: Dtype, vocab: usize) -> Result<(), DataError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| DataError(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let width = dtype.width();
+    let mut buf = vec![0u8; (1 << 20) / width * width];
+    let mut offset = 0usize; // tokens before `buf`
+    loop {
+        // Fill whole tokens: `read` may stop anywhere.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]).map_err(io)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        let tokens = filled / width;
+        for (i, chunk) in buf[..tokens * width].chunks_exact(width).enumerate() {
+            let token = match dtype {
+                Dtype::U16 => u16::from_le_bytes([chunk[0], chunk[1]]) as u32,
+                Dtype::U32 => u32::from_le_bytes(chunk.try_into().expect("4 bytes")),
+            };
+            if token as usize >= vocab {
+                let at = offset + i;
+                return err(format!(
+                    "{}: token {token} at offset {at} (byte {}) is not below task.vocab_size = {vocab}",
+                    path.display(),
+                    at * width
+                ));
+            }
+        }
+        offset += tokens;
+        if filled < buf.len() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 type CharsOpened = (Stream, Option<Stream>, Vec<char>);
@@ -695,6 +747,17 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.0.contains("token 999 at offset 999 (byte 1998)"), "{e}");
+        // Past the scan's first 1 MiB buffer: the offset counts the buffers before it.
+        let mut big: Vec<u16> = (0..1_500_000).map(|i| (i % 1000) as u16).collect();
+        big[1_234_567] = 1000;
+        let bytes: Vec<u8> = big.iter().flat_map(|t| t.to_le_bytes()).collect();
+        std::fs::write(d.join("big.bin"), &bytes).unwrap();
+        let bigp = format!("{}/big.bin", d.display());
+        let e = Corpus::open(Source { path: &bigp, ..src }).unwrap_err();
+        assert!(
+            e.0.contains("token 1000 at offset 1234567 (byte 2469134)"),
+            "{e}"
+        );
         std::fs::write(d.join("odd.bin"), [1u8, 2, 3]).unwrap();
         let odd = format!("{}/odd.bin", d.display());
         let e = Corpus::open(Source { path: &odd, ..src }).unwrap_err();

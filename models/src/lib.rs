@@ -11,6 +11,7 @@ pub mod fused;
 pub mod math;
 pub mod model;
 pub mod optim;
+pub mod prefetch;
 #[cfg(any(test, feature = "cuda", feature = "wgpu"))]
 mod scan_cubecl;
 pub mod tasks;

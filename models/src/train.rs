@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
@@ -19,6 +19,7 @@ use crate::fused::{BlockState, ScanBackend};
 pub use crate::math::masked_loss;
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
+use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::{Batch, Rng, Task};
 
 /// Receives progress from [`train`]. Called on the training thread; keep it cheap.
@@ -69,6 +70,8 @@ pub struct TrainSummary {
     pub n_params: usize,
     /// The last checkpoint directory written, if any.
     pub checkpoint: Option<PathBuf>,
+    /// Seconds the training thread waited for the data thread's batches.
+    pub data_wait_s: f64,
 }
 
 /// Why training failed.
@@ -379,6 +382,17 @@ where
     let mut checkpoint = None;
     let mut cancelled = false;
     let mut step = start;
+    let mut batches = Prefetcher::start(
+        task.clone(),
+        BatchSpec {
+            seed: t.seed,
+            batch: t.batch_size,
+            len: cfg.task.seq_len,
+            every_position: false,
+        },
+        start + 1,
+        t.steps.max(start + 1),
+    );
     while step < t.steps {
         if opts.cancel.load(Ordering::Relaxed) {
             cancelled = true;
@@ -386,12 +400,7 @@ where
         }
         step += 1;
         let t0 = Instant::now();
-        let batch = task.sample(
-            &mut Rng::new(t.seed, step),
-            t.batch_size,
-            cfg.task.seq_len,
-            false,
-        );
+        let batch = batches.next_batch();
         let (x, y, w) = tensors::<B>(&batch, device);
         let states = scan_states.for_step(step);
         let (loss, correct) = model.loss_from(x, y, w, &states);
@@ -453,6 +462,7 @@ where
         cancelled,
         n_params,
         checkpoint,
+        data_wait_s: batches.waited().as_secs_f64(),
     })
 }
 
@@ -568,10 +578,12 @@ pub struct BenchResult {
     pub tokens_per_s: f64,
     /// Trainable parameters.
     pub n_params: usize,
+    /// Share of the timed steps' time spent waiting for the data thread's batches.
+    pub data_wait_share: f64,
 }
 
 /// What [`bench_train`] measures: a model kind at a size, for a number of timed steps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BenchShape {
     /// `mamba`, `transformer` (rope) or `hybrid` (attention every 2nd layer).
     pub model: String,
@@ -581,6 +593,9 @@ pub struct BenchShape {
     pub batch: usize,
     /// Timed steps, after 2 warm-up steps.
     pub steps: usize,
+    /// Batches from these files (a `text` or `tokens` `[task]`) instead of generated
+    /// induction-heads sequences; the vocabulary is the data's.
+    pub data: Option<crate::tasks::TaskSection>,
 }
 
 impl BenchShape {
@@ -594,6 +609,7 @@ impl BenchShape {
             seq_len: 256,
             batch: 8,
             steps: 20,
+            data: None,
         }
     }
 }
@@ -639,6 +655,7 @@ where
         seq_len,
         batch,
         steps,
+        ref data,
     } = shape;
     let bad = |m: String| Err(TrainError::InvalidArgument(m));
     if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
@@ -660,7 +677,14 @@ where
     } else {
         1
     };
-    let vocab = 16;
+    let (task, vocab) = match data {
+        Some(section) => {
+            let task = Task::open(section, &[seq_len])?;
+            let vocab = task.vocab_size(section.vocab_size);
+            (task, vocab)
+        }
+        None => (Task::InductionHeads { vocab: 16 }, 16),
+    };
     B::seed(device, 0);
     let mut lm: Lm<B> = LmConfig::new(vocab, d_model, pattern.clone())
         .with_n_heads(n_heads)
@@ -675,13 +699,23 @@ where
         epsilon: defaults.eps as f32,
         weight_decay: 0.0,
     });
-    let task = Task::InductionHeads { vocab };
     let warmup = 2;
     let mut times = Vec::with_capacity(steps);
+    let spec = BatchSpec {
+        seed: 0,
+        batch,
+        len: seq_len,
+        every_position: true, // full LM loss: every position scored
+    };
+    let mut batches = Prefetcher::start(task, spec, 0, (warmup + steps - 1) as u64);
+    let mut waited_timed = Duration::ZERO;
     for i in 0..warmup + steps {
-        let mut b = task.sample(&mut Rng::new(0, i as u64), batch, seq_len, false);
-        b.weights.iter_mut().for_each(|w| *w = 1.0); // full LM loss: every position scored
         let t0 = Instant::now();
+        let waited = batches.waited();
+        let b = batches.next_batch();
+        if i >= warmup {
+            waited_timed += batches.waited() - waited;
+        }
         let (x, y, w) = tensors::<B>(&b, device);
         let (loss, _) = lm.loss(x, y, w);
         let grads = GradientsParams::from_grads(loss.backward(), &lm);
@@ -717,6 +751,7 @@ where
         ms_per_step_min: times[0],
         tokens_per_s: (batch * seq_len) as f64 / (median / 1e3),
         n_params,
+        data_wait_share: waited_timed.as_secs_f64() * 1e3 / times.iter().sum::<f64>().max(1e-9),
     })
 }
 

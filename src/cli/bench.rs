@@ -52,6 +52,48 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     backend: labbook_models::backend::BackendChoice,
+    /// Train on batches from this token file (with --dtype and --vocab) or text file,
+    /// drawn by the data thread as in a run, instead of generated sequences.
+    #[arg(long, value_name = "PATH")]
+    data: Option<String>,
+    /// Element type of a --data token file: u16 or u32 (without it, --data is byte-level
+    /// text).
+    #[arg(long, requires = "data")]
+    dtype: Option<String>,
+    /// Vocabulary size of a --data token file.
+    #[arg(long, requires = "dtype")]
+    vocab: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The `[task]` a run on `--data` would have.
+    fn data_section(&self) -> Result<Option<labbook_models::tasks::TaskSection>> {
+        let Some(path) = &self.data else {
+            return Ok(None);
+        };
+        let kind = if self.dtype.is_some() {
+            "tokens"
+        } else {
+            "text"
+        };
+        let mut toml = format!(
+            "kind = \"{kind}\"\npath = {}\nseq_len = {}\n",
+            toml_string(path),
+            self.seq_len
+        );
+        if let Some(d) = &self.dtype {
+            toml.push_str(&format!("dtype = {}\n", toml_string(d)));
+        }
+        if let Some(v) = self.vocab {
+            toml.push_str(&format!("vocab_size = {v}\n"));
+        }
+        let section = toml::from_str(&toml).map_err(|e| anyhow::anyhow!("--data: {e}"))?;
+        Ok(Some(section))
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
 #[derive(ClapArgs)]
@@ -96,21 +138,31 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
             super::output::json(&report)
         }
         What::Train(t) => {
+            let data = t.data_section()?;
             let shape = labbook_models::BenchShape {
-                model: t.model,
+                model: t.model.clone(),
                 d_model: t.d_model,
                 layers: t.layers,
                 seq_len: t.seq_len,
                 batch: t.batch,
                 steps: t.steps,
+                data,
             };
             let r = labbook_models::train::bench_train(&shape, t.backend)?;
             if env.json {
                 return super::output::json(&r);
             }
+            let data = if t.data.is_some() {
+                format!(
+                    ", waiting for data {:.2}% of step time",
+                    100.0 * r.data_wait_share
+                )
+            } else {
+                String::new()
+            };
             println!(
                 "{} ({}), d_model {}, layers {}, seq_len {}, batch {}, {}: median {:.1} ms/step \
-                 (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters",
+                 (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters{data}",
                 r.model,
                 r.pattern,
                 r.d_model,
