@@ -8,18 +8,20 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::{Error, Result};
 
-pub(crate) mod items;
 pub mod github;
+pub(crate) mod items;
 mod links;
+mod metrics;
 mod runs;
 mod search;
 
 pub use items::ListFilter;
 pub use items::insert_item;
 pub use links::insert_link;
+pub use metrics::{latest_values_in, metric_keys_in, metric_points_in};
 pub use runs::{
     LatestRun, MetricPoint, NewRun, RemoteOutcome, Run, RunEnvironment, RunFilter, RunStatus,
-    STALE_HEARTBEAT, latest_run_in, latest_values_in, metric_keys_in, metric_points_in, pid_alive,
+    STALE_HEARTBEAT, latest_run_in, pid_alive,
 };
 pub use search::{SearchHit, as_you_type};
 
