@@ -193,6 +193,9 @@ pub fn provenance_keys(run: &Run) -> BTreeMap<String, String> {
         if let Some(g) = &e.gpu {
             out.insert("run.gpu".into(), g.clone());
         }
+        if let Some(d) = &e.data {
+            out.insert("run.data".into(), d.clone());
+        }
     }
     out
 }

@@ -124,8 +124,58 @@ impl RunEnvironment {
                 .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get())),
             os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
             gpu: None,
+            data: None,
         }
     }
+}
+
+/// A `text` / `tokens` run's data as found now, for the run record: format, each file with
+/// its size and modification time (so `compare` shows when two runs read different data),
+/// and where the held-out split comes from. `None` for generated tasks, and when the files
+/// are not here (a remote run reads them on the runner).
+pub fn data_description(task: &labbook_models::tasks::TaskSection) -> Option<String> {
+    use labbook_models::tasks::TaskKind;
+    let src = task.source().filter(|_| task.kind.reads_files())?;
+    let (train, valid) = labbook_models::data::stamps(src).ok()?;
+    let format = match task.kind {
+        TaskKind::Tokens => format!(
+            "tokens {}, vocab {}",
+            match task.dtype {
+                Some(labbook_models::data::Dtype::U32) => "u32",
+                _ => "u16",
+            },
+            task.vocab_size
+        ),
+        _ => format!(
+            "text, {} tokenizer",
+            match task.tokenizer.unwrap_or_default() {
+                labbook_models::data::Tokenizer::Bytes => "bytes",
+                labbook_models::data::Tokenizer::Chars => "chars",
+            }
+        ),
+    };
+    let files = |fs: &[labbook_models::data::FileStamp]| {
+        fs.iter()
+            .map(|f| {
+                let when = f
+                    .modified
+                    .map(|m| {
+                        chrono::DateTime::<chrono::Utc>::from(m)
+                            .format("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string()
+                    })
+                    .unwrap_or_else(|| "?".into());
+                format!("{} ({} bytes, modified {when})", f.path.display(), f.bytes)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let held_out = if valid.is_empty() {
+        format!("held out: the last {}% of it", task.val_fraction * 100.0)
+    } else {
+        format!("held out: {}", files(&valid))
+    };
+    Some(format!("{format} · {} · {held_out}", files(&train)))
 }
 
 /// GPU `index` as `nvidia-smi` describes it: name, memory, driver and CUDA versions.
@@ -246,6 +296,7 @@ pub fn new_run(
             if let labbook_models::backend::BackendChoice::Cuda(i) = cfg.train.backend {
                 e.gpu = gpu_description(i);
             }
+            e.data = data_description(&cfg.task);
             e
         }),
     }

@@ -109,12 +109,18 @@ pub struct TrainSection {
     /// Evaluate every this many steps (and always at the end); 0 = only at the end.
     #[serde(default)]
     pub eval_every: u64,
-    /// Checkpoint every this many steps (and at the end); 0 = only at the end.
-    #[serde(default)]
-    pub checkpoint_every: u64,
+    /// Checkpoint every this many steps (and at the end); 0 = only at the end. Absent: every
+    /// [`crate::train::AUTO_CHECKPOINT_EVERY`] of training time, so a short run pays for no
+    /// checkpoint before its last and a long one loses at most that much to a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
     /// Seed for initialisation and data.
     #[serde(default)]
     pub seed: u64,
+    /// Start from these weights (safetensors as `labbook export-model` writes them, PyTorch
+    /// names; `~` and `$VAR` expanded) instead of a random initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_backend")]
     pub backend: BackendChoice,
@@ -166,8 +172,9 @@ impl TrainSection {
             eps: default_eps(),
             no_weight_decay: default_no_weight_decay(),
             eval_every: 0,
-            checkpoint_every: 0,
+            checkpoint_every: None,
             seed: 0,
+            init_from: None,
             backend: default_backend(),
             state_init: StateInit::Zeros,
             state_noise: default_state_noise(),

@@ -425,6 +425,39 @@ impl Corpus {
     }
 }
 
+/// A data file as found when a run was created: enough to tell later whether two runs
+/// read the same data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// The training and held-out files `src` names, with their sizes and modification times,
+/// without opening or scanning them (cheap, for the run record).
+pub fn stamps(src: Source) -> Result<(Vec<FileStamp>, Vec<FileStamp>), DataError> {
+    let stamp = |files: Vec<PathBuf>| {
+        files
+            .into_iter()
+            .map(|path| {
+                let meta = std::fs::metadata(&path).ok();
+                FileStamp {
+                    bytes: meta.as_ref().map_or(0, |m| m.len()),
+                    modified: meta.and_then(|m| m.modified().ok()),
+                    path: std::path::absolute(&path).unwrap_or(path),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let train = stamp(resolve(src.path, "task.path")?);
+    let valid = match src.val_path {
+        Some(p) => stamp(resolve(p, "task.val_path")?),
+        None => Vec::new(),
+    };
+    Ok((train, valid))
+}
+
 /// `~` and `$VAR` / `${VAR}` expanded, then a file, a directory (its files, sorted) or a
 /// glob (its matches, sorted). Relative paths are taken from the working directory.
 fn resolve(spec: &str, key: &str) -> Result<Vec<PathBuf>, DataError> {
@@ -470,6 +503,15 @@ fn resolve(spec: &str, key: &str) -> Result<Vec<PathBuf>, DataError> {
         return Ok(files);
     }
     err(format!("{}: no such file ({key})", path.display()))
+}
+
+/// A path from a config with `~` and `$VAR` expanded (an unset variable is an error).
+pub fn expand_path(spec: &str) -> Result<PathBuf, DataError> {
+    expand(spec).map(PathBuf::from).map_err(|v| {
+        DataError(format!(
+            "\"{spec}\": the environment variable {v} is not set"
+        ))
+    })
 }
 
 /// Expands a leading `~` and `$VAR`/`${VAR}`; an unset variable is an error naming it.

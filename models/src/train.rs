@@ -74,6 +74,11 @@ pub struct TrainSummary {
     pub data_wait_s: f64,
 }
 
+/// How often a run without `train.checkpoint_every` writes a checkpoint: ten minutes of
+/// training at most are lost to a crash, and a run shorter than that writes none before its
+/// last (a checkpoint of a small model costs milliseconds, of a large one seconds).
+pub const AUTO_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Why training failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -107,6 +112,9 @@ pub enum TrainError {
     /// The data files of a `text` or `tokens` run (the message names the file).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// Weights to start from (`train.init_from`) or to export.
+    #[error(transparent)]
+    Weights(#[from] crate::export::ExportError),
 }
 
 /// The CPU training backend.
@@ -301,6 +309,7 @@ fn save_checkpoint<B, O>(
     optim: &O,
     step: u64,
     cfg: &RunConfig,
+    task: &Task,
 ) -> Result<(), TrainError>
 where
     B: AutodiffBackend + ScanBackend,
@@ -314,8 +323,56 @@ where
         .map_err(|e| ckpt_err(dir, e))?;
     Recorder::<B>::record(&rec, optim.to_record(), dir.join("optim"))
         .map_err(|e| ckpt_err(dir, e))?;
-    let state = serde_json::json!({ "step": step, "config": cfg.to_toml_string() });
+    // The vocabulary (text runs take theirs from the data) and a chars run's alphabet, so
+    // that export and sampling rebuild the same model and tokenizer without the data.
+    let vocab = model.embedding.weight.val().dims()[0];
+    let mut state =
+        serde_json::json!({ "step": step, "config": cfg.to_toml_string(), "vocab_size": vocab });
+    if let Task::Files(corpus) = task
+        && let Some(alphabet) = &corpus.alphabet
+    {
+        state["alphabet"] = serde_json::json!(alphabet.iter().collect::<String>());
+    }
     std::fs::write(dir.join("state.json"), state.to_string()).map_err(|e| ckpt_err(dir, e))?;
+    Ok(())
+}
+
+/// A run's weights loaded from its checkpoint on the CPU, with what the checkpoint says
+/// about its tokens.
+pub struct TrainedModel {
+    pub model: Lm<CpuBackend>,
+    /// The step the checkpoint was written at.
+    pub step: u64,
+    /// A `chars` run's alphabet (token id = index).
+    pub alphabet: Option<Vec<char>>,
+}
+
+/// Loads the checkpoint in `dir` of a run trained with `cfg` (on the CPU, whatever the run
+/// trained on).
+pub fn load_trained(cfg: &RunConfig, dir: &Path) -> Result<TrainedModel, TrainError> {
+    let state = std::fs::read_to_string(dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
+    let state: serde_json::Value = serde_json::from_str(&state).map_err(|e| ckpt_err(dir, e))?;
+    let mut lm = cfg.lm_config();
+    if let Some(v) = state["vocab_size"].as_u64() {
+        lm.vocab_size = v as usize;
+    }
+    let device = Default::default();
+    let model: Lm<CpuBackend> = lm
+        .init(&device)
+        .load_file(dir.join("model"), &Rec::new(), &device)
+        .map_err(|e| ckpt_err(dir, e))?;
+    Ok(TrainedModel {
+        model,
+        step: state["step"].as_u64().unwrap_or(0),
+        alphabet: state["alphabet"].as_str().map(|a| a.chars().collect()),
+    })
+}
+
+/// Writes the weights of the checkpoint in `dir` (of a run trained with `cfg`) as
+/// PyTorch-named safetensors at `out` ([`crate::export`]).
+pub fn export_checkpoint(cfg: &RunConfig, dir: &Path, out: &Path) -> Result<(), TrainError> {
+    let mut trained = load_trained(cfg, dir)?;
+    crate::export::save(&mut trained.model, &cfg.layer_pattern(), out)?;
     Ok(())
 }
 
@@ -341,6 +398,14 @@ where
     let mut lm = cfg.lm_config();
     lm.vocab_size = task.vocab_size(lm.vocab_size);
     let mut model: Lm<B> = lm.init(device);
+    if let Some(path) = t
+        .init_from
+        .as_deref()
+        .filter(|_| opts.resume_from.is_none())
+    {
+        let path = crate::data::expand_path(path)?;
+        model = crate::export::load(model, &cfg.layer_pattern(), &path, device)?;
+    }
     let n_params = model.num_params();
     // The decay is applied by `decay_selected` (only to the parameters the rule leaves in),
     // so the optimizer itself runs without it.
@@ -382,6 +447,7 @@ where
     let mut checkpoint = None;
     let mut cancelled = false;
     let mut step = start;
+    let mut last_checkpoint = Instant::now();
     let mut batches = Prefetcher::start(
         task.clone(),
         BatchSpec {
@@ -435,12 +501,17 @@ where
             update_best(&mut best, &last_eval);
             obs.on_eval(step, &last_eval);
         }
+        let due = match t.checkpoint_every {
+            Some(0) => false,
+            Some(n) => step.is_multiple_of(n),
+            None => last_checkpoint.elapsed() >= AUTO_CHECKPOINT_EVERY,
+        };
         if let Some(dir) = &opts.checkpoint_dir
-            && t.checkpoint_every > 0
-            && step.is_multiple_of(t.checkpoint_every)
+            && due
             && step != t.steps
         {
-            save_checkpoint(dir, &model, &optim, step, cfg)?;
+            save_checkpoint(dir, &model, &optim, step, cfg, &task)?;
+            last_checkpoint = Instant::now();
             checkpoint = Some(dir.clone());
             obs.on_checkpoint(step, dir);
         }
@@ -448,7 +519,7 @@ where
     if let Some(dir) = &opts.checkpoint_dir
         && step > start
     {
-        save_checkpoint(dir, &model, &optim, step, cfg)?;
+        save_checkpoint(dir, &model, &optim, step, cfg, &task)?;
         checkpoint = Some(dir.clone());
         obs.on_checkpoint(step, dir);
     }

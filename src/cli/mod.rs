@@ -34,6 +34,7 @@ mod comment;
 mod conflicts;
 pub(crate) mod edit;
 mod export;
+mod export_model;
 mod import;
 mod init;
 mod link;
@@ -44,6 +45,7 @@ mod rm;
 pub(crate) mod run;
 mod runner;
 mod runs;
+mod sample;
 mod search;
 mod show;
 mod status;
@@ -107,6 +109,11 @@ enum Command {
     Run(run::Args),
     /// List training runs with status, progress and final metrics.
     Runs(runs::Args),
+    /// Generate from a run's weights: continue a prompt, streaming tokens as they come.
+    Sample(sample::Args),
+    /// Write a run's weights as safetensors with PyTorch (mambapy) names, for PyTorch or
+    /// `train.init_from`.
+    ExportModel(export_model::Args),
     /// Stop running runs gracefully (final checkpoint, then cancelled); cancel queued ones.
     Cancel(cancel::Args),
     /// Compare runs: the config keys that differ, final and best metrics.
@@ -283,6 +290,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Conflicts(a)) => conflicts::cmd_conflicts(&env, a),
         Some(Command::Resolve(a)) => conflicts::cmd_resolve(&env, a),
         Some(Command::Runs(a)) => runs::cmd_runs(&env, a),
+        Some(Command::Sample(a)) => sample::cmd_sample(&env, a),
+        Some(Command::ExportModel(a)) => export_model::cmd_export_model(&env, a),
         Some(Command::Cancel(a)) => cancel::cmd_cancel(&env, a),
         Some(Command::Compare(a)) => runs::cmd_compare(&env, a),
         Some(Command::Plot(a)) => plot::cmd_plot(&env, a),

@@ -200,12 +200,18 @@ pub fn start_detached(env: &Env, a: &Args, warn: Warn) -> Result<Detached> {
     }
 }
 
-/// Opens and checks a `text` / `tokens` run's data files here, so that a missing file or a
-/// bad token is refused before a run is recorded (remote runs read their data on the
-/// runner, so `--remote` does not check).
+/// Opens and checks a `text` / `tokens` run's data files (and `train.init_from`) here, so
+/// that a missing file or a bad token is refused before a run is recorded (remote runs read
+/// their files on the runner, so `--remote` does not check).
 fn check_data(cfg: &RunConfig) -> Result<()> {
     if cfg.task.kind.reads_files() {
         labbook_models::tasks::Task::open(&cfg.task, &cfg.eval_lens())?;
+    }
+    if let Some(init) = &cfg.train.init_from {
+        let path = labbook_models::data::expand_path(init)?;
+        if !path.is_file() {
+            anyhow::bail!("train.init_from: {}: no such file", path.display());
+        }
     }
     Ok(())
 }
@@ -335,7 +341,7 @@ fn prepare_resume(env: &Env, run: RunId) -> Result<(labbook::Store, RunConfig)> 
     let dir = recorder::run_dir(&env.db_path, run);
     if !recorder::has_checkpoint(&dir) {
         anyhow::bail!(
-            "{run} has no checkpoint in {} to resume from (runs with checkpoint_every = 0 checkpoint only at the end)",
+            "{run} has no checkpoint in {} to resume from (a run checkpoints every train.checkpoint_every steps, every 10 minutes without it, and at the end)",
             dir.display()
         );
     }

@@ -155,6 +155,9 @@ fn show_run(store: &Store, id: RunId, json: bool) -> Result<()> {
         if let Some(g) = &e.gpu {
             println!("gpu {g}");
         }
+        if let Some(d) = &e.data {
+            println!("data {d}");
+        }
     }
     if let Some(r) = labbook::remote::request::remote_ref(store, id) {
         match r.issue {

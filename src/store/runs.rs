@@ -90,6 +90,10 @@ pub struct RunEnvironment {
     pub os: String,
     /// On CUDA: GPU name, memory, driver and CUDA versions (from `nvidia-smi`).
     pub gpu: Option<String>,
+    /// `text` / `tokens` runs: the data files with sizes and modification times when the
+    /// run was created (`recorder::data_description`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// What a new run is created with.

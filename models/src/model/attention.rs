@@ -74,6 +74,18 @@ pub struct AttentionBlock<B: Backend> {
     rope: bool,
 }
 
+impl<B: Backend> AttentionBlock<B> {
+    /// Attention heads.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// Whether queries and keys get rotary embeddings.
+    pub fn rope(&self) -> bool {
+        self.rope
+    }
+}
+
 impl<B: ScanBackend> AttentionBlock<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {

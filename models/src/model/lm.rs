@@ -132,6 +132,13 @@ pub struct Lm<B: Backend> {
     absolute_positions: bool,
 }
 
+impl<B: Backend> Lm<B> {
+    /// Whether sinusoidal absolute positions are added to the embeddings.
+    pub fn absolute_positions(&self) -> bool {
+        self.absolute_positions
+    }
+}
+
 impl<B: ScanBackend> Lm<B> {
     /// Token ids `[batch, L]` → logits `[batch, L, vocab]`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {

@@ -285,6 +285,7 @@ pub fn run_lines(app: &App, r: &Run) -> Vec<Line<'static>> {
     opt("device", r.device.clone());
     opt("host", r.host.clone());
     opt("commit", r.git_commit.clone());
+    opt("data", r.environment.as_ref().and_then(|e| e.data.clone()));
     opt(
         "steps",
         Some(match r.steps_total {

@@ -1,0 +1,302 @@
+//! Weights in and out as safetensors with PyTorch names and layouts, so a colleague can load
+//! a run in PyTorch and a run can start from weights trained elsewhere (`train.init_from`).
+//!
+//! Names are those of `mambapy`'s `LM` `state_dict` (`embedding.weight`,
+//! `mamba.layers.{i}.norm.weight`, `mamba.layers.{i}.mixer.{in_proj.weight, conv1d.weight,
+//! conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D, out_proj.weight}`,
+//! `norm_f.weight`, `lm_head.weight`), with PyTorch's `[out, in]` `Linear` layout and the
+//! conv weight as `[d_inner, 1, d_conv]`. Layers mambapy does not have keep the same scheme:
+//! an attention layer is `mamba.layers.{i}.attn.{norm1.weight, qkv.weight, out.weight,
+//! norm2.weight, fc1.weight, fc1.bias, fc2.weight, fc2.bias}`; the LTI ablation's constants
+//! are `mixer.lti_dt`, `mixer.lti_b`, `mixer.lti_c`. The file's metadata records the layer
+//! pattern and vocabulary, which loading checks.
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::model::{Block, Lm, Selection};
+
+/// How a burn parameter is laid out in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// As is.
+    Same,
+    /// A burn `Linear` weight `[in, out]`, stored `[out, in]`.
+    Transposed,
+    /// The depthwise conv weight `[d_inner, d_conv]`, stored `[d_inner, 1, d_conv]`.
+    Conv,
+}
+
+/// A parameter of the model with its file name.
+enum Slot<'a, B: Backend> {
+    D1(String, &'a mut Param<Tensor<B, 1>>),
+    D2(String, &'a mut Param<Tensor<B, 2>>, Layout),
+}
+
+/// Every parameter of `lm` in file order, mutable so that loading can replace it.
+fn slots<B: Backend>(lm: &mut Lm<B>) -> Vec<Slot<'_, B>> {
+    fn linear<'a, B: Backend>(out: &mut Vec<Slot<'a, B>>, name: &str, l: &'a mut Linear<B>) {
+        out.push(Slot::D2(
+            format!("{name}.weight"),
+            &mut l.weight,
+            Layout::Transposed,
+        ));
+        if let Some(b) = &mut l.bias {
+            out.push(Slot::D1(format!("{name}.bias"), b));
+        }
+    }
+    let mut out = Vec::new();
+    out.push(Slot::D2(
+        "embedding.weight".into(),
+        &mut lm.embedding.weight,
+        Layout::Same,
+    ));
+    for (i, block) in lm.blocks.iter_mut().enumerate() {
+        let layer = format!("mamba.layers.{i}");
+        match block {
+            Block::Mamba(b) => {
+                out.push(Slot::D1(format!("{layer}.norm.weight"), &mut b.norm.gamma));
+                let m = &mut b.mixer;
+                let p = format!("{layer}.mixer");
+                linear(&mut out, &format!("{p}.in_proj"), &mut m.in_proj);
+                out.push(Slot::D2(
+                    format!("{p}.conv1d.weight"),
+                    &mut m.conv_weight,
+                    Layout::Conv,
+                ));
+                out.push(Slot::D1(format!("{p}.conv1d.bias"), &mut m.conv_bias));
+                match &mut m.selection {
+                    Selection::Selective(s) => {
+                        linear(&mut out, &format!("{p}.x_proj"), &mut s.x_proj);
+                        linear(&mut out, &format!("{p}.dt_proj"), &mut s.dt_proj);
+                    }
+                    Selection::Lti(l) => {
+                        out.push(Slot::D1(format!("{p}.lti_dt"), &mut l.lti_dt));
+                        out.push(Slot::D1(format!("{p}.lti_b"), &mut l.lti_b));
+                        out.push(Slot::D1(format!("{p}.lti_c"), &mut l.lti_c));
+                    }
+                }
+                out.push(Slot::D2(format!("{p}.A_log"), &mut m.a_log, Layout::Same));
+                out.push(Slot::D1(format!("{p}.D"), &mut m.d));
+                linear(&mut out, &format!("{p}.out_proj"), &mut m.out_proj);
+            }
+            Block::Attention(a) => {
+                let p = format!("{layer}.attn");
+                out.push(Slot::D1(format!("{p}.norm1.weight"), &mut a.norm1.gamma));
+                linear(&mut out, &format!("{p}.qkv"), &mut a.qkv);
+                linear(&mut out, &format!("{p}.out"), &mut a.out);
+                out.push(Slot::D1(format!("{p}.norm2.weight"), &mut a.norm2.gamma));
+                linear(&mut out, &format!("{p}.fc1"), &mut a.fc1);
+                linear(&mut out, &format!("{p}.fc2"), &mut a.fc2);
+            }
+        }
+    }
+    out.push(Slot::D1("norm_f.weight".into(), &mut lm.norm_f.gamma));
+    linear(&mut out, "lm_head", &mut lm.head);
+    out
+}
+
+/// Why weights could not be written or read; the message names the file and the tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExportError(pub String);
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Writes `lm`'s weights to `out` (see the module docs), with `pattern` and the vocabulary in
+/// the metadata. (`&mut` because parameters are read in place: a clone of a model whose
+/// parameters were never used would draw its own.)
+pub fn save<B: Backend>(lm: &mut Lm<B>, pattern: &str, out: &Path) -> Result<(), ExportError> {
+    let vocab = lm.embedding.weight.val().dims()[0];
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for slot in slots(lm) {
+        let (name, shape, values) = match slot {
+            Slot::D1(name, p) => {
+                let t = p.val();
+                (name, t.dims().to_vec(), host(t))
+            }
+            Slot::D2(name, p, layout) => {
+                let t = p.val();
+                let [a, b] = t.dims();
+                match layout {
+                    Layout::Same => (name, vec![a, b], host(t)),
+                    Layout::Transposed => (name, vec![b, a], host(t.transpose())),
+                    Layout::Conv => (name, vec![a, 1, b], host(t)),
+                }
+            }
+        };
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name, shape, bytes));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ExportError(format!("{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = HashMap::from([
+        ("format".to_string(), "labbook-lm".to_string()),
+        ("pattern".to_string(), pattern.to_string()),
+        ("vocab_size".to_string(), vocab.to_string()),
+    ]);
+    safetensors::serialize_to_file(views, Some(meta), out)
+        .map_err(|e| ExportError(format!("{}: {e}", out.display())))
+}
+
+/// Replaces `lm`'s weights with those in `path`. Every parameter must be there with its
+/// shape; the file's pattern and vocabulary, when recorded, must match.
+pub fn load<B: Backend>(
+    mut lm: Lm<B>,
+    pattern: &str,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Lm<B>, ExportError> {
+    let fail = |m: String| ExportError(format!("{}: {m}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not safetensors: {e}")))?;
+    if let Some(meta) = header.metadata()
+        && let Some(theirs) = meta.get("pattern")
+        && theirs != pattern
+    {
+        return Err(fail(format!(
+            "the weights are for layer pattern {theirs}, this run's is {pattern}"
+        )));
+    }
+    let file =
+        SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not safetensors: {e}")))?;
+    let read = |name: &str, want: &[usize]| -> Result<Vec<f32>, ExportError> {
+        let view = file
+            .tensor(name)
+            .map_err(|_| fail(format!("no tensor {name}")))?;
+        if view.shape() != want {
+            return Err(fail(format!(
+                "{name} has shape {:?}, this model needs {want:?}",
+                view.shape()
+            )));
+        }
+        let values = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+            Dtype::F64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => return Err(fail(format!("{name} is {other:?}; f32 or f64 expected"))),
+        };
+        Ok(values)
+    };
+    for slot in slots(&mut lm) {
+        match slot {
+            Slot::D1(name, p) => {
+                let dims = p.val().dims();
+                let v = read(&name, &dims)?;
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(v, dims), device));
+            }
+            Slot::D2(name, p, layout) => {
+                let [a, b] = p.val().dims();
+                let t = match layout {
+                    Layout::Same => {
+                        Tensor::from_data(TensorData::new(read(&name, &[a, b])?, [a, b]), device)
+                    }
+                    Layout::Transposed => Tensor::<B, 2>::from_data(
+                        TensorData::new(read(&name, &[b, a])?, [b, a]),
+                        device,
+                    )
+                    .transpose(),
+                    Layout::Conv => {
+                        Tensor::from_data(TensorData::new(read(&name, &[a, 1, b])?, [a, b]), device)
+                    }
+                };
+                *p = Param::from_tensor(t);
+            }
+        }
+    }
+    Ok(lm)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+
+    use super::*;
+    use crate::model::LmConfig;
+
+    type B = NdArray;
+
+    fn all_values(lm: &mut Lm<B>) -> Vec<(String, Vec<f32>)> {
+        slots(lm)
+            .into_iter()
+            .map(|s| match s {
+                Slot::D1(n, p) => (n, host(p.val())),
+                Slot::D2(n, p, _) => (n, host(p.val())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hybrid_round_trips_and_mamba_layers_use_mambapy_names() {
+        let device = Default::default();
+        let cfg = LmConfig::new(11, 16, "MAM".to_string())
+            .with_d_state(4)
+            .with_n_heads(2);
+        let mut a: Lm<B> = cfg.init(&device);
+        let path =
+            std::env::temp_dir().join(format!("labbook-export-{}.safetensors", std::process::id()));
+        save(&mut a, "MAM", &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        // mambapy's names and PyTorch layouts (d_inner 32, dt_rank 1, N 4, d_conv 4).
+        for (name, shape) in [
+            ("embedding.weight", vec![11, 16]),
+            ("mamba.layers.0.mixer.in_proj.weight", vec![64, 16]),
+            ("mamba.layers.0.mixer.conv1d.weight", vec![32, 1, 4]),
+            ("mamba.layers.0.mixer.x_proj.weight", vec![1 + 8, 32]),
+            ("mamba.layers.0.mixer.dt_proj.weight", vec![32, 1]),
+            ("mamba.layers.0.mixer.dt_proj.bias", vec![32]),
+            ("mamba.layers.2.mixer.A_log", vec![32, 4]),
+            ("mamba.layers.1.attn.qkv.weight", vec![48, 16]),
+            ("norm_f.weight", vec![16]),
+            ("lm_head.weight", vec![11, 16]),
+        ] {
+            assert_eq!(
+                file.tensor(name).unwrap().shape(),
+                shape.as_slice(),
+                "{name}"
+            );
+        }
+        let b: Lm<B> = cfg.init(&device);
+        let mut b = load(b, "MAM", &path, &device).unwrap();
+        let (va, vb) = (all_values(&mut a), all_values(&mut b));
+        assert_eq!(va.len(), vb.len());
+        for ((name, x), (_, y)) in va.iter().zip(&vb) {
+            assert!(x == y, "{name} changed in the round trip");
+        }
+        let e = load(cfg.init::<B>(&device), "MMM", &path, &device).unwrap_err();
+        assert!(e.0.contains("layer pattern MAM, this run's is MMM"), "{e}");
+        let wider = LmConfig::new(11, 24, "MAM".to_string())
+            .with_d_state(4)
+            .with_n_heads(2);
+        let e = load(wider.init::<B>(&device), "MAM", &path, &device).unwrap_err();
+        assert!(
+            e.0.contains("embedding.weight has shape [11, 16], this model needs [11, 24]"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}
