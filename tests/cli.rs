@@ -1440,6 +1440,10 @@ fn init_example_writes_the_run_configs_without_overwriting() {
 #[test]
 fn every_shipped_config_runs_a_short_smoke() {
     let nb = Nb::new();
+    // Text configs read data/corpus.txt from the directory labbook runs in.
+    std::fs::create_dir_all(nb.dir.path().join("data")).unwrap();
+    let text = "The selective scan keeps a state per channel. ".repeat(200);
+    std::fs::write(nb.dir.path().join("data/corpus.txt"), text).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut ran = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
