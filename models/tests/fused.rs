@@ -8,11 +8,11 @@ use burn::nn::{EmbeddingConfig, LinearConfig, RmsNormConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use burn::tensor::{Int, TensorData};
-use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
 use labbook_models::fused::{
     ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
 };
 use labbook_models::fused::{embedding, head_loss, mamba_block, rms_norm};
+use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
 use labbook_models::train::masked_loss;
 
 mod common;

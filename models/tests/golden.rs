@@ -5,8 +5,8 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
-use labbook_models::model::{MambaBlock, MambaConfig, Selection, SelectiveProjections};
 use labbook_models::fused::ScanBackend;
+use labbook_models::model::{MambaBlock, MambaConfig, Selection, SelectiveProjections};
 use safetensors::{Dtype, SafeTensors};
 
 mod common;

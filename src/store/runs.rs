@@ -628,8 +628,8 @@ fn insert_run(tx: &rusqlite::Transaction, ctx: &super::Ctx, new: &NewRun) -> Res
 mod tests {
     use super::super::test_util::temp_store;
     use super::*;
-    use crate::store::latest_values_in;
     use crate::model::NewItem;
+    use crate::store::latest_values_in;
 
     #[test]
     fn relogged_steps_replace_and_pre_chunk_rows_are_read() {
