@@ -27,16 +27,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::math::softplus;
 
+mod attention;
 mod autodiff;
 mod block;
 mod conv;
 mod fill;
+mod gelu;
 mod gemm;
 mod host;
 mod loss;
 mod rows;
+use attention::{AttentionDims, HostAttention};
 use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;
+use gelu::HostGelu;
 use host::{GatedScan, HostInputs};
 use loss::HostHeadLoss;
 use rows::{HostEmbedding, HostRmsNorm};
@@ -122,6 +126,16 @@ pub trait ScanBackend: Backend {
         eps: f64,
     ) -> FloatTensor<Self> {
         rms_norm_on_host::<Self>(x, gamma, eps).1
+    }
+
+    /// Host kernel of [`causal_attention`]: `qkv` `[batch, L, 3·d]` → `[batch, L, d]`.
+    fn attention_host(qkv: FloatTensor<Self>, heads: usize, rope: bool) -> FloatTensor<Self> {
+        attention_on_host::<Self>(qkv, heads, rope).1
+    }
+
+    /// Host kernel of [`gelu`]: `x` `[batch, L, n]`.
+    fn gelu_host(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        gelu_on_host::<Self>(x).1
     }
 
     /// Host kernel of [`embedding`]: `weights` `[vocab, d]`, `tokens` `[batch, L]`.
@@ -363,6 +377,34 @@ pub fn rms_norm<B: ScanBackend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B,
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
 }
 
+/// Causal multi-head self-attention from the fused `qkv` projection's output `[batch, L, 3·d]`
+/// (q, k, v side by side) to the heads' concatenated output `[batch, L, d]` (before the
+/// output projection), with RoPE on q and k when `rope`: one host op with a hand-written
+/// backward ([`attention`]) where [`ScanBackend::HOST_KERNELS`]. Callers use it only there;
+/// the attention block's composed tensor ops are the reference elsewhere.
+pub fn causal_attention<B: ScanBackend>(
+    qkv: Tensor<B, 3>,
+    heads: usize,
+    rope: bool,
+) -> Tensor<B, 3> {
+    assert!(
+        B::HOST_KERNELS,
+        "causal_attention runs on host backends only"
+    );
+    let o = B::attention_host(qkv.into_primitive().tensor(), heads, rope);
+    Tensor::from_primitive(TensorPrimitive::Float(o)) // [batch, L, d]
+}
+
+/// GELU (the exact, erf form) of `x` `[batch, L, n]`: one host op with a hand-written
+/// backward where [`ScanBackend::HOST_KERNELS`] ([`gelu`] module), burn's `gelu` elsewhere.
+pub fn gelu<B: ScanBackend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return burn::tensor::activation::gelu(x);
+    }
+    let y = B::gelu_host(x.into_primitive().tensor());
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, n]
+}
+
 /// `embedding.forward(tokens)`: `[batch, L]` token ids → `[batch, L, d]` rows of the weights,
 /// one host op with a hand-written backward where [`ScanBackend::HOST_KERNELS`], the module's
 /// own forward elsewhere. Panics on a token outside the vocabulary.
@@ -457,6 +499,34 @@ fn rms_norm_on_host<B: Backend>(
     let (gamma, _) = download::<B, 1>(gamma);
     let (norm, out) = HostRmsNorm::forward(x, gamma, eps as f32, [batch, len]);
     (norm, upload::<B, 3>(out, [batch, len, d], &device))
+}
+
+/// [`HostAttention::forward`] on a backend's tensors: the op (its backward's state) and the
+/// output.
+fn attention_on_host<B: Backend>(
+    qkv: FloatTensor<B>,
+    heads: usize,
+    rope: bool,
+) -> (HostAttention, FloatTensor<B>) {
+    let device = B::float_device(&qkv);
+    let (qkv, [batch, len, three_d]) = download::<B, 3>(qkv);
+    let dims = AttentionDims {
+        batch,
+        len,
+        d: three_d / 3,
+        heads,
+        rope,
+    };
+    let (op, out) = HostAttention::forward(qkv, dims);
+    (op, upload::<B, 3>(out, [batch, len, dims.d], &device))
+}
+
+/// [`HostGelu::forward`] on a backend's tensors.
+fn gelu_on_host<B: Backend>(x: FloatTensor<B>) -> (HostGelu, FloatTensor<B>) {
+    let device = B::float_device(&x);
+    let (x, shape) = download::<B, 3>(x);
+    let (op, y) = HostGelu::forward(x, shape);
+    (op, upload::<B, 3>(y, shape, &device))
 }
 
 /// [`HostEmbedding::forward`] on a backend's tensors: the embedding (its backward's state) and

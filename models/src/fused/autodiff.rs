@@ -152,6 +152,47 @@ impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
 }
 
 #[derive(Debug)]
+struct AttentionBackwardOp;
+
+impl<B: Backend> Backward<B, 1> for AttentionBackwardOp {
+    type State = Arc<HostAttention>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 1, 3>(ops, grads, |op, grad, device| {
+            let dims = op.dims();
+            [upload::<B, 3>(
+                op.backward(grad),
+                [dims.batch, dims.len, 3 * dims.d],
+                device,
+            )]
+        });
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackwardOp;
+
+impl<B: Backend> Backward<B, 1> for GeluBackwardOp {
+    type State = Arc<HostGelu>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 1, 3>(ops, grads, |op, grad, device| {
+            [upload::<B, 3>(op.backward(grad), op.shape(), device)]
+        });
+    }
+}
+
+#[derive(Debug)]
 struct EmbeddingBackwardOp;
 
 impl<B: Backend> Backward<B, 1> for EmbeddingBackwardOp {
@@ -262,6 +303,32 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             (x.primitive, gamma.primitive),
             |(x, gamma)| rms_norm_on_host::<B>(x, gamma, eps),
             |(x, gamma)| B::rms_norm_host(x, gamma, eps),
+        )
+    }
+
+    fn attention_host(qkv: FloatTensor<Self>, heads: usize, rope: bool) -> FloatTensor<Self> {
+        let kind = AttentionBackwardOp
+            .prepare::<C>([qkv.node.clone()])
+            .compute_bound()
+            .stateful();
+        finish_host_op(
+            kind,
+            qkv.primitive,
+            |qkv| attention_on_host::<B>(qkv, heads, rope),
+            |qkv| B::attention_host(qkv, heads, rope),
+        )
+    }
+
+    fn gelu_host(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let kind = GeluBackwardOp
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful();
+        finish_host_op(
+            kind,
+            x.primitive,
+            |x| gelu_on_host::<B>(x),
+            |x| B::gelu_host(x),
         )
     }
 

@@ -65,7 +65,7 @@ fn lane_mut(s: &mut [f32], i: usize) -> &mut Lane {
 /// inlined (the element-wise maps pass `true` only in their AVX2/AVX-512 copies: see
 /// `elementwise::vectorized`).
 #[inline(always)]
-fn exp_fused(x: f32, fma: bool) -> f32 {
+pub(crate) fn exp_fused(x: f32, fma: bool) -> f32 {
     if fma {
         exp_with::<true>(x)
     } else {
@@ -75,7 +75,7 @@ fn exp_fused(x: f32, fma: bool) -> f32 {
 
 /// [`madd`] with the flag of [`exp_fused`].
 #[inline(always)]
-fn madd_fused(a: f32, b: f32, c: f32, fma: bool) -> f32 {
+pub(crate) fn madd_fused(a: f32, b: f32, c: f32, fma: bool) -> f32 {
     if fma {
         madd::<true>(a, b, c)
     } else {

@@ -2,7 +2,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::fused::{ScanBackend, rms_norm};
@@ -90,12 +90,25 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attention(rms_norm(&self.norm1, x));
-        let h = gelu(self.fc1.forward(rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
+        let h = crate::fused::gelu(self.fc1.forward(rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
         x + self.fc2.forward(h)
     }
 
-    /// Causal multi-head self-attention: `[batch, L, d] → [batch, L, d]`.
-    fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// Causal multi-head self-attention: `[batch, L, d] → [batch, L, d]`. On host backends
+    /// the core (RoPE, scores, softmax, values) is one fused op
+    /// ([`crate::fused::causal_attention`]); elsewhere, and as the tests' reference, the
+    /// composed tensor ops of [`Self::attention_composed`].
+    pub fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if !B::HOST_KERNELS {
+            return self.attention_composed(x);
+        }
+        let qkv = self.qkv.forward(x); // [batch, L, 3d]
+        let o = crate::fused::causal_attention(qkv, self.n_heads, self.rope); // [batch, L, d]
+        self.out.forward(o) // [batch, L, d]
+    }
+
+    /// [`Self::attention`] from tensor ops, materialising the `[batch, H, L, L]` scores.
+    pub fn attention_composed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let device = x.device();

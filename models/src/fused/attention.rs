@@ -1,0 +1,436 @@
+//! Causal multi-head attention as one host op with a hand-written backward: from the fused
+//! `qkv` projection's output `[batch, L, 3·d]` to the heads' concatenated output `[batch, L, d]`
+//! (before the output projection), RoPE included.
+//!
+//! One task per (batch item, head). A task gathers its head's q, k, v (`[L, dh]`, rotated and
+//! with q pre-scaled by 1/√dh) and walks the query rows: a row's scores over its keys
+//! `0..=i` go into one reused row buffer (`[L]`; no `[L, L]` matrix is ever held), then an
+//! exact softmax (max, exp, sum) and the weighted sum of the values. The forward keeps each
+//! row's log-sum-exp; the backward recomputes the row's probabilities from it
+//! (FlashAttention's recomputation) and accumulates dq, dk, dv for the head. Score loops run
+//! over contiguous keys (k is held transposed, `[dh, L]`), value loops over contiguous head
+//! features, both in the per-ISA copies of `vectorized_kernel` with the polynomial `exp`.
+//!
+//! Why a row at a time rather than tiles: at the head sizes here (dh 8–64) a head's k and v
+//! stay in L1/L2 for the whole walk, so the row buffer is all the blocking that pays; the
+//! softmax is exact (two passes over a row in cache) rather than online.
+use rayon::prelude::*;
+
+use super::host::elementwise::{kernel, vectorized_kernel};
+use super::host::{exp_fused, madd_fused};
+
+/// Shapes of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttentionDims {
+    pub batch: usize,
+    pub len: usize,
+    /// Model width `d` (the input has `3·d` features).
+    pub d: usize,
+    pub heads: usize,
+    pub rope: bool,
+}
+
+impl AttentionDims {
+    fn dh(&self) -> usize {
+        self.d / self.heads
+    }
+}
+
+/// The forward's state for the backward: its input, output and each row's log-sum-exp.
+#[derive(Debug)]
+pub(crate) struct HostAttention {
+    dims: AttentionDims,
+    qkv: Vec<f32>,
+    out: Vec<f32>,
+    /// `[batch, heads, L]`.
+    lse: Vec<f32>,
+}
+
+/// RoPE's `cos`, `sin` `[L, dh/2]` (base 10000, rotate-half), as the composed path's tables.
+fn rope_tables(len: usize, dh: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = dh / 2;
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for p in 0..len {
+        for i in 0..half {
+            let theta = (p as f64) * 10000f64.powf(-2.0 * i as f64 / dh as f64);
+            cos.push(theta.cos() as f32);
+            sin.push(theta.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotates each row of `x` `[L, dh]` by its position (`sign` −1: the inverse rotation, for
+/// gradients).
+fn rotate(x: &mut [f32], dh: usize, cos: &[f32], sin: &[f32], sign: f32) {
+    let half = dh / 2;
+    for (p, row) in x.chunks_exact_mut(dh).enumerate() {
+        let (c, s) = (
+            &cos[p * half..(p + 1) * half],
+            &sin[p * half..(p + 1) * half],
+        );
+        for i in 0..half {
+            let (x1, x2) = (row[i], row[i + half]);
+            let si = sign * s[i];
+            row[i] = x1 * c[i] - x2 * si;
+            row[i + half] = x1 * si + x2 * c[i];
+        }
+    }
+}
+
+/// One head's q (rotated, scaled), k (rotated) and v, each `[L, dh]`, and k transposed.
+pub(crate) struct Head {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = x[r * cols + c];
+        }
+    }
+    t
+}
+
+fn load_head(
+    qkv: &[f32],
+    dims: AttentionDims,
+    b: usize,
+    h: usize,
+    rope: &(Vec<f32>, Vec<f32>),
+) -> Head {
+    let (len, d, dh) = (dims.len, dims.d, dims.dh());
+    let part = |which: usize| {
+        let mut x = Vec::with_capacity(len * dh);
+        for t in 0..len {
+            let at = (b * len + t) * 3 * d + which * d + h * dh;
+            x.extend_from_slice(&qkv[at..at + dh]);
+        }
+        x
+    };
+    let (mut q, mut k, v) = (part(0), part(1), part(2));
+    if dims.rope {
+        rotate(&mut q, dh, &rope.0, &rope.1, 1.0);
+        rotate(&mut k, dh, &rope.0, &rope.1, 1.0);
+    }
+    let scale = 1.0 / (dh as f32).sqrt();
+    q.iter_mut().for_each(|x| *x *= scale);
+    let kt = transpose(&k, len, dh);
+    Head { q, k, kt, v }
+}
+
+/// Keys (or values) per register block of [`dots`].
+const J: usize = 16;
+
+/// `row[j] = x · t[:, j]` for `j < n`, with `t` a transposed `[dh, len]` array: a block of
+/// `J` results stays in registers while `x`'s features stream past, so each multiply-add
+/// loads one element.
+#[inline(always)]
+fn dots(x: &[f32], t: &[f32], len: usize, n: usize, row: &mut [f32], fma: bool) {
+    let mut j = 0;
+    while j + J <= n {
+        let mut acc = [0.0f32; J];
+        for (c, &xc) in x.iter().enumerate() {
+            let tc: &[f32; J] = t[c * len + j..c * len + j + J].try_into().expect("J keys");
+            for l in 0..J {
+                acc[l] = madd_fused(xc, tc[l], acc[l], fma);
+            }
+        }
+        row[j..j + J].copy_from_slice(&acc);
+        j += J;
+    }
+    for (jj, r) in row.iter_mut().enumerate().take(n).skip(j) {
+        let mut acc = 0.0;
+        for (c, &xc) in x.iter().enumerate() {
+            acc = madd_fused(xc, t[c * len + jj], acc, fma);
+        }
+        *r = acc;
+    }
+}
+
+/// `out[c] = Σ_j w[j] · rows[j, c]` for `rows` `[n, dh]`: eight features at a time in
+/// registers.
+#[inline(always)]
+fn weighted_sum(w: &[f32], rows: &[f32], dh: usize, out: &mut [f32], fma: bool) {
+    const C: usize = 8;
+    let mut c0 = 0;
+    while c0 + C <= dh {
+        let mut acc = [0.0f32; C];
+        for (j, &wj) in w.iter().enumerate() {
+            let r: &[f32; C] = rows[j * dh + c0..j * dh + c0 + C]
+                .try_into()
+                .expect("C features");
+            for l in 0..C {
+                acc[l] = madd_fused(wj, r[l], acc[l], fma);
+            }
+        }
+        out[c0..c0 + C].copy_from_slice(&acc);
+        c0 += C;
+    }
+    for (c, o) in out.iter_mut().enumerate().take(dh).skip(c0) {
+        let mut acc = 0.0;
+        for (j, &wj) in w.iter().enumerate() {
+            acc = madd_fused(wj, rows[j * dh + c], acc, fma);
+        }
+        *o = acc;
+    }
+}
+
+/// Scores of query row `i` against keys `0..=i` into `row[..=i]`.
+#[inline(always)]
+fn scores(head: &Head, len: usize, dh: usize, i: usize, row: &mut [f32], fma: bool) {
+    dots(
+        &head.q[i * dh..(i + 1) * dh],
+        &head.kt,
+        len,
+        i + 1,
+        row,
+        fma,
+    );
+}
+
+fn sum(x: &[f32]) -> f32 {
+    // Eight partial sums: the adds vectorise and the order is fixed (reproducible).
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A head's forward: `o` `[L, dh]` and `lse` `[L]`.
+#[inline(always)]
+fn forward_head(head: &Head, len: usize, dh: usize, o: &mut [f32], lse: &mut [f32], fma: bool) {
+    let mut row = vec![0.0f32; len];
+    for i in 0..len {
+        scores(head, len, dh, i, &mut row, fma);
+        let p = &mut row[..=i];
+        let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for s in p.iter_mut() {
+            *s = exp_fused(*s - m, fma);
+        }
+        let l = sum(p);
+        let oi = &mut o[i * dh..(i + 1) * dh];
+        weighted_sum(p, &head.v, dh, oi, fma);
+        let inv = 1.0 / l;
+        oi.iter_mut().for_each(|x| *x *= inv);
+        lse[i] = m + l.ln();
+    }
+}
+
+/// Gradients of one head with respect to its (rotated, scaled) q, k and v, given the
+/// output `o`, the log-sum-exps and the output's gradient `dout` (all `[L, dh]` / `[L]`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_head(
+    head: &Head,
+    len: usize,
+    dh: usize,
+    o: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    grads: &mut [Vec<f32>; 3],
+    fma: bool,
+) {
+    let vt = transpose(&head.v, len, dh);
+    let [dq, dk, dv] = grads;
+    let mut p = vec![0.0f32; len];
+    let mut ds = vec![0.0f32; len];
+    for i in 0..len {
+        scores(head, len, dh, i, &mut p, fma);
+        let p = &mut p[..=i];
+        for s in p.iter_mut() {
+            *s = exp_fused(*s - lse[i], fma);
+        }
+        let gi = &dout[i * dh..(i + 1) * dh];
+        let delta: f32 = gi
+            .iter()
+            .zip(&o[i * dh..(i + 1) * dh])
+            .map(|(a, b)| a * b)
+            .sum();
+        // dp_j = dout_i · v_j, then ds_j = p_j (dp_j − Δ_i).
+        dots(gi, &vt, len, i + 1, &mut ds, fma);
+        let ds = &mut ds[..=i];
+        for (x, &pj) in ds.iter_mut().zip(p.iter()) {
+            *x = pj * (*x - delta);
+        }
+        let qi = &head.q[i * dh..(i + 1) * dh];
+        weighted_sum(ds, &head.k, dh, &mut dq[i * dh..(i + 1) * dh], fma);
+        for (j, (&dsj, &pj)) in ds.iter().zip(p.iter()).enumerate() {
+            let row = j * dh..(j + 1) * dh;
+            for (acc, &q) in dk[row.clone()].iter_mut().zip(qi) {
+                *acc = madd_fused(dsj, q, *acc, fma);
+            }
+            for (acc, &g) in dv[row].iter_mut().zip(gi) {
+                *acc = madd_fused(pj, g, *acc, fma);
+            }
+        }
+    }
+}
+
+kernel!(fma ForwardHead {
+    head: &'a Head,
+    len: usize,
+    dh: usize,
+    o: &'a mut [f32],
+    lse: &'a mut [f32],
+} -> () = forward_head);
+
+kernel!(fma BackwardHead {
+    head: &'a Head,
+    len: usize,
+    dh: usize,
+    o: &'a [f32],
+    lse: &'a [f32],
+    dout: &'a [f32],
+    grads: &'a mut [Vec<f32>; 3],
+} -> () = backward_head);
+
+/// Copies head `h` of item `b`'s rows `[L, dh]` out of (or into) a `[batch, L, width]` array
+/// at feature offset `at`.
+fn head_rows(x: &[f32], dims: AttentionDims, b: usize, width: usize, at: usize) -> Vec<f32> {
+    let (len, dh) = (dims.len, dims.dh());
+    let mut out = Vec::with_capacity(len * dh);
+    for t in 0..len {
+        let s = (b * len + t) * width + at;
+        out.extend_from_slice(&x[s..s + dh]);
+    }
+    out
+}
+
+fn put_head_rows(
+    x: &mut [f32],
+    rows: &[f32],
+    dims: AttentionDims,
+    b: usize,
+    width: usize,
+    at: usize,
+) {
+    let (len, dh) = (dims.len, dims.dh());
+    for t in 0..len {
+        let s = (b * len + t) * width + at;
+        x[s..s + dh].copy_from_slice(&rows[t * dh..(t + 1) * dh]);
+    }
+}
+
+impl HostAttention {
+    /// `qkv` `[batch, L, 3·d]` → the state and the heads' output `[batch, L, d]`.
+    pub(crate) fn forward(qkv: Vec<f32>, dims: AttentionDims) -> (HostAttention, Vec<f32>) {
+        let AttentionDims {
+            batch,
+            len,
+            d,
+            heads,
+            ..
+        } = dims;
+        assert!(
+            d.is_multiple_of(heads),
+            "attention: d {d} is not a multiple of {heads} heads"
+        );
+        assert_eq!(
+            qkv.len(),
+            batch * len * 3 * d,
+            "attention: qkv is not [batch, L, 3·d]"
+        );
+        let dh = dims.dh();
+        let rope = rope_tables(if dims.rope { len } else { 0 }, dh);
+        let per_head: Vec<(Vec<f32>, Vec<f32>)> = (0..batch * heads)
+            .into_par_iter()
+            .map(|task| {
+                let (b, h) = (task / heads, task % heads);
+                let head = load_head(&qkv, dims, b, h, &rope);
+                let (mut o, mut lse) = (vec![0.0; len * dh], vec![0.0; len]);
+                vectorized_kernel(ForwardHead {
+                    head: &head,
+                    len,
+                    dh,
+                    o: &mut o,
+                    lse: &mut lse,
+                });
+                (o, lse)
+            })
+            .collect();
+        let mut out = vec![0.0f32; batch * len * d];
+        let mut lse = Vec::with_capacity(batch * heads * len);
+        for (task, (o, l)) in per_head.into_iter().enumerate() {
+            let (b, h) = (task / heads, task % heads);
+            put_head_rows(&mut out, &o, dims, b, d, h * dh);
+            lse.extend_from_slice(&l);
+        }
+        let state = HostAttention {
+            dims,
+            qkv,
+            out: out.clone(),
+            lse,
+        };
+        (state, out)
+    }
+
+    /// The gradient with respect to `qkv` `[batch, L, 3·d]` given the output's `grad`.
+    pub(crate) fn backward(&self, grad: &[f32]) -> Vec<f32> {
+        let dims = self.dims;
+        let AttentionDims {
+            batch,
+            len,
+            d,
+            heads,
+            ..
+        } = dims;
+        let dh = dims.dh();
+        let rope = rope_tables(if dims.rope { len } else { 0 }, dh);
+        let scale = 1.0 / (dh as f32).sqrt();
+        let per_head: Vec<[Vec<f32>; 3]> = (0..batch * heads)
+            .into_par_iter()
+            .map(|task| {
+                let (b, h) = (task / heads, task % heads);
+                let head = load_head(&self.qkv, dims, b, h, &rope);
+                let o = head_rows(&self.out, dims, b, d, h * dh);
+                let dout = head_rows(grad, dims, b, d, h * dh);
+                let lse = &self.lse[task * len..(task + 1) * len];
+                let mut grads = [
+                    vec![0.0; len * dh],
+                    vec![0.0; len * dh],
+                    vec![0.0; len * dh],
+                ];
+                vectorized_kernel(BackwardHead {
+                    head: &head,
+                    len,
+                    dh,
+                    o: &o,
+                    lse,
+                    dout: &dout,
+                    grads: &mut grads,
+                });
+                // Back through the scale and the rotation.
+                let [dq, dk, _] = &mut grads;
+                dq.iter_mut().for_each(|x| *x *= scale);
+                if dims.rope {
+                    rotate(dq, dh, &rope.0, &rope.1, -1.0);
+                    rotate(dk, dh, &rope.0, &rope.1, -1.0);
+                }
+                grads
+            })
+            .collect();
+        let mut dqkv = vec![0.0f32; batch * len * 3 * d];
+        for (task, grads) in per_head.iter().enumerate() {
+            let (b, h) = (task / heads, task % heads);
+            for (which, g) in grads.iter().enumerate() {
+                put_head_rows(&mut dqkv, g, dims, b, 3 * d, which * d + h * dh);
+            }
+        }
+        dqkv
+    }
+
+    pub(crate) fn dims(&self) -> AttentionDims {
+        self.dims
+    }
+}

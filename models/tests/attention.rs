@@ -1,0 +1,131 @@
+//! The fused causal attention (`fused::causal_attention`, used by the attention block on the
+//! CPU backends) against the block's composed tensor ops: output and the gradients of the
+//! input and of both projections, on both CPU backends, at lengths of 1, odd, 64 and 77, with
+//! and without RoPE; and at L = 4,096, where the composed path holds the full score matrix.
+use burn::backend::{Autodiff, Flex, NdArray};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, Tensor};
+use labbook_models::fused::ScanBackend;
+use labbook_models::model::{AttentionBlock, AttentionConfig};
+
+mod common;
+use common::rel_err;
+
+/// Relative errors of (output, dx, d qkv weight, d out weight), fused vs composed.
+fn compare<B>(batch: usize, len: usize, d: usize, heads: usize, rope: bool) -> [f64; 4]
+where
+    B: AutodiffBackend + ScanBackend,
+{
+    let device = Default::default();
+    B::seed(&device, (len * 31 + d + rope as usize) as u64);
+    let block: AttentionBlock<B> = AttentionConfig::new(d)
+        .with_n_heads(heads)
+        .with_rope(rope)
+        .init(&device);
+    let x = Tensor::<B, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
+    let r = Tensor::<B, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
+    let run = |fused: bool| {
+        let x = x.clone().require_grad();
+        let y = if fused {
+            block.attention(x.clone())
+        } else {
+            block.attention_composed(x.clone())
+        };
+        let grads = (y.clone() * r.clone()).sum().backward();
+        (
+            y.inner(),
+            x.grad(&grads).unwrap(),
+            block.qkv.weight.val().grad(&grads).unwrap(),
+            block.out.weight.val().grad(&grads).unwrap(),
+        )
+    };
+    let (f, c) = (run(true), run(false));
+    [
+        rel_err(f.0, c.0),
+        rel_err(f.1, c.1),
+        rel_err(f.2, c.2),
+        rel_err(f.3, c.3),
+    ]
+}
+
+fn check<B: AutodiffBackend + ScanBackend>(name: &str) {
+    for (batch, len, d, heads) in [(2, 1, 16, 2), (2, 5, 16, 2), (2, 64, 32, 4), (1, 77, 24, 3)] {
+        for rope in [false, true] {
+            let errs = compare::<B>(batch, len, d, heads, rope);
+            for (what, e) in ["output", "dx", "d qkv.weight", "d out.weight"]
+                .iter()
+                .zip(errs)
+            {
+                assert!(
+                    e < 1e-5,
+                    "{name} batch {batch} L {len} d {d} heads {heads} rope {rope}: {what} rel err {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_attention_matches_the_composed_block_on_ndarray() {
+    check::<Autodiff<NdArray>>("ndarray");
+}
+
+#[test]
+fn fused_attention_matches_the_composed_block_on_flex() {
+    check::<Autodiff<Flex>>("flex");
+}
+
+/// At L = 4,096 a row's softmax runs over thousands of keys: the fused row walk (exact max
+/// and sum in f32) against the composed `[1, 1, L, L]` softmax.
+#[test]
+fn long_sequences_match_the_composed_softmax() {
+    let errs = compare::<Autodiff<NdArray>>(1, 4096, 8, 1, true);
+    for (what, e) in ["output", "dx", "d qkv.weight", "d out.weight"]
+        .iter()
+        .zip(errs)
+    {
+        assert!(e < 1e-4, "L 4096: {what} rel err {e}");
+    }
+}
+
+/// The MLP's GELU host op: values against burn's `gelu` (the erf form), the gradient
+/// against the exact derivative Φ(x) + x·φ(x) in f64 — not against burn's backward, which
+/// is the derivative of the tanh approximation (off by up to ~5e-4 relative).
+fn gelu_errors<B: AutodiffBackend + ScanBackend>() -> (f64, f64) {
+    let device = Default::default();
+    B::seed(&device, 11);
+    let x = Tensor::<B, 3>::random([3, 50, 40], Distribution::Normal(0.0, 3.0), &device);
+    let r = Tensor::<B, 3>::random([3, 50, 40], Distribution::Normal(0.0, 1.0), &device);
+    let xg = x.clone().require_grad();
+    let y = labbook_models::fused::gelu(xg.clone());
+    let grads = (y.clone() * r.clone()).sum().backward();
+    let dx = xg.grad(&grads).unwrap();
+    let reference = burn::tensor::activation::gelu(x.clone().inner());
+    let (xs, rs) = (common::host(x.inner()), common::host(r.inner()));
+    let exact: Vec<f64> = xs
+        .iter()
+        .zip(&rs)
+        .map(|(&x, &r)| {
+            let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            r * (cdf + x * pdf)
+        })
+        .collect();
+    (
+        rel_err(y.inner(), reference),
+        common::rel_err_of(&common::host(dx), &exact),
+    )
+}
+
+#[test]
+fn gelu_matches_the_exact_function_and_derivative_on_both_backends() {
+    for (name, (y, dx)) in [
+        ("ndarray", gelu_errors::<Autodiff<NdArray>>()),
+        ("flex", gelu_errors::<Autodiff<Flex>>()),
+    ] {
+        assert!(
+            y < 1e-6 && dx < 1e-6,
+            "{name}: gelu rel err {y}, gradient {dx}"
+        );
+    }
+}
