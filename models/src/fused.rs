@@ -37,6 +37,7 @@ mod gemm;
 mod host;
 mod loss;
 mod rows;
+pub(crate) use attention::rope_tables;
 use attention::{AttentionDims, HostAttention};
 use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;

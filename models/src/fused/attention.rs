@@ -46,8 +46,9 @@ pub(crate) struct HostAttention {
     lse: Vec<f32>,
 }
 
-/// RoPE's `cos`, `sin` `[L, dh/2]` (base 10000, rotate-half), as the composed path's tables.
-fn rope_tables(len: usize, dh: usize) -> (Vec<f32>, Vec<f32>) {
+/// RoPE's `cos`, `sin` `[L, dh/2]` (base 10000, rotate-half); the composed path uses the
+/// same tables.
+pub(crate) fn rope_tables(len: usize, dh: usize) -> (Vec<f32>, Vec<f32>) {
     let half = dh / 2;
     let mut cos = Vec::with_capacity(len * half);
     let mut sin = Vec::with_capacity(len * half);

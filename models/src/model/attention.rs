@@ -144,22 +144,14 @@ fn causal_mask<B: Backend>(len: usize, device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(TensorData::new(m, [1, 1, len, len]), device)
 }
 
-/// Rotary tables `cos, sin` of shape `[1, 1, L, dh/2]` (base 10000, rotate-half convention).
+/// Rotary tables `cos, sin` of shape `[1, 1, L, dh/2]` (the fused op's, as tensors).
 fn rope_tables<B: Backend>(
     len: usize,
     dh: usize,
     device: &B::Device,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let half = dh / 2;
-    let mut cos = Vec::with_capacity(len * half);
-    let mut sin = Vec::with_capacity(len * half);
-    for p in 0..len {
-        for i in 0..half {
-            let theta = (p as f64) * 10000f64.powf(-2.0 * i as f64 / dh as f64);
-            cos.push(theta.cos() as f32);
-            sin.push(theta.sin() as f32);
-        }
-    }
+    let (cos, sin) = crate::fused::rope_tables(len, dh);
     (
         Tensor::from_data(TensorData::new(cos, [1, 1, len, half]), device),
         Tensor::from_data(TensorData::new(sin, [1, 1, len, half]), device),
