@@ -7,11 +7,15 @@ blocks in a layer pattern → RMSNorm → LM head, cross-entropy over every posi
 (parallel scan `pscan=True`, no CUDA extension) between our embedding, RMSNorm and head (as
 `mambapy.lm.LM`, whose module imports the CUDA-only `mamba_ssm` for Mamba-2); `hybrid` =
 mambapy `ResidualBlock`s for `M` and, for `A`, a block written here like labbook's
-`AttentionBlock` (pre-RMSNorm, fused qkv, RoPE, plain causal softmax attention — no flash
-attention, as in labbook —, out projection, GELU MLP ×4), pattern `attn every 2nd layer`.
+`AttentionBlock` (pre-RMSNorm, fused qkv, RoPE, causal softmax attention, out projection,
+GELU MLP ×4), pattern `attn every 2nd layer`; `transformer` = that block in every layer.
+Attention is `F.scaled_dot_product_attention(..., is_causal=True)` (PyTorch's fused kernel,
+what labbook's fused CPU attention is compared with) or, with `--attention plain`, the
+explicit `softmax(QKᵀ/√dh + mask)·V` that labbook's composed reference path computes.
 
 Usage: python3 scripts/mambapy_bench.py STEPS D_MODEL LAYERS SEQ_LEN BATCH [model...]
-           [--device cuda|cpu]   (default cuda; scripts/bench-vs-pytorch.sh uses cpu)
+           [--device cuda|cpu] [--attention sdpa|plain]
+           (default cuda, sdpa; scripts/bench-vs-pytorch.sh uses cpu)
 Prints one JSON line per model, with the fields of labbook's BenchResult.
 """
 
@@ -29,9 +33,14 @@ from mambapy.mamba import Mamba, MambaConfig, RMSNorm, ResidualBlock
 VOCAB = 16
 
 
+ATTENTION = "sdpa"
+
+
 def pattern(model: str, layers: int) -> str:
     if model == "mamba":
         return "M" * layers
+    if model == "transformer":
+        return "A" * layers
     if model == "hybrid":  # labbook's pattern_attn_every(layers, 2)
         return "".join("A" if i % 2 == 0 else "M" for i in range(1, layers + 1))
     raise SystemExit(f"unknown model {model}")
@@ -66,9 +75,12 @@ class AttentionBlock(nn.Module):
             t.reshape(b, length, h, dh).transpose(1, 2) for t in self.qkv(x).split(d, dim=2)
         )
         q, k = rope(q), rope(k)
-        scores = q @ k.transpose(2, 3) / math.sqrt(dh)
-        mask = torch.full((length, length), -1e9, device=x.device).triu(1)
-        o = torch.softmax(scores + mask, dim=3) @ v
+        if ATTENTION == "sdpa":
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            scores = q @ k.transpose(2, 3) / math.sqrt(dh)
+            mask = torch.full((length, length), -1e9, device=x.device).triu(1)
+            o = torch.softmax(scores + mask, dim=3) @ v
         return self.out(o.transpose(1, 2).reshape(b, length, d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +153,8 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
     return {
         "model": model,
         "pattern": pat,
-        "backend": f"mambapy 1.2.0 / torch {torch.__version__} {dev.type} (pscan, f32)"
+        "backend": f"mambapy 1.2.0 / torch {torch.__version__} {dev.type} (pscan, f32, "
+        f"{ATTENTION} attention)"
         + ("" if cuda else f", {torch.get_num_threads()} threads"),
         "d_model": d_model,
         "layers": layers,
@@ -163,7 +176,10 @@ def main() -> None:
         p.add_argument(name, type=int)
     p.add_argument("models", nargs="*", default=["mamba", "hybrid"])
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--attention", choices=["sdpa", "plain"], default="sdpa")
     a = p.parse_args()
+    global ATTENTION
+    ATTENTION = a.attention
     torch.backends.cuda.matmul.allow_tf32 = False  # labbook runs plain f32 matmuls
     for model in a.models:
         if a.device == "cuda":

@@ -4,8 +4,35 @@
 //! off, so training numbers of attention models move slightly with this op.) As burn ops its forward and backward call libm's `erf`, `expm1`,
 //! `tanh` and `powf` per element, single-threaded: a fifth of a Transformer training step
 //! (docs/performance.md, Step 6). Here `erf` is a polynomial in the vectorised `exp`.
-use super::host::elementwise::{map1, map2};
+use rayon::prelude::*;
+
+use super::fill::filled;
+use super::host::elementwise::{kernel, vectorized_kernel};
 use super::host::{exp_fused, madd_fused};
+
+/// Elements per task.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = gelu(x[i])`. A kernel (not a closure passed to `map1`): the erf and exp
+/// polynomials are too large for a closure to be inlined into the AVX2/AVX-512 copy, and
+/// outside it every `mul_add` became a call to libm's software `fmaf`.
+#[inline(always)]
+fn gelu_rows(x: &[f32], out: &mut [f32], fma: bool) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = gelu(x, fma);
+    }
+}
+
+/// `out[i] = grad[i] · gelu'(x[i])`.
+#[inline(always)]
+fn gelu_grad_rows(x: &[f32], grad: &[f32], out: &mut [f32], fma: bool) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
+        *o = g * gelu_grad(x, fma);
+    }
+}
+
+kernel!(fma GeluRows { x: &'a [f32], out: &'a mut [f32] } -> () = gelu_rows);
+kernel!(fma GeluGradRows { x: &'a [f32], grad: &'a [f32], out: &'a mut [f32] } -> () = gelu_grad_rows);
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7; with the polynomial
 /// `exp` and f32 arithmetic, within 6e-7 of libm's `erff`: a few ulps near ±1).
@@ -56,12 +83,18 @@ pub(crate) struct HostGelu {
 
 impl HostGelu {
     pub(crate) fn forward(x: Vec<f32>, shape: [usize; 3]) -> (HostGelu, Vec<f32>) {
-        let y = map1(&x, gelu);
+        let (y, _) = filled(x.len(), CHUNK, x.par_chunks(CHUNK), |out, x| {
+            vectorized_kernel(GeluRows { x, out })
+        });
         (HostGelu { x, shape }, y)
     }
 
     pub(crate) fn backward(&self, grad: &[f32]) -> Vec<f32> {
-        map2(&self.x, grad, |x, g, fma| g * gelu_grad(x, fma))
+        let pairs = self.x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK));
+        filled(self.x.len(), CHUNK, pairs, |out, (x, grad)| {
+            vectorized_kernel(GeluGradRows { x, grad, out })
+        })
+        .0
     }
 
     pub(crate) fn shape(&self) -> [usize; 3] {
