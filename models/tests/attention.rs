@@ -129,3 +129,24 @@ fn gelu_matches_the_exact_function_and_derivative_on_both_backends() {
         );
     }
 }
+
+/// The device path (burn's `attention` op, causal; a flash kernel on CubeCL backends when
+/// evaluating) computes what the composed reference does: checked here through burn's CPU
+/// fallback, with RoPE, so the head split, the causal flag and the default scale are right.
+#[test]
+fn the_device_path_matches_the_composed_block() {
+    type B = Autodiff<NdArray>;
+    let device = Default::default();
+    for rope in [false, true] {
+        let block: AttentionBlock<B> = AttentionConfig::new(24)
+            .with_n_heads(3)
+            .with_rope(rope)
+            .init(&device);
+        let x = Tensor::<B, 3>::random([2, 19, 24], Distribution::Normal(0.0, 1.0), &device);
+        let e = rel_err(
+            block.attention_device(x.clone()),
+            block.attention_composed(x),
+        );
+        assert!(e < 1e-5, "rope {rope}: rel err {e}");
+    }
+}

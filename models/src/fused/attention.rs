@@ -125,75 +125,8 @@ fn load_head(
     Head { q, k, kt, v }
 }
 
-/// Keys (or values) per register block of [`dots`].
+/// Keys per register block of [`dots_rows`].
 const J: usize = 16;
-
-/// `row[j] = x · t[:, j]` for `j < n`, with `t` a transposed `[dh, len]` array: a block of
-/// `J` results stays in registers while `x`'s features stream past, so each multiply-add
-/// loads one element.
-#[inline(always)]
-fn dots(x: &[f32], t: &[f32], len: usize, n: usize, row: &mut [f32], fma: bool) {
-    let mut j = 0;
-    while j + J <= n {
-        let mut acc = [0.0f32; J];
-        for (c, &xc) in x.iter().enumerate() {
-            let tc: &[f32; J] = t[c * len + j..c * len + j + J].try_into().expect("J keys");
-            for l in 0..J {
-                acc[l] = madd_fused(xc, tc[l], acc[l], fma);
-            }
-        }
-        row[j..j + J].copy_from_slice(&acc);
-        j += J;
-    }
-    for (jj, r) in row.iter_mut().enumerate().take(n).skip(j) {
-        let mut acc = 0.0;
-        for (c, &xc) in x.iter().enumerate() {
-            acc = madd_fused(xc, t[c * len + jj], acc, fma);
-        }
-        *r = acc;
-    }
-}
-
-/// `out[c] = Σ_j w[j] · rows[j, c]` for `rows` `[n, dh]`: eight features at a time in
-/// registers.
-#[inline(always)]
-fn weighted_sum(w: &[f32], rows: &[f32], dh: usize, out: &mut [f32], fma: bool) {
-    const C: usize = 8;
-    let mut c0 = 0;
-    while c0 + C <= dh {
-        let mut acc = [0.0f32; C];
-        for (j, &wj) in w.iter().enumerate() {
-            let r: &[f32; C] = rows[j * dh + c0..j * dh + c0 + C]
-                .try_into()
-                .expect("C features");
-            for l in 0..C {
-                acc[l] = madd_fused(wj, r[l], acc[l], fma);
-            }
-        }
-        out[c0..c0 + C].copy_from_slice(&acc);
-        c0 += C;
-    }
-    for (c, o) in out.iter_mut().enumerate().take(dh).skip(c0) {
-        let mut acc = 0.0;
-        for (j, &wj) in w.iter().enumerate() {
-            acc = madd_fused(wj, rows[j * dh + c], acc, fma);
-        }
-        *o = acc;
-    }
-}
-
-/// Scores of query row `i` against keys `0..=i` into `row[..=i]`.
-#[inline(always)]
-fn scores(head: &Head, len: usize, dh: usize, i: usize, row: &mut [f32], fma: bool) {
-    dots(
-        &head.q[i * dh..(i + 1) * dh],
-        &head.kt,
-        len,
-        i + 1,
-        row,
-        fma,
-    );
-}
 
 fn sum(x: &[f32]) -> f32 {
     // Eight partial sums: the adds vectorise and the order is fixed (reproducible).
@@ -208,28 +141,154 @@ fn sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// A head's forward: `o` `[L, dh]` and `lse` `[L]`.
+/// Query rows walked together: each key (or value) element loaded serves this many rows.
+const R: usize = 4;
+
+/// `rows[k·len + j] = x_k · t[:, j]` for `k < r` (row `k` of `x`, `[r, dh]`) and `j < n`,
+/// with `t` a transposed `[dh, len]` array. A block of `J` results per row stays in
+/// registers while the features stream past, and each element of `t` loaded feeds `R`
+/// multiply-adds.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dots_rows(
+    x: &[f32],
+    r: usize,
+    dh: usize,
+    t: &[f32],
+    len: usize,
+    n: usize,
+    rows: &mut [f32],
+    fma: bool,
+) {
+    let zero = vec![0.0f32; dh];
+    let xs: [&[f32]; R] = std::array::from_fn(|k| {
+        if k < r {
+            &x[k * dh..(k + 1) * dh]
+        } else {
+            &zero[..]
+        }
+    });
+    let mut j = 0;
+    while j + J <= n {
+        let mut acc = [[0.0f32; J]; R];
+        for c in 0..dh {
+            let tc: &[f32; J] = t[c * len + j..c * len + j + J].try_into().expect("J keys");
+            for (a, xk) in acc.iter_mut().zip(&xs) {
+                let xc = xk[c];
+                for l in 0..J {
+                    a[l] = madd_fused(xc, tc[l], a[l], fma);
+                }
+            }
+        }
+        for (k, a) in acc.iter().enumerate().take(r) {
+            rows[k * len + j..k * len + j + J].copy_from_slice(a);
+        }
+        j += J;
+    }
+    for jj in j..n {
+        for (k, xk) in xs.iter().enumerate().take(r) {
+            let mut acc = 0.0;
+            for c in 0..dh {
+                acc = madd_fused(xk[c], t[c * len + jj], acc, fma);
+            }
+            rows[k * len + jj] = acc;
+        }
+    }
+}
+
+/// `out_k[c] = Σ_{j<n} w_k[j] · vals[j, c]` for `k < r` (`w_k` = `rows[k·len..]`, `out`
+/// `[r, dh]`): eight features of the `R` rows in registers, each value element loaded once
+/// for all of them.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn weighted_sum_rows(
+    rows: &[f32],
+    r: usize,
+    len: usize,
+    n: usize,
+    vals: &[f32],
+    dh: usize,
+    out: &mut [f32],
+    fma: bool,
+) {
+    const C: usize = 8;
+    let w = |k: usize, j: usize| if k < r { rows[k * len + j] } else { 0.0 };
+    let mut c0 = 0;
+    while c0 + C <= dh {
+        let mut acc = [[0.0f32; C]; R];
+        for j in 0..n {
+            let v: &[f32; C] = vals[j * dh + c0..j * dh + c0 + C]
+                .try_into()
+                .expect("C features");
+            for (k, a) in acc.iter_mut().enumerate() {
+                let wk = w(k, j);
+                for l in 0..C {
+                    a[l] = madd_fused(wk, v[l], a[l], fma);
+                }
+            }
+        }
+        for (k, a) in acc.iter().enumerate().take(r) {
+            out[k * dh + c0..k * dh + c0 + C].copy_from_slice(a);
+        }
+        c0 += C;
+    }
+    for c in c0..dh {
+        for k in 0..r {
+            let mut acc = 0.0;
+            for j in 0..n {
+                acc = madd_fused(w(k, j), vals[j * dh + c], acc, fma);
+            }
+            out[k * dh + c] = acc;
+        }
+    }
+}
+
+/// A head's forward: `o` `[L, dh]` and `lse` `[L]`, `R` query rows at a time over the keys
+/// of the block's last row (a row's later keys are zeroed before the values are summed).
 #[inline(always)]
 fn forward_head(head: &Head, len: usize, dh: usize, o: &mut [f32], lse: &mut [f32], fma: bool) {
-    let mut row = vec![0.0f32; len];
-    for i in 0..len {
-        scores(head, len, dh, i, &mut row, fma);
-        let p = &mut row[..=i];
-        let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for s in p.iter_mut() {
-            *s = exp_fused(*s - m, fma);
+    let mut rows = vec![0.0f32; R * len];
+    let mut i0 = 0;
+    while i0 < len {
+        let r = R.min(len - i0);
+        let n = i0 + r;
+        dots_rows(
+            &head.q[i0 * dh..n * dh],
+            r,
+            dh,
+            &head.kt,
+            len,
+            n,
+            &mut rows,
+            fma,
+        );
+        let mut inv = [0.0f32; R];
+        for k in 0..r {
+            let i = i0 + k;
+            let row = &mut rows[k * len..k * len + n];
+            let (p, masked) = row.split_at_mut(i + 1);
+            let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for s in p.iter_mut() {
+                *s = exp_fused(*s - m, fma);
+            }
+            masked.fill(0.0);
+            let l = sum(p);
+            inv[k] = 1.0 / l;
+            lse[i] = m + l.ln();
         }
-        let l = sum(p);
-        let oi = &mut o[i * dh..(i + 1) * dh];
-        weighted_sum(p, &head.v, dh, oi, fma);
-        let inv = 1.0 / l;
-        oi.iter_mut().for_each(|x| *x *= inv);
-        lse[i] = m + l.ln();
+        let out = &mut o[i0 * dh..n * dh];
+        weighted_sum_rows(&rows, r, len, n, &head.v, dh, out, fma);
+        for (k, ok) in out.chunks_exact_mut(dh).enumerate() {
+            ok.iter_mut().for_each(|x| *x *= inv[k]);
+        }
+        i0 = n;
     }
 }
 
 /// Gradients of one head with respect to its (rotated, scaled) q, k and v, given the
-/// output `o`, the log-sum-exps and the output's gradient `dout` (all `[L, dh]` / `[L]`).
+/// output `o`, the log-sum-exps and the output's gradient `dout` (all `[L, dh]` / `[L]`),
+/// `R` query rows at a time: dq rows from the block's `ds`, and each key's dk and dv
+/// updated once per block with the `R` rows' contributions.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn backward_head(
@@ -244,37 +303,57 @@ fn backward_head(
 ) {
     let vt = transpose(&head.v, len, dh);
     let [dq, dk, dv] = grads;
-    let mut p = vec![0.0f32; len];
-    let mut ds = vec![0.0f32; len];
-    for i in 0..len {
-        scores(head, len, dh, i, &mut p, fma);
-        let p = &mut p[..=i];
-        for s in p.iter_mut() {
-            *s = exp_fused(*s - lse[i], fma);
-        }
-        let gi = &dout[i * dh..(i + 1) * dh];
-        let delta: f32 = gi
-            .iter()
-            .zip(&o[i * dh..(i + 1) * dh])
-            .map(|(a, b)| a * b)
-            .sum();
-        // dp_j = dout_i · v_j, then ds_j = p_j (dp_j − Δ_i).
-        dots(gi, &vt, len, i + 1, &mut ds, fma);
-        let ds = &mut ds[..=i];
-        for (x, &pj) in ds.iter_mut().zip(p.iter()) {
-            *x = pj * (*x - delta);
-        }
-        let qi = &head.q[i * dh..(i + 1) * dh];
-        weighted_sum(ds, &head.k, dh, &mut dq[i * dh..(i + 1) * dh], fma);
-        for (j, (&dsj, &pj)) in ds.iter().zip(p.iter()).enumerate() {
-            let row = j * dh..(j + 1) * dh;
-            for (acc, &q) in dk[row.clone()].iter_mut().zip(qi) {
-                *acc = madd_fused(dsj, q, *acc, fma);
+    let mut p = vec![0.0f32; R * len];
+    let mut ds = vec![0.0f32; R * len];
+    let mut i0 = 0;
+    while i0 < len {
+        let r = R.min(len - i0);
+        let n = i0 + r;
+        dots_rows(
+            &head.q[i0 * dh..n * dh],
+            r,
+            dh,
+            &head.kt,
+            len,
+            n,
+            &mut p,
+            fma,
+        );
+        let g = &dout[i0 * dh..n * dh];
+        dots_rows(g, r, dh, &vt, len, n, &mut ds, fma);
+        for k in 0..r {
+            let i = i0 + k;
+            let gi = &g[k * dh..(k + 1) * dh];
+            let delta: f32 = gi
+                .iter()
+                .zip(&o[i * dh..(i + 1) * dh])
+                .map(|(a, b)| a * b)
+                .sum();
+            let (pk, dsk) = (&mut p[k * len..k * len + n], &mut ds[k * len..k * len + n]);
+            for (j, (x, y)) in pk.iter_mut().zip(dsk.iter_mut()).enumerate() {
+                // Keys after row i do not count: p = 0 there, and so ds.
+                *x = if j <= i {
+                    exp_fused(*x - lse[i], fma)
+                } else {
+                    0.0
+                };
+                *y = *x * (*y - delta);
             }
-            for (acc, &g) in dv[row].iter_mut().zip(gi) {
-                *acc = madd_fused(pj, g, *acc, fma);
+        }
+        weighted_sum_rows(&ds, r, len, n, &head.k, dh, &mut dq[i0 * dh..n * dh], fma);
+        let q = &head.q[i0 * dh..n * dh];
+        for j in 0..n {
+            let (dkj, dvj) = (&mut dk[j * dh..(j + 1) * dh], &mut dv[j * dh..(j + 1) * dh]);
+            for k in 0..r {
+                let (dsk, pk) = (ds[k * len + j], p[k * len + j]);
+                let (qk, gk) = (&q[k * dh..(k + 1) * dh], &g[k * dh..(k + 1) * dh]);
+                for c in 0..dh {
+                    dkj[c] = madd_fused(dsk, qk[c], dkj[c], fma);
+                    dvj[c] = madd_fused(pk, gk[c], dvj[c], fma);
+                }
             }
         }
+        i0 = n;
     }
 }
 

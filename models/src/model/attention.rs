@@ -100,15 +100,31 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// composed tensor ops of [`Self::attention_composed`].
     pub fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if !B::HOST_KERNELS {
-            return self.attention_composed(x);
+            return self.attention_device(x);
         }
         let qkv = self.qkv.forward(x); // [batch, L, 3d]
         let o = crate::fused::causal_attention(qkv, self.n_heads, self.rope); // [batch, L, d]
         self.out.forward(o) // [batch, L, d]
     }
 
-    /// [`Self::attention`] from tensor ops, materialising the `[batch, H, L, L]` scores.
-    pub fn attention_composed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// [`Self::attention`] on device backends: burn's attention op, causal. On CubeCL
+    /// backends without autodiff (evaluation) it is a flash-attention kernel that never holds
+    /// the `[L, L]` scores; under autodiff burn 0.21 composes it from tensor ops (as
+    /// [`Self::attention_composed`]), there being no fused backward.
+    pub fn attention_device(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
+        let options = burn::tensor::ops::AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let o = burn::tensor::module::attention(q, k, v, None, None, options); // [batch, H, L, dh]
+        self.out.forward(o.swap_dims(1, 2).reshape([batch, len, d])) // [batch, L, d]
+    }
+
+    /// q, k (rotated when RoPE) and v `[batch, H, L, dh]` of the input `[batch, L, d]`.
+    fn heads(&self, x: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, len, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let device = x.device();
@@ -125,6 +141,15 @@ impl<B: ScanBackend> AttentionBlock<B> {
             q = apply_rope(q, cos.clone(), sin.clone());
             k = apply_rope(k, cos, sin);
         }
+        (q, k, v)
+    }
+
+    /// [`Self::attention`] from tensor ops, materialising the `[batch, H, L, L]` scores.
+    pub fn attention_composed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let dh = d / self.n_heads;
+        let device = x.device();
+        let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [batch, H, L, L]
         let scores = scores + causal_mask::<B>(len, &device); // [batch, H, L, L]
         let attn = softmax(scores, 3); // [batch, H, L, L]
