@@ -154,6 +154,13 @@ pub fn data_description(task: &labbook_models::tasks::TaskSection) -> Option<Str
             }
         ),
     };
+    // Bytes per token where that is fixed (`chars` decodes a variable-width encoding).
+    let width: Option<u64> = match (task.kind, task.dtype, task.tokenizer.unwrap_or_default()) {
+        (TaskKind::Tokens, Some(labbook_models::data::Dtype::U32), _) => Some(4),
+        (TaskKind::Tokens, _, _) => Some(2),
+        (_, _, labbook_models::data::Tokenizer::Bytes) => Some(1),
+        _ => None,
+    };
     let files = |fs: &[labbook_models::data::FileStamp]| {
         fs.iter()
             .map(|f| {
@@ -165,7 +172,15 @@ pub fn data_description(task: &labbook_models::tasks::TaskSection) -> Option<Str
                             .to_string()
                     })
                     .unwrap_or_else(|| "?".into());
-                format!("{} ({} bytes, modified {when})", f.path.display(), f.bytes)
+                let tokens = match width {
+                    Some(w) => format!(" = {} tokens", f.bytes / w),
+                    None => String::new(),
+                };
+                format!(
+                    "{} ({} bytes{tokens}, modified {when})",
+                    f.path.display(),
+                    f.bytes
+                )
             })
             .collect::<Vec<_>>()
             .join(", ")
