@@ -83,10 +83,14 @@ fn a_text_run_learns_samples_and_its_weights_round_trip() {
     assert!(bpb < 1.0, "eval/bpb@32 = {bpb}");
     let show = nb.ok(&["show", "R-1"]);
     let data = show.lines().find(|l| l.starts_with("data ")).unwrap();
-    let size = std::fs::metadata(nb.path().join("corpus.txt")).unwrap().len();
+    let size = std::fs::metadata(nb.path().join("corpus.txt"))
+        .unwrap()
+        .len();
     assert!(
         data.contains("text, bytes tokenizer")
-            && data.contains(&format!("corpus.txt ({size} bytes = {size} tokens, modified "))
+            && data.contains(&format!(
+                "corpus.txt ({size} bytes = {size} tokens, modified "
+            ))
             && data.contains("held out: the last 5% of it"),
         "{data}"
     );
