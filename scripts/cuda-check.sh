@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA checks for the engine: the CubeCL selective-scan kernel against the host reference (output
-# and all six gradients) and the golden Mamba file, then training-step tokens/s for Mamba and
-# hybrid at d_model 768, seq_len 2048 next to mambapy 1.2.0 on PyTorch CUDA on the same GPU.
+# and all six gradients), the golden Mamba file, burn's flash attention (evaluation path) against
+# the composed attention, then training-step tokens/s for Mamba, hybrid and Transformer at
+# d_model 768, seq_len 2048 next to mambapy 1.2.0 / PyTorch (SDPA) on CUDA on the same GPU.
 #
 #   scripts/cuda-check.sh            on a machine with cargo AND an NVIDIA GPU: build, then run all
 #   scripts/cuda-check.sh prepare    on a machine with cargo (no GPU needed, must be x86-64 Linux):
@@ -17,7 +18,8 @@
 #
 # Sizes (env): BENCH_STEPS (10), BENCH_LAYERS (4), BENCH_BATCH (8), BENCH_DMODEL (768),
 # BENCH_SEQ (2048). Default: 4 layers (mamba: MMMM; hybrid: MAMA), batch 8 × 2048 tokens.
-# Not yet run on a GPU by the session that wrote it; see docs/performance.md.
+# Not yet run on a GPU by the session that wrote it; see docs/performance.md. (The attention
+# check and the Transformer rows were added on 2026-12-05, also without a GPU.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -38,20 +40,21 @@ prepare() {
     fi
     # Test binaries (release: the NdArray reference side is then fast too) and the bench.
     cargo test --release -p labbook-models --features cuda --no-run \
-        --test scan_cubecl --test golden --message-format=json >"$BUNDLE/build.json"
+        --test scan_cubecl --test golden --test attention --message-format=json >"$BUNDLE/build.json"
     python3 - "$BUNDLE" <<'EOF'
 import json, shutil, sys
 bundle = sys.argv[1]
 for line in open(f"{bundle}/build.json"):
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden", "attention"):
         shutil.copy(m["executable"], f"{bundle}/bin/{m['target']['name']}")
 EOF
     cargo build --release -p labbook-models --features cuda --example bench_cuda
     cp target/release/examples/bench_cuda "$BUNDLE/bin/"
     strip "$BUNDLE"/bin/* 2>/dev/null || true
     # The device tool carries at most 64 MiB (repo included): ship the binaries gzipped.
-    gzip -9 -f "$BUNDLE"/bin/scan_cubecl "$BUNDLE"/bin/golden "$BUNDLE"/bin/bench_cuda
+    gzip -9 -f "$BUNDLE"/bin/scan_cubecl "$BUNDLE"/bin/golden "$BUNDLE"/bin/attention \
+        "$BUNDLE"/bin/bench_cuda
     # The golden test reads tests/data through the absolute path it was compiled with.
     echo "$ROOT/models" >"$BUNDLE/manifest_dir"
     # mambapy is pure Python (needs torch, which the device image has).
@@ -79,7 +82,7 @@ device() {
     export LD_LIBRARY_PATH="$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
     local bin=/tmp/cuda-check-bin
     mkdir -p "$bin"
-    for f in scan_cubecl golden bench_cuda; do
+    for f in scan_cubecl golden attention bench_cuda; do
         gzip -dc "$BUNDLE/bin/$f.gz" >"$bin/$f"
         chmod +x "$bin/$f"
     done
@@ -94,8 +97,10 @@ device() {
     "$bin/scan_cubecl" --nocapture --test-threads 1 cuda || status=1
     echo "== 2. golden Mamba file on Autodiff<Cuda>"
     "$bin/golden" --nocapture golden_mamba_cuda || status=1
+    echo "== 2b. burn's flash attention (evaluation) vs the composed attention, CUDA"
+    "$bin/attention" --nocapture device_attention_on_cuda || status=1
     echo "== 3. labbook training step on CUDA: d_model $DMODEL, $LAYERS layers, seq $SEQ, batch $BATCH, $STEPS steps"
-    "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid \
+    "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid transformer \
         | tee "$out/labbook.jsonl" || status=1
     echo "== 4. mambapy 1.2.0 on PyTorch CUDA, same shapes"
     (
@@ -104,7 +109,7 @@ device() {
                 --target /tmp/mambapy-site "$BUNDLE"/whl/mambapy-*.whl
         fi
         PYTHONPATH=/tmp/mambapy-site PYTHONUNBUFFERED=1 python3 scripts/mambapy_bench.py \
-            "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid
+            "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid transformer
     ) | tee "$out/mambapy.jsonl" || status=1
     echo "== 5. table"
     python3 - "$out" <<'EOF' | tee "$out/table.md"

@@ -150,3 +150,24 @@ fn the_device_path_matches_the_composed_block() {
         assert!(e < 1e-5, "rope {rope}: rel err {e}");
     }
 }
+
+/// On CUDA, evaluation (no autodiff) runs burn's flash-attention kernel: against the composed
+/// reference at a length where the kernel tiles. Run by `scripts/cuda-check.sh` (step 3).
+#[cfg(feature = "cuda")]
+#[test]
+fn device_attention_on_cuda_matches_the_composed_block() {
+    type B = burn::backend::Cuda;
+    let device = Default::default();
+    for (len, rope) in [(1024, true), (77, false)] {
+        let block: AttentionBlock<B> = AttentionConfig::new(64)
+            .with_n_heads(4)
+            .with_rope(rope)
+            .init(&device);
+        let x = Tensor::<B, 3>::random([2, len, 64], Distribution::Normal(0.0, 1.0), &device);
+        let e = rel_err(
+            block.attention_device(x.clone()),
+            block.attention_composed(x),
+        );
+        assert!(e < 1e-3, "L {len} rope {rope}: rel err {e}");
+    }
+}
