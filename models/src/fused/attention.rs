@@ -142,7 +142,7 @@ fn sum(x: &[f32]) -> f32 {
 }
 
 /// Query rows walked together: each key (or value) element loaded serves this many rows.
-const R: usize = 4;
+const R: usize = 8;
 
 /// `rows[k·len + j] = x_k · t[:, j]` for `k < r` (row `k` of `x`, `[r, dh]`) and `j < n`,
 /// with `t` a transposed `[dh, len]` array. A block of `J` results per row stays in
