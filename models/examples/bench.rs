@@ -6,8 +6,9 @@
 //! 64,2,256,8 and the models to all three. Prints one JSON line per measurement.
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::AutodiffBackend;
+use labbook_models::bench::{BenchResult, BenchShape, bench_train_with};
 use labbook_models::fused::ScanBackend;
-use labbook_models::train::{BenchResult, BenchShape, TrainError, bench_train_with};
+use labbook_models::train::TrainError;
 
 fn run<B>(shape: &BenchShape, name: &str) -> Result<BenchResult, TrainError>
 where

@@ -2,9 +2,11 @@
 //! generated synthetic tasks, a run-config format and a training loop with no terminal I/O.
 //!
 //! The app calls [`config::RunConfig::parse`] / [`config::RunConfig::set`], then
-//! [`train::train`] with a [`train::TrainObserver`], or [`train::bench_train`].
+//! [`train::train`] with a [`train::TrainObserver`], or [`bench::bench_train`].
 pub mod alloc;
 pub mod backend;
+pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod export;
@@ -20,8 +22,6 @@ pub mod tasks;
 pub mod train;
 
 pub use backend::{BackendChoice, BackendError};
+pub use bench::{BenchResult, BenchShape, bench_train};
 pub use config::{ConfigError, RunConfig};
-pub use train::{
-    BenchResult, BenchShape, NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary,
-    bench_train, train,
-};
+pub use train::{NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, train};

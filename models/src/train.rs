@@ -3,21 +3,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::Recorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::backend::{BackendChoice, BackendError, CpuBackend};
+use crate::checkpoint::{Rec, ckpt_err, save_checkpoint};
 use crate::config::{ConfigError, RunConfig, StateInit, TaskKind};
 use crate::data::Tokenizer;
 use crate::fused::{BlockState, ScanBackend};
 pub use crate::math::masked_loss;
-use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
+use crate::model::Lm;
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::{Batch, Rng, Task};
@@ -155,7 +156,7 @@ pub fn lr_at(step: u64, total: u64, warmup: u64, lr: f64) -> f64 {
     min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-fn tensors<B: Backend>(
+pub(crate) fn tensors<B: Backend>(
     batch: &Batch,
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2>) {
@@ -167,7 +168,7 @@ fn tensors<B: Backend>(
     )
 }
 
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
@@ -292,88 +293,6 @@ fn update_best(best: &mut Vec<(String, f64)>, metrics: &[(String, f64)]) {
             None => best.push((k.clone(), *v)),
         }
     }
-}
-
-type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
-
-fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn save_checkpoint<B, O>(
-    dir: &Path,
-    model: &Lm<B>,
-    optim: &O,
-    step: u64,
-    cfg: &RunConfig,
-    task: &Task,
-) -> Result<(), TrainError>
-where
-    B: AutodiffBackend + ScanBackend,
-    O: Optimizer<Lm<B>, B>,
-{
-    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
-    let rec = Rec::new();
-    model
-        .clone()
-        .save_file(dir.join("model"), &rec)
-        .map_err(|e| ckpt_err(dir, e))?;
-    Recorder::<B>::record(&rec, optim.to_record(), dir.join("optim"))
-        .map_err(|e| ckpt_err(dir, e))?;
-    // The vocabulary (text runs take theirs from the data) and a chars run's alphabet, so
-    // that export and sampling rebuild the same model and tokenizer without the data.
-    let vocab = model.embedding.weight.val().dims()[0];
-    let mut state =
-        serde_json::json!({ "step": step, "config": cfg.to_toml_string(), "vocab_size": vocab });
-    if let Task::Files(corpus) = task
-        && let Some(alphabet) = &corpus.alphabet
-    {
-        state["alphabet"] = serde_json::json!(alphabet.iter().collect::<String>());
-    }
-    std::fs::write(dir.join("state.json"), state.to_string()).map_err(|e| ckpt_err(dir, e))?;
-    Ok(())
-}
-
-/// A run's weights loaded from its checkpoint on the CPU, with what the checkpoint says
-/// about its tokens.
-pub struct TrainedModel {
-    pub model: Lm<CpuBackend>,
-    /// The step the checkpoint was written at.
-    pub step: u64,
-    /// A `chars` run's alphabet (token id = index).
-    pub alphabet: Option<Vec<char>>,
-}
-
-/// Loads the checkpoint in `dir` of a run trained with `cfg` (on the CPU, whatever the run
-/// trained on).
-pub fn load_trained(cfg: &RunConfig, dir: &Path) -> Result<TrainedModel, TrainError> {
-    let state = std::fs::read_to_string(dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
-    let state: serde_json::Value = serde_json::from_str(&state).map_err(|e| ckpt_err(dir, e))?;
-    let mut lm = cfg.lm_config();
-    if let Some(v) = state["vocab_size"].as_u64() {
-        lm.vocab_size = v as usize;
-    }
-    let device = Default::default();
-    let model: Lm<CpuBackend> = lm
-        .init(&device)
-        .load_file(dir.join("model"), &Rec::new(), &device)
-        .map_err(|e| ckpt_err(dir, e))?;
-    Ok(TrainedModel {
-        model,
-        step: state["step"].as_u64().unwrap_or(0),
-        alphabet: state["alphabet"].as_str().map(|a| a.chars().collect()),
-    })
-}
-
-/// Writes the weights of the checkpoint in `dir` (of a run trained with `cfg`) as
-/// PyTorch-named safetensors at `out` ([`crate::export`]).
-pub fn export_checkpoint(cfg: &RunConfig, dir: &Path, out: &Path) -> Result<(), TrainError> {
-    let mut trained = load_trained(cfg, dir)?;
-    crate::export::save(&mut trained.model, &cfg.layer_pattern(), out)?;
-    Ok(())
 }
 
 /// Trains on an explicit autodiff backend and device (what [`train`] dispatches to).
@@ -618,212 +537,6 @@ fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
     }
     out.truncate(n);
     out
-}
-
-/// Throughput of forward + backward + AdamW for one model shape.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BenchResult {
-    /// `mamba`, `transformer` or `hybrid`.
-    pub model: String,
-    /// Layer pattern used.
-    pub pattern: String,
-    /// Backend name (e.g. `cpu (flex)`).
-    pub backend: String,
-    /// Width.
-    pub d_model: usize,
-    /// Layers.
-    pub layers: usize,
-    /// Sequence length.
-    pub seq_len: usize,
-    /// Sequences per step.
-    pub batch: usize,
-    /// Timed steps (after warm-up).
-    pub steps: usize,
-    /// Warm-up steps (not timed).
-    pub warmup_steps: usize,
-    /// Median milliseconds per step.
-    pub ms_per_step: f64,
-    /// Fastest step in milliseconds.
-    pub ms_per_step_min: f64,
-    /// batch · seq_len / median step time.
-    pub tokens_per_s: f64,
-    /// Trainable parameters.
-    pub n_params: usize,
-    /// Share of the timed steps' time spent waiting for the data thread's batches.
-    pub data_wait_share: f64,
-}
-
-/// What [`bench_train`] measures: a model kind at a size, for a number of timed steps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BenchShape {
-    /// `mamba`, `transformer` (rope) or `hybrid` (attention every 2nd layer).
-    pub model: String,
-    pub d_model: usize,
-    pub layers: usize,
-    pub seq_len: usize,
-    pub batch: usize,
-    /// Timed steps, after 2 warm-up steps.
-    pub steps: usize,
-    /// Batches from these files (a `text` or `tokens` `[task]`) instead of generated
-    /// induction-heads sequences; the vocabulary is the data's.
-    pub data: Option<crate::tasks::TaskSection>,
-}
-
-impl BenchShape {
-    /// `model` at the reference size: d_model 64, 2 layers, seq_len 256, batch 8,
-    /// 20 timed steps.
-    pub fn new(model: &str) -> Self {
-        BenchShape {
-            model: model.to_string(),
-            d_model: 64,
-            layers: 2,
-            seq_len: 256,
-            batch: 8,
-            steps: 20,
-            data: None,
-        }
-    }
-}
-
-/// Benchmarks training steps (median over `shape.steps` after 2 warm-up steps) on `backend`.
-pub fn bench_train(shape: &BenchShape, backend: BackendChoice) -> Result<BenchResult, TrainError> {
-    backend.check_available()?;
-    match backend {
-        BackendChoice::Cpu => bench_train_with::<CpuTrainBackend>(
-            shape,
-            &Default::default(),
-            &format!("cpu ({})", crate::backend::CPU_BACKEND_NAME),
-        ),
-        #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(index) => {
-            bench_train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
-                shape,
-                &burn::backend::cuda::CudaDevice { index },
-                &backend.to_string(),
-            )
-        }
-        #[cfg(not(feature = "cuda"))]
-        other @ BackendChoice::Cuda(_) => {
-            Err(BackendError::CudaNotCompiled(other.to_string()).into())
-        }
-    }
-}
-
-/// [`bench_train`] on an explicit backend (used to compare CPU backends).
-pub fn bench_train_with<B>(
-    shape: &BenchShape,
-    device: &B::Device,
-    backend_name: &str,
-) -> Result<BenchResult, TrainError>
-where
-    B: AutodiffBackend + ScanBackend,
-    B::InnerBackend: ScanBackend,
-{
-    let &BenchShape {
-        ref model,
-        d_model,
-        layers,
-        seq_len,
-        batch,
-        steps,
-        ref data,
-    } = shape;
-    let bad = |m: String| Err(TrainError::InvalidArgument(m));
-    if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
-        return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
-    }
-    crate::alloc::keep_freed_memory();
-    let (pattern, positional) = match model.as_str() {
-        "mamba" => ("M".repeat(layers), Positional::None),
-        "transformer" => ("A".repeat(layers), Positional::Rope),
-        "hybrid" => (pattern_attn_every(layers, 2), Positional::Rope),
-        other => {
-            return bad(format!(
-                "bench: unknown model `{other}` (expected mamba, transformer or hybrid)"
-            ));
-        }
-    };
-    let n_heads = if d_model.is_multiple_of(4) && (d_model / 4).is_multiple_of(2) {
-        4
-    } else {
-        1
-    };
-    let (task, vocab) = match data {
-        Some(section) => {
-            let task = Task::open(section, &[seq_len])?;
-            let vocab = task.vocab_size(section.vocab_size);
-            (task, vocab)
-        }
-        None => (Task::InductionHeads { vocab: 16 }, 16),
-    };
-    B::seed(device, 0);
-    let mut lm: Lm<B> = LmConfig::new(vocab, d_model, pattern.clone())
-        .with_n_heads(n_heads)
-        .with_positional(positional)
-        .init(device);
-    let n_params = lm.num_params();
-    // As in training: decay for the parameters the reference rule leaves in, then AdamW.
-    let defaults = crate::config::TrainSection::defaults_for_bench();
-    let mut optim = HostAdamW::init::<B, Lm<B>>(AdamWParams {
-        beta_1: defaults.betas[0] as f32,
-        beta_2: defaults.betas[1] as f32,
-        epsilon: defaults.eps as f32,
-        weight_decay: 0.0,
-    });
-    let warmup = 2;
-    let mut times = Vec::with_capacity(steps);
-    let spec = BatchSpec {
-        seed: 0,
-        batch,
-        len: seq_len,
-        every_position: true, // full LM loss: every position scored
-    };
-    let mut batches = Prefetcher::start(task, spec, 0, (warmup + steps - 1) as u64);
-    let mut waited_timed = Duration::ZERO;
-    for i in 0..warmup + steps {
-        let t0 = Instant::now();
-        let waited = batches.waited();
-        let b = batches.next_batch();
-        if i >= warmup {
-            waited_timed += batches.waited() - waited;
-        }
-        let (x, y, w) = tensors::<B>(&b, device);
-        let (loss, _) = lm.loss(x, y, w);
-        let grads = GradientsParams::from_grads(loss.backward(), &lm);
-        lm = decay_selected(
-            lm,
-            1.0 - 1e-3 * defaults.weight_decay,
-            &defaults.no_weight_decay,
-        );
-        lm = optim.step(1e-3, lm, grads);
-        // Force the step to finish before stopping the clock.
-        let _ = scalar(lm.head.weight.val().sum());
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2])
-    };
-    Ok(BenchResult {
-        model: model.to_string(),
-        pattern,
-        backend: backend_name.to_string(),
-        d_model,
-        layers,
-        seq_len,
-        batch,
-        steps,
-        warmup_steps: warmup,
-        ms_per_step: median,
-        ms_per_step_min: times[0],
-        tokens_per_s: (batch * seq_len) as f64 / (median / 1e3),
-        n_params,
-        data_wait_share: waited_timed.as_secs_f64() * 1e3 / times.iter().sum::<f64>().max(1e-9),
-    })
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
                 steps: t.steps,
                 data,
             };
-            let r = labbook_models::train::bench_train(&shape, t.backend)?;
+            let r = labbook_models::bench::bench_train(&shape, t.backend)?;
             if env.json {
                 return super::output::json(&r);
             }

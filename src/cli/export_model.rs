@@ -24,7 +24,7 @@ pub struct Args {
 /// `labbook export-model R-n --out model.safetensors`.
 pub fn cmd_export_model(env: &Env, a: Args) -> Result<()> {
     let (cfg, dir) = trained_run(env, a.run, a.checkpoint)?;
-    labbook_models::train::export_checkpoint(&cfg, &dir, &a.out)?;
+    labbook_models::checkpoint::export_checkpoint(&cfg, &dir, &a.out)?;
     eprintln!(
         "{}: weights of {} written to {} (load them with train.init_from, or in PyTorch)",
         a.run,

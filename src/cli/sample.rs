@@ -76,7 +76,7 @@ impl Codec {
 /// `labbook sample R-n`: continues a prompt with a run's weights, streaming tokens.
 pub fn cmd_sample(env: &Env, a: Args) -> Result<()> {
     let (cfg, dir) = super::export_model::trained_run(env, a.run, a.checkpoint)?;
-    let trained = labbook_models::train::load_trained(&cfg, &dir)?;
+    let trained = labbook_models::checkpoint::load_trained(&cfg, &dir)?;
     let codec = match (cfg.task.kind, cfg.task.tokenizer.unwrap_or_default()) {
         (TaskKind::Text, Tokenizer::Bytes) => Codec::Bytes,
         (TaskKind::Text, Tokenizer::Chars) => match trained.alphabet {
