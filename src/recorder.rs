@@ -155,10 +155,9 @@ pub fn data_description(task: &labbook_models::tasks::TaskSection) -> Option<Str
         ),
     };
     // Bytes per token where that is fixed (`chars` decodes a variable-width encoding).
-    let width: Option<u64> = match (task.kind, task.dtype, task.tokenizer.unwrap_or_default()) {
-        (TaskKind::Tokens, Some(labbook_models::data::Dtype::U32), _) => Some(4),
-        (TaskKind::Tokens, _, _) => Some(2),
-        (_, _, labbook_models::data::Tokenizer::Bytes) => Some(1),
+    let width: Option<u64> = match (task.kind, task.tokenizer.unwrap_or_default()) {
+        (TaskKind::Tokens, _) => task.dtype.map(|d| d.width() as u64),
+        (_, labbook_models::data::Tokenizer::Bytes) => Some(1),
         _ => None,
     };
     let files = |fs: &[labbook_models::data::FileStamp]| {

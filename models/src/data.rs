@@ -38,7 +38,8 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn width(self) -> usize {
+    /// Bytes per token.
+    pub fn width(self) -> usize {
         match self {
             Dtype::U16 => 2,
             Dtype::U32 => 4,

@@ -105,15 +105,8 @@ fn load_head(
     h: usize,
     rope: &(Vec<f32>, Vec<f32>),
 ) -> Head {
-    let (len, d, dh) = (dims.len, dims.d, dims.dh());
-    let part = |which: usize| {
-        let mut x = Vec::with_capacity(len * dh);
-        for t in 0..len {
-            let at = (b * len + t) * 3 * d + which * d + h * dh;
-            x.extend_from_slice(&qkv[at..at + dh]);
-        }
-        x
-    };
+    let (d, dh) = (dims.d, dims.dh());
+    let part = |which: usize| head_rows(qkv, dims, b, 3 * d, which * d + h * dh);
     let (mut q, mut k, v) = (part(0), part(1), part(2));
     if dims.rope {
         rotate(&mut q, dh, &rope.0, &rope.1, 1.0);
@@ -121,8 +114,25 @@ fn load_head(
     }
     let scale = 1.0 / (dh as f32).sqrt();
     q.iter_mut().for_each(|x| *x *= scale);
-    let kt = transpose(&k, len, dh);
+    let kt = transpose(&k, dims.len, dh);
     Head { q, k, kt, v }
+}
+
+/// `work(task, b, h, head, rope)` for every (batch item `b`, head `h`) in parallel, `task`
+/// being `b · heads + h` and `rope` the RoPE tables; the results in task order.
+fn each_head<T: Send>(
+    qkv: &[f32],
+    dims: AttentionDims,
+    work: impl Fn(usize, usize, usize, &Head, &(Vec<f32>, Vec<f32>)) -> T + Sync,
+) -> Vec<T> {
+    let rope = rope_tables(if dims.rope { dims.len } else { 0 }, dims.dh());
+    (0..dims.batch * dims.heads)
+        .into_par_iter()
+        .map(|task| {
+            let (b, h) = (task / dims.heads, task % dims.heads);
+            work(task, b, h, &load_head(qkv, dims, b, h, &rope), &rope)
+        })
+        .collect()
 }
 
 /// Keys per register block of [`dots_rows`].
@@ -422,23 +432,17 @@ impl HostAttention {
             "attention: qkv is not [batch, L, 3·d]"
         );
         let dh = dims.dh();
-        let rope = rope_tables(if dims.rope { len } else { 0 }, dh);
-        let per_head: Vec<(Vec<f32>, Vec<f32>)> = (0..batch * heads)
-            .into_par_iter()
-            .map(|task| {
-                let (b, h) = (task / heads, task % heads);
-                let head = load_head(&qkv, dims, b, h, &rope);
-                let (mut o, mut lse) = (vec![0.0; len * dh], vec![0.0; len]);
-                vectorized_kernel(ForwardHead {
-                    head: &head,
-                    len,
-                    dh,
-                    o: &mut o,
-                    lse: &mut lse,
-                });
-                (o, lse)
-            })
-            .collect();
+        let per_head = each_head(&qkv, dims, |_, _, _, head, _| {
+            let (mut o, mut lse) = (vec![0.0; len * dh], vec![0.0; len]);
+            vectorized_kernel(ForwardHead {
+                head,
+                len,
+                dh,
+                o: &mut o,
+                lse: &mut lse,
+            });
+            (o, lse)
+        });
         let mut out = vec![0.0f32; batch * len * d];
         let mut lse = Vec::with_capacity(batch * heads * len);
         for (task, (o, l)) in per_head.into_iter().enumerate() {
@@ -466,40 +470,34 @@ impl HostAttention {
             ..
         } = dims;
         let dh = dims.dh();
-        let rope = rope_tables(if dims.rope { len } else { 0 }, dh);
         let scale = 1.0 / (dh as f32).sqrt();
-        let per_head: Vec<[Vec<f32>; 3]> = (0..batch * heads)
-            .into_par_iter()
-            .map(|task| {
-                let (b, h) = (task / heads, task % heads);
-                let head = load_head(&self.qkv, dims, b, h, &rope);
-                let o = head_rows(&self.out, dims, b, d, h * dh);
-                let dout = head_rows(grad, dims, b, d, h * dh);
-                let lse = &self.lse[task * len..(task + 1) * len];
-                let mut grads = [
-                    vec![0.0; len * dh],
-                    vec![0.0; len * dh],
-                    vec![0.0; len * dh],
-                ];
-                vectorized_kernel(BackwardHead {
-                    head: &head,
-                    len,
-                    dh,
-                    o: &o,
-                    lse,
-                    dout: &dout,
-                    grads: &mut grads,
-                });
-                // Back through the scale and the rotation.
-                let [dq, dk, _] = &mut grads;
-                dq.iter_mut().for_each(|x| *x *= scale);
-                if dims.rope {
-                    rotate(dq, dh, &rope.0, &rope.1, -1.0);
-                    rotate(dk, dh, &rope.0, &rope.1, -1.0);
-                }
-                grads
-            })
-            .collect();
+        let per_head = each_head(&self.qkv, dims, |task, b, h, head, rope| {
+            let o = head_rows(&self.out, dims, b, d, h * dh);
+            let dout = head_rows(grad, dims, b, d, h * dh);
+            let lse = &self.lse[task * len..(task + 1) * len];
+            let mut grads = [
+                vec![0.0; len * dh],
+                vec![0.0; len * dh],
+                vec![0.0; len * dh],
+            ];
+            vectorized_kernel(BackwardHead {
+                head,
+                len,
+                dh,
+                o: &o,
+                lse,
+                dout: &dout,
+                grads: &mut grads,
+            });
+            // Back through the scale and the rotation.
+            let [dq, dk, _] = &mut grads;
+            dq.iter_mut().for_each(|x| *x *= scale);
+            if dims.rope {
+                rotate(dq, dh, &rope.0, &rope.1, -1.0);
+                rotate(dk, dh, &rope.0, &rope.1, -1.0);
+            }
+            grads
+        });
         let mut dqkv = vec![0.0f32; batch * len * 3 * d];
         for (task, grads) in per_head.iter().enumerate() {
             let (b, h) = (task / heads, task % heads);
