@@ -18,6 +18,7 @@ use burn::nn::Linear;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use crate::fused::host_values as host;
 use crate::model::{Block, Lm, Selection};
 
 /// How a burn parameter is laid out in the file.
@@ -104,13 +105,6 @@ fn slots<B: Backend>(lm: &mut Lm<B>) -> Vec<Slot<'_, B>> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ExportError(pub String);
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("f32 data")
-}
 
 /// Writes `lm`'s weights to `out` (see the module docs), with `pattern` and the vocabulary in
 /// the metadata. (`&mut` because parameters are read in place: a clone of a model whose

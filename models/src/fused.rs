@@ -612,6 +612,11 @@ pub fn selective_scan_reference<B: Backend>(
     Tensor::cat(ys, 1)
 }
 
+/// A tensor's values on the host as `f32`, row-major ([`download`] for a `Tensor`).
+pub(crate) fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    download::<B, D>(t.into_primitive().tensor()).0
+}
+
 pub(crate) fn download<B: Backend, const D: usize>(t: FloatTensor<B>) -> (Vec<f32>, [usize; D]) {
     let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(t));
     let dims = t.dims();

@@ -6,17 +6,11 @@
 //! are copied out of the model once; a step is plain loops over them (one sequence, small
 //! matrices: tensor ops would be all overhead). `Generator::step`'s logits equal the full
 //! forward's at every position (tested).
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::backend::Backend;
 
+use crate::fused::host_values as host;
 use crate::model::{Block, Lm, Selection};
 use crate::tasks::Rng;
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("f32 data")
-}
 
 /// `out[j] = Σ_i x[i] · w[i, j] (+ b[j])` for a burn `[in, out]` weight.
 fn matvec(x: &[f32], w: &[f32], outs: usize, bias: Option<&[f32]>) -> Vec<f32> {
@@ -392,7 +386,7 @@ pub fn draw(logits: &[f32], s: Sampling, rng: &mut Rng) -> usize {
 #[cfg(test)]
 mod tests {
     use burn::backend::NdArray;
-    use burn::tensor::{Int, TensorData};
+    use burn::tensor::{Int, Tensor, TensorData};
 
     use super::*;
     use crate::model::{LmConfig, Positional};
