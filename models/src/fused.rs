@@ -16,7 +16,7 @@
 //!   through an `L`-step loop of small tensor ops: the backward recomputes each channel's
 //!   states `[L, N]` into a local buffer and runs one reverse scan.
 //! * [`selective_scan_reference`] is the plain sequential tensor-op version used by the tests.
-use burn::nn::{Embedding, RmsNorm};
+use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::{
     Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
@@ -35,6 +35,7 @@ mod fill;
 mod gelu;
 mod gemm;
 mod host;
+mod linear;
 mod loss;
 mod rows;
 pub(crate) use attention::rope_tables;
@@ -43,6 +44,7 @@ use block::{BlockDims, HostBlock, slot};
 use conv::ConvSilu;
 use gelu::HostGelu;
 use host::{GatedScan, HostInputs};
+use linear::HostLinear;
 use loss::HostHeadLoss;
 use rows::{HostEmbedding, HostRmsNorm};
 
@@ -132,6 +134,15 @@ pub trait ScanBackend: Backend {
     /// Host kernel of [`causal_attention`]: `qkv` `[batch, L, 3·d]` → `[batch, L, d]`.
     fn attention_host(qkv: FloatTensor<Self>, heads: usize, rope: bool) -> FloatTensor<Self> {
         attention_on_host::<Self>(qkv, heads, rope).1
+    }
+
+    /// Host kernel of [`linear`]: `x` `[batch, L, d_in]`, `w` `[d_in, d_out]`, `b` `[d_out]`.
+    fn linear_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        linear_on_host::<Self>(x, w, b).1
     }
 
     /// Host kernel of [`gelu`]: `x` `[batch, L, n]`.
@@ -396,6 +407,33 @@ pub fn causal_attention<B: ScanBackend>(
     Tensor::from_primitive(TensorPrimitive::Float(o)) // [batch, L, d]
 }
 
+/// `linear.forward(x)` (`x·W + b`) for `x` `[batch, L, d_in]`: one host op with a hand-written
+/// backward where [`ScanBackend::HOST_KERNELS`] ([`linear`] module), the module's own forward
+/// elsewhere.
+pub fn linear<B: ScanBackend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return linear.forward(x);
+    }
+    let [d_in, d_out] = linear.weight.dims();
+    assert_eq!(
+        x.dims()[2],
+        d_in,
+        "linear: input has {} features, the weight {d_in} rows",
+        x.dims()[2]
+    );
+    // A layer without bias adds an untracked zero bias (it takes no gradient).
+    let bias = match &linear.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([d_out], &x.device()),
+    };
+    let y = B::linear_host(
+        x.into_primitive().tensor(),
+        linear.weight.val().into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_out]
+}
+
 /// GELU (the exact, erf form) of `x` `[batch, L, n]`: one host op with a hand-written
 /// backward where [`ScanBackend::HOST_KERNELS`] ([`gelu`] module), burn's `gelu` elsewhere.
 pub fn gelu<B: ScanBackend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -520,6 +558,20 @@ fn attention_on_host<B: Backend>(
     };
     let (op, out) = HostAttention::forward(qkv, dims);
     (op, upload::<B, 3>(out, [batch, len, dims.d], &device))
+}
+
+/// [`HostLinear::forward`] on a backend's tensors: the op (its backward's state) and `y`.
+fn linear_on_host<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> (HostLinear, FloatTensor<B>) {
+    let device = B::float_device(&x);
+    let (x, dims) = download::<B, 3>(x);
+    let (w, _) = download::<B, 2>(w);
+    let (b, [d_out]) = download::<B, 1>(b);
+    let (op, y) = HostLinear::forward(x, dims, w, &b);
+    (op, upload::<B, 3>(y, [dims[0], dims[1], d_out], &device))
 }
 
 /// [`HostGelu::forward`] on a backend's tensors.

@@ -3,21 +3,18 @@
 //! (before the output projection), RoPE included.
 //!
 //! One task per (batch item, head). A task gathers its head's q, k, v (`[L, dh]`, rotated and
-//! with q pre-scaled by 1/√dh) and walks the query rows: a row's scores over its keys
-//! `0..=i` go into one reused row buffer (`[L]`; no `[L, L]` matrix is ever held), then an
-//! exact softmax (max, exp, sum) and the weighted sum of the values. The forward keeps each
-//! row's log-sum-exp; the backward recomputes the row's probabilities from it
-//! (FlashAttention's recomputation) and accumulates dq, dk, dv for the head. Score loops run
-//! over contiguous keys (k is held transposed, `[dh, L]`), value loops over contiguous head
-//! features, both in the per-ISA copies of `vectorized_kernel` with the polynomial `exp`.
-//!
-//! Why a row at a time rather than tiles: at the head sizes here (dh 8–64) a head's k and v
-//! stay in L1/L2 for the whole walk, so the row buffer is all the blocking that pays; the
-//! softmax is exact (two passes over a row in cache) rather than online.
+//! with q pre-scaled by 1/√dh) and works in FlashAttention tiles of [`BQ`] queries × [`BK`]
+//! keys: the forward streams the key tiles of each query block with an online softmax (no
+//! `[L, L]` matrix is held, only a `[BQ, BK]` tile) and keeps each row's log-sum-exp; the
+//! backward recomputes each tile's probabilities from it (FlashAttention-2's recomputation).
+//! Tile products run on [`gemm`]'s register-blocked AVX-512 kernel (`matrixmultiply`
+//! elsewhere); the softmax maps in the per-ISA copies of `vectorized_kernel` with the
+//! polynomial `exp`, over a whole tile at a time so that its vectors pipeline.
 use rayon::prelude::*;
 
+use super::gemm::{View, gemm, transposed};
 use super::host::elementwise::{kernel, vectorized_kernel};
-use super::host::{exp_fused, madd_fused};
+use super::host::exp_fused;
 
 /// Shapes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,16 +85,6 @@ pub(crate) struct Head {
     v: Vec<f32>,
 }
 
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = x[r * cols + c];
-        }
-    }
-    t
-}
-
 fn load_head(
     qkv: &[f32],
     dims: AttentionDims,
@@ -114,7 +101,7 @@ fn load_head(
     }
     let scale = 1.0 / (dh as f32).sqrt();
     q.iter_mut().for_each(|x| *x *= scale);
-    let kt = transpose(&k, dims.len, dh);
+    let kt = transposed(&k, dims.len, dh);
     Head { q, k, kt, v }
 }
 
@@ -135,11 +122,22 @@ fn each_head<T: Send>(
         .collect()
 }
 
-/// Keys per register block of [`dots_rows`].
-const J: usize = 16;
+/// Query rows per tile.
+const BQ: usize = 64;
+/// Keys per tile.
+const BK: usize = 64;
 
+/// A tile's valid keys for query row `i`: keys `j0..j0 + ck` that `i` may attend to
+/// (`j ≤ i`), counted from `j0`.
+#[inline(always)]
+fn visible(i: usize, j0: usize, ck: usize) -> usize {
+    (i + 1).saturating_sub(j0).min(ck)
+}
+
+/// Sum of `x` with eight partial sums: the adds vectorise and the order is fixed
+/// (reproducible).
+#[inline(always)]
 fn sum(x: &[f32]) -> f32 {
-    // Eight partial sums: the adds vectorise and the order is fixed (reproducible).
     let mut acc = [0.0f32; 8];
     let chunks = x.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -151,154 +149,96 @@ fn sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Query rows walked together: each key (or value) element loaded serves this many rows.
-const R: usize = 8;
-
-/// `rows[k·len + j] = x_k · t[:, j]` for `k < r` (row `k` of `x`, `[r, dh]`) and `j < n`,
-/// with `t` a transposed `[dh, len]` array. A block of `J` results per row stays in
-/// registers while the features stream past, and each element of `t` loaded feeds `R`
-/// multiply-adds.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn dots_rows(
-    x: &[f32],
-    r: usize,
-    dh: usize,
-    t: &[f32],
-    len: usize,
-    n: usize,
-    rows: &mut [f32],
-    fma: bool,
-) {
-    let zero = vec![0.0f32; dh];
-    let xs: [&[f32]; R] = std::array::from_fn(|k| {
-        if k < r {
-            &x[k * dh..(k + 1) * dh]
-        } else {
-            &zero[..]
-        }
-    });
-    let mut j = 0;
-    while j + J <= n {
-        let mut acc = [[0.0f32; J]; R];
-        for c in 0..dh {
-            let tc: &[f32; J] = t[c * len + j..c * len + j + J].try_into().expect("J keys");
-            for (a, xk) in acc.iter_mut().zip(&xs) {
-                let xc = xk[c];
-                for l in 0..J {
-                    a[l] = madd_fused(xc, tc[l], a[l], fma);
-                }
-            }
-        }
-        for (k, a) in acc.iter().enumerate().take(r) {
-            rows[k * len + j..k * len + j + J].copy_from_slice(a);
-        }
-        j += J;
-    }
-    for jj in j..n {
-        for (k, xk) in xs.iter().enumerate().take(r) {
-            let mut acc = 0.0;
-            for c in 0..dh {
-                acc = madd_fused(xk[c], t[c * len + jj], acc, fma);
-            }
-            rows[k * len + jj] = acc;
+fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = a.max(*v);
         }
     }
+    acc.iter().copied().fold(tail, f32::max)
 }
 
-/// `out_k[c] = Σ_{j<n} w_k[j] · vals[j, c]` for `k < r` (`w_k` = `rows[k·len..]`, `out`
-/// `[r, dh]`): eight features of the `R` rows in registers, each value element loaded once
-/// for all of them.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn weighted_sum_rows(
-    rows: &[f32],
-    r: usize,
-    len: usize,
-    n: usize,
-    vals: &[f32],
-    dh: usize,
-    out: &mut [f32],
-    fma: bool,
-) {
-    const C: usize = 8;
-    let w = |k: usize, j: usize| if k < r { rows[k * len + j] } else { 0.0 };
-    let mut c0 = 0;
-    while c0 + C <= dh {
-        let mut acc = [[0.0f32; C]; R];
-        for j in 0..n {
-            let v: &[f32; C] = vals[j * dh + c0..j * dh + c0 + C]
-                .try_into()
-                .expect("C features");
-            for (k, a) in acc.iter_mut().enumerate() {
-                let wk = w(k, j);
-                for l in 0..C {
-                    a[l] = madd_fused(wk, v[l], a[l], fma);
-                }
-            }
-        }
-        for (k, a) in acc.iter().enumerate().take(r) {
-            out[k * dh + c0..k * dh + c0 + C].copy_from_slice(a);
-        }
-        c0 += C;
-    }
-    for c in c0..dh {
-        for k in 0..r {
-            let mut acc = 0.0;
-            for j in 0..n {
-                acc = madd_fused(w(k, j), vals[j * dh + c], acc, fma);
-            }
-            out[k * dh + c] = acc;
-        }
-    }
+/// A `rows × cols` tile stored at row stride [`BK`].
+fn tile(t: &[f32], rows: usize, cols: usize) -> View<'_> {
+    View::cols(t, rows, BK, 0, cols)
 }
 
-/// A head's forward: `o` `[L, dh]` and `lse` `[L]`, `R` query rows at a time over the keys
-/// of the block's last row (a row's later keys are zeroed before the values are summed).
+/// A head's forward: `o` `[L, dh]` and `lse` `[L]`. For each block of [`BQ`] query rows the
+/// key blocks up to the diagonal stream past with an online softmax: the tile's scores
+/// `S = Q_i·K_jᵀ`, the rows' running max and sum, the output rescaled when the max grows,
+/// then `O_i += P·V_j`. Products run on [`gemm`]; only `[BQ, BK]` scores are held.
 #[inline(always)]
 fn forward_head(head: &Head, len: usize, dh: usize, o: &mut [f32], lse: &mut [f32], fma: bool) {
-    let mut rows = vec![0.0f32; R * len];
-    let mut i0 = 0;
-    while i0 < len {
-        let r = R.min(len - i0);
-        let n = i0 + r;
-        dots_rows(
-            &head.q[i0 * dh..n * dh],
-            r,
-            dh,
-            &head.kt,
-            len,
-            n,
-            &mut rows,
-            fma,
-        );
-        let mut inv = [0.0f32; R];
-        for k in 0..r {
-            let i = i0 + k;
-            let row = &mut rows[k * len..k * len + n];
-            let (p, masked) = row.split_at_mut(i + 1);
-            let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for s in p.iter_mut() {
-                *s = exp_fused(*s - m, fma);
+    let mut s = vec![0.0f32; BQ * BK];
+    let (mut m, mut l) = ([0.0f32; BQ], [0.0f32; BQ]);
+    for i0 in (0..len).step_by(BQ) {
+        let rq = BQ.min(len - i0);
+        let q = View::new(&head.q[i0 * dh..(i0 + rq) * dh], rq, dh);
+        let oi = &mut o[i0 * dh..(i0 + rq) * dh];
+        oi.fill(0.0);
+        m.fill(f32::NEG_INFINITY);
+        l.fill(0.0);
+        for j0 in (0..i0 + rq).step_by(BK) {
+            let ck = BK.min(i0 + rq - j0);
+            gemm(q, View::cols(&head.kt, dh, len, j0, ck), 0.0, &mut s, BK);
+            // Each row's new max, then the tile's exps in one flat loop (independent vectors
+            // pipeline; a row of 64 keys alone is too short), then the masked keys zeroed.
+            let mut alpha = [1.0f32; BQ];
+            for r in 0..rq {
+                let n = visible(i0 + r, j0, ck);
+                let row = &mut s[r * BK..r * BK + n];
+                let m_new = if n == 0 { m[r] } else { m[r].max(max(row)) };
+                if m_new > m[r] {
+                    alpha[r] = exp_fused(m[r] - m_new, fma);
+                    m[r] = m_new;
+                }
+                row.iter_mut().for_each(|x| *x -= m_new);
             }
-            masked.fill(0.0);
-            let l = sum(p);
-            inv[k] = 1.0 / l;
-            lse[i] = m + l.ln();
+            for x in s[..rq * BK].iter_mut() {
+                *x = exp_fused(*x, fma);
+            }
+            for r in 0..rq {
+                let n = visible(i0 + r, j0, ck);
+                s[r * BK + n..(r + 1) * BK].fill(0.0);
+                // exp(−∞) = 0 on a row's first tile: the empty sum and output stay zero.
+                if alpha[r] != 1.0 {
+                    l[r] *= alpha[r];
+                    oi[r * dh..(r + 1) * dh]
+                        .iter_mut()
+                        .for_each(|x| *x *= alpha[r]);
+                }
+                l[r] += sum(&s[r * BK..r * BK + n]);
+            }
+            gemm(
+                tile(&s, rq, ck),
+                View::new(&head.v[j0 * dh..(j0 + ck) * dh], ck, dh),
+                1.0,
+                oi,
+                dh,
+            );
         }
-        let out = &mut o[i0 * dh..n * dh];
-        weighted_sum_rows(&rows, r, len, n, &head.v, dh, out, fma);
-        for (k, ok) in out.chunks_exact_mut(dh).enumerate() {
-            ok.iter_mut().for_each(|x| *x *= inv[k]);
+        for r in 0..rq {
+            let inv = 1.0 / l[r];
+            oi[r * dh..(r + 1) * dh].iter_mut().for_each(|x| *x *= inv);
+            lse[i0 + r] = m[r] + l[r].ln();
         }
-        i0 = n;
     }
 }
 
 /// Gradients of one head with respect to its (rotated, scaled) q, k and v, given the
 /// output `o`, the log-sum-exps and the output's gradient `dout` (all `[L, dh]` / `[L]`),
-/// `R` query rows at a time: dq rows from the block's `ds`, and each key's dk and dv
-/// updated once per block with the `R` rows' contributions.
+/// as FlashAttention-2 does it: for each block of [`BK`] keys, the query blocks at or below
+/// the diagonal recompute their probabilities `P = exp(S − lse)` from the tile's scores,
+/// `dS = P ∘ (dO·Vᵀ − δ)` with `δ_i = dO_i · O_i`, and five tile products accumulate
+/// `dV_j += Pᵀ·dO_i`, `dK_j += dSᵀ·Q_i` and `dQ_i += dS·K_j`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn backward_head(
@@ -311,59 +251,48 @@ fn backward_head(
     grads: &mut [Vec<f32>; 3],
     fma: bool,
 ) {
-    let vt = transpose(&head.v, len, dh);
+    let vt = transposed(&head.v, len, dh);
+    let delta: Vec<f32> = (0..len)
+        .map(|i| {
+            let (g, oi) = (&dout[i * dh..(i + 1) * dh], &o[i * dh..(i + 1) * dh]);
+            g.iter().zip(oi).map(|(a, b)| a * b).sum()
+        })
+        .collect();
     let [dq, dk, dv] = grads;
-    let mut p = vec![0.0f32; R * len];
-    let mut ds = vec![0.0f32; R * len];
-    let mut i0 = 0;
-    while i0 < len {
-        let r = R.min(len - i0);
-        let n = i0 + r;
-        dots_rows(
-            &head.q[i0 * dh..n * dh],
-            r,
-            dh,
-            &head.kt,
-            len,
-            n,
-            &mut p,
-            fma,
-        );
-        let g = &dout[i0 * dh..n * dh];
-        dots_rows(g, r, dh, &vt, len, n, &mut ds, fma);
-        for k in 0..r {
-            let i = i0 + k;
-            let gi = &g[k * dh..(k + 1) * dh];
-            let delta: f32 = gi
-                .iter()
-                .zip(&o[i * dh..(i + 1) * dh])
-                .map(|(a, b)| a * b)
-                .sum();
-            let (pk, dsk) = (&mut p[k * len..k * len + n], &mut ds[k * len..k * len + n]);
-            for (j, (x, y)) in pk.iter_mut().zip(dsk.iter_mut()).enumerate() {
-                // Keys after row i do not count: p = 0 there, and so ds.
-                *x = if j <= i {
-                    exp_fused(*x - lse[i], fma)
-                } else {
-                    0.0
-                };
-                *y = *x * (*y - delta);
+    let mut p = vec![0.0f32; BQ * BK];
+    let mut ds = vec![0.0f32; BQ * BK];
+    for j0 in (0..len).step_by(BK) {
+        let ck = BK.min(len - j0);
+        let kj = View::new(&head.k[j0 * dh..(j0 + ck) * dh], ck, dh);
+        for i0 in ((j0 / BQ) * BQ..len).step_by(BQ) {
+            let rq = BQ.min(len - i0);
+            let q = View::new(&head.q[i0 * dh..(i0 + rq) * dh], rq, dh);
+            let g = View::new(&dout[i0 * dh..(i0 + rq) * dh], rq, dh);
+            gemm(q, View::cols(&head.kt, dh, len, j0, ck), 0.0, &mut p, BK);
+            gemm(g, View::cols(&vt, dh, len, j0, ck), 0.0, &mut ds, BK);
+            for r in 0..rq {
+                let shift = lse[i0 + r];
+                p[r * BK..r * BK + ck].iter_mut().for_each(|x| *x -= shift);
             }
-        }
-        weighted_sum_rows(&ds, r, len, n, &head.k, dh, &mut dq[i0 * dh..n * dh], fma);
-        let q = &head.q[i0 * dh..n * dh];
-        for j in 0..n {
-            let (dkj, dvj) = (&mut dk[j * dh..(j + 1) * dh], &mut dv[j * dh..(j + 1) * dh]);
-            for k in 0..r {
-                let (dsk, pk) = (ds[k * len + j], p[k * len + j]);
-                let (qk, gk) = (&q[k * dh..(k + 1) * dh], &g[k * dh..(k + 1) * dh]);
-                for c in 0..dh {
-                    dkj[c] = madd_fused(dsk, qk[c], dkj[c], fma);
-                    dvj[c] = madd_fused(pk, gk[c], dvj[c], fma);
+            for x in p[..rq * BK].iter_mut() {
+                *x = exp_fused(*x, fma);
+            }
+            for r in 0..rq {
+                let n = visible(i0 + r, j0, ck);
+                let (pr, dsr) = (&mut p[r * BK..(r + 1) * BK], &mut ds[r * BK..(r + 1) * BK]);
+                let d = delta[i0 + r];
+                for (x, y) in pr[..n].iter().zip(&mut dsr[..n]) {
+                    *y = *x * (*y - d);
                 }
+                // Keys after row i do not count: p = 0 there, and so ds.
+                pr[n..].fill(0.0);
+                dsr[n..].fill(0.0);
             }
+            let (pt, dst) = (tile(&p, rq, ck), tile(&ds, rq, ck));
+            gemm(pt.t(), g, 1.0, &mut dv[j0 * dh..(j0 + ck) * dh], dh);
+            gemm(dst.t(), q, 1.0, &mut dk[j0 * dh..(j0 + ck) * dh], dh);
+            gemm(dst, kj, 1.0, &mut dq[i0 * dh..(i0 + rq) * dh], dh);
         }
-        i0 = n;
     }
 }
 

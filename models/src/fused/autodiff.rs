@@ -175,6 +175,30 @@ impl<B: Backend> Backward<B, 1> for AttentionBackwardOp {
 }
 
 #[derive(Debug)]
+struct LinearBackwardOp;
+
+impl<B: Backend> Backward<B, 3> for LinearBackwardOp {
+    type State = Arc<HostLinear>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        host_backward::<B, _, 3, 3>(ops, grads, |op, grad, device| {
+            let g = op.backward(grad);
+            let [batch, len, d_in] = op.dims();
+            [
+                upload::<B, 3>(g.dx, [batch, len, d_in], device),
+                upload::<B, 2>(g.dw, [d_in, op.d_out()], device),
+                upload::<B, 1>(g.db, [op.d_out()], device),
+            ]
+        });
+    }
+}
+
+#[derive(Debug)]
 struct GeluBackwardOp;
 
 impl<B: Backend> Backward<B, 1> for GeluBackwardOp {
@@ -316,6 +340,23 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             qkv.primitive,
             |qkv| attention_on_host::<B>(qkv, heads, rope),
             |qkv| B::attention_host(qkv, heads, rope),
+        )
+    }
+
+    fn linear_host(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let kind = LinearBackwardOp
+            .prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()])
+            .compute_bound()
+            .stateful();
+        finish_host_op(
+            kind,
+            (x.primitive, w.primitive, b.primitive),
+            |(x, w, b)| linear_on_host::<B>(x, w, b),
+            |(x, w, b)| B::linear_host(x, w, b),
         )
     }
 

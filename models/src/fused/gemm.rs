@@ -239,11 +239,18 @@ mod avx512 {
 /// products with a transposed weight take this copy (made once per op) so that the right
 /// operand has contiguous rows, which [`gemm`]'s unpacked kernel needs.
 pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    // In 16 × 16 blocks: a row-at-a-time transpose writes with a stride of `rows` floats,
+    // which at a power-of-two `rows` maps every write to the same cache set.
+    const T: usize = 16;
     assert_eq!(m.len(), rows * cols, "transposed: size");
     let mut t = vec![0.0f32; m.len()];
-    for (i, row) in m.chunks_exact(cols.max(1)).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            t[j * rows + i] = v;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    t[c * rows + r] = m[r * cols + c];
+                }
+            }
         }
     }
     t

@@ -5,7 +5,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::fused::{ScanBackend, rms_norm};
+use crate::fused::{ScanBackend, linear, rms_norm};
 
 /// Position information used by a model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -90,8 +90,8 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attention(rms_norm(&self.norm1, x));
-        let h = crate::fused::gelu(self.fc1.forward(rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
-        x + self.fc2.forward(h)
+        let h = crate::fused::gelu(linear(&self.fc1, rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
+        x + linear(&self.fc2, h)
     }
 
     /// Causal multi-head self-attention: `[batch, L, d] → [batch, L, d]`. On host backends
@@ -102,9 +102,9 @@ impl<B: ScanBackend> AttentionBlock<B> {
         if !B::HOST_KERNELS {
             return self.attention_device(x);
         }
-        let qkv = self.qkv.forward(x); // [batch, L, 3d]
+        let qkv = linear(&self.qkv, x); // [batch, L, 3d]
         let o = crate::fused::causal_attention(qkv, self.n_heads, self.rope); // [batch, L, d]
-        self.out.forward(o) // [batch, L, d]
+        linear(&self.out, o) // [batch, L, d]
     }
 
     /// [`Self::attention`] on device backends: burn's attention op, causal. On CubeCL
