@@ -136,13 +136,15 @@ pub trait ScanBackend: Backend {
         attention_on_host::<Self>(qkv, heads, rope).1
     }
 
-    /// Host kernel of [`linear`]: `x` `[batch, L, d_in]`, `w` `[d_in, d_out]`, `b` `[d_out]`.
+    /// Host kernel of [`linear`] and [`linear_gelu`]: `x` `[batch, L, d_in]`, `w`
+    /// `[d_in, d_out]`, `b` `[d_out]`.
     fn linear_host(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         b: FloatTensor<Self>,
+        gelu: bool,
     ) -> FloatTensor<Self> {
-        linear_on_host::<Self>(x, w, b).1
+        linear_on_host::<Self>(x, w, b, gelu).1
     }
 
     /// Host kernel of [`gelu`]: `x` `[batch, L, n]`.
@@ -414,6 +416,19 @@ pub fn linear<B: ScanBackend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 
     if !B::HOST_KERNELS {
         return linear.forward(x);
     }
+    linear_on::<B>(linear, x, false)
+}
+
+/// `gelu(linear.forward(x))` (the exact GELU of [`gelu`]): one host op with a hand-written
+/// backward where [`ScanBackend::HOST_KERNELS`], burn ops elsewhere.
+pub fn linear_gelu<B: ScanBackend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return burn::tensor::activation::gelu(linear.forward(x));
+    }
+    linear_on::<B>(linear, x, true)
+}
+
+fn linear_on<B: ScanBackend>(linear: &Linear<B>, x: Tensor<B, 3>, gelu: bool) -> Tensor<B, 3> {
     let [d_in, d_out] = linear.weight.dims();
     assert_eq!(
         x.dims()[2],
@@ -430,6 +445,7 @@ pub fn linear<B: ScanBackend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 
         x.into_primitive().tensor(),
         linear.weight.val().into_primitive().tensor(),
         bias.into_primitive().tensor(),
+        gelu,
     );
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_out]
 }
@@ -565,12 +581,13 @@ fn linear_on_host<B: Backend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     b: FloatTensor<B>,
+    gelu: bool,
 ) -> (HostLinear, FloatTensor<B>) {
     let device = B::float_device(&x);
     let (x, dims) = download::<B, 3>(x);
     let (w, _) = download::<B, 2>(w);
     let (b, [d_out]) = download::<B, 1>(b);
-    let (op, y) = HostLinear::forward(x, dims, w, &b);
+    let (op, y) = HostLinear::forward(x, dims, w, &b, gelu);
     (op, upload::<B, 3>(y, [dims[0], dims[1], d_out], &device))
 }
 

@@ -97,8 +97,9 @@ fn long_sequences_match_the_composed_softmax() {
     }
 }
 
-/// The projections' linear host op (`fused::linear`) against burn's `Linear`: output and the
-/// gradients of the input, weight and bias, with and without bias, at row counts below, at
+/// The projections' linear host op (`fused::linear`, and `fused::linear_gelu` for the MLP's
+/// first layer) against burn's `Linear`: output and the gradients of the input, weight and
+/// bias, with and without bias, at row counts below, at
 /// and above the kernels' blocks.
 fn linear_errors<B: AutodiffBackend + ScanBackend>() -> f64 {
     use burn::nn::LinearConfig;
@@ -111,12 +112,16 @@ fn linear_errors<B: AutodiffBackend + ScanBackend>() -> f64 {
             .init::<B>(&device);
         let x = Tensor::<B, 3>::random([1, rows, d_in], Distribution::Normal(0.0, 1.0), &device);
         let r = Tensor::<B, 3>::random([1, rows, d_out], Distribution::Normal(0.0, 1.0), &device);
-        let run = |fused: bool| {
+        // (fused, with GELU): the host op against burn's layer (then the GELU host op, whose
+        // derivative is checked against the exact one below).
+        let run = |(fused, gelu): (bool, bool)| {
+            use labbook_models::fused::{gelu as host_gelu, linear, linear_gelu};
             let x = x.clone().require_grad();
-            let y = if fused {
-                labbook_models::fused::linear(&layer, x.clone())
-            } else {
-                layer.forward(x.clone())
+            let y = match (fused, gelu) {
+                (true, false) => linear(&layer, x.clone()),
+                (true, true) => linear_gelu(&layer, x.clone()),
+                (false, false) => layer.forward(x.clone()),
+                (false, true) => host_gelu(layer.forward(x.clone())),
             };
             let grads = (y.clone() * r.clone()).sum().backward();
             let db = layer.bias.as_ref().map(|b| b.val().grad(&grads).unwrap());
@@ -127,17 +132,19 @@ fn linear_errors<B: AutodiffBackend + ScanBackend>() -> f64 {
                 db,
             )
         };
-        let (f, c) = (run(true), run(false));
-        let mut errs = vec![rel_err(f.0, c.0), rel_err(f.1, c.1), rel_err(f.2, c.2)];
-        if let (Some(a), Some(b)) = (f.3, c.3) {
-            errs.push(rel_err(a, b));
-        }
-        for (what, e) in ["y", "dx", "dW", "db"].iter().zip(errs) {
-            assert!(
-                e < 1e-5,
-                "rows {rows} {d_in}→{d_out} bias {bias}: {what} rel err {e}"
-            );
-            worst = worst.max(e);
+        for gelu in [false, true] {
+            let (f, c) = (run((true, gelu)), run((false, gelu)));
+            let mut errs = vec![rel_err(f.0, c.0), rel_err(f.1, c.1), rel_err(f.2, c.2)];
+            if let (Some(a), Some(b)) = (f.3, c.3) {
+                errs.push(rel_err(a, b));
+            }
+            for (what, e) in ["y", "dx", "dW", "db"].iter().zip(errs) {
+                assert!(
+                    e < 1e-5,
+                    "rows {rows} {d_in}→{d_out} bias {bias} gelu {gelu}: {what} rel err {e}"
+                );
+                worst = worst.max(e);
+            }
         }
     }
     worst

@@ -347,6 +347,7 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         b: FloatTensor<Self>,
+        gelu: bool,
     ) -> FloatTensor<Self> {
         let kind = LinearBackwardOp
             .prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()])
@@ -355,8 +356,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             (x.primitive, w.primitive, b.primitive),
-            |(x, w, b)| linear_on_host::<B>(x, w, b),
-            |(x, w, b)| B::linear_host(x, w, b),
+            |(x, w, b)| linear_on_host::<B>(x, w, b, gelu),
+            |(x, w, b)| B::linear_host(x, w, b, gelu),
         )
     }
 

@@ -1,10 +1,12 @@
-//! A linear layer `y = x·W + b` as a host op with a hand-written backward, for the attention
-//! block's four projections on the CPU backends. burn's own backward of `Linear` transposes
+//! A linear layer `y = x·W + b`, optionally followed by GELU, as a host op with a hand-written
+//! backward, for the attention block's four projections on the CPU backends (the MLP's first
+//! layer and its GELU are one op, so the hidden activations cross to and from the backend once). burn's own backward of `Linear` transposes
 //! `x` `[batch·L, d_in]` into a fresh strided copy before its weight-gradient product (perf of
 //! a d256 Transformer step: ~8% in that copy alone); here `dW = xᵀ·dy` reads `x` in place
 //! ([`par_gemm_t`]) and every product runs on [`gemm`](super::gemm)'s kernels.
 use rayon::prelude::*;
 
+use super::gelu::HostGelu;
 use super::gemm::{View, par_gemm_new, par_gemm_t, transposed};
 
 /// The forward's state for the backward: its input and weight.
@@ -15,6 +17,8 @@ pub(crate) struct HostLinear {
     /// `[batch, L, d_in]` of `x`.
     dims: [usize; 3],
     d_out: usize,
+    /// With GELU after the layer: the GELU's state (it holds `x·W + b`).
+    gelu: Option<HostGelu>,
 }
 
 /// The gradients of [`HostLinear::backward`].
@@ -33,12 +37,13 @@ const BIAS_ROWS: usize = 512;
 
 impl HostLinear {
     /// `x` `[batch, L, d_in]`, `w` `[d_in, d_out]` (burn's layout), `b` `[d_out]` → the state
-    /// and `y` `[batch, L, d_out]`.
+    /// and `y` `[batch, L, d_out]` (`gelu(x·W + b)` when `gelu`).
     pub(crate) fn forward(
         x: Vec<f32>,
         dims: [usize; 3],
         w: Vec<f32>,
         b: &[f32],
+        gelu: bool,
     ) -> (HostLinear, Vec<f32>) {
         let [batch, len, d_in] = dims;
         let (rows, d_out) = (batch * len, b.len());
@@ -52,7 +57,20 @@ impl HostLinear {
                 }
             });
         }
-        let op = HostLinear { x, w, dims, d_out };
+        let (gelu, y) = match gelu {
+            true => {
+                let (g, h) = HostGelu::forward(y, [batch, len, d_out]);
+                (Some(g), h)
+            }
+            false => (None, y),
+        };
+        let op = HostLinear {
+            x,
+            w,
+            dims,
+            d_out,
+            gelu,
+        };
         (op, y)
     }
 
@@ -65,6 +83,8 @@ impl HostLinear {
             rows * d_out,
             "linear: dy is not [batch, L, d_out]"
         );
+        let through_gelu = self.gelu.as_ref().map(|g| g.backward(dy));
+        let dy = through_gelu.as_deref().unwrap_or(dy);
         let wt = transposed(&self.w, d_in, d_out); // [d_out, d_in]
         let dy_view = View::new(dy, rows, d_out);
         let dx = par_gemm_new(None, dy_view, View::new(&wt, d_out, d_in));

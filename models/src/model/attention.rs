@@ -5,7 +5,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::fused::{ScanBackend, linear, rms_norm};
+use crate::fused::{ScanBackend, linear, linear_gelu, rms_norm};
 
 /// Position information used by a model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// `[batch, L, d_model] → [batch, L, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attention(rms_norm(&self.norm1, x));
-        let h = crate::fused::gelu(linear(&self.fc1, rms_norm(&self.norm2, x.clone()))); // [batch, L, mlp·d]
+        let h = linear_gelu(&self.fc1, rms_norm(&self.norm2, x.clone())); // [batch, L, mlp·d]
         x + linear(&self.fc2, h)
     }
 
