@@ -6,7 +6,7 @@ use std::{fmt, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
-use crate::model::{LmConfig, Positional, pattern_attn_every};
+use crate::model::{AttnBias, AttnSoftmax, LmConfig, Positional, pattern_attn_every};
 pub use crate::tasks::{TaskKind, TaskSection};
 
 /// Which model family a run trains.
@@ -73,6 +73,44 @@ pub struct ModelSection {
     /// Positional information.
     #[serde(default)]
     pub positional: PositionalKind,
+    /// How attention scores become weights.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub attn_softmax: AttnSoftmaxKind,
+    /// A bias added to attention scores by distance.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub attn_bias: AttnBiasKind,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// `[model] attn_softmax` (see `fused::AttnSoftmax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AttnSoftmaxKind {
+    /// Softmax.
+    #[default]
+    Softmax,
+    /// Softmax with an extra 1 in the denominator.
+    Softmax1,
+    /// Scalable softmax: logits times a learned `s_h · ln n`.
+    Ssmax,
+    /// Sigmoid attention with a `−ln n` bias.
+    Sigmoid,
+}
+
+/// `[model] attn_bias` (see `fused::AttnBias`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AttnBiasKind {
+    /// No bias.
+    #[default]
+    None,
+    /// ALiBi's fixed slopes per head.
+    Alibi,
+    /// A learned bias per head and distance bucket.
+    Learned,
 }
 
 /// `[train]`.
@@ -528,6 +566,17 @@ impl RunConfig {
                 PositionalKind::None => Positional::None,
                 PositionalKind::Absolute => Positional::Absolute,
                 PositionalKind::Rope => Positional::Rope,
+            })
+            .with_attn_softmax(match m.attn_softmax {
+                AttnSoftmaxKind::Softmax => AttnSoftmax::Softmax,
+                AttnSoftmaxKind::Softmax1 => AttnSoftmax::Softmax1,
+                AttnSoftmaxKind::Ssmax => AttnSoftmax::Ssmax,
+                AttnSoftmaxKind::Sigmoid => AttnSoftmax::Sigmoid,
+            })
+            .with_attn_bias(match m.attn_bias {
+                AttnBiasKind::None => AttnBias::None,
+                AttnBiasKind::Alibi => AttnBias::Alibi,
+                AttnBiasKind::Learned => AttnBias::Learned,
             })
     }
 

@@ -7,7 +7,8 @@
 //! `norm_f.weight`, `lm_head.weight`), with PyTorch's `[out, in]` `Linear` layout and the
 //! conv weight as `[d_inner, 1, d_conv]`. Layers mambapy does not have keep the same scheme:
 //! an attention layer is `mamba.layers.{i}.attn.{norm1.weight, qkv.weight, out.weight,
-//! norm2.weight, fc1.weight, fc1.bias, fc2.weight, fc2.bias}`; the LTI ablation's constants
+//! norm2.weight, fc1.weight, fc1.bias, fc2.weight, fc2.bias}` (plus `ssmax_scale` `[heads]`
+//! and `rel_bias` `[heads, 32]` for those attention variants); the LTI ablation's constants
 //! are `mixer.lti_dt`, `mixer.lti_b`, `mixer.lti_c`. The file's metadata records the layer
 //! pattern and vocabulary, which loading checks.
 use std::collections::HashMap;
@@ -93,6 +94,12 @@ fn slots<B: Backend>(lm: &mut Lm<B>) -> Vec<Slot<'_, B>> {
                 out.push(Slot::D1(format!("{p}.norm2.weight"), &mut a.norm2.gamma));
                 linear(&mut out, &format!("{p}.fc1"), &mut a.fc1);
                 linear(&mut out, &format!("{p}.fc2"), &mut a.fc2);
+                if let Some(s) = &mut a.ssmax_scale {
+                    out.push(Slot::D1(format!("{p}.ssmax_scale"), s));
+                }
+                if let Some(t) = &mut a.rel_bias {
+                    out.push(Slot::D2(format!("{p}.rel_bias"), t, Layout::Same));
+                }
             }
         }
     }

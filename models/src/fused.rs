@@ -38,6 +38,7 @@ mod host;
 mod linear;
 mod loss;
 mod rows;
+mod scores;
 pub(crate) use attention::rope_tables;
 use attention::{AttentionDims, HostAttention};
 use block::{BlockDims, HostBlock, slot};
@@ -47,6 +48,10 @@ use host::{GatedScan, HostInputs};
 use linear::HostLinear;
 use loss::HostHeadLoss;
 use rows::{HostEmbedding, HostRmsNorm};
+pub use scores::{
+    AttnBias, AttnSoftmax, BIAS_BUCKETS, EXACT_BUCKETS, MAX_DISTANCE, Variant, alibi_slope, bucket,
+    ssmax_init,
+};
 
 /// A backend that can run the selective scan. The default methods run the fused host loop,
 /// which works on every backend (on a GPU backend it copies through host memory).
@@ -131,9 +136,17 @@ pub trait ScanBackend: Backend {
         rms_norm_on_host::<Self>(x, gamma, eps).1
     }
 
-    /// Host kernel of [`causal_attention`]: `qkv` `[batch, L, 3·d]` → `[batch, L, d]`.
-    fn attention_host(qkv: FloatTensor<Self>, heads: usize, rope: bool) -> FloatTensor<Self> {
-        attention_on_host::<Self>(qkv, heads, rope).1
+    /// Host kernel of [`causal_attention`]: `qkv` `[batch, L, 3·d]` → `[batch, L, d]`, with
+    /// the variant's parameters `scale` `[heads]` and `table` `[heads, BIAS_BUCKETS]`.
+    fn attention_host(
+        qkv: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        heads: usize,
+        rope: bool,
+        variant: Variant,
+    ) -> FloatTensor<Self> {
+        attention_on_host::<Self>(qkv, scale, table, heads, rope, variant).1
     }
 
     /// Host kernel of [`linear`] and [`linear_gelu`]: `x` `[batch, L, d_in]`, `w`
@@ -391,21 +404,60 @@ pub fn rms_norm<B: ScanBackend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B,
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d]
 }
 
+/// What [`causal_attention`] computes besides the plain softmax attention: the heads, RoPE,
+/// and the research variants with their parameters (`scale` `[heads]` for ssmax, `table`
+/// `[heads, BIAS_BUCKETS]` for the learned bias; `None` where the variant has none).
+#[derive(Debug, Clone)]
+pub struct AttentionOptions<B: Backend> {
+    pub heads: usize,
+    pub rope: bool,
+    pub variant: Variant,
+    pub scale: Option<Tensor<B, 1>>,
+    pub table: Option<Tensor<B, 2>>,
+}
+
 /// Causal multi-head self-attention from the fused `qkv` projection's output `[batch, L, 3·d]`
 /// (q, k, v side by side) to the heads' concatenated output `[batch, L, d]` (before the
-/// output projection), with RoPE on q and k when `rope`: one host op with a hand-written
-/// backward ([`attention`]) where [`ScanBackend::HOST_KERNELS`]. Callers use it only there;
-/// the attention block's composed tensor ops are the reference elsewhere.
+/// output projection), with RoPE on q and k when `rope` and the options' variant: one host op
+/// with a hand-written backward ([`attention`]) where [`ScanBackend::HOST_KERNELS`]. Callers
+/// use it only there; the attention block's composed tensor ops are the reference elsewhere.
+/// Panics when the variant needs a parameter the options lack.
 pub fn causal_attention<B: ScanBackend>(
     qkv: Tensor<B, 3>,
-    heads: usize,
-    rope: bool,
+    options: AttentionOptions<B>,
 ) -> Tensor<B, 3> {
     assert!(
         B::HOST_KERNELS,
         "causal_attention runs on host backends only"
     );
-    let o = B::attention_host(qkv.into_primitive().tensor(), heads, rope);
+    let AttentionOptions {
+        heads,
+        rope,
+        variant,
+        scale,
+        table,
+    } = options;
+    let device = qkv.device();
+    let needs = |what: &str| format!("attention: the {what} variant needs its parameter");
+    // Untracked zeros stand in for the parameters a variant does not have (no gradient).
+    let scale = match (variant.softmax, scale) {
+        (_, Some(s)) => s,
+        (AttnSoftmax::Ssmax, None) => panic!("{}", needs("ssmax")),
+        (_, None) => Tensor::zeros([heads], &device),
+    };
+    let table = match (variant.bias, table) {
+        (_, Some(t)) => t,
+        (AttnBias::Learned, None) => panic!("{}", needs("learned bias")),
+        (_, None) => Tensor::zeros([heads, BIAS_BUCKETS], &device),
+    };
+    let o = B::attention_host(
+        qkv.into_primitive().tensor(),
+        scale.into_primitive().tensor(),
+        table.into_primitive().tensor(),
+        heads,
+        rope,
+        variant,
+    );
     Tensor::from_primitive(TensorPrimitive::Float(o)) // [batch, L, d]
 }
 
@@ -560,11 +612,16 @@ fn rms_norm_on_host<B: Backend>(
 /// output.
 fn attention_on_host<B: Backend>(
     qkv: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    table: FloatTensor<B>,
     heads: usize,
     rope: bool,
+    variant: Variant,
 ) -> (HostAttention, FloatTensor<B>) {
     let device = B::float_device(&qkv);
     let (qkv, [batch, len, three_d]) = download::<B, 3>(qkv);
+    let (scale, _) = download::<B, 1>(scale);
+    let (table, _) = download::<B, 2>(table);
     let dims = AttentionDims {
         batch,
         len,
@@ -572,7 +629,7 @@ fn attention_on_host<B: Backend>(
         heads,
         rope,
     };
-    let (op, out) = HostAttention::forward(qkv, dims);
+    let (op, out) = HostAttention::forward(qkv, dims, variant, scale, table);
     (op, upload::<B, 3>(out, [batch, len, dims.d], &device))
 }
 

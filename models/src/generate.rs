@@ -9,6 +9,7 @@
 use burn::tensor::backend::Backend;
 
 use crate::fused::host_values as host;
+use crate::fused::{AttnBias, AttnSoftmax, BIAS_BUCKETS, Variant, alibi_slope, bucket};
 use crate::model::{Block, Lm, Selection};
 use crate::tasks::Rng;
 
@@ -154,11 +155,47 @@ struct AttentionLayer {
     fc2: Linear,
     heads: usize,
     rope: bool,
+    variant: Variant,
+    /// ssmax's `s_h` per head (empty otherwise).
+    ssmax_scale: Vec<f32>,
+    /// The learned bias `[heads, BIAS_BUCKETS]` (empty otherwise).
+    rel_bias: Vec<f32>,
     keys: Vec<f32>,
     values: Vec<f32>,
 }
 
 impl AttentionLayer {
+    /// The newest row's weights over its `n` scores (the attention variant's, as the fused
+    /// kernel computes them).
+    fn weights(&self, head: usize, mut scores: Vec<f32>) -> Vec<f32> {
+        let n = scores.len();
+        let ln_n = (n as f32).ln();
+        for (t, z) in scores.iter_mut().enumerate() {
+            let dist = n - 1 - t;
+            *z += match self.variant.bias {
+                AttnBias::None => 0.0,
+                AttnBias::Alibi => -alibi_slope(head, self.heads) * dist as f32,
+                AttnBias::Learned => self.rel_bias[head * BIAS_BUCKETS + bucket(dist)],
+            };
+            if self.variant.softmax == AttnSoftmax::Ssmax {
+                *z *= self.ssmax_scale[head] * ln_n;
+            }
+        }
+        if self.variant.softmax == AttnSoftmax::Sigmoid {
+            return scores
+                .iter()
+                .map(|z| 1.0 / (1.0 + (ln_n - z).exp()))
+                .collect();
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+        let mut total: f32 = e.iter().sum();
+        if self.variant.softmax == AttnSoftmax::Softmax1 {
+            total += (-max).exp();
+        }
+        e.iter().map(|w| w / total).collect()
+    }
+
     fn step(&mut self, x: &[f32], pos: usize) -> Vec<f32> {
         let d = x.len();
         let dh = d / self.heads;
@@ -184,13 +221,11 @@ impl AttentionLayer {
                     qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale
                 })
                 .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-            let total: f32 = e.iter().sum();
-            for (t, w) in e.iter().enumerate() {
+            let weights = self.weights(head, scores);
+            for (t, w) in weights.iter().enumerate() {
                 let vt = &self.values[t * d + head * dh..t * d + (head + 1) * dh];
                 for (oi, vi) in o[head * dh..(head + 1) * dh].iter_mut().zip(vt) {
-                    *oi += w / total * vi;
+                    *oi += w * vi;
                 }
             }
         }
@@ -297,6 +332,9 @@ impl Generator {
                     fc2: Linear::of(&a.fc2),
                     heads: a.n_heads(),
                     rope: a.rope(),
+                    variant: a.variant(),
+                    ssmax_scale: a.ssmax_scale.as_ref().map_or(Vec::new(), |p| host(p.val())),
+                    rel_bias: a.rel_bias.as_ref().map_or(Vec::new(), |p| host(p.val())),
                     keys: Vec::new(),
                     values: Vec::new(),
                 }),
@@ -394,13 +432,39 @@ mod tests {
     type B = NdArray;
 
     fn check(pattern: &str, positional: Positional, lti: bool) {
+        check_variant(
+            pattern,
+            positional,
+            lti,
+            Variant {
+                softmax: AttnSoftmax::Softmax,
+                bias: AttnBias::None,
+            },
+        );
+    }
+
+    fn check_variant(pattern: &str, positional: Positional, lti: bool, variant: Variant) {
         let device = Default::default();
-        let lm: Lm<B> = LmConfig::new(13, 16, pattern.to_string())
+        let mut lm: Lm<B> = LmConfig::new(13, 16, pattern.to_string())
             .with_d_state(4)
             .with_n_heads(2)
             .with_positional(positional)
             .with_lti(lti)
+            .with_attn_softmax(variant.softmax)
+            .with_attn_bias(variant.bias)
             .init(&device);
+        // A learned bias that is not zero, so that its indexing shows.
+        for block in lm.blocks.iter_mut() {
+            if let Block::Attention(a) = block
+                && let Some(t) = &a.rel_bias
+            {
+                let v: Vec<f32> = (0..t.dims().iter().product::<usize>())
+                    .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
+                    .collect();
+                let values = Tensor::<B, 2>::from_data(TensorData::new(v, t.dims()), &device);
+                a.rel_bias = Some(burn::module::Param::from_tensor(values));
+            }
+        }
         let tokens: Vec<i64> = (0..24).map(|i| (i * 5 + 3) % 13).collect();
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [1, 24]), &device);
         let full = host(lm.forward(x)); // [1, 24, 13]
@@ -414,6 +478,20 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(err < 1e-4, "{pattern} position {t}: max |Δlogit| = {err}");
+        }
+    }
+
+    #[test]
+    fn stepwise_logits_match_the_full_forward_for_every_attention_variant() {
+        for softmax in [
+            AttnSoftmax::Softmax1,
+            AttnSoftmax::Ssmax,
+            AttnSoftmax::Sigmoid,
+            AttnSoftmax::Softmax,
+        ] {
+            for bias in [AttnBias::None, AttnBias::Alibi, AttnBias::Learned] {
+                check_variant("MA", Positional::Rope, false, Variant { softmax, bias });
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use labbook_models::fused::ScanBackend;
-use labbook_models::model::{AttentionBlock, AttentionConfig};
+use labbook_models::model::{AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax};
 
 mod common;
 use common::rel_err;
@@ -16,12 +16,47 @@ fn compare<B>(batch: usize, len: usize, d: usize, heads: usize, rope: bool) -> [
 where
     B: AutodiffBackend + ScanBackend,
 {
+    let (errs, _) = compare_variant::<B>(
+        batch,
+        len,
+        d,
+        heads,
+        rope,
+        (AttnSoftmax::Softmax, AttnBias::None),
+    );
+    errs
+}
+
+/// [`compare`] for an attention variant, plus the relative errors of its parameters'
+/// gradients (ssmax's scale, the learned bias table) where it has them.
+fn compare_variant<B>(
+    batch: usize,
+    len: usize,
+    d: usize,
+    heads: usize,
+    rope: bool,
+    (softmax, bias): (AttnSoftmax, AttnBias),
+) -> ([f64; 4], Vec<f64>)
+where
+    B: AutodiffBackend + ScanBackend,
+{
     let device = Default::default();
     B::seed(&device, (len * 31 + d + rope as usize) as u64);
-    let block: AttentionBlock<B> = AttentionConfig::new(d)
+    let mut block: AttentionBlock<B> = AttentionConfig::new(d)
         .with_n_heads(heads)
         .with_rope(rope)
+        .with_softmax(softmax)
+        .with_bias(bias)
         .init(&device);
+    // Non-trivial parameters, so that a wrong index or scale shows.
+    if let Some(t) = &block.rel_bias {
+        let values = Tensor::<B, 2>::random(t.dims(), Distribution::Normal(0.0, 1.0), &device);
+        block.rel_bias = Some(burn::module::Param::from_tensor(values));
+    }
+    if let Some(s) = &block.ssmax_scale {
+        let values = Tensor::<B, 1>::random(s.dims(), Distribution::Uniform(0.2, 0.6), &device);
+        block.ssmax_scale = Some(burn::module::Param::from_tensor(values));
+    }
     let x = Tensor::<B, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
     let r = Tensor::<B, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
     let run = |fused: bool| {
@@ -32,20 +67,90 @@ where
             block.attention_composed(x.clone())
         };
         let grads = (y.clone() * r.clone()).sum().backward();
+        let mut params = Vec::new();
+        if let Some(s) = &block.ssmax_scale {
+            params.push(common::host(s.val().grad(&grads).unwrap()));
+        }
+        if let Some(t) = &block.rel_bias {
+            params.push(common::host(t.val().grad(&grads).unwrap()));
+        }
         (
             y.inner(),
             x.grad(&grads).unwrap(),
             block.qkv.weight.val().grad(&grads).unwrap(),
             block.out.weight.val().grad(&grads).unwrap(),
+            params,
         )
     };
     let (f, c) = (run(true), run(false));
-    [
-        rel_err(f.0, c.0),
-        rel_err(f.1, c.1),
-        rel_err(f.2, c.2),
-        rel_err(f.3, c.3),
-    ]
+    let params =
+        f.4.iter()
+            .zip(&c.4)
+            .map(|(a, b)| common::rel_err_of(a, b))
+            .collect();
+    (
+        [
+            rel_err(f.0, c.0),
+            rel_err(f.1, c.1),
+            rel_err(f.2, c.2),
+            rel_err(f.3, c.3),
+        ],
+        params,
+    )
+}
+
+/// Every `attn_softmax` × `attn_bias` on the fused kernel against the composed reference, on
+/// both CPU backends, over one and several tiles: output, input and weight gradients, and
+/// the variant's own parameters' gradients.
+fn check_variants<B: AutodiffBackend + ScanBackend>(name: &str) {
+    let softmaxes = [
+        AttnSoftmax::Softmax,
+        AttnSoftmax::Softmax1,
+        AttnSoftmax::Ssmax,
+        AttnSoftmax::Sigmoid,
+    ];
+    let biases = [AttnBias::None, AttnBias::Alibi, AttnBias::Learned];
+    for softmax in softmaxes {
+        for bias in biases {
+            for (batch, len, rope) in [(2, 9, true), (1, 150, false)] {
+                let (errs, params) = compare_variant::<B>(batch, len, 16, 2, rope, (softmax, bias));
+                let want_params =
+                    (softmax == AttnSoftmax::Ssmax) as usize + (bias == AttnBias::Learned) as usize;
+                assert_eq!(
+                    params.len(),
+                    want_params,
+                    "{softmax:?} {bias:?}: parameter grads"
+                );
+                // A parameter's gradient sums many terms of both signs per head (a bucket,
+                // or every score), so its rounding is larger; a broken kernel is off by O(1).
+                let names = [
+                    "output",
+                    "dx",
+                    "d qkv.weight",
+                    "d out.weight",
+                    "d param",
+                    "d param",
+                ];
+                let limits = [3e-5, 3e-5, 3e-5, 3e-5, 2e-4, 2e-4];
+                for ((what, e), limit) in names.iter().zip(errs.iter().chain(&params)).zip(limits) {
+                    assert!(
+                        *e < limit,
+                        "{name} {softmax:?} {bias:?} L {len}: {what} rel err {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_variants_match_the_composed_block_on_ndarray() {
+    check_variants::<Autodiff<NdArray>>("ndarray");
+}
+
+#[test]
+fn attention_variants_match_the_composed_block_on_flex() {
+    check_variants::<Autodiff<Flex>>("flex");
 }
 
 fn check<B: AutodiffBackend + ScanBackend>(name: &str) {

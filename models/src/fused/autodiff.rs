@@ -154,22 +154,23 @@ impl<B: Backend> Backward<B, 2> for RmsNormBackwardOp {
 #[derive(Debug)]
 struct AttentionBackwardOp;
 
-impl<B: Backend> Backward<B, 1> for AttentionBackwardOp {
+impl<B: Backend> Backward<B, 3> for AttentionBackwardOp {
     type State = Arc<HostAttention>;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 1>,
+        ops: Ops<Self::State, 3>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        host_backward::<B, _, 1, 3>(ops, grads, |op, grad, device| {
+        host_backward::<B, _, 3, 3>(ops, grads, |op, grad, device| {
             let dims = op.dims();
-            [upload::<B, 3>(
-                op.backward(grad),
-                [dims.batch, dims.len, 3 * dims.d],
-                device,
-            )]
+            let g = op.backward(grad);
+            [
+                upload::<B, 3>(g.dqkv, [dims.batch, dims.len, 3 * dims.d], device),
+                upload::<B, 1>(g.dscale, [dims.heads], device),
+                upload::<B, 2>(g.dtable, [dims.heads, BIAS_BUCKETS], device),
+            ]
         });
     }
 }
@@ -330,16 +331,23 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         )
     }
 
-    fn attention_host(qkv: FloatTensor<Self>, heads: usize, rope: bool) -> FloatTensor<Self> {
+    fn attention_host(
+        qkv: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        heads: usize,
+        rope: bool,
+        variant: Variant,
+    ) -> FloatTensor<Self> {
         let kind = AttentionBackwardOp
-            .prepare::<C>([qkv.node.clone()])
+            .prepare::<C>([qkv.node.clone(), scale.node.clone(), table.node.clone()])
             .compute_bound()
             .stateful();
         finish_host_op(
             kind,
-            qkv.primitive,
-            |qkv| attention_on_host::<B>(qkv, heads, rope),
-            |qkv| B::attention_host(qkv, heads, rope),
+            (qkv.primitive, scale.primitive, table.primitive),
+            |(q, s, t)| attention_on_host::<B>(q, s, t, heads, rope, variant),
+            |(q, s, t)| B::attention_host(q, s, t, heads, rope, variant),
         )
     }
 

@@ -1,11 +1,16 @@
 //! Causal multi-head attention block (pre-norm residual: attention then MLP).
 use burn::config::Config;
 use burn::module::Module;
+use burn::module::Param;
 use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
-use crate::fused::{ScanBackend, linear, linear_gelu, rms_norm};
+use crate::fused::{
+    AttentionOptions, BIAS_BUCKETS, ScanBackend, Variant, alibi_slope, bucket, linear, linear_gelu,
+    rms_norm, ssmax_init,
+};
+pub use crate::fused::{AttnBias, AttnSoftmax};
 
 /// Position information used by a model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -32,6 +37,12 @@ pub struct AttentionConfig {
     /// Whether queries and keys get rotary embeddings.
     #[config(default = false)]
     pub rope: bool,
+    /// How scores become weights.
+    #[config(default = "AttnSoftmax::Softmax")]
+    pub softmax: AttnSoftmax,
+    /// Bias added to the scores by distance.
+    #[config(default = "AttnBias::None")]
+    pub bias: AttnBias,
 }
 
 impl AttentionConfig {
@@ -42,6 +53,11 @@ impl AttentionConfig {
             "d_model must be divisible by n_heads"
         );
         let d = self.d_model;
+        let heads = self.n_heads;
+        let ssmax_scale = (self.softmax == AttnSoftmax::Ssmax)
+            .then(|| Param::from_tensor(Tensor::full([heads], ssmax_init(), device)));
+        let rel_bias = (self.bias == AttnBias::Learned)
+            .then(|| Param::from_tensor(Tensor::zeros([heads, BIAS_BUCKETS], device)));
         AttentionBlock {
             norm1: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
             qkv: LinearConfig::new(d, 3 * d).with_bias(false).init(device),
@@ -49,8 +65,12 @@ impl AttentionConfig {
             norm2: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
             fc1: LinearConfig::new(d, self.mlp_ratio * d).init(device),
             fc2: LinearConfig::new(self.mlp_ratio * d, d).init(device),
+            ssmax_scale,
+            rel_bias,
             n_heads: self.n_heads,
             rope: self.rope,
+            softmax: self.softmax,
+            bias: self.bias,
         }
     }
 }
@@ -70,8 +90,16 @@ pub struct AttentionBlock<B: Backend> {
     pub fc1: Linear<B>,
     /// MLP down projection.
     pub fc2: Linear<B>,
+    /// `attn_softmax = "ssmax"`: the learned `s_h` per head `[heads]`.
+    pub ssmax_scale: Option<Param<Tensor<B, 1>>>,
+    /// `attn_bias = "learned"`: the bias per head and distance bucket `[heads, BIAS_BUCKETS]`.
+    pub rel_bias: Option<Param<Tensor<B, 2>>>,
     n_heads: usize,
     rope: bool,
+    #[module(skip)]
+    softmax: AttnSoftmax,
+    #[module(skip)]
+    bias: AttnBias,
 }
 
 impl<B: Backend> AttentionBlock<B> {
@@ -83,6 +111,14 @@ impl<B: Backend> AttentionBlock<B> {
     /// Whether queries and keys get rotary embeddings.
     pub fn rope(&self) -> bool {
         self.rope
+    }
+
+    /// The attention variant (`attn_softmax`, `attn_bias`).
+    pub fn variant(&self) -> Variant {
+        Variant {
+            softmax: self.softmax,
+            bias: self.bias,
+        }
     }
 }
 
@@ -103,7 +139,14 @@ impl<B: ScanBackend> AttentionBlock<B> {
             return self.attention_device(x);
         }
         let qkv = linear(&self.qkv, x); // [batch, L, 3d]
-        let o = crate::fused::causal_attention(qkv, self.n_heads, self.rope); // [batch, L, d]
+        let options = AttentionOptions {
+            heads: self.n_heads,
+            rope: self.rope,
+            variant: self.variant(),
+            scale: self.ssmax_scale.as_ref().map(Param::val),
+            table: self.rel_bias.as_ref().map(Param::val),
+        };
+        let o = crate::fused::causal_attention(qkv, options); // [batch, L, d]
         linear(&self.out, o) // [batch, L, d]
     }
 
@@ -112,6 +155,15 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// the `[L, L]` scores; under autodiff burn 0.21 composes it from tensor ops (as
     /// [`Self::attention_composed`]), there being no fused backward.
     pub fn attention_device(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if self.variant()
+            != (Variant {
+                softmax: AttnSoftmax::Softmax,
+                bias: AttnBias::None,
+            })
+        {
+            // burn's op is softmax attention: the variants run as tensor ops.
+            return self.attention_composed(x);
+        }
         let [batch, len, d] = x.dims();
         let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
         let options = burn::tensor::ops::AttentionModuleOptions {
@@ -144,17 +196,79 @@ impl<B: ScanBackend> AttentionBlock<B> {
         (q, k, v)
     }
 
-    /// [`Self::attention`] from tensor ops, materialising the `[batch, H, L, L]` scores.
+    /// [`Self::attention`] from tensor ops, materialising the `[batch, H, L, L]` scores: the
+    /// reference every other path is tested against, variants included.
     pub fn attention_composed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
-        let dh = d / self.n_heads;
+        let (h, dh) = (self.n_heads, d / self.n_heads);
         let device = x.device();
         let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
-        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [batch, H, L, L]
-        let scores = scores + causal_mask::<B>(len, &device); // [batch, H, L, L]
-        let attn = softmax(scores, 3); // [batch, H, L, L]
+        let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [batch, H, L, L]
+        if let Some(bias) = self.score_bias(len, &device) {
+            scores = scores + bias; // [batch, H, L, L]
+        }
+        // ln n_i, n_i = i + 1 positions attended by row i.
+        let ln_n = || {
+            let v: Vec<f32> = (0..len).map(|i| ((i + 1) as f32).ln()).collect();
+            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, len, 1]), &device)
+        };
+        if let Some(s) = &self.ssmax_scale {
+            scores = scores * (s.val().reshape([1, h, 1, 1]) * ln_n()); // [batch, H, L, L]
+        }
+        let attn = match self.softmax {
+            AttnSoftmax::Softmax | AttnSoftmax::Ssmax => {
+                softmax(scores + causal_mask::<B>(len, &device), 3)
+            }
+            AttnSoftmax::Softmax1 => {
+                // exp(z) / (1 + Σ exp(z)), shifted by m = max(0, max_j z) for range.
+                let z = scores + causal_mask::<B>(len, &device);
+                let m = z.clone().max_dim(3).clamp_min(0.0); // [batch, H, L, 1]
+                let e = (z - m.clone()).exp();
+                let total = e.clone().sum_dim(3) + m.neg().exp(); // [batch, H, L, 1]
+                e / total
+            }
+            AttnSoftmax::Sigmoid => {
+                let below = causal_mask::<B>(len, &device).greater_elem(-1.0).float(); // 1 where j ≤ i
+                sigmoid(scores - ln_n()) * below
+            }
+        }; // [batch, H, L, L]
         let o = attn.matmul(v); // [batch, H, L, dh]
         self.out.forward(o.swap_dims(1, 2).reshape([batch, len, d])) // [batch, L, d]
+    }
+
+    /// The variant's bias by distance `[1, H, L, L]` (zero above the diagonal), if any.
+    fn score_bias(&self, len: usize, device: &B::Device) -> Option<Tensor<B, 4>> {
+        let h = self.n_heads;
+        match self.bias {
+            AttnBias::None => None,
+            AttnBias::Alibi => {
+                let mut b = vec![0.0f32; h * len * len];
+                for head in 0..h {
+                    let slope = alibi_slope(head, h);
+                    for i in 0..len {
+                        for j in 0..=i {
+                            b[(head * len + i) * len + j] = -slope * (i - j) as f32;
+                        }
+                    }
+                }
+                Some(Tensor::from_data(
+                    TensorData::new(b, [1, h, len, len]),
+                    device,
+                ))
+            }
+            AttnBias::Learned => {
+                let table = self
+                    .rel_bias
+                    .as_ref()
+                    .expect("learned bias has its table")
+                    .val();
+                let idx: Vec<i64> = (0..len)
+                    .flat_map(|i| (0..len).map(move |j| bucket(i.saturating_sub(j)) as i64))
+                    .collect();
+                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [len * len]), device);
+                Some(table.select(1, idx).reshape([1, h, len, len]))
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use super::attention::{AttentionBlock, AttentionConfig, Positional, sinusoidal_positions};
+use super::attention::{
+    AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional, sinusoidal_positions,
+};
 use super::mamba::{MambaBlock, MambaConfig};
 use crate::fused::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 use crate::math::masked_loss;
@@ -43,6 +45,12 @@ pub struct LmConfig {
     /// Positional information.
     #[config(default = "Positional::None")]
     pub positional: Positional,
+    /// How attention scores become weights.
+    #[config(default = "AttnSoftmax::Softmax")]
+    pub attn_softmax: AttnSoftmax,
+    /// Bias added to attention scores by distance.
+    #[config(default = "AttnBias::None")]
+    pub attn_bias: AttnBias,
 }
 
 /// A layer pattern of `M`/`A` letters for `n_layers` with an attention layer every `k`-th
@@ -70,6 +78,8 @@ impl LmConfig {
             .with_n_heads(self.n_heads)
             .with_mlp_ratio(self.mlp_ratio)
             .with_rope(self.positional == Positional::Rope)
+            .with_softmax(self.attn_softmax)
+            .with_bias(self.attn_bias)
     }
 
     /// Initialises the model. Panics on a pattern letter other than `M`/`A` (validated earlier

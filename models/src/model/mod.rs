@@ -3,7 +3,7 @@ pub mod attention;
 pub mod lm;
 pub mod mamba;
 
-pub use attention::{AttentionBlock, AttentionConfig, Positional};
+pub use attention::{AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional};
 pub use lm::{Block, Lm, LmConfig, pattern_attn_every};
 pub use mamba::{LtiParams, Mamba, MambaBlock, MambaConfig, Selection, SelectiveProjections};
 
