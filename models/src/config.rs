@@ -21,6 +21,9 @@ pub enum ModelKind {
     Transformer,
     /// Mamba and attention blocks mixed by `pattern` or `attn_every`.
     Hybrid,
+    /// "Contrast", the team's convolutional Transformer state-space model: a repeating `CMA`
+    /// pattern (conv mixer, Mamba, attention), cut to `n_layers`.
+    Contrast,
 }
 
 /// Positional information (`none | absolute | rope`).
@@ -46,7 +49,8 @@ pub struct ModelSection {
     pub d_model: usize,
     /// Number of residual blocks.
     pub n_layers: usize,
-    /// Hybrid only: one letter per layer, `M` (Mamba) or `A` (attention).
+    /// Hybrid only: one letter per layer, `M` (Mamba), `A` (attention) or `C` (gated conv
+    /// mixer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     /// Hybrid only: every k-th layer is attention.
@@ -79,6 +83,9 @@ pub struct ModelSection {
     /// A bias added to attention scores by distance.
     #[serde(default, skip_serializing_if = "is_default")]
     pub attn_bias: AttnBiasKind,
+    /// Kernel of a depthwise causal conv between the MLP layers of attention blocks; 0 = off.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mlp_conv: usize,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -543,6 +550,7 @@ impl RunConfig {
         match m.kind {
             ModelKind::Mamba | ModelKind::MambaLti => "M".repeat(m.n_layers),
             ModelKind::Transformer => "A".repeat(m.n_layers),
+            ModelKind::Contrast => "CMA".chars().cycle().take(m.n_layers).collect(),
             ModelKind::Hybrid => match (&m.pattern, m.attn_every) {
                 (Some(p), _) => p.to_uppercase(),
                 (None, Some(k)) => pattern_attn_every(m.n_layers, k),
@@ -573,6 +581,7 @@ impl RunConfig {
                 AttnSoftmaxKind::Ssmax => AttnSoftmax::Ssmax,
                 AttnSoftmaxKind::Sigmoid => AttnSoftmax::Sigmoid,
             })
+            .with_mlp_conv(m.mlp_conv)
             .with_attn_bias(match m.attn_bias {
                 AttnBiasKind::None => AttnBias::None,
                 AttnBiasKind::Alibi => AttnBias::Alibi,
@@ -624,10 +633,15 @@ impl RunConfig {
                     ));
                 }
                 (Some(p), None) => {
-                    if let Some(bad) = p.chars().find(|c| !matches!(c, 'M' | 'A' | 'm' | 'a')) {
+                    if let Some(bad) = p
+                        .chars()
+                        .find(|c| !matches!(c.to_ascii_uppercase(), 'M' | 'A' | 'C'))
+                    {
                         return Err(ConfigError::key(
                             "model.pattern",
-                            format!("letter `{bad}` is not M (Mamba) or A (attention)"),
+                            format!(
+                                "letter `{bad}` is not M (Mamba), A (attention) or C (conv mixer)"
+                            ),
                         ));
                     }
                     if p.chars().count() != m.n_layers {
@@ -663,6 +677,12 @@ impl RunConfig {
                     "only used with kind = \"hybrid\"",
                 ));
             }
+        }
+        if m.mlp_conv > 0 && !self.layer_pattern().contains('A') {
+            return Err(ConfigError::key(
+                "model.mlp_conv",
+                "acts on the MLP of attention layers, and this model has none",
+            ));
         }
         if self.layer_pattern().contains('A') {
             if !m.d_model.is_multiple_of(m.n_heads) {

@@ -8,7 +8,10 @@
 //! conv weight as `[d_inner, 1, d_conv]`. Layers mambapy does not have keep the same scheme:
 //! an attention layer is `mamba.layers.{i}.attn.{norm1.weight, qkv.weight, out.weight,
 //! norm2.weight, fc1.weight, fc1.bias, fc2.weight, fc2.bias}` (plus `ssmax_scale` `[heads]`
-//! and `rel_bias` `[heads, 32]` for those attention variants); the LTI ablation's constants
+//! and `rel_bias` `[heads, 32]` for those attention variants, `mlp_conv.{weight, bias}` with
+//! `mlp_conv`); a conv mixer layer (`C`) is `mamba.layers.{i}.conv.{norm1.weight,
+//! in_proj.weight, conv1d.weight, conv1d.bias, out_proj.weight, norm2.weight, fc1.*, fc2.*}`;
+//! the LTI ablation's constants
 //! are `mixer.lti_dt`, `mixer.lti_b`, `mixer.lti_c`. The file's metadata records the layer
 //! pattern and vocabulary, which loading checks.
 use std::collections::HashMap;
@@ -100,6 +103,25 @@ fn slots<B: Backend>(lm: &mut Lm<B>) -> Vec<Slot<'_, B>> {
                 if let Some(t) = &mut a.rel_bias {
                     out.push(Slot::D2(format!("{p}.rel_bias"), t, Layout::Same));
                 }
+                if let (Some(w), Some(b)) = (&mut a.mlp_conv_weight, &mut a.mlp_conv_bias) {
+                    out.push(Slot::D2(format!("{p}.mlp_conv.weight"), w, Layout::Conv));
+                    out.push(Slot::D1(format!("{p}.mlp_conv.bias"), b));
+                }
+            }
+            Block::Conv(c) => {
+                let p = format!("{layer}.conv");
+                out.push(Slot::D1(format!("{p}.norm1.weight"), &mut c.norm1.gamma));
+                linear(&mut out, &format!("{p}.in_proj"), &mut c.in_proj);
+                out.push(Slot::D2(
+                    format!("{p}.conv1d.weight"),
+                    &mut c.conv_weight,
+                    Layout::Conv,
+                ));
+                out.push(Slot::D1(format!("{p}.conv1d.bias"), &mut c.conv_bias));
+                linear(&mut out, &format!("{p}.out_proj"), &mut c.out_proj);
+                out.push(Slot::D1(format!("{p}.norm2.weight"), &mut c.norm2.gamma));
+                linear(&mut out, &format!("{p}.fc1"), &mut c.fc1);
+                linear(&mut out, &format!("{p}.fc2"), &mut c.fc2);
             }
         }
     }

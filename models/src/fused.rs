@@ -109,13 +109,15 @@ pub trait ScanBackend: Backend {
         gated_on_host::<Self>(u, delta_raw, a, b, c, d, z).1
     }
 
-    /// Host kernel of [`causal_conv_silu`]; called only when `HOST_KERNELS`.
+    /// Host kernel of [`causal_conv_silu`] (and [`causal_conv`], `silu` false); called only
+    /// when `HOST_KERNELS`.
     fn conv_silu_host(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        silu: bool,
     ) -> FloatTensor<Self> {
-        conv_on_host::<Self>(x, w, bias).1
+        conv_on_host::<Self>(x, w, bias, silu).1
     }
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
@@ -285,22 +287,45 @@ pub fn causal_conv_silu<B: ScanBackend>(
     if !B::HOST_KERNELS {
         return causal_conv_silu_reference(x, w, bias);
     }
+    conv_on::<B>(x, w, bias, true)
+}
+
+/// The depthwise causal conv of [`causal_conv_silu`] without the activation (the MLP's
+/// `mlp_conv`): one host op where [`ScanBackend::HOST_KERNELS`], tensor ops elsewhere.
+pub fn causal_conv<B: ScanBackend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 3> {
+    if !B::HOST_KERNELS {
+        return causal_conv_reference(x, w, bias);
+    }
+    conv_on::<B>(x, w, bias, false)
+}
+
+fn conv_on<B: ScanBackend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    silu: bool,
+) -> Tensor<B, 3> {
     assert_eq!(
         w.dims()[0],
         x.dims()[2],
-        "causal_conv_silu: w must be [d_inner, K]"
+        "causal_conv: w must be [channels, K]"
     );
     assert_eq!(
         bias.dims()[0],
         x.dims()[2],
-        "causal_conv_silu: bias must be [d_inner]"
+        "causal_conv: bias must be [channels]"
     );
     let y = B::conv_silu_host(
         x.into_primitive().tensor(),
         w.into_primitive().tensor(),
         bias.into_primitive().tensor(),
+        silu,
     );
-    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_inner]
+    Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, channels]
 }
 
 /// [`causal_conv_silu`] composed of tensor ops (pad, `K` shifted multiply-adds, SiLU).
@@ -309,16 +334,25 @@ pub fn causal_conv_silu_reference<B: Backend>(
     w: Tensor<B, 2>,
     bias: Tensor<B, 1>,
 ) -> Tensor<B, 3> {
+    silu(causal_conv_reference(x, w, bias))
+}
+
+/// [`causal_conv`] composed of tensor ops (pad, `K` shifted multiply-adds).
+pub fn causal_conv_reference<B: Backend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 3> {
     let [batch, len, di] = x.dims();
     let k = w.dims()[1];
     let pad = Tensor::<B, 3>::zeros([batch, k - 1, di], &x.device());
-    let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + k − 1, d_inner]
-    let mut out = bias.reshape([1, 1, di]); // [1, 1, d_inner]
+    let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + k − 1, channels]
+    let mut out = bias.reshape([1, 1, di]); // [1, 1, channels]
     for j in 0..k {
         let wj = w.clone().narrow(1, j, 1).reshape([1, 1, di]);
-        out = out + xp.clone().narrow(1, j, len) * wj; // [batch, L, d_inner]
+        out = out + xp.clone().narrow(1, j, len) * wj; // [batch, L, channels]
     }
-    silu(out)
+    out
 }
 
 /// The recurrent state around one [`mamba_block`] call: what the scan starts from and where
@@ -847,12 +881,13 @@ fn conv_on_host<B: Backend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: FloatTensor<B>,
+    silu: bool,
 ) -> (ConvSilu, FloatTensor<B>) {
     let device = B::float_device(&x);
     let (x, dims) = download::<B, 3>(x);
     let (w, _) = download::<B, 2>(w);
     let (bias, _) = download::<B, 1>(bias);
-    let mut cv = ConvSilu::new(x, dims, &w, bias);
+    let mut cv = ConvSilu::new(x, dims, &w, bias, silu);
     let out = upload::<B, 3>(cv.forward(), dims, &device);
     (cv, out)
 }

@@ -69,6 +69,46 @@ impl Linear {
     }
 }
 
+/// A depthwise causal conv stepped one input at a time: the last `k − 1` inputs are kept.
+struct CausalConv {
+    /// `[channels, k]`.
+    w: Vec<f32>,
+    b: Vec<f32>,
+    k: usize,
+    /// The last `k − 1` inputs, oldest first, `[k − 1, channels]`.
+    window: Vec<f32>,
+}
+
+impl CausalConv {
+    fn new(w: Vec<f32>, b: Vec<f32>) -> CausalConv {
+        let ch = b.len();
+        let k = w.len() / ch.max(1);
+        CausalConv {
+            w,
+            b,
+            k,
+            window: vec![0.0; (k - 1) * ch],
+        }
+    }
+
+    /// The conv's output for input `x` (no activation).
+    fn step(&mut self, x: &[f32]) -> Vec<f32> {
+        let (ch, k) = (self.b.len(), self.k);
+        let mut u = self.b.clone();
+        for (c, uc) in u.iter_mut().enumerate() {
+            for j in 0..k - 1 {
+                *uc += self.w[c * k + j] * self.window[j * ch + c];
+            }
+            *uc += self.w[c * k + k - 1] * x[c];
+        }
+        if k > 1 {
+            self.window.drain(..ch);
+            self.window.extend_from_slice(x);
+        }
+        u
+    }
+}
+
 enum Dbc {
     Selective {
         x_proj: Linear,
@@ -84,40 +124,25 @@ enum Dbc {
 struct MambaLayer {
     norm: Norm,
     in_proj: Linear,
-    conv_w: Vec<f32>,
-    conv_b: Vec<f32>,
+    conv: CausalConv,
     dbc: Dbc,
     a: Vec<f32>,
     d: Vec<f32>,
     out_proj: Linear,
     di: usize,
     n: usize,
-    k: usize,
     rank: usize,
-    /// The last `k − 1` conv inputs, oldest first, `[k − 1, d_inner]`.
-    window: Vec<f32>,
     h: Vec<f32>,
 }
 
 impl MambaLayer {
     fn step(&mut self, x: &[f32]) -> Vec<f32> {
-        let (di, n, k) = (self.di, self.n, self.k);
+        let (di, n) = (self.di, self.n);
         let xn = rms_norm(x, &self.norm.gamma, self.norm.eps);
         let xz = self.in_proj.apply(&xn); // [2·d_inner]
         let (xs, z) = xz.split_at(di);
         // Depthwise causal conv over the window and this input, then SiLU.
-        let mut u = self.conv_b.clone();
-        for (c, uc) in u.iter_mut().enumerate() {
-            for j in 0..k - 1 {
-                *uc += self.conv_w[c * k + j] * self.window[j * di + c];
-            }
-            *uc += self.conv_w[c * k + k - 1] * xs[c];
-            *uc = silu(*uc);
-        }
-        if k > 1 {
-            self.window.drain(..di);
-            self.window.extend_from_slice(xs);
-        }
+        let u: Vec<f32> = self.conv.step(xs).into_iter().map(silu).collect();
         let (delta, b, c) = match &self.dbc {
             Dbc::Selective { x_proj, dt_proj } => {
                 let p = x_proj.apply(&u); // [rank + 2N]
@@ -150,9 +175,7 @@ struct AttentionLayer {
     norm1: Norm,
     qkv: Linear,
     out: Linear,
-    norm2: Norm,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: Mlp,
     heads: usize,
     rope: bool,
     variant: Variant,
@@ -231,14 +254,61 @@ impl AttentionLayer {
         }
         let attn = self.out.apply(&o);
         let x: Vec<f32> = x.iter().zip(attn).map(|(a, b)| a + b).collect();
-        let h: Vec<f32> = self
+        self.mlp.residual(x)
+    }
+}
+
+/// The MLP half of an attention or conv mixer block.
+struct Mlp {
+    norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    conv: Option<CausalConv>,
+}
+
+impl Mlp {
+    /// `x + fc2(conv?(gelu(fc1(RMSNorm(x)))))`.
+    fn residual(&mut self, x: Vec<f32>) -> Vec<f32> {
+        let mut h: Vec<f32> = self
             .fc1
-            .apply(&rms_norm(&x, &self.norm2.gamma, self.norm2.eps))
+            .apply(&rms_norm(&x, &self.norm.gamma, self.norm.eps))
             .into_iter()
             .map(gelu)
             .collect();
-        let mlp = self.fc2.apply(&h);
-        x.iter().zip(mlp).map(|(a, b)| a + b).collect()
+        if let Some(conv) = &mut self.conv {
+            h = conv.step(&h);
+        }
+        let out = self.fc2.apply(&h);
+        x.iter().zip(out).map(|(a, b)| a + b).collect()
+    }
+}
+
+/// A `C` layer: gated conv mixer then the MLP.
+struct ConvLayer {
+    norm1: Norm,
+    in_proj: Linear,
+    conv: CausalConv,
+    out_proj: Linear,
+    mlp: Mlp,
+}
+
+impl ConvLayer {
+    fn step(&mut self, x: &[f32]) -> Vec<f32> {
+        let d = x.len();
+        let ug = self
+            .in_proj
+            .apply(&rms_norm(x, &self.norm1.gamma, self.norm1.eps));
+        let (u, g) = ug.split_at(d);
+        let h: Vec<f32> = self
+            .conv
+            .step(u)
+            .into_iter()
+            .zip(g)
+            .map(|(c, &g)| silu(c) * silu(g))
+            .collect();
+        let out = self.out_proj.apply(&h);
+        let x: Vec<f32> = x.iter().zip(out).map(|(a, b)| a + b).collect();
+        self.mlp.residual(x)
     }
 }
 
@@ -259,6 +329,7 @@ fn rotate(x: &mut [f32], pos: usize) {
 enum Layer {
     Mamba(MambaLayer),
     Attention(AttentionLayer),
+    Conv(ConvLayer),
 }
 
 /// A model ready to generate one token at a time.
@@ -287,7 +358,7 @@ impl Generator {
             .map(|b| match b {
                 Block::Mamba(m) => {
                     let mx = &m.mixer;
-                    let [di, k] = mx.conv_weight.val().dims();
+                    let di = mx.conv_weight.val().dims()[0];
                     let n = mx.a_log.val().dims()[1];
                     let (dbc, rank) = match &mx.selection {
                         Selection::Selective(s) => (
@@ -309,17 +380,14 @@ impl Generator {
                     Layer::Mamba(MambaLayer {
                         norm: norm(&m.norm),
                         in_proj: Linear::of(&mx.in_proj),
-                        conv_w: host(mx.conv_weight.val()),
-                        conv_b: host(mx.conv_bias.val()),
+                        conv: CausalConv::new(host(mx.conv_weight.val()), host(mx.conv_bias.val())),
                         dbc,
                         a: host(mx.a_log.val().exp().neg()),
                         d: host(mx.d.val()),
                         out_proj: Linear::of(&mx.out_proj),
                         di,
                         n,
-                        k,
                         rank,
-                        window: vec![0.0; (k - 1) * di],
                         h: vec![0.0; di * n],
                     })
                 }
@@ -327,9 +395,17 @@ impl Generator {
                     norm1: norm(&a.norm1),
                     qkv: Linear::of(&a.qkv),
                     out: Linear::of(&a.out),
-                    norm2: norm(&a.norm2),
-                    fc1: Linear::of(&a.fc1),
-                    fc2: Linear::of(&a.fc2),
+                    mlp: Mlp {
+                        norm: norm(&a.norm2),
+                        fc1: Linear::of(&a.fc1),
+                        fc2: Linear::of(&a.fc2),
+                        conv: match (&a.mlp_conv_weight, &a.mlp_conv_bias) {
+                            (Some(w), Some(b)) => {
+                                Some(CausalConv::new(host(w.val()), host(b.val())))
+                            }
+                            _ => None,
+                        },
+                    },
                     heads: a.n_heads(),
                     rope: a.rope(),
                     variant: a.variant(),
@@ -337,6 +413,18 @@ impl Generator {
                     rel_bias: a.rel_bias.as_ref().map_or(Vec::new(), |p| host(p.val())),
                     keys: Vec::new(),
                     values: Vec::new(),
+                }),
+                Block::Conv(c) => Layer::Conv(ConvLayer {
+                    norm1: norm(&c.norm1),
+                    in_proj: Linear::of(&c.in_proj),
+                    conv: CausalConv::new(host(c.conv_weight.val()), host(c.conv_bias.val())),
+                    out_proj: Linear::of(&c.out_proj),
+                    mlp: Mlp {
+                        norm: norm(&c.norm2),
+                        fc1: Linear::of(&c.fc1),
+                        fc2: Linear::of(&c.fc2),
+                        conv: None,
+                    },
                 }),
             })
             .collect();
@@ -366,6 +454,7 @@ impl Generator {
             x = match layer {
                 Layer::Mamba(m) => m.step(&x),
                 Layer::Attention(a) => a.step(&x, self.pos),
+                Layer::Conv(c) => c.step(&x),
             };
         }
         self.pos += 1;
@@ -444,8 +533,19 @@ mod tests {
     }
 
     fn check_variant(pattern: &str, positional: Positional, lti: bool, variant: Variant) {
+        check_model(pattern, positional, lti, variant, 0);
+    }
+
+    fn check_model(
+        pattern: &str,
+        positional: Positional,
+        lti: bool,
+        variant: Variant,
+        mlp_conv: usize,
+    ) {
         let device = Default::default();
         let mut lm: Lm<B> = LmConfig::new(13, 16, pattern.to_string())
+            .with_mlp_conv(mlp_conv)
             .with_d_state(4)
             .with_n_heads(2)
             .with_positional(positional)
@@ -463,6 +563,16 @@ mod tests {
                     .collect();
                 let values = Tensor::<B, 2>::from_data(TensorData::new(v, t.dims()), &device);
                 a.rel_bias = Some(burn::module::Param::from_tensor(values));
+            }
+            // An MLP conv that is not the identity it starts as, so that its window shows.
+            if let Block::Attention(a) = block
+                && let Some(w) = &a.mlp_conv_weight
+            {
+                let v: Vec<f32> = (0..w.dims().iter().product::<usize>())
+                    .map(|i| ((i * 5 % 7) as f32 - 3.0) / 4.0)
+                    .collect();
+                let values = Tensor::<B, 2>::from_data(TensorData::new(v, w.dims()), &device);
+                a.mlp_conv_weight = Some(burn::module::Param::from_tensor(values));
             }
         }
         let tokens: Vec<i64> = (0..24).map(|i| (i * 5 + 3) % 13).collect();
@@ -493,6 +603,16 @@ mod tests {
                 check_variant("MA", Positional::Rope, false, Variant { softmax, bias });
             }
         }
+    }
+
+    #[test]
+    fn stepwise_logits_match_the_full_forward_with_conv_layers() {
+        let plain = Variant {
+            softmax: AttnSoftmax::Softmax,
+            bias: AttnBias::None,
+        };
+        check_model("CMA", Positional::None, false, plain, 3);
+        check_model("ACC", Positional::Rope, false, plain, 2);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use burn::tensor::{Int, TensorData};
 use labbook_models::fused::{
-    ScanBackend, causal_conv_silu, causal_conv_silu_reference, gated_scan, gated_scan_reference,
+    ScanBackend, causal_conv, causal_conv_reference, causal_conv_silu, causal_conv_silu_reference,
+    gated_scan, gated_scan_reference,
 };
 use labbook_models::fused::{embedding, head_loss, mamba_block, rms_norm};
 use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
@@ -100,7 +101,15 @@ fn gated_scan_matches_composition_flex() {
     gated_matches::<Autodiff<Flex>>();
 }
 
+/// The conv host op, with SiLU (Mamba's) and without (`mlp_conv`), against its tensor-op
+/// composition.
 fn conv_matches<B: AutodiffBackend + ScanBackend>() {
+    for silu in [true, false] {
+        conv_matches_with::<B>(silu);
+    }
+}
+
+fn conv_matches_with<B: AutodiffBackend + ScanBackend>(silu: bool) {
     let normal = Distribution::Normal(0.0, 1.0);
     for (seed, [bt, l, ch, k]) in [[1, 1, 1, 1], [2, 9, 5, 4], [3, 3, 16, 4], [2, 40, 33, 3]]
         .into_iter()
@@ -118,10 +127,12 @@ fn conv_matches<B: AutodiffBackend + ScanBackend>() {
                 w.clone().detach().require_grad(),
                 bias.clone().detach().require_grad(),
             );
-            let y = if fast {
-                causal_conv_silu(x.clone(), w.clone(), bias.clone())
-            } else {
-                causal_conv_silu_reference(x.clone(), w.clone(), bias.clone())
+            let (x2, w2, b2) = (x.clone(), w.clone(), bias.clone());
+            let y = match (fast, silu) {
+                (true, true) => causal_conv_silu(x2, w2, b2),
+                (false, true) => causal_conv_silu_reference(x2, w2, b2),
+                (true, false) => causal_conv(x2, w2, b2),
+                (false, false) => causal_conv_reference(x2, w2, b2),
             };
             let grads = (y.clone() * r.clone()).sum().backward();
             (
@@ -139,7 +150,7 @@ fn conv_matches<B: AutodiffBackend + ScanBackend>() {
             ("dbias", rel_err(f.3, s.3)),
         ];
         for (name, e) in errs {
-            assert!(e <= 1e-5, "seed {seed}: {name} rel err {e}");
+            assert!(e <= 1e-5, "silu {silu} seed {seed}: {name} rel err {e}");
         }
     }
 }
@@ -519,4 +530,50 @@ fn head_loss_names_a_target_outside_the_vocabulary() {
     let x = Tensor::<B, 3>::zeros([1, 3, 3], &dev);
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 6, 7], [1, 3]), &dev);
     let _ = head_loss(x, head.weight.val(), targets, Tensor::ones([1, 3], &dev));
+}
+
+/// The conv mixer block (`C`): `ConvBlock::forward` (host linears, conv and norms) against
+/// `forward_reference` (burn's modules and the conv's composition): output and the gradients
+/// of the input and of the mixer's weights.
+fn conv_block_matches<B: AutodiffBackend + ScanBackend>(name: &str) {
+    use labbook_models::model::ConvBlockConfig;
+    let device = Default::default();
+    B::seed(&device, 77);
+    let block = ConvBlockConfig::new(12).with_d_conv(3).init::<B>(&device);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<B, 3>::random([2, 70, 12], normal, &device);
+    let r = Tensor::<B, 3>::random([2, 70, 12], normal, &device);
+    let run = |fused: bool| {
+        let x = x.clone().require_grad();
+        let y = if fused {
+            block.forward(x.clone())
+        } else {
+            block.forward_reference(x.clone())
+        };
+        let grads = (y.clone() * r.clone()).sum().backward();
+        (
+            y.inner(),
+            x.grad(&grads).unwrap(),
+            block.in_proj.weight.val().grad(&grads).unwrap(),
+            block.conv_weight.val().grad(&grads).unwrap(),
+            block.fc1.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
+        )
+    };
+    let (f, c) = (run(true), run(false));
+    let errs = [
+        ("y", rel_err(f.0, c.0)),
+        ("dx", rel_err(f.1, c.1)),
+        ("d in_proj", rel_err(f.2, c.2)),
+        ("d conv", rel_err(f.3, c.3)),
+        ("d fc1.bias", rel_err(f.4, c.4)),
+    ];
+    for (what, e) in errs {
+        assert!(e < 1e-5, "{name}: {what} rel err {e}");
+    }
+}
+
+#[test]
+fn conv_block_matches_its_reference_on_both_backends() {
+    conv_block_matches::<Autodiff<NdArray>>("ndarray");
+    conv_block_matches::<Autodiff<Flex>>("flex");
 }

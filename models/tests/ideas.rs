@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use labbook_models::config::TaskKind;
 use labbook_models::{RunConfig, TrainObserver, TrainOptions, train};
 
 /// The loss of every step.
@@ -25,23 +26,30 @@ fn idea(name: &str) -> RunConfig {
     RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// Trains `name` with `key = value` at a tiny size; the mean loss of the first and last 10
-/// steps.
-fn first_and_last_loss(name: &str, key: &str, value: &str) -> (f64, f64) {
+/// Trains `name` with `settings` at a tiny size; the mean loss of the first and last 10 steps,
+/// and the loss of a uniform guess over the task's possible targets.
+fn first_and_last_loss(name: &str, settings: &[(&str, &str)]) -> (f64, f64, f64) {
     let mut cfg = idea(name);
-    cfg.set_all(&[
-        (key, value),
+    let tiny = [
         ("model.d_model", "16"),
         ("model.n_heads", "2"),
         ("task.seq_len", "16"),
+        ("task.n_memorize", "4"),
         ("task.eval_seq_lens", "[16]"),
         ("task.eval_samples", "4"),
         ("train.steps", "120"),
         ("train.warmup_steps", "10"),
         ("train.lr", "3e-3"),
         ("train.batch_size", "8"),
-    ])
-    .unwrap_or_else(|e| panic!("{name} {key}={value}: {e}"));
+    ];
+    let pairs: Vec<(&str, &str)> = settings.iter().copied().chain(tiny).collect();
+    cfg.set_all(&pairs)
+        .unwrap_or_else(|e| panic!("{name} {settings:?}: {e}"));
+    // Selective copying's targets are data tokens only (not the noise and marker tokens).
+    let targets = match cfg.task.kind {
+        TaskKind::SelectiveCopying => cfg.task.vocab_size - 2,
+        _ => cfg.task.vocab_size,
+    };
     let cancel = AtomicBool::new(false);
     let opts = TrainOptions {
         checkpoint_dir: None,
@@ -49,23 +57,32 @@ fn first_and_last_loss(name: &str, key: &str, value: &str) -> (f64, f64) {
         resume_from: None,
     };
     let mut losses = Losses::default();
-    train(&cfg, opts, &mut losses).unwrap_or_else(|e| panic!("{name} {key}={value}: {e}"));
+    train(&cfg, opts, &mut losses).unwrap_or_else(|e| panic!("{name} {settings:?}: {e}"));
     let l = &losses.0;
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
-    (mean(&l[..10]), mean(&l[l.len() - 10..]))
+    (
+        mean(&l[..10]),
+        mean(&l[l.len() - 10..]),
+        (targets as f64).ln(),
+    )
 }
 
-/// The loss must fall below ln 16, the loss of a uniform guess over the task's 16 tokens:
-/// getting there takes attending to earlier tokens, not just calibrating the output.
-fn check_option(name: &str, key: &str, values: &[&str]) {
-    let uniform = 16f64.ln();
-    for value in values {
-        let (first, last) = first_and_last_loss(name, key, value);
+/// Each setting's loss must fall below the uniform guess over the task's targets: getting
+/// there takes mixing information across positions, not just calibrating the output.
+fn check_settings(name: &str, cases: &[&[(&str, &str)]]) {
+    for settings in cases {
+        let (first, last, uniform) = first_and_last_loss(name, settings);
         assert!(
             last < uniform - 0.05 && last < first,
-            "{name} {key} = {value}: loss {first:.3} → {last:.3} did not fall below {uniform:.3}"
+            "{name} {settings:?}: loss {first:.3} → {last:.3} did not fall below {uniform:.3}"
         );
     }
+}
+
+fn check_option(name: &str, key: &str, values: &[&str]) {
+    let cases: Vec<[(&str, &str); 1]> = values.iter().map(|v| [(key, *v)]).collect();
+    let cases: Vec<&[(&str, &str)]> = cases.iter().map(|c| &c[..]).collect();
+    check_settings(name, &cases);
 }
 
 #[test]
@@ -84,6 +101,31 @@ fn every_attention_bias_trains_from_its_config() {
         "model.attn_bias",
         &["none", "alibi", "learned"],
     );
+}
+
+#[test]
+fn every_mlp_conv_kernel_trains_from_its_config() {
+    check_option("mlp-conv.toml", "model.mlp_conv", &["0", "2", "4"]);
+}
+
+#[test]
+fn the_contrast_preset_and_its_conv_layer_train_from_the_config() {
+    check_settings(
+        "contrast.toml",
+        &[
+            &[],
+            &[("model.kind", "hybrid"), ("model.pattern", "MMA")],
+            &[("model.kind", "hybrid"), ("model.pattern", "CCA")],
+        ],
+    );
+}
+
+#[test]
+fn the_contrast_preset_is_a_repeating_cma_pattern() {
+    let mut cfg = idea("contrast.toml");
+    assert_eq!(cfg.layer_pattern(), "CMA");
+    cfg.set("model.n_layers", "7").unwrap();
+    assert_eq!(cfg.layer_pattern(), "CMACMAC");
 }
 
 #[test]

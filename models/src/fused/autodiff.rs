@@ -456,6 +456,7 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        silu: bool,
     ) -> FloatTensor<Self> {
         let nodes = [x.node.clone(), w.node.clone(), bias.node.clone()];
         let kind = ConvSiluBackwardOp
@@ -465,8 +466,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             (x.primitive, w.primitive, bias.primitive),
-            |(x, w, bias)| conv_on_host::<B>(x, w, bias),
-            |(x, w, bias)| B::conv_silu_host(x, w, bias),
+            |(x, w, bias)| conv_on_host::<B>(x, w, bias, silu),
+            |(x, w, bias)| B::conv_silu_host(x, w, bias, silu),
         )
     }
 

@@ -340,7 +340,7 @@ impl SeqBlock {
         let xs = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, 0, di));
         let z = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, di, di));
 
-        let mut conv = ConvSilu::new(xs, [batch, len, di], &w.conv_w, w.conv_b.clone());
+        let mut conv = ConvSilu::new(xs, [batch, len, di], &w.conv_w, w.conv_b.clone(), true);
         let u = conv.forward(); // [R, d_inner]
 
         // x_proj → [Δ_low | B | C], split into contiguous buffers.

@@ -1,6 +1,6 @@
 //! Host kernel of Mamba's depthwise causal convolution fused with SiLU, with its backward:
 //! `pre[t, k] = bias[k] + Σ_j w[k, j]·x[t + j − (K − 1), k]` (zero left padding),
-//! `out = silu(pre)`. Shapes: `x`, `out`: `[batch, L, d_inner]`; `w`: `[d_inner, K]`;
+//! `out = silu(pre)` (or `out = pre` without the activation: the MLP's conv, `mlp_conv`). Shapes: `x`, `out`: `[batch, L, d_inner]`; `w`: `[d_inner, K]`;
 //! `bias`: `[d_inner]`. Parallel over batch items; the channel loop is innermost (contiguous).
 use rayon::prelude::*;
 
@@ -22,8 +22,10 @@ pub(crate) struct ConvSilu {
     pub(crate) w_t: Vec<f32>,
     /// `[d_inner]`.
     pub(crate) bias: Vec<f32>,
-    /// Pre-activation `[batch, L, d_inner]`, filled by the forward.
+    /// Pre-activation `[batch, L, d_inner]`, filled by the forward (when `silu`).
     pub(crate) pre: Vec<f32>,
+    /// Whether SiLU follows the conv.
+    pub(crate) silu: bool,
 }
 
 impl std::fmt::Debug for ConvSilu {
@@ -50,6 +52,7 @@ impl ConvSilu {
         [batch, len, channels]: [usize; 3],
         w: &[f32],
         bias: Vec<f32>,
+        silu: bool,
     ) -> Self {
         let kernel = w.len() / channels.max(1);
         let w_t = transposed(w, channels, kernel);
@@ -62,10 +65,12 @@ impl ConvSilu {
             w_t,
             bias,
             pre: Vec::new(),
+            silu,
         }
     }
 
-    /// `silu(conv(x))` as `[batch, L, d_inner]`; keeps the pre-activation for the backward.
+    /// `silu(conv(x))` (or `conv(x)`) as `[batch, L, d_inner]`; keeps the pre-activation for
+    /// the backward.
     pub(crate) fn forward(&mut self) -> Vec<f32> {
         let (l, ch) = (self.len, self.channels);
         let items = self.x.par_chunks(l * ch);
@@ -73,6 +78,9 @@ impl ConvSilu {
             let (w_t, bias) = (&self.w_t, &self.bias);
             vectorized(ConvItem { out, x, w_t, bias });
         });
+        if !self.silu {
+            return pre;
+        }
         let out = elementwise::map1(&pre, |p, fma| silu_and_grad(p, fma).0);
         self.pre = pre;
         out
@@ -81,7 +89,14 @@ impl ConvSilu {
     /// Gradients given `dL/dout`.
     pub(crate) fn backward(&self, grad: &[f32]) -> ConvGrads {
         let (l, ch, kk) = (self.len, self.channels, self.kernel);
-        let gpre = elementwise::map2(grad, &self.pre, |g, p, fma| g * silu_and_grad(p, fma).1);
+        let through_silu;
+        let gpre = if self.silu {
+            through_silu =
+                elementwise::map2(grad, &self.pre, |g, p, fma| g * silu_and_grad(p, fma).1);
+            &through_silu[..]
+        } else {
+            grad
+        };
         let items = self.x.par_chunks(l * ch).zip(gpre.par_chunks(l * ch));
         let (dx, partial) = filled(self.batch * l * ch, l * ch, items, |dx, (x, gp)| {
             let w_t = &self.w_t;

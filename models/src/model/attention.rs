@@ -7,8 +7,8 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::fused::{
-    AttentionOptions, BIAS_BUCKETS, ScanBackend, Variant, alibi_slope, bucket, linear, linear_gelu,
-    rms_norm, ssmax_init,
+    AttentionOptions, BIAS_BUCKETS, ScanBackend, Variant, alibi_slope, bucket, causal_conv, linear,
+    linear_gelu, rms_norm, ssmax_init,
 };
 pub use crate::fused::{AttnBias, AttnSoftmax};
 
@@ -43,6 +43,9 @@ pub struct AttentionConfig {
     /// Bias added to the scores by distance.
     #[config(default = "AttnBias::None")]
     pub bias: AttnBias,
+    /// Kernel of a depthwise causal conv between the MLP's layers (0: none).
+    #[config(default = 0)]
+    pub mlp_conv: usize,
 }
 
 impl AttentionConfig {
@@ -58,6 +61,20 @@ impl AttentionConfig {
             .then(|| Param::from_tensor(Tensor::full([heads], ssmax_init(), device)));
         let rel_bias = (self.bias == AttnBias::Learned)
             .then(|| Param::from_tensor(Tensor::zeros([heads, BIAS_BUCKETS], device)));
+        let hidden = self.mlp_ratio * d;
+        // The identity at first (last tap 1): the block starts as the plain MLP.
+        let (mlp_conv_weight, mlp_conv_bias) = match self.mlp_conv {
+            0 => (None, None),
+            k => {
+                let mut w = vec![0.0f32; hidden * k];
+                (0..hidden).for_each(|c| w[c * k + k - 1] = 1.0);
+                let w = Tensor::from_data(TensorData::new(w, [hidden, k]), device);
+                (
+                    Some(Param::from_tensor(w)),
+                    Some(Param::from_tensor(Tensor::zeros([hidden], device))),
+                )
+            }
+        };
         AttentionBlock {
             norm1: RmsNormConfig::new(d).with_epsilon(1e-5).init(device),
             qkv: LinearConfig::new(d, 3 * d).with_bias(false).init(device),
@@ -67,6 +84,8 @@ impl AttentionConfig {
             fc2: LinearConfig::new(self.mlp_ratio * d, d).init(device),
             ssmax_scale,
             rel_bias,
+            mlp_conv_weight,
+            mlp_conv_bias,
             n_heads: self.n_heads,
             rope: self.rope,
             softmax: self.softmax,
@@ -94,6 +113,10 @@ pub struct AttentionBlock<B: Backend> {
     pub ssmax_scale: Option<Param<Tensor<B, 1>>>,
     /// `attn_bias = "learned"`: the bias per head and distance bucket `[heads, BIAS_BUCKETS]`.
     pub rel_bias: Option<Param<Tensor<B, 2>>>,
+    /// `mlp_conv = k`: the depthwise causal conv between the MLP's layers `[mlp·d, k]`.
+    pub mlp_conv_weight: Option<Param<Tensor<B, 2>>>,
+    /// Its bias `[mlp·d]`.
+    pub mlp_conv_bias: Option<Param<Tensor<B, 1>>>,
     n_heads: usize,
     rope: bool,
     #[module(skip)]
@@ -127,6 +150,10 @@ impl<B: ScanBackend> AttentionBlock<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attention(rms_norm(&self.norm1, x));
         let h = linear_gelu(&self.fc1, rms_norm(&self.norm2, x.clone())); // [batch, L, mlp·d]
+        let h = match (&self.mlp_conv_weight, &self.mlp_conv_bias) {
+            (Some(w), Some(b)) => causal_conv(h, w.val(), b.val()), // [batch, L, mlp·d]
+            _ => h,
+        };
         x + linear(&self.fc2, h)
     }
 

@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 use super::attention::{
     AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional, sinusoidal_positions,
 };
+use super::conv_block::{ConvBlock, ConvBlockConfig};
 use super::mamba::{MambaBlock, MambaConfig};
 use crate::fused::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 use crate::math::masked_loss;
@@ -19,7 +20,8 @@ pub struct LmConfig {
     pub vocab_size: usize,
     /// Model width.
     pub d_model: usize,
-    /// One letter per layer: `M` = Mamba, `A` = attention (e.g. `"MMMA"`).
+    /// One letter per layer: `M` = Mamba, `A` = attention, `C` = gated conv mixer (e.g.
+    /// `"MMMA"`).
     pub pattern: String,
     /// SSM state size.
     #[config(default = "super::defaults::D_STATE")]
@@ -51,6 +53,9 @@ pub struct LmConfig {
     /// Bias added to attention scores by distance.
     #[config(default = "AttnBias::None")]
     pub attn_bias: AttnBias,
+    /// Kernel of a depthwise causal conv between the MLP layers of attention blocks (0: none).
+    #[config(default = 0)]
+    pub mlp_conv: usize,
 }
 
 /// A layer pattern of `M`/`A` letters for `n_layers` with an attention layer every `k`-th
@@ -80,6 +85,14 @@ impl LmConfig {
             .with_rope(self.positional == Positional::Rope)
             .with_softmax(self.attn_softmax)
             .with_bias(self.attn_bias)
+            .with_mlp_conv(self.mlp_conv)
+    }
+
+    /// The conv mixer configuration used for `C` layers.
+    pub fn conv_block(&self) -> ConvBlockConfig {
+        ConvBlockConfig::new(self.d_model)
+            .with_d_conv(self.d_conv)
+            .with_mlp_ratio(self.mlp_ratio)
     }
 
     /// Initialises the model. Panics on a pattern letter other than `M`/`A` (validated earlier
@@ -91,7 +104,8 @@ impl LmConfig {
             .map(|ch| match ch {
                 'M' | 'm' => Block::Mamba(self.mamba().init_block(device)),
                 'A' | 'a' => Block::Attention(self.attention().init(device)),
-                other => panic!("layer pattern letter `{other}` is not M or A"),
+                'C' | 'c' => Block::Conv(self.conv_block().init(device)),
+                other => panic!("layer pattern letter `{other}` is not M, A or C"),
             })
             .collect();
         Lm {
@@ -116,6 +130,8 @@ pub enum Block<B: Backend> {
     Mamba(MambaBlock<B>),
     /// Pre-norm attention + MLP.
     Attention(AttentionBlock<B>),
+    /// Pre-norm gated conv mixer + MLP.
+    Conv(ConvBlock<B>),
 }
 
 impl<B: ScanBackend> Block<B> {
@@ -124,6 +140,7 @@ impl<B: ScanBackend> Block<B> {
         match self {
             Block::Mamba(b) => b.forward(x),
             Block::Attention(b) => b.forward(x),
+            Block::Conv(b) => b.forward(x),
         }
     }
 }
@@ -187,7 +204,7 @@ impl<B: ScanBackend> Lm<B> {
     pub fn mamba_blocks(&self) -> impl Iterator<Item = &MambaBlock<B>> {
         self.blocks.iter().filter_map(|b| match b {
             Block::Mamba(m) => Some(m),
-            Block::Attention(_) => None,
+            Block::Attention(_) | Block::Conv(_) => None,
         })
     }
 
@@ -207,6 +224,7 @@ impl<B: ScanBackend> Lm<B> {
                     None => b.forward(x),
                 },
                 Block::Attention(b) => b.forward(x),
+                Block::Conv(b) => b.forward(x),
             }; // [batch, L, d_model]
         }
         rms_norm(&self.norm_f, x) // [batch, L, d_model]

@@ -1,9 +1,11 @@
 //! Models: Mamba (S6) and its LTI ablation, causal attention, hybrids and the LM wrapper.
 pub mod attention;
+pub mod conv_block;
 pub mod lm;
 pub mod mamba;
 
 pub use attention::{AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional};
+pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use lm::{Block, Lm, LmConfig, pattern_attn_every};
 pub use mamba::{LtiParams, Mamba, MambaBlock, MambaConfig, Selection, SelectiveProjections};
 
