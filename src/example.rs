@@ -80,30 +80,42 @@ const IDEAS: &[Idea] = &[
         title: "An improved softmax for attention layers",
         status: "proposed",
         tags: &["attention", "softmax"],
-        body: "Try a softmax variant (e.g. with a learned temperature or an off-by-one denominator) \
-               in the attention layers of the hybrid; check length extrapolation.",
+        body: "Try a softmax variant (off-by-one, scalable softmax with a learned scale, sigmoid \
+               attention) in the attention layers; check length extrapolation. \
+               Options: `[model] attn_softmax` (docs/engine.md, \"Research options\").",
         papers: &[2],
     },
     Idea {
         title: "Rewriting the convolution inside Mamba",
         status: "proposed",
         tags: &["mamba", "conv"],
-        body: "The depthwise causal conv1d (kernel 4) before the SSM: larger kernels, dilations, or a gated conv.",
+        body: "The depthwise causal conv1d (kernel 4) before the SSM: larger kernels, dilations, or a gated conv. \
+               Today: `[model] d_conv`; dilation and a conv over B, C are planned.",
         papers: &[0],
     },
     Idea {
         title: "Convolutions in the MLP",
         status: "proposed",
         tags: &["conv", "mlp"],
-        body: "Add a short depthwise convolution inside the MLP blocks of the attention layers.",
+        body: "Add a short depthwise convolution inside the MLP blocks of the attention layers. \
+               Option: `[model] mlp_conv = k`.",
         papers: &[2],
     },
     Idea {
         title: "Contrast: a convolutional Transformer state-space model",
         status: "proposed",
         tags: &["hybrid", "conv", "ssm"],
-        body: "One block that combines convolution, attention and a selective SSM; builds on the ideas above.",
+        body: "One block that combines convolution, attention and a selective SSM; builds on the ideas above. \
+               Our reading: `kind = \"contrast\"`, a repeating CMA pattern (gated conv mixer, Mamba, attention).",
         papers: &[0, 3],
+    },
+    Idea {
+        title: "Extra weights (bias) in attention",
+        status: "proposed",
+        tags: &["attention", "bias"],
+        body: "A bias on the attention scores by distance: ALiBi's fixed slopes or a learned bias per head \
+               (T5). Can it replace positional encodings and extrapolate? Option: `[model] attn_bias`.",
+        papers: &[2],
     },
 ];
 
@@ -135,7 +147,37 @@ const EXPERIMENTS: &[Experiment] = &[
         status: "planned",
         hypothesis: "Kernel 4 is not optimal for char-LM; 8 lowers bits/char at equal cost.",
         idea: 2,
-        body: "",
+        body: "`labbook run configs/char-lm-hybrid.toml --sweep model.d_conv=2,4,8`",
+    },
+    Experiment {
+        title: "Softmax variants on induction heads",
+        status: "planned",
+        hypothesis: "Scalable softmax extrapolates to 16x the training length better than softmax.",
+        idea: 1,
+        body: "`labbook run configs/ideas/softmax-variants.toml --sweep model.attn_softmax=softmax,softmax1,ssmax,sigmoid`, \
+               then `labbook report` on this experiment.",
+    },
+    Experiment {
+        title: "Attention bias instead of positions",
+        status: "planned",
+        hypothesis: "ALiBi alone (no positional encoding) learns induction heads and extrapolates.",
+        idea: 5,
+        body: "`labbook run configs/ideas/attention-bias.toml --sweep model.attn_bias=none,alibi,learned`",
+    },
+    Experiment {
+        title: "Convolutions in the MLP on selective copying",
+        status: "planned",
+        hypothesis: "A kernel-4 conv in the MLP helps a Transformer with selective copying.",
+        idea: 3,
+        body: "`labbook run configs/ideas/mlp-conv.toml --sweep model.mlp_conv=0,2,4`",
+    },
+    Experiment {
+        title: "Contrast (CMA) vs a Mamba hybrid (MMA)",
+        status: "planned",
+        hypothesis: "Swapping one Mamba layer for a gated conv mixer costs nothing on selective copying.",
+        idea: 4,
+        body: "`labbook run configs/ideas/contrast.toml` and \
+               `labbook run configs/ideas/contrast.toml --set model.kind=hybrid --set model.pattern=MMA`",
     },
 ];
 
@@ -273,7 +315,7 @@ pub fn seed(store: &mut Store) -> Result<Vec<ItemId>> {
 }
 
 /// The example run configs `init --example` writes (the repo's `configs/`, embedded).
-pub const CONFIGS: [(&str, &str); 7] = [
+pub const CONFIGS: [(&str, &str); 11] = [
     ("smoke.toml", include_str!("../configs/smoke.toml")),
     (
         "selective-copying-mamba.toml",
@@ -299,6 +341,22 @@ pub const CONFIGS: [(&str, &str); 7] = [
         "char-lm-hybrid.toml",
         include_str!("../configs/char-lm-hybrid.toml"),
     ),
+    (
+        "ideas/softmax-variants.toml",
+        include_str!("../configs/ideas/softmax-variants.toml"),
+    ),
+    (
+        "ideas/attention-bias.toml",
+        include_str!("../configs/ideas/attention-bias.toml"),
+    ),
+    (
+        "ideas/mlp-conv.toml",
+        include_str!("../configs/ideas/mlp-conv.toml"),
+    ),
+    (
+        "ideas/contrast.toml",
+        include_str!("../configs/ideas/contrast.toml"),
+    ),
 ];
 
 /// Writes the example run configs into `dir` (created if needed), never replacing a file
@@ -310,6 +368,9 @@ pub fn write_configs(dir: &std::path::Path) -> Result<Vec<String>> {
         let path = dir.join(name);
         if path.exists() {
             continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| crate::Error::io(parent, e))?;
         }
         std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))?;
         written.push(name.to_string());

@@ -743,7 +743,12 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
     let n = w.request(
         "alice",
         ALICE_TOKEN,
-        &["--set", "train.steps=400", "--set", "train.eval_every=400"],
+        &[
+            "--set",
+            "train.steps=5000",
+            "--set",
+            "train.eval_every=5000",
+        ],
     );
     let runner = w
         .runner_cmd("gpu-1", &[])
