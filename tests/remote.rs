@@ -745,9 +745,9 @@ fn a_stopped_runner_gives_its_request_back_at_once() {
         ALICE_TOKEN,
         &[
             "--set",
-            "train.steps=5000",
+            "train.steps=50000",
             "--set",
-            "train.eval_every=5000",
+            "train.eval_every=50000",
         ],
     );
     let runner = w
