@@ -90,7 +90,7 @@ const IDEAS: &[Idea] = &[
         status: "proposed",
         tags: &["mamba", "conv"],
         body: "The depthwise causal conv1d (kernel 4) before the SSM: larger kernels, dilations, or a gated conv. \
-               Today: `[model] d_conv`; dilation and a conv over B, C are planned.",
+               Options: `[model] d_conv`, `conv_dilation`; no conv and a conv over B, C are planned.",
         papers: &[0],
     },
     Idea {
@@ -147,7 +147,8 @@ const EXPERIMENTS: &[Experiment] = &[
         status: "planned",
         hypothesis: "Kernel 4 is not optimal for char-LM; 8 lowers bits/char at equal cost.",
         idea: 2,
-        body: "`labbook run configs/char-lm-hybrid.toml --sweep model.d_conv=2,4,8`",
+        body: "`labbook run configs/ideas/mamba-conv.toml --sweep model.d_conv=2,4,8` and \
+               `--sweep model.conv_dilation=1,2,4`; on char-LM: `configs/char-lm-hybrid.toml --sweep model.d_conv=2,4,8`",
     },
     Experiment {
         title: "Softmax variants on induction heads",
@@ -315,7 +316,7 @@ pub fn seed(store: &mut Store) -> Result<Vec<ItemId>> {
 }
 
 /// The example run configs `init --example` writes (the repo's `configs/`, embedded).
-pub const CONFIGS: [(&str, &str); 11] = [
+pub const CONFIGS: [(&str, &str); 12] = [
     ("smoke.toml", include_str!("../configs/smoke.toml")),
     (
         "selective-copying-mamba.toml",
@@ -348,6 +349,10 @@ pub const CONFIGS: [(&str, &str); 11] = [
     (
         "ideas/attention-bias.toml",
         include_str!("../configs/ideas/attention-bias.toml"),
+    ),
+    (
+        "ideas/mamba-conv.toml",
+        include_str!("../configs/ideas/mamba-conv.toml"),
     ),
     (
         "ideas/mlp-conv.toml",

@@ -65,6 +65,9 @@ pub struct ModelSection {
     /// Mamba conv kernel.
     #[serde(default = "default_d_conv")]
     pub d_conv: usize,
+    /// Distance between the Mamba conv's taps (1: contiguous).
+    #[serde(default = "default_dilation", skip_serializing_if = "is_one")]
+    pub conv_dilation: usize,
     /// Mamba Δ rank; default ceil(d_model / 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dt_rank: Option<usize>,
@@ -232,6 +235,12 @@ fn default_d_state() -> usize {
 }
 fn default_expand() -> usize {
     crate::model::defaults::EXPAND
+}
+fn default_dilation() -> usize {
+    1
+}
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 fn default_d_conv() -> usize {
     crate::model::defaults::D_CONV
@@ -566,6 +575,7 @@ impl RunConfig {
             .with_d_state(m.d_state)
             .with_expand(m.expand)
             .with_d_conv(m.d_conv)
+            .with_conv_dilation(m.conv_dilation)
             .with_dt_rank(m.dt_rank)
             .with_lti(m.kind == ModelKind::MambaLti)
             .with_n_heads(m.n_heads)
@@ -613,6 +623,7 @@ impl RunConfig {
         positive("model.d_state", m.d_state)?;
         positive("model.expand", m.expand)?;
         positive("model.d_conv", m.d_conv)?;
+        positive("model.conv_dilation", m.conv_dilation)?;
         positive("model.n_heads", m.n_heads)?;
         positive("model.mlp_ratio", m.mlp_ratio)?;
         if m.dt_rank == Some(0) {

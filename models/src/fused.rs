@@ -116,17 +116,19 @@ pub trait ScanBackend: Backend {
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         silu: bool,
+        dilation: usize,
     ) -> FloatTensor<Self> {
-        conv_on_host::<Self>(x, w, bias, silu).1
+        conv_on_host::<Self>(x, w, bias, silu, dilation).1
     }
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
     fn mamba_block_host(
         inputs: [FloatTensor<Self>; 11],
         eps: f64,
+        dilation: usize,
         state: &BlockState,
     ) -> FloatTensor<Self> {
-        block_on_host::<Self>(inputs, eps, state).1
+        block_on_host::<Self>(inputs, eps, dilation, state).1
     }
 
     /// Host kernel of [`rms_norm`]: `x` `[batch, L, d]`, `gamma` `[d]`.
@@ -284,10 +286,20 @@ pub fn causal_conv_silu<B: ScanBackend>(
     w: Tensor<B, 2>,
     bias: Tensor<B, 1>,
 ) -> Tensor<B, 3> {
+    causal_conv_silu_dilated(x, w, bias, 1)
+}
+
+/// [`causal_conv_silu`] with taps `dilation` steps apart (`[model] conv_dilation`).
+pub fn causal_conv_silu_dilated<B: ScanBackend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    dilation: usize,
+) -> Tensor<B, 3> {
     if !B::HOST_KERNELS {
-        return causal_conv_silu_reference(x, w, bias);
+        return silu(causal_conv_reference_dilated(x, w, bias, dilation));
     }
-    conv_on::<B>(x, w, bias, true)
+    conv_on::<B>(x, w, bias, true, dilation)
 }
 
 /// The depthwise causal conv of [`causal_conv_silu`] without the activation (the MLP's
@@ -300,7 +312,7 @@ pub fn causal_conv<B: ScanBackend>(
     if !B::HOST_KERNELS {
         return causal_conv_reference(x, w, bias);
     }
-    conv_on::<B>(x, w, bias, false)
+    conv_on::<B>(x, w, bias, false, 1)
 }
 
 fn conv_on<B: ScanBackend>(
@@ -308,6 +320,7 @@ fn conv_on<B: ScanBackend>(
     w: Tensor<B, 2>,
     bias: Tensor<B, 1>,
     silu: bool,
+    dilation: usize,
 ) -> Tensor<B, 3> {
     assert_eq!(
         w.dims()[0],
@@ -324,6 +337,7 @@ fn conv_on<B: ScanBackend>(
         w.into_primitive().tensor(),
         bias.into_primitive().tensor(),
         silu,
+        dilation,
     );
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, channels]
 }
@@ -343,14 +357,25 @@ pub fn causal_conv_reference<B: Backend>(
     w: Tensor<B, 2>,
     bias: Tensor<B, 1>,
 ) -> Tensor<B, 3> {
+    causal_conv_reference_dilated(x, w, bias, 1)
+}
+
+/// [`causal_conv_reference`] with taps `dilation` steps apart.
+pub fn causal_conv_reference_dilated<B: Backend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    dilation: usize,
+) -> Tensor<B, 3> {
     let [batch, len, di] = x.dims();
     let k = w.dims()[1];
-    let pad = Tensor::<B, 3>::zeros([batch, k - 1, di], &x.device());
-    let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + k − 1, channels]
+    let reach = (k - 1) * dilation;
+    let pad = Tensor::<B, 3>::zeros([batch, reach, di], &x.device());
+    let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + (k − 1)·dilation, channels]
     let mut out = bias.reshape([1, 1, di]); // [1, 1, channels]
     for j in 0..k {
         let wj = w.clone().narrow(1, j, 1).reshape([1, 1, di]);
-        out = out + xp.clone().narrow(1, j, len) * wj; // [batch, L, channels]
+        out = out + xp.clone().narrow(1, j * dilation, len) * wj; // [batch, L, channels]
     }
     out
 }
@@ -377,6 +402,8 @@ pub struct MambaBlockParams<B: Backend> {
     pub norm: Tensor<B, 1>,
     /// RMSNorm epsilon.
     pub norm_eps: f64,
+    /// The conv's dilation (1: contiguous taps).
+    pub conv_dilation: usize,
     /// `[d_model, 2·d_inner]`.
     pub in_proj: Tensor<B, 2>,
     /// `[d_inner, K]`.
@@ -418,7 +445,7 @@ pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> T
         f(p.d),
         f2(p.out_proj),
     ];
-    let y = B::mamba_block_host(inputs, p.norm_eps, &p.state);
+    let y = B::mamba_block_host(inputs, p.norm_eps, p.conv_dilation, &p.state);
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_model]
 }
 
@@ -616,10 +643,12 @@ fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [usize; 2]) {
 fn block_on_host<B: Backend>(
     inputs: [FloatTensor<B>; slot::COUNT],
     eps: f64,
+    dilation: usize,
     state: &BlockState,
 ) -> (HostBlock, FloatTensor<B>) {
     let device = B::float_device(&inputs[slot::X]);
-    let (dims, host) = load_block::<B>(inputs);
+    let (mut dims, host) = load_block::<B>(inputs);
+    dims.dilation = dilation;
     let h0 = state.initial.as_deref().map(Vec::as_slice);
     let (block, out) = HostBlock::forward(dims, eps as f32, host, h0);
     if let Some(sink) = &state.last {
@@ -857,6 +886,7 @@ fn load_block<B: Backend>(
         state: al[1],
         rank: dtw[0],
         kernel: cw[1],
+        dilation: 1,
     };
     assert_eq!(
         shapes,
@@ -882,12 +912,13 @@ fn conv_on_host<B: Backend>(
     w: FloatTensor<B>,
     bias: FloatTensor<B>,
     silu: bool,
+    dilation: usize,
 ) -> (ConvSilu, FloatTensor<B>) {
     let device = B::float_device(&x);
     let (x, dims) = download::<B, 3>(x);
     let (w, _) = download::<B, 2>(w);
     let (bias, _) = download::<B, 1>(bias);
-    let mut cv = ConvSilu::new(x, dims, &w, bias, silu);
+    let mut cv = ConvSilu::new(x, dims, &w, bias, silu, dilation);
     let out = upload::<B, 3>(cv.forward(), dims, &device);
     (cv, out)
 }

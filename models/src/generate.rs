@@ -75,33 +75,37 @@ struct CausalConv {
     w: Vec<f32>,
     b: Vec<f32>,
     k: usize,
-    /// The last `k − 1` inputs, oldest first, `[k − 1, channels]`.
+    /// Distance between the taps.
+    dil: usize,
+    /// The last `(k − 1)·dil` inputs, oldest first, `[(k − 1)·dil, channels]`.
     window: Vec<f32>,
 }
 
 impl CausalConv {
-    fn new(w: Vec<f32>, b: Vec<f32>) -> CausalConv {
+    fn new(w: Vec<f32>, b: Vec<f32>, dil: usize) -> CausalConv {
         let ch = b.len();
         let k = w.len() / ch.max(1);
         CausalConv {
             w,
             b,
             k,
-            window: vec![0.0; (k - 1) * ch],
+            dil,
+            window: vec![0.0; (k - 1) * dil * ch],
         }
     }
 
     /// The conv's output for input `x` (no activation).
     fn step(&mut self, x: &[f32]) -> Vec<f32> {
-        let (ch, k) = (self.b.len(), self.k);
+        let (ch, k, dil) = (self.b.len(), self.k, self.dil);
         let mut u = self.b.clone();
         for (c, uc) in u.iter_mut().enumerate() {
+            // Tap j reads the input (K − 1 − j)·dil steps back: window row j·dil.
             for j in 0..k - 1 {
-                *uc += self.w[c * k + j] * self.window[j * ch + c];
+                *uc += self.w[c * k + j] * self.window[j * dil * ch + c];
             }
             *uc += self.w[c * k + k - 1] * x[c];
         }
-        if k > 1 {
+        if !self.window.is_empty() {
             self.window.drain(..ch);
             self.window.extend_from_slice(x);
         }
@@ -380,7 +384,11 @@ impl Generator {
                     Layer::Mamba(MambaLayer {
                         norm: norm(&m.norm),
                         in_proj: Linear::of(&mx.in_proj),
-                        conv: CausalConv::new(host(mx.conv_weight.val()), host(mx.conv_bias.val())),
+                        conv: CausalConv::new(
+                            host(mx.conv_weight.val()),
+                            host(mx.conv_bias.val()),
+                            mx.conv_dilation(),
+                        ),
                         dbc,
                         a: host(mx.a_log.val().exp().neg()),
                         d: host(mx.d.val()),
@@ -401,7 +409,7 @@ impl Generator {
                         fc2: Linear::of(&a.fc2),
                         conv: match (&a.mlp_conv_weight, &a.mlp_conv_bias) {
                             (Some(w), Some(b)) => {
-                                Some(CausalConv::new(host(w.val()), host(b.val())))
+                                Some(CausalConv::new(host(w.val()), host(b.val()), 1))
                             }
                             _ => None,
                         },
@@ -417,7 +425,7 @@ impl Generator {
                 Block::Conv(c) => Layer::Conv(ConvLayer {
                     norm1: norm(&c.norm1),
                     in_proj: Linear::of(&c.in_proj),
-                    conv: CausalConv::new(host(c.conv_weight.val()), host(c.conv_bias.val())),
+                    conv: CausalConv::new(host(c.conv_weight.val()), host(c.conv_bias.val()), 1),
                     out_proj: Linear::of(&c.out_proj),
                     mlp: Mlp {
                         norm: norm(&c.norm2),
@@ -613,6 +621,31 @@ mod tests {
         };
         check_model("CMA", Positional::None, false, plain, 3);
         check_model("ACC", Positional::Rope, false, plain, 2);
+    }
+
+    #[test]
+    fn stepwise_logits_match_the_full_forward_with_a_dilated_mamba_conv() {
+        let device = Default::default();
+        let lm: Lm<B> = LmConfig::new(13, 16, "MM".to_string())
+            .with_d_state(4)
+            .with_conv_dilation(3)
+            .init(&device);
+        let tokens: Vec<i64> = (0..24).map(|i| (i * 5 + 3) % 13).collect();
+        let x = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [1, 24]), &device);
+        let full = host(lm.forward(x)); // [1, 24, 13]
+        let mut g = Generator::new(&lm);
+        for (t, &tok) in tokens.iter().enumerate() {
+            let step = g.step(tok as usize);
+            let err = step
+                .iter()
+                .zip(&full[t * 13..(t + 1) * 13])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                err < 1e-4,
+                "dilated conv, position {t}: max |Δlogit| = {err}"
+            );
+        }
     }
 
     #[test]

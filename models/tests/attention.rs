@@ -145,11 +145,13 @@ fn check_variants<B: AutodiffBackend + ScanBackend>(name: &str) {
 
 #[test]
 fn attention_variants_match_the_composed_block_on_ndarray() {
+    let _serial = common::serial();
     check_variants::<Autodiff<NdArray>>("ndarray");
 }
 
 #[test]
 fn attention_variants_match_the_composed_block_on_flex() {
+    let _serial = common::serial();
     check_variants::<Autodiff<Flex>>("flex");
 }
 
@@ -181,11 +183,13 @@ fn check<B: AutodiffBackend + ScanBackend>(name: &str) {
 
 #[test]
 fn fused_attention_matches_the_composed_block_on_ndarray() {
+    let _serial = common::serial();
     check::<Autodiff<NdArray>>("ndarray");
 }
 
 #[test]
 fn fused_attention_matches_the_composed_block_on_flex() {
+    let _serial = common::serial();
     check::<Autodiff<Flex>>("flex");
 }
 
@@ -193,6 +197,7 @@ fn fused_attention_matches_the_composed_block_on_flex() {
 /// and sum in f32) against the composed `[1, 1, L, L]` softmax.
 #[test]
 fn long_sequences_match_the_composed_softmax() {
+    let _serial = common::serial();
     let errs = compare::<Autodiff<NdArray>>(1, 4096, 8, 1, true);
     for (what, e) in ["output", "dx", "d qkv.weight", "d out.weight"]
         .iter()
@@ -257,6 +262,7 @@ fn linear_errors<B: AutodiffBackend + ScanBackend>() -> f64 {
 
 #[test]
 fn linear_matches_burns_layer_on_both_backends() {
+    let _serial = common::serial();
     let worst = [
         linear_errors::<Autodiff<NdArray>>(),
         linear_errors::<Autodiff<Flex>>(),
@@ -295,6 +301,7 @@ fn gelu_errors<B: AutodiffBackend + ScanBackend>() -> (f64, f64) {
 
 #[test]
 fn gelu_matches_the_exact_function_and_derivative_on_both_backends() {
+    let _serial = common::serial();
     for (name, (y, dx)) in [
         ("ndarray", gelu_errors::<Autodiff<NdArray>>()),
         ("flex", gelu_errors::<Autodiff<Flex>>()),
@@ -311,6 +318,7 @@ fn gelu_matches_the_exact_function_and_derivative_on_both_backends() {
 /// fallback, with RoPE, so the head split, the causal flag and the default scale are right.
 #[test]
 fn the_device_path_matches_the_composed_block() {
+    let _serial = common::serial();
     type B = Autodiff<NdArray>;
     let device = Default::default();
     for rope in [false, true] {
@@ -332,6 +340,7 @@ fn the_device_path_matches_the_composed_block() {
 #[cfg(feature = "cuda")]
 #[test]
 fn device_attention_on_cuda_matches_the_composed_block() {
+    let _serial = common::serial();
     type B = burn::backend::Cuda;
     let device = Default::default();
     for (len, rope) in [(1024, true), (77, false)] {

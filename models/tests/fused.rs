@@ -9,14 +9,16 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use burn::tensor::{Int, TensorData};
 use labbook_models::fused::{
-    ScanBackend, causal_conv, causal_conv_reference, causal_conv_silu, causal_conv_silu_reference,
-    gated_scan, gated_scan_reference,
+    ScanBackend, causal_conv, causal_conv_reference, causal_conv_reference_dilated,
+    causal_conv_silu, causal_conv_silu_dilated, causal_conv_silu_reference, gated_scan,
+    gated_scan_reference,
 };
 use labbook_models::fused::{embedding, head_loss, mamba_block, rms_norm};
 use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
 use labbook_models::train::masked_loss;
 
 mod common;
+use burn::tensor::activation::silu as silu_of;
 use common::rel_err;
 
 fn leaf<B: AutodiffBackend, const D: usize>(
@@ -93,23 +95,25 @@ fn gated_matches<B: AutodiffBackend + ScanBackend>() {
 
 #[test]
 fn gated_scan_matches_composition_ndarray() {
+    let _serial = common::serial();
     gated_matches::<Autodiff<NdArray>>();
 }
 
 #[test]
 fn gated_scan_matches_composition_flex() {
+    let _serial = common::serial();
     gated_matches::<Autodiff<Flex>>();
 }
 
 /// The conv host op, with SiLU (Mamba's) and without (`mlp_conv`), against its tensor-op
 /// composition.
 fn conv_matches<B: AutodiffBackend + ScanBackend>() {
-    for silu in [true, false] {
-        conv_matches_with::<B>(silu);
+    for (silu, dilation) in [(true, 1), (false, 1), (true, 2), (true, 3)] {
+        conv_matches_with::<B>(silu, dilation);
     }
 }
 
-fn conv_matches_with<B: AutodiffBackend + ScanBackend>(silu: bool) {
+fn conv_matches_with<B: AutodiffBackend + ScanBackend>(silu: bool, dilation: usize) {
     let normal = Distribution::Normal(0.0, 1.0);
     for (seed, [bt, l, ch, k]) in [[1, 1, 1, 1], [2, 9, 5, 4], [3, 3, 16, 4], [2, 40, 33, 3]]
         .into_iter()
@@ -129,6 +133,10 @@ fn conv_matches_with<B: AutodiffBackend + ScanBackend>(silu: bool) {
             );
             let (x2, w2, b2) = (x.clone(), w.clone(), bias.clone());
             let y = match (fast, silu) {
+                (true, true) if dilation > 1 => causal_conv_silu_dilated(x2, w2, b2, dilation),
+                (false, true) if dilation > 1 => {
+                    silu_of(causal_conv_reference_dilated(x2, w2, b2, dilation))
+                }
                 (true, true) => causal_conv_silu(x2, w2, b2),
                 (false, true) => causal_conv_silu_reference(x2, w2, b2),
                 (true, false) => causal_conv(x2, w2, b2),
@@ -150,18 +158,23 @@ fn conv_matches_with<B: AutodiffBackend + ScanBackend>(silu: bool) {
             ("dbias", rel_err(f.3, s.3)),
         ];
         for (name, e) in errs {
-            assert!(e <= 1e-5, "silu {silu} seed {seed}: {name} rel err {e}");
+            assert!(
+                e <= 1e-5,
+                "silu {silu} dilation {dilation} seed {seed}: {name} rel err {e}"
+            );
         }
     }
 }
 
 #[test]
 fn conv_silu_matches_composition_ndarray() {
+    let _serial = common::serial();
     conv_matches::<Autodiff<NdArray>>();
 }
 
 #[test]
 fn conv_silu_matches_composition_flex() {
+    let _serial = common::serial();
     conv_matches::<Autodiff<Flex>>();
 }
 
@@ -169,22 +182,26 @@ fn conv_silu_matches_composition_flex() {
 /// `MambaBlock::forward_composed` (RMSNorm, linears, conv, gated scan as separate ops):
 /// output and the gradients of the input and of every weight.
 fn block_matches<B: AutodiffBackend + ScanBackend>() {
-    // [batch, L, d_model, d_state, expand, d_conv, dt_rank (0 = default)]
+    // [batch, L, d_model, d_state, expand, d_conv, dt_rank (0 = default), conv_dilation]
     let shapes = [
-        [1, 1, 1, 1, 1, 1, 0],
-        [2, 7, 8, 4, 2, 4, 0],
-        [3, 13, 16, 16, 2, 3, 3],
-        [1, 40, 24, 5, 1, 4, 0],
+        [1, 1, 1, 1, 1, 1, 0, 1],
+        [2, 7, 8, 4, 2, 4, 0, 1],
+        [3, 13, 16, 16, 2, 3, 3, 1],
+        [1, 40, 24, 5, 1, 4, 0, 1],
         // More rows than one task of the parallel products takes (batch · L > 256).
-        [2, 300, 8, 4, 2, 4, 0],
+        [2, 300, 8, 4, 2, 4, 0, 1],
+        // `conv_dilation`: taps 2 and 5 steps apart (the last reaches past a short sequence).
+        [2, 19, 8, 4, 2, 4, 0, 2],
+        [1, 9, 8, 4, 2, 3, 0, 5],
     ];
-    for (seed, [bt, l, dm, n, expand, k, rank]) in shapes.into_iter().enumerate() {
+    for (seed, [bt, l, dm, n, expand, k, rank, dil]) in shapes.into_iter().enumerate() {
         let dev = Default::default();
         B::seed(&dev, seed as u64 + 400);
         let cfg = MambaConfig::new(dm)
             .with_d_state(n)
             .with_expand(expand)
             .with_d_conv(k)
+            .with_conv_dilation(dil)
             .with_dt_rank((rank > 0).then_some(rank));
         let mut block = cfg.init_block::<B>(&dev);
         // Weights the init leaves at one, made random so their gradients are exercised.
@@ -248,11 +265,13 @@ fn block_matches<B: AutodiffBackend + ScanBackend>() {
 
 #[test]
 fn mamba_block_matches_composition_ndarray() {
+    let _serial = common::serial();
     block_matches::<Autodiff<NdArray>>();
 }
 
 #[test]
 fn mamba_block_matches_composition_flex() {
+    let _serial = common::serial();
     block_matches::<Autodiff<Flex>>();
 }
 
@@ -269,6 +288,7 @@ fn block_inference_matches<B: ScanBackend>() {
 
 #[test]
 fn mamba_block_inference_matches_composition() {
+    let _serial = common::serial();
     block_inference_matches::<NdArray>();
     block_inference_matches::<Flex>();
 }
@@ -332,6 +352,7 @@ fn rows_ops_match<B: AutodiffBackend + ScanBackend>() {
 /// Without autodiff (evaluation), the host ops give the modules' outputs too.
 #[test]
 fn rms_norm_and_embedding_match_the_modules_untracked() {
+    let _serial = common::serial();
     type B = NdArray;
     let dev = Default::default();
     B::seed(&dev, 7);
@@ -349,6 +370,7 @@ fn rms_norm_and_embedding_match_the_modules_untracked() {
 #[test]
 #[should_panic(expected = "rms_norm: input has 4 features, the norm's γ 6")]
 fn rms_norm_refuses_a_gamma_of_another_width() {
+    let _serial = common::serial();
     type B = NdArray;
     let dev = Default::default();
     let norm = RmsNormConfig::new(6).init::<B>(&dev);
@@ -357,17 +379,20 @@ fn rms_norm_refuses_a_gamma_of_another_width() {
 
 #[test]
 fn rms_norm_and_embedding_match_the_modules_ndarray() {
+    let _serial = common::serial();
     rows_ops_match::<Autodiff<NdArray>>();
 }
 
 #[test]
 fn rms_norm_and_embedding_match_the_modules_flex() {
+    let _serial = common::serial();
     rows_ops_match::<Autodiff<Flex>>();
 }
 
 #[test]
 #[should_panic(expected = "token 9 at position 1 is outside the vocabulary 0..4")]
 fn embedding_names_a_token_outside_the_vocabulary() {
+    let _serial = common::serial();
     type B = Autodiff<NdArray>;
     let dev = Default::default();
     let emb = EmbeddingConfig::new(4, 3).init::<B>(&dev);
@@ -446,6 +471,7 @@ fn head_loss_matches<B: AutodiffBackend + ScanBackend>() {
 /// embedding and a Mamba block's weight.
 #[test]
 fn lm_loss_matches_masked_loss_of_the_logits() {
+    let _serial = common::serial();
     type B = Autodiff<NdArray>;
     let dev = Default::default();
     B::seed(&dev, 21);
@@ -481,6 +507,7 @@ fn lm_loss_matches_masked_loss_of_the_logits() {
 #[test]
 #[should_panic(expected = "head_loss: targets are [3, 2], the input [2, 3, 4]")]
 fn head_loss_refuses_targets_of_another_shape() {
+    let _serial = common::serial();
     type B = NdArray;
     let dev = Default::default();
     let head = LinearConfig::new(4, 5).with_bias(false).init::<B>(&dev);
@@ -491,17 +518,20 @@ fn head_loss_refuses_targets_of_another_shape() {
 
 #[test]
 fn head_loss_matches_linear_and_masked_loss_ndarray() {
+    let _serial = common::serial();
     head_loss_matches::<Autodiff<NdArray>>();
 }
 
 #[test]
 fn head_loss_matches_linear_and_masked_loss_flex() {
+    let _serial = common::serial();
     head_loss_matches::<Autodiff<Flex>>();
 }
 
 /// Evaluation runs the op without autodiff.
 #[test]
 fn head_loss_matches_untracked() {
+    let _serial = common::serial();
     type B = NdArray;
     let dev = Default::default();
     B::seed(&dev, 11);
@@ -524,6 +554,7 @@ fn head_loss_matches_untracked() {
 #[test]
 #[should_panic(expected = "head_loss: target 7 at [0, 2] is outside 0..7")]
 fn head_loss_names_a_target_outside_the_vocabulary() {
+    let _serial = common::serial();
     type B = Autodiff<NdArray>;
     let dev = Default::default();
     let head = LinearConfig::new(3, 7).with_bias(false).init::<B>(&dev);
@@ -574,6 +605,7 @@ fn conv_block_matches<B: AutodiffBackend + ScanBackend>(name: &str) {
 
 #[test]
 fn conv_block_matches_its_reference_on_both_backends() {
+    let _serial = common::serial();
     conv_block_matches::<Autodiff<NdArray>>("ndarray");
     conv_block_matches::<Autodiff<Flex>>("flex");
 }

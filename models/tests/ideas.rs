@@ -42,7 +42,8 @@ fn first_and_last_loss(name: &str, settings: &[(&str, &str)]) -> (f64, f64, f64)
         ("train.lr", "3e-3"),
         ("train.batch_size", "8"),
     ];
-    let pairs: Vec<(&str, &str)> = settings.iter().copied().chain(tiny).collect();
+    // The case's settings last: they may lengthen the tiny run.
+    let pairs: Vec<(&str, &str)> = tiny.into_iter().chain(settings.iter().copied()).collect();
     cfg.set_all(&pairs)
         .unwrap_or_else(|e| panic!("{name} {settings:?}: {e}"));
     // Selective copying's targets are data tokens only (not the noise and marker tokens).
@@ -101,6 +102,24 @@ fn every_attention_bias_trains_from_its_config() {
         "model.attn_bias",
         &["none", "alibi", "learned"],
     );
+}
+
+#[test]
+fn every_mamba_conv_dilation_and_kernel_trains_from_its_config() {
+    // A tiny Mamba needs more steps and a larger learning rate to start copying.
+    let longer = [("train.steps", "600"), ("train.lr", "1e-2")];
+    let cases: Vec<Vec<(&str, &str)>> = [
+        ("model.conv_dilation", "1"),
+        ("model.conv_dilation", "2"),
+        ("model.conv_dilation", "4"),
+        ("model.d_conv", "2"),
+        ("model.d_conv", "8"),
+    ]
+    .into_iter()
+    .map(|kv| longer.iter().copied().chain([kv]).collect())
+    .collect();
+    let cases: Vec<&[(&str, &str)]> = cases.iter().map(|c| &c[..]).collect();
+    check_settings("mamba-conv.toml", &cases);
 }
 
 #[test]

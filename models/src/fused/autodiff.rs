@@ -398,6 +398,7 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     fn mamba_block_host(
         inputs: [FloatTensor<Self>; 11],
         eps: f64,
+        dilation: usize,
         state: &BlockState,
     ) -> FloatTensor<Self> {
         let nodes = inputs.each_ref().map(|t| t.node.clone());
@@ -408,8 +409,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             inputs.map(|t| t.primitive),
-            |prims| block_on_host::<B>(prims, eps, state),
-            |prims| B::mamba_block_host(prims, eps, state),
+            |prims| block_on_host::<B>(prims, eps, dilation, state),
+            |prims| B::mamba_block_host(prims, eps, dilation, state),
         )
     }
 
@@ -457,6 +458,7 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         silu: bool,
+        dilation: usize,
     ) -> FloatTensor<Self> {
         let nodes = [x.node.clone(), w.node.clone(), bias.node.clone()];
         let kind = ConvSiluBackwardOp
@@ -466,8 +468,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             (x.primitive, w.primitive, bias.primitive),
-            |(x, w, bias)| conv_on_host::<B>(x, w, bias, silu),
-            |(x, w, bias)| B::conv_silu_host(x, w, bias, silu),
+            |(x, w, bias)| conv_on_host::<B>(x, w, bias, silu, dilation),
+            |(x, w, bias)| B::conv_silu_host(x, w, bias, silu, dilation),
         )
     }
 

@@ -47,6 +47,8 @@ pub(crate) struct BlockDims {
     pub state: usize,
     pub rank: usize,
     pub kernel: usize,
+    /// The conv's dilation (`[model] conv_dilation`).
+    pub dilation: usize,
 }
 
 impl BlockDims {
@@ -340,7 +342,14 @@ impl SeqBlock {
         let xs = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, 0, di));
         let z = par_gemm_new(None, xn_v, View::cols(&w.w_in, dm, 2 * di, di, di));
 
-        let mut conv = ConvSilu::new(xs, [batch, len, di], &w.conv_w, w.conv_b.clone(), true);
+        let mut conv = ConvSilu::new(
+            xs,
+            [batch, len, di],
+            &w.conv_w,
+            w.conv_b.clone(),
+            true,
+            dims.dilation,
+        );
         let u = conv.forward(); // [R, d_inner]
 
         // x_proj → [Δ_low | B | C], split into contiguous buffers.
@@ -525,6 +534,7 @@ mod tests {
             state: 2,
             rank: 1,
             kernel: 3,
+            dilation: 1,
         };
         let inputs = dims
             .input_shapes()

@@ -26,6 +26,8 @@ pub(crate) struct ConvSilu {
     pub(crate) pre: Vec<f32>,
     /// Whether SiLU follows the conv.
     pub(crate) silu: bool,
+    /// Distance between the kernel's taps (1: contiguous).
+    pub(crate) dilation: usize,
 }
 
 impl std::fmt::Debug for ConvSilu {
@@ -53,7 +55,9 @@ impl ConvSilu {
         w: &[f32],
         bias: Vec<f32>,
         silu: bool,
+        dilation: usize,
     ) -> Self {
+        assert!(dilation >= 1, "conv: dilation must be at least 1");
         let kernel = w.len() / channels.max(1);
         let w_t = transposed(w, channels, kernel);
         ConvSilu {
@@ -66,6 +70,7 @@ impl ConvSilu {
             bias,
             pre: Vec::new(),
             silu,
+            dilation,
         }
     }
 
@@ -75,8 +80,14 @@ impl ConvSilu {
         let (l, ch) = (self.len, self.channels);
         let items = self.x.par_chunks(l * ch);
         let (pre, _) = filled(self.batch * l * ch, l * ch, items, |out, x| {
-            let (w_t, bias) = (&self.w_t, &self.bias);
-            vectorized(ConvItem { out, x, w_t, bias });
+            let (w_t, bias, dil) = (&self.w_t, &self.bias, self.dilation);
+            vectorized(ConvItem {
+                out,
+                x,
+                w_t,
+                bias,
+                dil,
+            });
         });
         if !self.silu {
             return pre;
@@ -99,8 +110,15 @@ impl ConvSilu {
         };
         let items = self.x.par_chunks(l * ch).zip(gpre.par_chunks(l * ch));
         let (dx, partial) = filled(self.batch * l * ch, l * ch, items, |dx, (x, gp)| {
-            let w_t = &self.w_t;
-            vectorized(ConvBackwardItem { dx, x, gp, w_t, ch })
+            let (w_t, dil) = (&self.w_t, self.dilation);
+            vectorized(ConvBackwardItem {
+                dx,
+                x,
+                gp,
+                w_t,
+                ch,
+                dil,
+            })
         });
         let mut dw = vec![0.0f32; ch * kk];
         let mut dbias = vec![0.0f32; ch];
@@ -123,6 +141,7 @@ kernel!(ConvItem {
     x: &'a [f32],
     w_t: &'a [f32],
     bias: &'a [f32],
+    dil: usize,
 } -> () = conv_item);
 kernel!(ConvBackwardItem {
     dx: &'a mut [f32],
@@ -130,19 +149,20 @@ kernel!(ConvBackwardItem {
     gp: &'a [f32],
     w_t: &'a [f32],
     ch: usize,
+    dil: usize,
 } -> (Vec<f32>, Vec<f32>) = conv_backward_item);
 
-/// Pre-activation of one batch item: `out[t] = bias + Σ_j w_t[j] ⊙ x[t + j − (K − 1)]`;
+/// Pre-activation of one batch item: `out[t] = bias + Σ_j w_t[j] ⊙ x[t − (K − 1 − j)·dil]`;
 /// `x`, `out`: `[L, d_inner]`, `w_t`: `[K, d_inner]`.
 #[inline(always)]
-fn conv_item(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]) {
+fn conv_item(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], dil: usize) {
     let ch = bias.len();
     let kk = w_t.len() / ch;
     for (t, row) in out.chunks_exact_mut(ch).enumerate() {
         row.copy_from_slice(bias);
         for (j, wr) in w_t.chunks_exact(ch).enumerate() {
-            // Input time t + j − (K − 1); skip the zero padding.
-            let Some(src) = (t + j).checked_sub(kk - 1) else {
+            // Input time t − (K − 1 − j)·dil; skip the zero padding.
+            let Some(src) = (t + j * dil).checked_sub((kk - 1) * dil) else {
                 continue;
             };
             let xr = &x[src * ch..(src + 1) * ch];
@@ -162,6 +182,7 @@ fn conv_backward_item(
     gp: &[f32],
     w_t: &[f32],
     ch: usize,
+    dil: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let kk = w_t.len() / ch;
     let mut dw_t = vec![0.0f32; kk * ch];
@@ -173,7 +194,7 @@ fn conv_backward_item(
             .zip(dw_t.chunks_exact_mut(ch))
             .enumerate()
         {
-            let Some(src) = (t + j).checked_sub(kk - 1) else {
+            let Some(src) = (t + j * dil).checked_sub((kk - 1) * dil) else {
                 continue;
             };
             let xr = &x[src * ch..(src + 1) * ch];

@@ -32,6 +32,9 @@ pub struct LmConfig {
     /// Mamba conv kernel.
     #[config(default = "super::defaults::D_CONV")]
     pub d_conv: usize,
+    /// Distance between the Mamba conv's taps.
+    #[config(default = 1)]
+    pub conv_dilation: usize,
     /// Mamba Δ rank (`None` = ceil(d_model/16)).
     #[config(default = "None")]
     pub dt_rank: Option<usize>,
@@ -73,6 +76,7 @@ impl LmConfig {
             .with_d_state(self.d_state)
             .with_expand(self.expand)
             .with_d_conv(self.d_conv)
+            .with_conv_dilation(self.conv_dilation)
             .with_dt_rank(self.dt_rank)
             .with_lti(self.lti)
     }

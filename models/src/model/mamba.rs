@@ -6,7 +6,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
 use crate::fused::{
-    BlockState, MambaBlockParams, ScanBackend, causal_conv_silu, gated_scan, mamba_block,
+    BlockState, MambaBlockParams, ScanBackend, causal_conv_silu_dilated, gated_scan, mamba_block,
 };
 
 /// Configuration of one Mamba mixer.
@@ -23,6 +23,9 @@ pub struct MambaConfig {
     /// Depthwise causal convolution kernel size.
     #[config(default = "super::defaults::D_CONV")]
     pub d_conv: usize,
+    /// Distance between the conv's taps (1: contiguous; `[model] conv_dilation`).
+    #[config(default = 1)]
+    pub conv_dilation: usize,
     /// Rank of the Δ projection; `None` means ceil(d_model / 16).
     #[config(default = "None")]
     pub dt_rank: Option<usize>,
@@ -103,6 +106,7 @@ impl MambaConfig {
             d_state: n,
             dt_rank: r,
             d_conv: k,
+            conv_dilation: self.conv_dilation,
         }
     }
 
@@ -138,6 +142,7 @@ pub struct Mamba<B: Backend> {
     d_state: usize,
     dt_rank: usize,
     d_conv: usize,
+    conv_dilation: usize,
 }
 
 /// Where the mixer's Δ, B and C come from: projections of the input (Mamba's selection
@@ -169,6 +174,11 @@ pub struct LtiParams<B: Backend> {
 }
 
 impl<B: Backend> Mamba<B> {
+    /// Distance between the conv's taps.
+    pub fn conv_dilation(&self) -> usize {
+        self.conv_dilation
+    }
+
     /// The selective projections; `None` for the LTI ablation.
     pub fn selective(&self) -> Option<&SelectiveProjections<B>> {
         match &self.selection {
@@ -189,7 +199,12 @@ impl<B: ScanBackend> Mamba<B> {
         let xs = linear(x.clone(), w_in.clone().narrow(1, 0, di), None); // [batch, L, d_inner]
         let z = linear(x, w_in.narrow(1, di, di), None); // [batch, L, d_inner]
         // silu(depthwise causal conv(xs)): [batch, L, d_inner]
-        let xs = causal_conv_silu(xs, self.conv_weight.val(), self.conv_bias.val());
+        let xs = causal_conv_silu_dilated(
+            xs,
+            self.conv_weight.val(),
+            self.conv_bias.val(),
+            self.conv_dilation,
+        );
         let (delta_raw, b, c) = match &self.selection {
             Selection::Selective(SelectiveProjections { x_proj, dt_proj }) => {
                 // x_proj likewise split by output columns: Δ (low rank), B, C.
@@ -287,6 +302,7 @@ impl<B: ScanBackend> MambaBlock<B> {
             state: BlockState::default(),
             norm: self.norm.gamma.val(),
             norm_eps: self.norm.epsilon,
+            conv_dilation: m.conv_dilation,
             in_proj: m.in_proj.weight.val(),
             conv_w: m.conv_weight.val(),
             conv_b: m.conv_bias.val(),

@@ -27,3 +27,13 @@ pub fn rel_err_of(out: &[f64], reference: &[f64]) -> f64 {
 pub fn rel_err<B: Backend, const D: usize>(out: Tensor<B, D>, reference: Tensor<B, D>) -> f64 {
     rel_err_of(&host(out), &host(reference))
 }
+
+/// Serialises a test binary's autodiff tests: burn 0.21's autodiff keeps one process-wide
+/// graph registry (`burn-autodiff` `runtime/graph.rs`), and with several tests building and
+/// running backward graphs on parallel threads a gradient was occasionally missing
+/// (`lm_loss_matches_masked_loss_of_the_logits`, once in CI). The tests are fast; holding
+/// this for each costs little.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
