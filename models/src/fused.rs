@@ -40,11 +40,11 @@ mod linear;
 mod loss;
 mod rows;
 mod scores;
-use bridge::*;
-pub(crate) use bridge::{download, host_values};
 pub(crate) use attention::rope_tables;
 use attention::{AttentionDims, HostAttention};
 use block::{BlockDims, HostBlock, slot};
+use bridge::*;
+pub(crate) use bridge::{download, host_values};
 use conv::ConvSilu;
 use gelu::HostGelu;
 use host::{GatedScan, HostInputs};
@@ -55,6 +55,7 @@ pub use scores::{
     AttnBias, AttnSoftmax, BIAS_BUCKETS, EXACT_BUCKETS, MAX_DISTANCE, Variant, alibi_slope, bucket,
     ssmax_init,
 };
+pub(crate) use scores::{HeadScores, Tables};
 
 /// A backend that can run the selective scan. The default methods run the fused host loop,
 /// which works on every backend (on a GPU backend it copies through host memory).

@@ -9,7 +9,7 @@
 use burn::tensor::backend::Backend;
 
 use crate::fused::host_values as host;
-use crate::fused::{AttnBias, AttnSoftmax, BIAS_BUCKETS, Variant, alibi_slope, bucket};
+use crate::fused::{AttnSoftmax, HeadScores, Tables, Variant};
 use crate::model::{Block, Lm, Selection};
 use crate::tasks::Rng;
 
@@ -194,19 +194,11 @@ struct AttentionLayer {
 impl AttentionLayer {
     /// The newest row's weights over its `n` scores (the attention variant's, as the fused
     /// kernel computes them).
-    fn weights(&self, head: usize, mut scores: Vec<f32>) -> Vec<f32> {
+    fn weights(&self, sc: &HeadScores, mut scores: Vec<f32>) -> Vec<f32> {
         let n = scores.len();
-        let ln_n = (n as f32).ln();
+        let (ln_n, factor) = (sc.ln_n[n - 1], sc.row_factor(n - 1));
         for (t, z) in scores.iter_mut().enumerate() {
-            let dist = n - 1 - t;
-            *z += match self.variant.bias {
-                AttnBias::None => 0.0,
-                AttnBias::Alibi => -alibi_slope(head, self.heads) * dist as f32,
-                AttnBias::Learned => self.rel_bias[head * BIAS_BUCKETS + bucket(dist)],
-            };
-            if self.variant.softmax == AttnSoftmax::Ssmax {
-                *z *= self.ssmax_scale[head] * ln_n;
-            }
+            *z = (*z + sc.bias(n - 1 - t)) * factor;
         }
         if self.variant.softmax == AttnSoftmax::Sigmoid {
             return scores
@@ -240,6 +232,7 @@ impl AttentionLayer {
         let len = pos + 1;
         let scale = 1.0 / (dh as f32).sqrt();
         let mut o = vec![0.0f32; d];
+        let tables = Tables::new(len, self.variant);
         for head in 0..self.heads {
             let qh = &q[head * dh..(head + 1) * dh];
             let scores: Vec<f32> = (0..len)
@@ -248,7 +241,14 @@ impl AttentionLayer {
                     qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale
                 })
                 .collect();
-            let weights = self.weights(head, scores);
+            let sc = tables.head(
+                self.variant,
+                head,
+                self.heads,
+                &self.ssmax_scale,
+                &self.rel_bias,
+            );
+            let weights = self.weights(&sc, scores);
             for (t, w) in weights.iter().enumerate() {
                 let vt = &self.values[t * d + head * dh..t * d + (head + 1) * dh];
                 for (oi, vi) in o[head * dh..(head + 1) * dh].iter_mut().zip(vt) {
@@ -523,64 +523,43 @@ mod tests {
     use burn::backend::NdArray;
     use burn::tensor::{Int, Tensor, TensorData};
 
+    use burn::module::Param;
+
     use super::*;
+    use crate::fused::AttnBias;
     use crate::model::{LmConfig, Positional};
 
     type B = NdArray;
 
-    fn check(pattern: &str, positional: Positional, lti: bool) {
-        check_variant(
-            pattern,
-            positional,
-            lti,
-            Variant {
-                softmax: AttnSoftmax::Softmax,
-                bias: AttnBias::None,
-            },
-        );
+    /// A parameter filled with a fixed pattern in about [-1, 1]: not its init, so that a
+    /// wrong index or window shows.
+    fn patterned(
+        dims: [usize; 2],
+        step: usize,
+        device: &burn::backend::ndarray::NdArrayDevice,
+    ) -> Param<Tensor<B, 2>> {
+        let v: Vec<f32> = (0..dims[0] * dims[1])
+            .map(|i| ((i * step % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        Param::from_tensor(Tensor::from_data(TensorData::new(v, dims), device))
     }
 
-    fn check_variant(pattern: &str, positional: Positional, lti: bool, variant: Variant) {
-        check_model(pattern, positional, lti, variant, 0);
-    }
-
-    fn check_model(
-        pattern: &str,
-        positional: Positional,
-        lti: bool,
-        variant: Variant,
-        mlp_conv: usize,
-    ) {
+    /// The generator's logits, step by step, against the full forward of the model that
+    /// `configure` makes from a small config for `pattern`.
+    fn check_with(pattern: &str, configure: impl FnOnce(LmConfig) -> LmConfig) {
         let device = Default::default();
-        let mut lm: Lm<B> = LmConfig::new(13, 16, pattern.to_string())
-            .with_mlp_conv(mlp_conv)
+        let config = LmConfig::new(13, 16, pattern.to_string())
             .with_d_state(4)
-            .with_n_heads(2)
-            .with_positional(positional)
-            .with_lti(lti)
-            .with_attn_softmax(variant.softmax)
-            .with_attn_bias(variant.bias)
-            .init(&device);
-        // A learned bias that is not zero, so that its indexing shows.
+            .with_n_heads(2);
+        let mut lm: Lm<B> = configure(config).init(&device);
         for block in lm.blocks.iter_mut() {
-            if let Block::Attention(a) = block
-                && let Some(t) = &a.rel_bias
-            {
-                let v: Vec<f32> = (0..t.dims().iter().product::<usize>())
-                    .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
-                    .collect();
-                let values = Tensor::<B, 2>::from_data(TensorData::new(v, t.dims()), &device);
-                a.rel_bias = Some(burn::module::Param::from_tensor(values));
-            }
-            // An MLP conv that is not the identity it starts as, so that its window shows.
-            if let Block::Attention(a) = block
-                && let Some(w) = &a.mlp_conv_weight
-            {
-                let v: Vec<f32> = (0..w.dims().iter().product::<usize>())
-                    .map(|i| ((i * 5 % 7) as f32 - 3.0) / 4.0)
-                    .collect();
-                let values = Tensor::<B, 2>::from_data(TensorData::new(v, w.dims()), &device);
-                a.mlp_conv_weight = Some(burn::module::Param::from_tensor(values));
+            if let Block::Attention(a) = block {
+                if let Some(t) = &a.rel_bias {
+                    a.rel_bias = Some(patterned(t.dims(), 7, &device));
+                }
+                if let Some(w) = &a.mlp_conv_weight {
+                    a.mlp_conv_weight = Some(patterned(w.dims(), 5, &device));
+                }
             }
         }
         let tokens: Vec<i64> = (0..24).map(|i| (i * 5 + 3) % 13).collect();
@@ -599,6 +578,10 @@ mod tests {
         }
     }
 
+    fn check(pattern: &str, positional: Positional, lti: bool) {
+        check_with(pattern, |c| c.with_positional(positional).with_lti(lti));
+    }
+
     #[test]
     fn stepwise_logits_match_the_full_forward_for_every_attention_variant() {
         for softmax in [
@@ -608,44 +591,26 @@ mod tests {
             AttnSoftmax::Softmax,
         ] {
             for bias in [AttnBias::None, AttnBias::Alibi, AttnBias::Learned] {
-                check_variant("MA", Positional::Rope, false, Variant { softmax, bias });
+                check_with("MA", |c| {
+                    c.with_positional(Positional::Rope)
+                        .with_attn_softmax(softmax)
+                        .with_attn_bias(bias)
+                });
             }
         }
     }
 
     #[test]
     fn stepwise_logits_match_the_full_forward_with_conv_layers() {
-        let plain = Variant {
-            softmax: AttnSoftmax::Softmax,
-            bias: AttnBias::None,
-        };
-        check_model("CMA", Positional::None, false, plain, 3);
-        check_model("ACC", Positional::Rope, false, plain, 2);
+        check_with("CMA", |c| c.with_mlp_conv(3));
+        check_with("ACC", |c| {
+            c.with_positional(Positional::Rope).with_mlp_conv(2)
+        });
     }
 
     #[test]
     fn stepwise_logits_match_the_full_forward_with_a_dilated_mamba_conv() {
-        let device = Default::default();
-        let lm: Lm<B> = LmConfig::new(13, 16, "MM".to_string())
-            .with_d_state(4)
-            .with_conv_dilation(3)
-            .init(&device);
-        let tokens: Vec<i64> = (0..24).map(|i| (i * 5 + 3) % 13).collect();
-        let x = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [1, 24]), &device);
-        let full = host(lm.forward(x)); // [1, 24, 13]
-        let mut g = Generator::new(&lm);
-        for (t, &tok) in tokens.iter().enumerate() {
-            let step = g.step(tok as usize);
-            let err = step
-                .iter()
-                .zip(&full[t * 13..(t + 1) * 13])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                err < 1e-4,
-                "dilated conv, position {t}: max |Δlogit| = {err}"
-            );
-        }
+        check_with("MM", |c| c.with_conv_dilation(3));
     }
 
     #[test]

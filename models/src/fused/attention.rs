@@ -15,9 +15,7 @@ use rayon::prelude::*;
 use super::gemm::{View, gemm, transposed};
 use super::host::elementwise::{kernel, vectorized_kernel};
 use super::host::exp_fused;
-use super::scores::{
-    AttnBias, AttnSoftmax, BIAS_BUCKETS, HeadScores, Variant, alibi_slope, bucket,
-};
+use super::scores::{AttnSoftmax, BIAS_BUCKETS, HeadScores, Tables, Variant};
 
 /// Shapes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,48 +493,6 @@ fn put_head_rows(
     for t in 0..len {
         let s = (b * len + t) * width + at;
         x[s..s + dh].copy_from_slice(&rows[t * dh..(t + 1) * dh]);
-    }
-}
-
-/// The per-call tables of a variant: `ln n_i` per row and the learned bias's bucket per
-/// distance.
-struct Tables {
-    ln_n: Vec<f32>,
-    buckets: Vec<usize>,
-}
-
-impl Tables {
-    fn new(len: usize, variant: Variant) -> Tables {
-        let learned = variant.bias == AttnBias::Learned;
-        Tables {
-            ln_n: (0..len).map(|i| ((i + 1) as f32).ln()).collect(),
-            buckets: if learned {
-                (0..len).map(bucket).collect()
-            } else {
-                Vec::new()
-            },
-        }
-    }
-
-    /// Head `h`'s view of the variant, with the call's parameters (`scale` `[heads]`,
-    /// `table` `[heads, BIAS_BUCKETS]`).
-    fn head<'a>(
-        &'a self,
-        variant: Variant,
-        h: usize,
-        heads: usize,
-        scale: &[f32],
-        table: &'a [f32],
-    ) -> HeadScores<'a> {
-        HeadScores {
-            softmax: variant.softmax,
-            alibi: (variant.bias == AttnBias::Alibi).then(|| -alibi_slope(h, heads)),
-            table: (variant.bias == AttnBias::Learned)
-                .then(|| &table[h * BIAS_BUCKETS..(h + 1) * BIAS_BUCKETS]),
-            scale: (variant.softmax == AttnSoftmax::Ssmax).then(|| scale[h]),
-            buckets: &self.buckets,
-            ln_n: &self.ln_n,
-        }
     }
 }
 

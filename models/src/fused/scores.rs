@@ -68,6 +68,14 @@ pub struct Variant {
     pub bias: AttnBias,
 }
 
+impl Variant {
+    /// Softmax attention without a bias: the default, and what burn's own op computes.
+    pub const PLAIN: Variant = Variant {
+        softmax: AttnSoftmax::Softmax,
+        bias: AttnBias::None,
+    };
+}
+
 /// One head's view of the variant: what its tiles add to and multiply the scores by.
 pub(crate) struct HeadScores<'a> {
     pub softmax: AttnSoftmax,
@@ -104,6 +112,48 @@ impl HeadScores<'_> {
     #[inline(always)]
     pub fn row_factor(&self, i: usize) -> f32 {
         self.scale.map_or(1.0, |s| s * self.ln_n[i])
+    }
+}
+
+/// The per-call tables of a variant: `ln n_i` per row and the learned bias's bucket per
+/// distance.
+pub(crate) struct Tables {
+    ln_n: Vec<f32>,
+    buckets: Vec<usize>,
+}
+
+impl Tables {
+    pub(crate) fn new(len: usize, variant: Variant) -> Tables {
+        let learned = variant.bias == AttnBias::Learned;
+        Tables {
+            ln_n: (0..len).map(|i| ((i + 1) as f32).ln()).collect(),
+            buckets: if learned {
+                (0..len).map(bucket).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Head `h`'s view of the variant, with the call's parameters (`scale` `[heads]`,
+    /// `table` `[heads, BIAS_BUCKETS]`).
+    pub(crate) fn head<'a>(
+        &'a self,
+        variant: Variant,
+        h: usize,
+        heads: usize,
+        scale: &[f32],
+        table: &'a [f32],
+    ) -> HeadScores<'a> {
+        HeadScores {
+            softmax: variant.softmax,
+            alibi: (variant.bias == AttnBias::Alibi).then(|| -alibi_slope(h, heads)),
+            table: (variant.bias == AttnBias::Learned)
+                .then(|| &table[h * BIAS_BUCKETS..(h + 1) * BIAS_BUCKETS]),
+            scale: (variant.softmax == AttnSoftmax::Ssmax).then(|| scale[h]),
+            buckets: &self.buckets,
+            ln_n: &self.ln_n,
+        }
     }
 }
 

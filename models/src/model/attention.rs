@@ -182,12 +182,7 @@ impl<B: ScanBackend> AttentionBlock<B> {
     /// the `[L, L]` scores; under autodiff burn 0.21 composes it from tensor ops (as
     /// [`Self::attention_composed`]), there being no fused backward.
     pub fn attention_device(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        if self.variant()
-            != (Variant {
-                softmax: AttnSoftmax::Softmax,
-                bias: AttnBias::None,
-            })
-        {
+        if self.variant() != Variant::PLAIN {
             // burn's op is softmax attention: the variants run as tensor ops.
             return self.attention_composed(x);
         }
