@@ -90,7 +90,7 @@ const IDEAS: &[Idea] = &[
         status: "proposed",
         tags: &["mamba", "conv"],
         body: "The depthwise causal conv1d (kernel 4) before the SSM: larger kernels, dilations, or a gated conv. \
-               Options: `[model] d_conv`, `conv_dilation`; no conv and a conv over B, C are planned.",
+               Options: `[model] d_conv`, `conv_dilation`, `conv_kind = \"none\"`, `conv_bc = true` (Mamba-2's conv over B, C).",
         papers: &[0],
     },
     Idea {
@@ -148,7 +148,7 @@ const EXPERIMENTS: &[Experiment] = &[
         hypothesis: "Kernel 4 is not optimal for char-LM; 8 lowers bits/char at equal cost.",
         idea: 2,
         body: "`labbook run configs/ideas/mamba-conv.toml --sweep model.d_conv=2,4,8` and \
-               `--sweep model.conv_dilation=1,2,4`; on char-LM: `configs/char-lm-hybrid.toml --sweep model.d_conv=2,4,8`",
+               `--sweep model.conv_dilation=1,2,4`, `--sweep model.conv_kind=depthwise,none`, `--sweep model.conv_bc=false,true`; on char-LM: `configs/char-lm-hybrid.toml --sweep model.d_conv=2,4,8`",
     },
     Experiment {
         title: "Softmax variants on induction heads",

@@ -6,7 +6,7 @@ use std::{fmt, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
-use crate::model::{AttnBias, AttnSoftmax, LmConfig, Positional, pattern_attn_every};
+use crate::model::{AttnBias, AttnSoftmax, LmConfig, MambaConv, Positional, pattern_attn_every};
 pub use crate::tasks::{TaskKind, TaskSection};
 
 mod validate;
@@ -70,6 +70,12 @@ pub struct ModelSection {
     /// Distance between the Mamba conv's taps (1: contiguous).
     #[serde(default = "default_dilation", skip_serializing_if = "is_one")]
     pub conv_dilation: usize,
+    /// What runs on the Mamba scan's input before SiLU: `depthwise` (Mamba's conv) or `none`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub conv_kind: ConvKind,
+    /// Also run the short causal conv (and SiLU) over the Mamba mixer's B and C, as Mamba-2.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub conv_bc: bool,
     /// Mamba Δ rank; default ceil(d_model / 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dt_rank: Option<usize>,
@@ -110,6 +116,17 @@ pub enum AttnSoftmaxKind {
     Ssmax,
     /// Sigmoid attention with a `−ln n` bias.
     Sigmoid,
+}
+
+/// `[model] conv_kind` (see `model::MambaConv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvKind {
+    /// Mamba's depthwise causal conv of kernel `d_conv`.
+    #[default]
+    Depthwise,
+    /// No conv: the scan's input is `silu(x)`.
+    None,
 }
 
 /// `[model] attn_bias` (see `fused::AttnBias`).
@@ -578,6 +595,11 @@ impl RunConfig {
             .with_expand(m.expand)
             .with_d_conv(m.d_conv)
             .with_conv_dilation(m.conv_dilation)
+            .with_conv_kind(match m.conv_kind {
+                ConvKind::Depthwise => MambaConv::Depthwise,
+                ConvKind::None => MambaConv::None,
+            })
+            .with_conv_bc(m.conv_bc)
             .with_dt_rank(m.dt_rank)
             .with_lti(m.kind == ModelKind::MambaLti)
             .with_n_heads(m.n_heads)

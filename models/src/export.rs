@@ -9,7 +9,8 @@
 //! an attention layer is `mamba.layers.{i}.attn.{norm1.weight, qkv.weight, out.weight,
 //! norm2.weight, fc1.weight, fc1.bias, fc2.weight, fc2.bias}` (plus `ssmax_scale` `[heads]`
 //! and `rel_bias` `[heads, 32]` for those attention variants, `mlp_conv.{weight, bias}` with
-//! `mlp_conv`); a conv mixer layer (`C`) is `mamba.layers.{i}.conv.{norm1.weight,
+//! `mlp_conv`); a Mamba layer with `conv_kind = "none"` has no `conv1d.*`, one with `conv_bc`
+//! adds `conv1d_bc.{weight, bias}` (`[2N, 1, d_conv]`, `[2N]`); a conv mixer layer (`C`) is `mamba.layers.{i}.conv.{norm1.weight,
 //! in_proj.weight, conv1d.weight, conv1d.bias, out_proj.weight, norm2.weight, fc1.*, fc2.*}`;
 //! the LTI ablation's constants
 //! are `mixer.lti_dt`, `mixer.lti_b`, `mixer.lti_c`. The file's metadata records the layer
@@ -68,12 +69,14 @@ fn slots<B: Backend>(lm: &mut Lm<B>) -> Vec<Slot<'_, B>> {
                 let m = &mut b.mixer;
                 let p = format!("{layer}.mixer");
                 linear(&mut out, &format!("{p}.in_proj"), &mut m.in_proj);
-                out.push(Slot::D2(
-                    format!("{p}.conv1d.weight"),
-                    &mut m.conv_weight,
-                    Layout::Conv,
-                ));
-                out.push(Slot::D1(format!("{p}.conv1d.bias"), &mut m.conv_bias));
+                if let (Some(w), Some(b)) = (&mut m.conv_weight, &mut m.conv_bias) {
+                    out.push(Slot::D2(format!("{p}.conv1d.weight"), w, Layout::Conv));
+                    out.push(Slot::D1(format!("{p}.conv1d.bias"), b));
+                }
+                if let (Some(w), Some(b)) = (&mut m.bc_conv_weight, &mut m.bc_conv_bias) {
+                    out.push(Slot::D2(format!("{p}.conv1d_bc.weight"), w, Layout::Conv));
+                    out.push(Slot::D1(format!("{p}.conv1d_bc.bias"), b));
+                }
                 match &mut m.selection {
                     Selection::Selective(s) => {
                         linear(&mut out, &format!("{p}.x_proj"), &mut s.x_proj);
@@ -224,7 +227,28 @@ pub fn load<B: Backend>(
         };
         Ok(values)
     };
-    for slot in slots(&mut lm) {
+    let slots = slots(&mut lm);
+    // A tensor this model has no place for means the file is of another model (e.g. one with
+    // a conv this one was configured without): refused rather than silently dropped.
+    let wanted: std::collections::HashSet<&str> = slots
+        .iter()
+        .map(|s| match s {
+            Slot::D1(n, _) | Slot::D2(n, _, _) => n.as_str(),
+        })
+        .collect();
+    let mut extra: Vec<&str> = file
+        .names()
+        .into_iter()
+        .filter(|n| !wanted.contains(n))
+        .collect();
+    if !extra.is_empty() {
+        extra.sort_unstable();
+        return Err(fail(format!(
+            "has tensors this model does not ({}); was it trained with other [model] options?",
+            extra.join(", ")
+        )));
+    }
+    for slot in slots {
         match slot {
             Slot::D1(name, p) => {
                 let dims = p.val().dims();
@@ -320,6 +344,65 @@ mod tests {
             e.0.contains("embedding.weight has shape [11, 16], this model needs [11, 24]"),
             "{e}"
         );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// The research options' parameters (no Mamba conv, the `[B | C]` conv, ssmax scales, the
+    /// learned bias, the MLP conv, a `C` layer) survive a round trip, and a file without a
+    /// parameter the model has, or with one it lacks, is refused by name.
+    #[test]
+    fn research_option_parameters_round_trip_and_mismatches_are_named() {
+        use crate::model::{AttnBias, AttnSoftmax, MambaConv};
+        let device = Default::default();
+        let base = LmConfig::new(11, 16, "MAC".to_string())
+            .with_d_state(4)
+            .with_n_heads(2);
+        let cfg = base
+            .clone()
+            .with_conv_kind(MambaConv::None)
+            .with_conv_bc(true)
+            .with_attn_softmax(AttnSoftmax::Ssmax)
+            .with_attn_bias(AttnBias::Learned)
+            .with_mlp_conv(3);
+        let path = std::env::temp_dir().join(format!(
+            "labbook-export-options-{}.safetensors",
+            std::process::id()
+        ));
+        let mut a: Lm<B> = cfg.init(&device);
+        save(&mut a, "MAC", &path).unwrap();
+        let file_names: Vec<String> = {
+            let bytes = std::fs::read(&path).unwrap();
+            let file = SafeTensors::deserialize(&bytes).unwrap();
+            file.names().into_iter().map(str::to_string).collect()
+        };
+        for name in [
+            "mamba.layers.0.mixer.conv1d_bc.weight",
+            "mamba.layers.1.attn.ssmax_scale",
+            "mamba.layers.1.attn.rel_bias",
+            "mamba.layers.1.attn.mlp_conv.weight",
+            "mamba.layers.2.conv.conv1d.weight",
+        ] {
+            assert!(file_names.iter().any(|n| n == name), "{name} not exported");
+        }
+        assert!(
+            !file_names
+                .iter()
+                .any(|n| n == "mamba.layers.0.mixer.conv1d.weight"),
+            "conv_kind none exported a conv"
+        );
+        let mut b = load(cfg.init::<B>(&device), "MAC", &path, &device).unwrap();
+        let (va, vb) = (all_values(&mut a), all_values(&mut b));
+        assert_eq!(va.len(), vb.len());
+        for ((name, x), (_, y)) in va.iter().zip(&vb) {
+            assert!(x == y, "{name} changed in the round trip");
+        }
+        // Into the plain model: the file has a [B | C] conv it has no place for …
+        let e = load(base.init::<B>(&device), "MAC", &path, &device).unwrap_err();
+        assert!(e.0.contains("conv1d_bc.weight"), "{e}");
+        // … and the plain model's file has a Mamba conv this one was configured without.
+        save(&mut base.init::<B>(&device), "MAC", &path).unwrap();
+        let e = load(cfg.init::<B>(&device), "MAC", &path, &device).unwrap_err();
+        assert!(e.0.contains("mamba.layers.0.mixer.conv1d.weight"), "{e}");
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -127,12 +127,12 @@ pub trait ScanBackend: Backend {
 
     /// Host kernel of [`mamba_block`]: `inputs` in [`MambaBlockParams`] order, `x` first.
     fn mamba_block_host(
-        inputs: [FloatTensor<Self>; 11],
+        inputs: [FloatTensor<Self>; 13],
         eps: f64,
-        dilation: usize,
+        options: BlockOptions,
         state: &BlockState,
     ) -> FloatTensor<Self> {
-        block_on_host::<Self>(inputs, eps, dilation, state).1
+        block_on_host::<Self>(inputs, eps, options, state).1
     }
 
     /// Host kernel of [`rms_norm`]: `x` `[batch, L, d]`, `gamma` `[d]`.
@@ -396,6 +396,15 @@ pub struct BlockState {
     pub last: Option<Arc<Mutex<Vec<f32>>>>,
 }
 
+/// The block's conv settings that its weights' shapes do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOptions {
+    /// The convs' dilation (1: contiguous taps).
+    pub dilation: usize,
+    /// Whether `B` and `C` go through their own causal conv and SiLU (`[model] conv_bc`).
+    pub conv_bc: bool,
+}
+
 /// The weights of one Mamba residual block (selective variant), as [`mamba_block`] takes them;
 /// layouts as the modules store them (see `model::mamba`).
 #[derive(Debug, Clone)]
@@ -410,10 +419,12 @@ pub struct MambaBlockParams<B: Backend> {
     pub conv_dilation: usize,
     /// `[d_model, 2·d_inner]`.
     pub in_proj: Tensor<B, 2>,
-    /// `[d_inner, K]`.
+    /// `[d_inner, K]` (`[d_inner, 1]` ones for `conv_kind = "none"`: silu(x) unchanged).
     pub conv_w: Tensor<B, 2>,
     /// `[d_inner]`.
     pub conv_b: Tensor<B, 1>,
+    /// The conv over `[B | C]`, `[2N, K]` and `[2N]` (`[model] conv_bc`); `None` when off.
+    pub conv_bc: Option<(Tensor<B, 2>, Tensor<B, 1>)>,
     /// `[d_inner, dt_rank + 2N]`.
     pub x_proj: Tensor<B, 2>,
     /// `[dt_rank, d_inner]`.
@@ -436,6 +447,18 @@ pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> T
     // Shapes are checked where every path reads them: `load_block`.
     let f = |t: Tensor<B, 1>| t.into_primitive().tensor();
     let f2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
+    let options = BlockOptions {
+        dilation: p.conv_dilation,
+        conv_bc: p.conv_bc.is_some(),
+    };
+    // Untracked placeholders stand in for an absent [B | C] conv (the block ignores them).
+    let (bc_w, bc_b) = p.conv_bc.unwrap_or_else(|| {
+        let (n2, device) = (2 * p.a_log.dims()[1], p.a_log.device());
+        (
+            Tensor::zeros([n2, 1], &device),
+            Tensor::zeros([n2], &device),
+        )
+    });
     let inputs = [
         x.into_primitive().tensor(),
         f(p.norm),
@@ -448,8 +471,10 @@ pub fn mamba_block<B: ScanBackend>(x: Tensor<B, 3>, p: MambaBlockParams<B>) -> T
         f2(p.a_log),
         f(p.d),
         f2(p.out_proj),
+        f2(bc_w),
+        f(bc_b),
     ];
-    let y = B::mamba_block_host(inputs, p.norm_eps, p.conv_dilation, &p.state);
+    let y = B::mamba_block_host(inputs, p.norm_eps, options, &p.state);
     Tensor::from_primitive(TensorPrimitive::Float(y)) // [batch, L, d_model]
 }
 

@@ -129,6 +129,8 @@ struct MambaLayer {
     norm: Norm,
     in_proj: Linear,
     conv: CausalConv,
+    /// The conv over `[B | C]` (`conv_bc`), followed by SiLU.
+    bc_conv: Option<CausalConv>,
     dbc: Dbc,
     a: Vec<f32>,
     d: Vec<f32>,
@@ -151,11 +153,11 @@ impl MambaLayer {
             Dbc::Selective { x_proj, dt_proj } => {
                 let p = x_proj.apply(&u); // [rank + 2N]
                 let delta = dt_proj.apply(&p[..self.rank]);
-                (
-                    delta,
-                    p[self.rank..self.rank + n].to_vec(),
-                    p[self.rank + n..].to_vec(),
-                )
+                let bc = match &mut self.bc_conv {
+                    Some(conv) => conv.step(&p[self.rank..]).into_iter().map(silu).collect(),
+                    None => p[self.rank..].to_vec(),
+                };
+                (delta, bc[..n].to_vec(), bc[n..].to_vec())
             }
             Dbc::Lti { dt, b, c } => (dt.clone(), b.clone(), c.clone()),
         };
@@ -362,7 +364,8 @@ impl Generator {
             .map(|b| match b {
                 Block::Mamba(m) => {
                     let mx = &m.mixer;
-                    let di = mx.conv_weight.val().dims()[0];
+                    let di = mx.d_inner();
+                    let (conv_w, conv_b) = mx.conv_or_identity();
                     let n = mx.a_log.val().dims()[1];
                     let (dbc, rank) = match &mx.selection {
                         Selection::Selective(s) => (
@@ -384,11 +387,10 @@ impl Generator {
                     Layer::Mamba(MambaLayer {
                         norm: norm(&m.norm),
                         in_proj: Linear::of(&mx.in_proj),
-                        conv: CausalConv::new(
-                            host(mx.conv_weight.val()),
-                            host(mx.conv_bias.val()),
-                            mx.conv_dilation(),
-                        ),
+                        conv: CausalConv::new(host(conv_w), host(conv_b), mx.conv_dilation()),
+                        bc_conv: mx
+                            .bc_conv()
+                            .map(|(w, b)| CausalConv::new(host(w), host(b), mx.conv_dilation())),
                         dbc,
                         a: host(mx.a_log.val().exp().neg()),
                         d: host(mx.d.val()),
@@ -527,7 +529,7 @@ mod tests {
 
     use super::*;
     use crate::fused::AttnBias;
-    use crate::model::{LmConfig, Positional};
+    use crate::model::{LmConfig, MambaConv, Positional};
 
     type B = NdArray;
 
@@ -611,6 +613,15 @@ mod tests {
     #[test]
     fn stepwise_logits_match_the_full_forward_with_a_dilated_mamba_conv() {
         check_with("MM", |c| c.with_conv_dilation(3));
+    }
+
+    #[test]
+    fn stepwise_logits_match_the_full_forward_without_a_conv_and_with_a_b_c_conv() {
+        check_with("MM", |c| c.with_conv_kind(MambaConv::None));
+        check_with("MM", |c| c.with_conv_bc(true).with_conv_dilation(2));
+        check_with("MA", |c| {
+            c.with_conv_kind(MambaConv::None).with_conv_bc(true)
+        });
     }
 
     #[test]

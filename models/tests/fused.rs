@@ -14,7 +14,7 @@ use labbook_models::fused::{
     gated_scan_reference,
 };
 use labbook_models::fused::{embedding, head_loss, mamba_block, rms_norm};
-use labbook_models::model::{Block, Lm, LmConfig, MambaConfig};
+use labbook_models::model::{Block, Lm, LmConfig, MambaConfig, MambaConv};
 use labbook_models::train::masked_loss;
 
 mod common;
@@ -180,30 +180,45 @@ fn conv_silu_matches_composition_flex() {
 
 /// `MambaBlock::forward` (one fused host op on these backends) against
 /// `MambaBlock::forward_composed` (RMSNorm, linears, conv, gated scan as separate ops):
-/// output and the gradients of the input and of every weight.
+/// output and the gradients of the input and of every weight, with each Mamba conv option.
 fn block_matches<B: AutodiffBackend + ScanBackend>() {
-    // [batch, L, d_model, d_state, expand, d_conv, dt_rank (0 = default), conv_dilation]
+    // [batch, L, d_model, d_state, expand, d_conv, dt_rank (0 = default), conv_dilation,
+    //  conv option: 0 depthwise, 1 none, 2 depthwise + [B | C] conv, 3 [B | C] conv only]
     let shapes = [
-        [1, 1, 1, 1, 1, 1, 0, 1],
-        [2, 7, 8, 4, 2, 4, 0, 1],
-        [3, 13, 16, 16, 2, 3, 3, 1],
-        [1, 40, 24, 5, 1, 4, 0, 1],
+        [1, 1, 1, 1, 1, 1, 0, 1, 0],
+        [2, 7, 8, 4, 2, 4, 0, 1, 0],
+        [3, 13, 16, 16, 2, 3, 3, 1, 0],
+        [1, 40, 24, 5, 1, 4, 0, 1, 0],
         // More rows than one task of the parallel products takes (batch · L > 256).
-        [2, 300, 8, 4, 2, 4, 0, 1],
+        [2, 300, 8, 4, 2, 4, 0, 1, 0],
         // `conv_dilation`: taps 2 and 5 steps apart (the last reaches past a short sequence).
-        [2, 19, 8, 4, 2, 4, 0, 2],
-        [1, 9, 8, 4, 2, 3, 0, 5],
+        [2, 19, 8, 4, 2, 4, 0, 2, 0],
+        [1, 9, 8, 4, 2, 3, 0, 5, 0],
+        // `conv_kind = "none"` and `conv_bc`, alone and together, dilated too.
+        [2, 11, 8, 4, 2, 4, 0, 1, 1],
+        [2, 13, 8, 3, 2, 4, 0, 1, 2],
+        [2, 150, 8, 4, 2, 3, 0, 2, 2],
+        [1, 17, 16, 5, 2, 4, 2, 1, 3],
     ];
-    for (seed, [bt, l, dm, n, expand, k, rank, dil]) in shapes.into_iter().enumerate() {
+    for (seed, [bt, l, dm, n, expand, k, rank, dil, option]) in shapes.into_iter().enumerate() {
         let dev = Default::default();
         B::seed(&dev, seed as u64 + 400);
+        let conv_kind = if option % 2 == 1 {
+            MambaConv::None
+        } else {
+            MambaConv::Depthwise
+        };
         let cfg = MambaConfig::new(dm)
             .with_d_state(n)
             .with_expand(expand)
             .with_d_conv(k)
             .with_conv_dilation(dil)
+            .with_conv_kind(conv_kind)
+            .with_conv_bc(option >= 2)
             .with_dt_rank((rank > 0).then_some(rank));
         let mut block = cfg.init_block::<B>(&dev);
+        assert_eq!(block.mixer.conv_weight.is_some(), option % 2 == 0);
+        assert_eq!(block.mixer.bc_conv().is_some(), option >= 2);
         // Weights the init leaves at one, made random so their gradients are exercised.
         let normal = Distribution::Normal(0.0, 1.0);
         block.norm.gamma = Param::from_tensor(leaf::<B, 1>([dm], normal, &dev) + 1.0);
@@ -226,37 +241,33 @@ fn block_matches<B: AutodiffBackend + ScanBackend>() {
             let m = &block.mixer;
             let sel = m.selective().unwrap();
             let (xp, dtp) = (&sel.x_proj, &sel.dt_proj);
-            let g1 = [
-                x.grad(&grads).unwrap().flatten::<1>(0, 2),
-                block.norm.gamma.val().grad(&grads).unwrap(),
-                m.conv_bias.val().grad(&grads).unwrap(),
-                dtp.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
-                m.d.val().grad(&grads).unwrap(),
+            let g1 = |t: Tensor<B, 1>| t.grad(&grads).unwrap();
+            let g2 = |t: Tensor<B, 2>| t.grad(&grads).unwrap().flatten::<1>(0, 1);
+            let mut named = vec![
+                ("x", x.grad(&grads).unwrap().flatten::<1>(0, 2)),
+                ("norm", g1(block.norm.gamma.val())),
+                ("dt_bias", g1(dtp.bias.as_ref().unwrap().val())),
+                ("d", g1(m.d.val())),
+                ("in_proj", g2(m.in_proj.weight.val())),
+                ("x_proj", g2(xp.weight.val())),
+                ("dt_w", g2(dtp.weight.val())),
+                ("a_log", g2(m.a_log.val())),
+                ("out_proj", g2(m.out_proj.weight.val())),
             ];
-            let g2 = [
-                m.in_proj.weight.val().grad(&grads).unwrap(),
-                m.conv_weight.val().grad(&grads).unwrap(),
-                xp.weight.val().grad(&grads).unwrap(),
-                dtp.weight.val().grad(&grads).unwrap(),
-                m.a_log.val().grad(&grads).unwrap(),
-                m.out_proj.weight.val().grad(&grads).unwrap(),
-            ];
-            (y.inner(), g1, g2)
+            if let (Some(w), Some(b)) = (&m.conv_weight, &m.conv_bias) {
+                named.push(("conv_w", g2(w.val())));
+                named.push(("conv_bias", g1(b.val())));
+            }
+            if let Some((w, b)) = m.bc_conv() {
+                named.push(("bc_conv_w", g2(w)));
+                named.push(("bc_conv_bias", g1(b)));
+            }
+            (y.inner(), named)
         };
         let (f, s) = (run(true), run(false));
         let e = rel_err(f.0, s.0);
         assert!(e <= 1e-5, "shape {seed}: forward rel err {e}");
-        for (name, (gf, gs)) in ["x", "norm", "conv_bias", "dt_bias", "d"]
-            .into_iter()
-            .zip(f.1.into_iter().zip(s.1))
-        {
-            let e = rel_err(gf, gs);
-            assert!(e <= 1e-4, "shape {seed}: d{name} rel err {e}");
-        }
-        for (name, (gf, gs)) in ["in_proj", "conv_w", "x_proj", "dt_w", "a_log", "out_proj"]
-            .into_iter()
-            .zip(f.2.into_iter().zip(s.2))
-        {
+        for ((name, gf), (_, gs)) in f.1.into_iter().zip(s.1) {
             let e = rel_err(gf, gs);
             assert!(e <= 1e-4, "shape {seed}: d{name} rel err {e}");
         }

@@ -114,12 +114,42 @@ fn every_mamba_conv_dilation_and_kernel_trains_from_its_config() {
         ("model.conv_dilation", "4"),
         ("model.d_conv", "2"),
         ("model.d_conv", "8"),
+        ("model.conv_kind", "none"),
+        ("model.conv_bc", "true"),
     ]
     .into_iter()
     .map(|kv| longer.iter().copied().chain([kv]).collect())
     .collect();
     let cases: Vec<&[(&str, &str)]> = cases.iter().map(|c| &c[..]).collect();
     check_settings("mamba-conv.toml", &cases);
+}
+
+#[test]
+fn mamba_conv_options_that_act_on_nothing_are_refused() {
+    for (pairs, key) in [
+        (
+            [("model.conv_kind", "none"), ("model.conv_dilation", "2")],
+            "model.conv_dilation",
+        ),
+        (
+            [("model.kind", "mamba-lti"), ("model.conv_bc", "true")],
+            "model.conv_bc",
+        ),
+    ] {
+        let err = idea("mamba-conv.toml")
+            .set_all(&pairs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{pairs:?}: {err}");
+    }
+    // Together with conv_bc the dilation has a conv to act on.
+    let mut cfg = idea("mamba-conv.toml");
+    let pairs = [
+        ("model.conv_kind", "none"),
+        ("model.conv_bc", "true"),
+        ("model.conv_dilation", "2"),
+    ];
+    cfg.set_all(&pairs).unwrap();
 }
 
 #[test]
@@ -152,6 +182,7 @@ fn unknown_option_values_are_refused_with_the_valid_ones() {
     for (key, bad, valid) in [
         ("attn_softmax", "softmax2", "softmax1"),
         ("attn_bias", "rotary", "alibi"),
+        ("conv_kind", "causal", "depthwise"),
     ] {
         let text = format!(
             "[model]\nkind = \"transformer\"\nd_model = 16\nn_layers = 1\n{key} = \"{bad}\"\n\

@@ -84,6 +84,18 @@ impl RunConfig {
                 ));
             }
         }
+        if m.conv_bc && (m.kind == ModelKind::MambaLti || !self.layer_pattern().contains('M')) {
+            return Err(ConfigError::key(
+                "model.conv_bc",
+                "acts on the B and C of selective Mamba layers, and this model has none",
+            ));
+        }
+        if m.conv_kind == ConvKind::None && !m.conv_bc && m.conv_dilation != 1 {
+            return Err(ConfigError::key(
+                "model.conv_dilation",
+                "conv_kind = \"none\" leaves no conv to dilate (unless conv_bc = true)",
+            ));
+        }
         if m.mlp_conv > 0 && !self.layer_pattern().contains('A') {
             return Err(ConfigError::key(
                 "model.mlp_conv",

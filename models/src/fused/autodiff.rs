@@ -396,9 +396,9 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     }
 
     fn mamba_block_host(
-        inputs: [FloatTensor<Self>; 11],
+        inputs: [FloatTensor<Self>; 13],
         eps: f64,
-        dilation: usize,
+        options: BlockOptions,
         state: &BlockState,
     ) -> FloatTensor<Self> {
         let nodes = inputs.each_ref().map(|t| t.node.clone());
@@ -409,8 +409,8 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
         finish_host_op(
             kind,
             inputs.map(|t| t.primitive),
-            |prims| block_on_host::<B>(prims, eps, dilation, state),
-            |prims| B::mamba_block_host(prims, eps, dilation, state),
+            |prims| block_on_host::<B>(prims, eps, options, state),
+            |prims| B::mamba_block_host(prims, eps, options, state),
         )
     }
 

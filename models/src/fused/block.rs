@@ -34,7 +34,10 @@ pub(crate) mod slot {
     pub const A_LOG: usize = 8;
     pub const D: usize = 9;
     pub const OUT_PROJ: usize = 10;
-    pub const COUNT: usize = 11;
+    /// The conv over `[B | C]` (`[model] conv_bc`); placeholders the block ignores when off.
+    pub const CONV_BC_W: usize = 11;
+    pub const CONV_BC_B: usize = 12;
+    pub const COUNT: usize = 13;
 }
 
 /// Sizes of one block.
@@ -47,8 +50,14 @@ pub(crate) struct BlockDims {
     pub state: usize,
     pub rank: usize,
     pub kernel: usize,
-    /// The conv's dilation (`[model] conv_dilation`).
+    /// The conv's dilation (`[model] conv_dilation`), also the `[B | C]` conv's.
     pub dilation: usize,
+    /// Kernel of the conv over `[B | C]` (its weight's second dimension).
+    pub bc_kernel: usize,
+    /// Whether `B` and `C` go through their own causal conv and SiLU (`[model] conv_bc`, as
+    /// in Mamba-2); when not, the block ignores that conv's inputs and gives them zero
+    /// gradients.
+    pub conv_bc: bool,
 }
 
 impl BlockDims {
@@ -82,6 +91,8 @@ impl BlockDims {
             vec![di, n],
             vec![di],
             vec![di, dm],
+            vec![2 * n, self.bc_kernel],
+            vec![2 * n],
         ]
     }
 }
@@ -134,6 +145,9 @@ struct Weights {
     a: Vec<f32>,
     d: Vec<f32>,
     w_out: Vec<f32>,
+    /// The `[B | C]` conv: `[2N, K]` and `[2N]`.
+    conv_bc_w: Vec<f32>,
+    conv_bc_b: Vec<f32>,
 }
 
 /// The projection weights transposed, made once per backward for all items: the backward's
@@ -225,6 +239,8 @@ impl HostBlock {
             a: take(slot::A_LOG).iter().map(|v| -v.exp()).collect(),
             d: take(slot::D),
             w_out: take(slot::OUT_PROJ),
+            conv_bc_w: take(slot::CONV_BC_W),
+            conv_bc_b: take(slot::CONV_BC_B),
         };
         let item = BlockDims { batch: 1, ..dims };
         // At least 1 so that a length-0 sequence makes no tasks rather than a zero chunk size.
@@ -304,6 +320,8 @@ struct SeqBlock {
     xn: Vec<f32>,
     /// The conv (keeps its input and pre-activation).
     conv: ConvSilu,
+    /// The conv over `[B | C]` (keeps its input and pre-activation), when `conv_bc`.
+    conv_bc: Option<ConvSilu>,
     /// Low-rank Δ `[R, dt_rank]`.
     dt_low: Vec<f32>,
     /// The gated scan (keeps `u` = conv output, Δ, `A`, `B`, `C`, `D`, `z` and its output).
@@ -355,14 +373,37 @@ impl SeqBlock {
         // x_proj → [Δ_low | B | C], split into contiguous buffers.
         let dbc = par_gemm_new(None, View::new(&u, rows, di), View::new(&w.w_x, di, p));
         let mut dt_low = vec![0.0f32; rows * r];
-        let mut b = vec![0.0f32; rows * n];
-        let mut c = vec![0.0f32; rows * n];
-        for (i, row) in dbc.chunks(p).enumerate() {
-            dt_low[i * r..(i + 1) * r].copy_from_slice(&row[..r]);
-            b[i * n..(i + 1) * n].copy_from_slice(&row[r..r + n]);
-            c[i * n..(i + 1) * n].copy_from_slice(&row[r + n..]);
+        let mut bc = vec![0.0f32; rows * 2 * n];
+        for ((row, lo), bc) in dbc
+            .chunks(p)
+            .zip(dt_low.chunks_exact_mut(r))
+            .zip(bc.chunks_exact_mut(2 * n))
+        {
+            lo.copy_from_slice(&row[..r]);
+            bc.copy_from_slice(&row[r..]);
         }
         drop(dbc);
+        // With `conv_bc`, [B | C] = silu(conv([B | C])) over its 2N channels.
+        let (conv_bc, bc) = if dims.conv_bc {
+            let shape = [batch, len, 2 * n];
+            let bias = w.conv_bc_b.clone();
+            let mut cv = ConvSilu::new(bc, shape, &w.conv_bc_w, bias, true, dims.dilation);
+            let out = cv.forward();
+            (Some(cv), out)
+        } else {
+            (None, bc)
+        };
+        let mut b = vec![0.0f32; rows * n];
+        let mut c = vec![0.0f32; rows * n];
+        for ((bc, b), c) in bc
+            .chunks_exact(2 * n)
+            .zip(b.chunks_exact_mut(n))
+            .zip(c.chunks_exact_mut(n))
+        {
+            b.copy_from_slice(&bc[..n]);
+            c.copy_from_slice(&bc[n..]);
+        }
+        drop(bc);
 
         // dt_proj and softplus in one pass: Δ_raw = Δ_low · W_dt + b_dt, Δ = softplus(Δ_raw).
         // The rank is tiny (d_model / 16), so rank-many row updates beat a packed product.
@@ -411,6 +452,7 @@ impl SeqBlock {
             norm,
             xn,
             conv,
+            conv_bc,
             dt_low,
             scan,
             y,
@@ -447,6 +489,20 @@ impl SeqBlock {
         let mut d_dt_w = vec![0.0f32; r * di];
         par_gemm_t(View::new(&self.dt_low, rows, r), ddr, &mut d_dt_w, di);
 
+        // The [B | C] conv, when there is one: the gradient of x_proj's B and C columns.
+        let bc_grads = self.conv_bc.as_ref().map(|cv| {
+            let mut g_bc = vec![0.0f32; rows * 2 * n];
+            for ((g, db), dc) in g_bc
+                .chunks_exact_mut(2 * n)
+                .zip(sg.db.chunks_exact(n))
+                .zip(sg.dc.chunks_exact(n))
+            {
+                g[..n].copy_from_slice(db);
+                g[n..].copy_from_slice(dc);
+            }
+            cv.backward(&g_bc)
+        });
+
         // x_proj: the gradient of [Δ_low | B | C] (with dt_proj's bias gradient, a column sum
         // of dΔ_raw, from the same rows), then of its weight and input.
         let w_dt_t = View::new(&wt.w_dt, di, r);
@@ -456,8 +512,13 @@ impl SeqBlock {
             gemm(ddr.row_range(r0, task_rows), w_dt_t, 0.0, g, p);
             for (i, row) in g.chunks_mut(p).enumerate() {
                 let at = (r0 + i) * n;
-                row[r..r + n].copy_from_slice(&sg.db[at..at + n]);
-                row[r + n..].copy_from_slice(&sg.dc[at..at + n]);
+                match &bc_grads {
+                    Some(cg) => row[r..].copy_from_slice(&cg.dx[2 * at..2 * (at + n)]),
+                    None => {
+                        row[r..r + n].copy_from_slice(&sg.db[at..at + n]);
+                        row[r + n..].copy_from_slice(&sg.dc[at..at + n]);
+                    }
+                }
             }
             let mut sums = vec![0.0f32; di];
             for row in dd.chunks(di) {
@@ -514,6 +575,11 @@ impl SeqBlock {
         out[slot::A_LOG] = d_a_log;
         out[slot::D] = sg.dd;
         out[slot::OUT_PROJ] = d_out;
+        let bc_w_len = 2 * n * self.dims.bc_kernel;
+        (out[slot::CONV_BC_W], out[slot::CONV_BC_B]) = match bc_grads {
+            Some(cg) => (cg.dw, cg.dbias),
+            None => (vec![0.0; bc_w_len], vec![0.0; 2 * n]),
+        };
         out
     }
 }
@@ -535,6 +601,8 @@ mod tests {
             rank: 1,
             kernel: 3,
             dilation: 1,
+            bc_kernel: 3,
+            conv_bc: true,
         };
         let inputs = dims
             .input_shapes()

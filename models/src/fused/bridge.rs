@@ -19,12 +19,13 @@ pub(super) fn download_tokens<B: Backend>(tokens: IntTensor<B>) -> (Vec<i64>, [u
 pub(super) fn block_on_host<B: Backend>(
     inputs: [FloatTensor<B>; slot::COUNT],
     eps: f64,
-    dilation: usize,
+    options: BlockOptions,
     state: &BlockState,
 ) -> (HostBlock, FloatTensor<B>) {
     let device = B::float_device(&inputs[slot::X]);
     let (mut dims, host) = load_block::<B>(inputs);
-    dims.dilation = dilation;
+    dims.dilation = options.dilation;
+    dims.conv_bc = options.conv_bc;
     let h0 = state.initial.as_deref().map(Vec::as_slice);
     let (block, out) = HostBlock::forward(dims, eps as f32, host, h0);
     if let Some(sink) = &state.last {
@@ -212,6 +213,8 @@ pub(super) fn load_block<B: Backend>(
         rank: dtw[0],
         kernel: cw[1],
         dilation: 1,
+        bc_kernel: shapes[slot::CONV_BC_W][1],
+        conv_bc: false,
     };
     assert_eq!(
         shapes,

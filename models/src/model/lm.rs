@@ -9,7 +9,7 @@ use super::attention::{
     AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional, sinusoidal_positions,
 };
 use super::conv_block::{ConvBlock, ConvBlockConfig};
-use super::mamba::{MambaBlock, MambaConfig};
+use super::mamba::{MambaBlock, MambaConfig, MambaConv};
 use crate::fused::{BlockState, ScanBackend, embedding, head_loss, rms_norm};
 use crate::math::masked_loss;
 
@@ -35,6 +35,12 @@ pub struct LmConfig {
     /// Distance between the Mamba conv's taps.
     #[config(default = 1)]
     pub conv_dilation: usize,
+    /// The conv on the Mamba scan's input, or none.
+    #[config(default = "MambaConv::Depthwise")]
+    pub conv_kind: MambaConv,
+    /// A causal conv over Mamba's `[B | C]` too (Mamba-2).
+    #[config(default = false)]
+    pub conv_bc: bool,
     /// Mamba Δ rank (`None` = ceil(d_model/16)).
     #[config(default = "None")]
     pub dt_rank: Option<usize>,
@@ -77,6 +83,8 @@ impl LmConfig {
             .with_expand(self.expand)
             .with_d_conv(self.d_conv)
             .with_conv_dilation(self.conv_dilation)
+            .with_conv_kind(self.conv_kind)
+            .with_conv_bc(self.conv_bc)
             .with_dt_rank(self.dt_rank)
             .with_lti(self.lti)
     }

@@ -8,6 +8,16 @@ use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 use crate::fused::{
     BlockState, MambaBlockParams, ScanBackend, causal_conv_silu_dilated, gated_scan, mamba_block,
 };
+use burn::tensor::activation::silu;
+
+/// What runs between `in_proj` and the scan on the scan's input (`[model] conv_kind`).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum MambaConv {
+    /// A depthwise causal conv of kernel `d_conv`, then SiLU (Mamba's).
+    Depthwise,
+    /// SiLU only: the ablation with no conv.
+    None,
+}
 
 /// Configuration of one Mamba mixer.
 #[derive(Config, Debug)]
@@ -26,6 +36,13 @@ pub struct MambaConfig {
     /// Distance between the conv's taps (1: contiguous; `[model] conv_dilation`).
     #[config(default = 1)]
     pub conv_dilation: usize,
+    /// The conv on the scan's input, or none.
+    #[config(default = "MambaConv::Depthwise")]
+    pub conv_kind: MambaConv,
+    /// Also run a causal conv (kernel `d_conv`, same dilation) and SiLU over `[B | C]`, as
+    /// Mamba-2 does. Selective mixers only.
+    #[config(default = false)]
+    pub conv_bc: bool,
     /// Rank of the Δ projection; `None` means ceil(d_model / 16).
     #[config(default = "None")]
     pub dt_rank: Option<usize>,
@@ -90,12 +107,21 @@ impl MambaConfig {
             dt_proj.bias = Some(Param::from_tensor(self.dt_bias_init::<B>(di, device)));
             Selection::Selective(SelectiveProjections { x_proj, dt_proj })
         };
+        let depthwise = self.conv_kind == MambaConv::Depthwise;
+        let (bc_w, bc_b) = if self.conv_bc && !self.lti {
+            let (w, b) = (conv.init([2 * n, k], device), conv.init([2 * n], device));
+            (Some(w), Some(b))
+        } else {
+            (None, None)
+        };
         Mamba {
             in_proj: LinearConfig::new(self.d_model, 2 * di)
                 .with_bias(false)
                 .init(device),
-            conv_weight: conv.init([di, k], device),
-            conv_bias: conv.init([di], device),
+            conv_weight: depthwise.then(|| conv.init([di, k], device)),
+            conv_bias: depthwise.then(|| conv.init([di], device)),
+            bc_conv_weight: bc_w,
+            bc_conv_bias: bc_b,
             selection,
             a_log: Param::from_tensor(a_log),
             d: Initializer::Ones.init([di], device),
@@ -126,10 +152,15 @@ impl MambaConfig {
 pub struct Mamba<B: Backend> {
     /// `[d_model, 2·d_inner]`, no bias.
     pub in_proj: Linear<B>,
-    /// Depthwise conv weight `[d_inner, d_conv]` (PyTorch `[d_inner, 1, d_conv]`).
-    pub conv_weight: Param<Tensor<B, 2>>,
+    /// Depthwise conv weight `[d_inner, d_conv]` (PyTorch `[d_inner, 1, d_conv]`); `None`
+    /// for `conv_kind = "none"`.
+    pub conv_weight: Option<Param<Tensor<B, 2>>>,
     /// Conv bias `[d_inner]`.
-    pub conv_bias: Param<Tensor<B, 1>>,
+    pub conv_bias: Option<Param<Tensor<B, 1>>>,
+    /// The conv over `[B | C]` (`conv_bc`): weight `[2N, d_conv]`.
+    pub bc_conv_weight: Option<Param<Tensor<B, 2>>>,
+    /// Its bias `[2N]`.
+    pub bc_conv_bias: Option<Param<Tensor<B, 1>>>,
     /// Where Δ, B and C come from.
     pub selection: Selection<B>,
     /// `[d_inner, N]`; A = −exp(A_log).
@@ -179,6 +210,35 @@ impl<B: Backend> Mamba<B> {
         self.conv_dilation
     }
 
+    /// `d_inner`.
+    pub fn d_inner(&self) -> usize {
+        self.d_inner
+    }
+
+    /// The conv on the scan's input as `(weight [d_inner, K], bias [d_inner])`; for
+    /// `conv_kind = "none"` a kernel-1 identity (untracked constants), so that every path
+    /// computes `silu(x)` with the same op.
+    pub fn conv_or_identity(&self) -> (Tensor<B, 2>, Tensor<B, 1>) {
+        match (&self.conv_weight, &self.conv_bias) {
+            (Some(w), Some(b)) => (w.val(), b.val()),
+            _ => {
+                let device = self.a_log.device();
+                (
+                    Tensor::ones([self.d_inner, 1], &device),
+                    Tensor::zeros([self.d_inner], &device),
+                )
+            }
+        }
+    }
+
+    /// The `[B | C]` conv's weight `[2N, K]` and bias `[2N]`, when `conv_bc`.
+    pub fn bc_conv(&self) -> Option<(Tensor<B, 2>, Tensor<B, 1>)> {
+        match (&self.bc_conv_weight, &self.bc_conv_bias) {
+            (Some(w), Some(b)) => Some((w.val(), b.val())),
+            _ => None,
+        }
+    }
+
     /// The selective projections; `None` for the LTI ablation.
     pub fn selective(&self) -> Option<&SelectiveProjections<B>> {
         match &self.selection {
@@ -198,13 +258,13 @@ impl<B: ScanBackend> Mamba<B> {
         let w_in = self.in_proj.weight.val(); // [d_model, 2·d_inner]
         let xs = linear(x.clone(), w_in.clone().narrow(1, 0, di), None); // [batch, L, d_inner]
         let z = linear(x, w_in.narrow(1, di, di), None); // [batch, L, d_inner]
-        // silu(depthwise causal conv(xs)): [batch, L, d_inner]
-        let xs = causal_conv_silu_dilated(
-            xs,
-            self.conv_weight.val(),
-            self.conv_bias.val(),
-            self.conv_dilation,
-        );
+        // silu(depthwise causal conv(xs)), or silu(xs) without a conv: [batch, L, d_inner]
+        let xs = match (&self.conv_weight, &self.conv_bias) {
+            (Some(w), Some(b)) => {
+                causal_conv_silu_dilated(xs, w.val(), b.val(), self.conv_dilation)
+            }
+            _ => silu(xs),
+        };
         let (delta_raw, b, c) = match &self.selection {
             Selection::Selective(SelectiveProjections { x_proj, dt_proj }) => {
                 // x_proj likewise split by output columns: Δ (low rank), B, C.
@@ -212,6 +272,14 @@ impl<B: ScanBackend> Mamba<B> {
                 let dt = linear(xs.clone(), w.clone().narrow(1, 0, r), None); // [batch, L, dt_rank]
                 let b = linear(xs.clone(), w.clone().narrow(1, r, n), None); // [batch, L, N]
                 let c = linear(xs.clone(), w.narrow(1, r + n, n), None); // [batch, L, N]
+                let (b, c) = match self.bc_conv() {
+                    Some((w, bias)) => {
+                        let bc = Tensor::cat(vec![b, c], 2); // [batch, L, 2N]
+                        let bc = causal_conv_silu_dilated(bc, w, bias, self.conv_dilation);
+                        (bc.clone().narrow(2, 0, n), bc.narrow(2, n, n)) // [batch, L, N] each
+                    }
+                    None => (b, c),
+                };
                 (dt_proj.forward(dt), b, c) // Δ before softplus: [batch, L, d_inner]
             }
             Selection::Lti(lti) => {
@@ -298,14 +366,16 @@ impl<B: ScanBackend> MambaBlock<B> {
         if m.in_proj.bias.is_some() || x_proj.bias.is_some() || m.out_proj.bias.is_some() {
             return None;
         }
+        let (conv_w, conv_b) = m.conv_or_identity();
         Some(MambaBlockParams {
             state: BlockState::default(),
             norm: self.norm.gamma.val(),
             norm_eps: self.norm.epsilon,
             conv_dilation: m.conv_dilation,
             in_proj: m.in_proj.weight.val(),
-            conv_w: m.conv_weight.val(),
-            conv_b: m.conv_bias.val(),
+            conv_w,
+            conv_b,
+            conv_bc: m.bc_conv(),
             x_proj: x_proj.weight.val(),
             dt_w: dt_proj.weight.val(),
             dt_b: dt_proj.bias.as_ref()?.val(),

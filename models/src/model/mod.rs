@@ -7,7 +7,9 @@ pub mod mamba;
 pub use attention::{AttentionBlock, AttentionConfig, AttnBias, AttnSoftmax, Positional};
 pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use lm::{Block, Lm, LmConfig, pattern_attn_every};
-pub use mamba::{LtiParams, Mamba, MambaBlock, MambaConfig, Selection, SelectiveProjections};
+pub use mamba::{
+    LtiParams, Mamba, MambaBlock, MambaConfig, MambaConv, Selection, SelectiveProjections,
+};
 
 /// Defaults shared by the model configs and the run-config format (`[model]`), written once.
 pub mod defaults {
