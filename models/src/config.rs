@@ -148,8 +148,18 @@ pub enum AttnBiasKind {
 pub struct TrainSection {
     /// Optimiser steps.
     pub steps: u64,
-    /// Sequences per step.
+    /// Sequences per optimiser step over all devices, per accumulation micro-step (the step
+    /// sees `batch_size · grad_accum` sequences).
     pub batch_size: usize,
+    /// Micro-steps whose gradients are summed before each optimiser step: `batch_size = 8,
+    /// grad_accum = 2` trains as `batch_size = 16` with half the activation memory.
+    #[serde(default = "default_grad_accum", skip_serializing_if = "is_one")]
+    pub grad_accum: usize,
+    /// Data parallel over these devices (`["cuda:0", "cuda:1"]`; `["cpu", "cpu"]` runs two CPU
+    /// replicas): one model replica each, each taking an equal share of every batch, the
+    /// gradients summed with burn-collective's all-reduce. Empty: the one `backend`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<BackendChoice>,
     /// Peak learning rate.
     pub lr: f64,
     /// Linear warm-up steps before cosine decay.
@@ -225,7 +235,25 @@ fn default_state_noise() -> f64 {
     1.0
 }
 
+fn default_grad_accum() -> usize {
+    1
+}
+
 impl TrainSection {
+    /// The devices the run trains on: `devices`, or the one `backend`.
+    pub fn device_list(&self) -> Vec<BackendChoice> {
+        if self.devices.is_empty() {
+            vec![self.backend]
+        } else {
+            self.devices.clone()
+        }
+    }
+
+    /// The backend kind every device shares (`devices` are checked to agree).
+    pub fn device_kind(&self) -> BackendChoice {
+        self.device_list()[0]
+    }
+
     /// The optimizer settings a config gets when it names none (`labbook bench train`).
     pub fn defaults_for_bench() -> TrainSection {
         TrainSection {
@@ -241,6 +269,8 @@ impl TrainSection {
             eval_every: 0,
             checkpoint_every: None,
             seed: 0,
+            grad_accum: 1,
+            devices: Vec::new(),
             init_from: None,
             backend: default_backend(),
             state_init: StateInit::Zeros,

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod math;
 pub mod model;
 pub mod optim;
+mod parallel;
 pub mod prefetch;
 #[cfg(any(test, feature = "cuda", feature = "wgpu"))]
 mod scan_cubecl;

@@ -157,6 +157,31 @@ pub struct Batch {
     pub weights: Vec<f32>,
 }
 
+impl Batch {
+    /// The sequences `[from, from + n)` as a batch of their own.
+    pub fn rows(&self, from: usize, n: usize) -> Batch {
+        assert!(
+            from + n <= self.batch,
+            "rows {from}..{} of {}",
+            from + n,
+            self.batch
+        );
+        let span = from * self.len..(from + n) * self.len;
+        Batch {
+            batch: n,
+            len: self.len,
+            inputs: self.inputs[span.clone()].to_vec(),
+            targets: self.targets[span.clone()].to_vec(),
+            weights: self.weights[span].to_vec(),
+        }
+    }
+
+    /// The scored positions' total weight.
+    pub fn weight(&self) -> f64 {
+        self.weights.iter().map(|&w| w as f64).sum()
+    }
+}
+
 /// The bundled character corpus.
 #[derive(Debug, Clone)]
 pub struct CharCorpus {

@@ -19,7 +19,8 @@ use crate::data::Tokenizer;
 use crate::fused::{BlockState, ScanBackend};
 pub use crate::math::masked_loss;
 use crate::model::Lm;
-use crate::optim::{AdamWParams, HostAdamW, decay_selected};
+use crate::optim::{AdamWParams, HostAdamW};
+use crate::parallel::{self, Replicas};
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::{Batch, Rng, Task};
 
@@ -128,16 +129,26 @@ pub fn train(
     obs: &mut dyn TrainObserver,
 ) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
-    cfg.train.backend.check_available()?;
-    match cfg.train.backend {
-        BackendChoice::Cpu => train_with::<CpuTrainBackend>(cfg, opts, obs, &Default::default()),
+    let devices = cfg.train.device_list();
+    for d in &devices {
+        d.check_available()?;
+    }
+    match cfg.train.device_kind() {
+        BackendChoice::Cpu => {
+            let cpus = vec![Default::default(); devices.len()];
+            train_on::<CpuTrainBackend>(cfg, opts, obs, &cpus)
+        }
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(index) => train_with::<burn::backend::Autodiff<burn::backend::Cuda>>(
-            cfg,
-            opts,
-            obs,
-            &burn::backend::cuda::CudaDevice { index },
-        ),
+        BackendChoice::Cuda(_) => {
+            let gpus: Vec<_> = devices
+                .iter()
+                .map(|d| match d {
+                    BackendChoice::Cuda(index) => burn::backend::cuda::CudaDevice { index: *index },
+                    BackendChoice::Cpu => unreachable!("devices are checked to be of one kind"),
+                })
+                .collect();
+            train_on::<burn::backend::Autodiff<burn::backend::Cuda>>(cfg, opts, obs, &gpus)
+        }
         #[cfg(not(feature = "cuda"))]
         other @ BackendChoice::Cuda(_) => {
             Err(BackendError::CudaNotCompiled(other.to_string()).into())
@@ -204,7 +215,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_> {
 }
 
 /// Global L2 norm of all gradients; rescales them to `max_norm` when above it (0 = no clip).
-fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub(crate) fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
     max_norm: f64,
@@ -295,7 +306,8 @@ fn update_best(best: &mut Vec<(String, f64)>, metrics: &[(String, f64)]) {
     }
 }
 
-/// Trains on an explicit autodiff backend and device (what [`train`] dispatches to).
+/// Trains on an explicit autodiff backend and device: one replica per entry of
+/// `[train] devices`, all on `device` (two CPU replicas for `devices = ["cpu", "cpu"]`).
 pub fn train_with<B>(
     cfg: &RunConfig,
     opts: TrainOptions,
@@ -306,7 +318,24 @@ where
     B: AutodiffBackend + ScanBackend,
     B::InnerBackend: ScanBackend,
 {
+    let devices = vec![device.clone(); cfg.train.device_list().len()];
+    train_on::<B>(cfg, opts, obs, &devices)
+}
+
+/// Trains with one model replica per device (what [`train`] dispatches to); replica 0, on
+/// `devices[0]`, is evaluated and checkpointed.
+pub fn train_on<B>(
+    cfg: &RunConfig,
+    opts: TrainOptions,
+    obs: &mut dyn TrainObserver,
+    devices: &[B::Device],
+) -> Result<TrainSummary, TrainError>
+where
+    B: AutodiffBackend + ScanBackend,
+    B::InnerBackend: ScanBackend,
+{
     cfg.validate()?;
+    let device = &devices[0];
     crate::alloc::keep_freed_memory();
     let started = Instant::now();
     let t = &cfg.train;
@@ -371,70 +400,87 @@ where
         task.clone(),
         BatchSpec {
             seed: t.seed,
-            batch: t.batch_size,
+            batch: t.batch_size * t.grad_accum,
             len: cfg.task.seq_len,
             every_position: false,
         },
         start + 1,
         t.steps.max(start + 1),
     );
-    while step < t.steps {
-        if opts.cancel.load(Ordering::Relaxed) {
-            cancelled = true;
-            break;
-        }
-        step += 1;
-        let t0 = Instant::now();
-        let batch = batches.next_batch();
-        let (x, y, w) = tensors::<B>(&batch, device);
-        let states = scan_states.for_step(step);
-        let (loss, correct) = model.loss_from(x, y, w, &states);
-        scan_states.keep_last(&states);
-        let loss_v = scalar(loss.clone());
-        if !loss_v.is_finite() {
-            return Err(TrainError::NonFinite { step, loss: loss_v });
-        }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let grad_norm = clip_grad_norm(&model, &mut grads, t.grad_clip);
-        let lr = lr_at(step, t.steps, t.warmup_steps, t.lr);
-        model = decay_selected(model, 1.0 - lr * t.weight_decay, &t.no_weight_decay);
-        model = optim.step(lr, model, grads);
-        let scored: f64 = batch.weights.iter().map(|&v| v as f64).sum();
-        let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        last_step = vec![
-            ("loss".to_string(), loss_v),
-            ("accuracy".to_string(), scalar(correct) / scored.max(1.0)),
-            ("lr".to_string(), lr),
-            ("grad_norm".to_string(), grad_norm),
-            (
-                "tokens_per_s".to_string(),
-                (batch.batch * batch.len) as f64 / secs,
-            ),
-        ];
-        if char_lm {
-            last_step.push(("bits_per_char".to_string(), loss_v / std::f64::consts::LN_2));
-        }
-        obs.on_step(step, t.steps, &last_step);
-        if (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps {
-            last_eval = evaluate(&model.valid(), cfg, &task, device);
-            update_best(&mut best, &last_eval);
-            obs.on_eval(step, &last_eval);
-        }
-        let due = match t.checkpoint_every {
-            Some(0) => false,
-            Some(n) => step.is_multiple_of(n),
-            None => last_checkpoint.elapsed() >= AUTO_CHECKPOINT_EVERY,
+    if devices.len() > 1 {
+        // Parameters are drawn lazily, on first use: a forward draws them in the order one
+        // device's first step would, before the replicas copy them.
+        let one = Batch {
+            batch: 1,
+            len: 1,
+            inputs: vec![0],
+            targets: vec![0],
+            weights: vec![1.0],
         };
-        if let Some(dir) = &opts.checkpoint_dir
-            && due
-            && step != t.steps
-        {
-            save_checkpoint(dir, &model, &optim, step, cfg, &task)?;
-            last_checkpoint = Instant::now();
-            checkpoint = Some(dir.clone());
-            obs.on_checkpoint(step, dir);
-        }
+        let (x, y, w) = tensors::<B>(&one, device);
+        drop(model.loss_from(x, y, w, &[]));
     }
+    let _exclusive = (devices.len() > 1).then(parallel::exclusive);
+    let outcome = std::thread::scope(|scope| -> Result<Lm<B>, TrainError> {
+        // Moved in and handed back, so each step can take the model by value.
+        let mut model = model;
+        let replicas = Replicas::start(scope, &model, &optim, devices, cfg);
+        while step < t.steps {
+            if opts.cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            step += 1;
+            let t0 = Instant::now();
+            let batch = batches.next_batch();
+            let states = scan_states.for_step(step);
+            let lr = lr_at(step, t.steps, t.warmup_steps, t.lr);
+            let (next, loss_v, correct, grad_norm) =
+                replicas.step(model, &mut optim, &batch, &states, lr, device);
+            model = next;
+            scan_states.keep_last(&states);
+            if !loss_v.is_finite() {
+                return Err(TrainError::NonFinite { step, loss: loss_v });
+            }
+            let scored = batch.weight();
+            let secs = t0.elapsed().as_secs_f64().max(1e-9);
+            last_step = vec![
+                ("loss".to_string(), loss_v),
+                ("accuracy".to_string(), correct / scored.max(1.0)),
+                ("lr".to_string(), lr),
+                ("grad_norm".to_string(), grad_norm),
+                (
+                    "tokens_per_s".to_string(),
+                    (batch.batch * batch.len) as f64 / secs,
+                ),
+            ];
+            if char_lm {
+                last_step.push(("bits_per_char".to_string(), loss_v / std::f64::consts::LN_2));
+            }
+            obs.on_step(step, t.steps, &last_step);
+            if (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps {
+                last_eval = evaluate(&model.valid(), cfg, &task, device);
+                update_best(&mut best, &last_eval);
+                obs.on_eval(step, &last_eval);
+            }
+            let due = match t.checkpoint_every {
+                Some(0) => false,
+                Some(n) => step.is_multiple_of(n),
+                None => last_checkpoint.elapsed() >= AUTO_CHECKPOINT_EVERY,
+            };
+            if let Some(dir) = &opts.checkpoint_dir
+                && due
+                && step != t.steps
+            {
+                save_checkpoint(dir, &model, &optim, step, cfg, &task)?;
+                last_checkpoint = Instant::now();
+                checkpoint = Some(dir.clone());
+                obs.on_checkpoint(step, dir);
+            }
+        }
+        Ok(model)
+    });
+    let model = outcome?;
     if let Some(dir) = &opts.checkpoint_dir
         && step > start
     {

@@ -251,6 +251,52 @@ impl RunConfig {
                 "must be a positive number",
             ));
         }
+        positive("train.grad_accum", r.grad_accum)?;
+        let devices = r.device_list();
+        if devices.iter().any(|d| {
+            matches!(d, BackendChoice::Cpu) != matches!(r.device_kind(), BackendChoice::Cpu)
+        }) {
+            return Err(ConfigError::key(
+                "train.devices",
+                "mixes cpu and cuda devices; list devices of one kind",
+            ));
+        }
+        if !r.devices.is_empty()
+            && r.backend != BackendChoice::Cpu
+            && matches!(r.device_kind(), BackendChoice::Cpu)
+        {
+            return Err(ConfigError::key(
+                "train.devices",
+                format!(
+                    "are cpu devices but backend = \"{}\"; drop one of the two",
+                    r.backend
+                ),
+            ));
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if matches!(d, BackendChoice::Cuda(_)) && devices[..i].contains(d) {
+                return Err(ConfigError::key(
+                    "train.devices",
+                    format!("lists {d} twice; each GPU holds one replica"),
+                ));
+            }
+        }
+        if !r.batch_size.is_multiple_of(devices.len()) {
+            return Err(ConfigError::key(
+                "train.batch_size",
+                format!(
+                    "{} sequences do not split evenly over {} devices",
+                    r.batch_size,
+                    devices.len()
+                ),
+            ));
+        }
+        if r.state_init != StateInit::Zeros && (devices.len() > 1 || r.grad_accum > 1) {
+            return Err(ConfigError::key(
+                "train.state_init",
+                "runs on one device without grad_accum (the states follow whole batches)",
+            ));
+        }
         if r.state_init != StateInit::Zeros {
             if m.kind == ModelKind::MambaLti || !self.layer_pattern().contains('M') {
                 return Err(ConfigError::key(
@@ -258,7 +304,7 @@ impl RunConfig {
                     "needs a selective Mamba layer (kind mamba or hybrid)",
                 ));
             }
-            if r.backend != BackendChoice::Cpu {
+            if r.device_kind() != BackendChoice::Cpu {
                 return Err(ConfigError::key(
                     "train.state_init",
                     "is implemented in the fused CPU block only; use backend = \"cpu\"",

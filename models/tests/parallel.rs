@@ -1,0 +1,122 @@
+//! `[train] devices` and `grad_accum`: the same global batch split over two CPU replicas
+//! (gradients summed with burn-collective's all-reduce), or over two accumulation
+//! micro-steps, follows the single-device loss curve.
+use std::sync::atomic::AtomicBool;
+
+use labbook_models::{RunConfig, TrainObserver, TrainOptions, train};
+
+/// Each step's loss and gradient norm (Adam's update hardly changes when every gradient is
+/// scaled alike, so the norm is what shows a gradient summed or weighted wrongly).
+#[derive(Default)]
+struct Losses(Vec<f64>);
+
+impl TrainObserver for Losses {
+    fn on_step(&mut self, _step: u64, _total: u64, metrics: &[(String, f64)]) {
+        for key in ["loss", "grad_norm"] {
+            self.0
+                .push(metrics.iter().find(|(k, _)| k == key).expect(key).1);
+        }
+    }
+    fn on_eval(&mut self, _step: u64, _metrics: &[(String, f64)]) {}
+}
+
+const BASE: &str = r#"
+[model]
+kind = "hybrid"
+pattern = "MA"
+d_model = 16
+n_layers = 2
+d_state = 4
+n_heads = 2
+positional = "rope"
+
+[task]
+kind = "induction-heads"
+vocab_size = 16
+seq_len = 32
+eval_seq_lens = [32]
+eval_samples = 8
+
+[train]
+steps = 20
+lr = 3e-3
+warmup_steps = 2
+seed = 3
+"#;
+
+fn losses(extra: &str) -> Vec<f64> {
+    let cfg = RunConfig::parse(&format!("{BASE}{extra}"), "parallel.toml").unwrap();
+    let cancel = AtomicBool::new(false);
+    let opts = TrainOptions {
+        checkpoint_dir: None,
+        cancel: &cancel,
+        resume_from: None,
+    };
+    let mut obs = Losses::default();
+    train(&cfg, opts, &mut obs).unwrap_or_else(|e| panic!("{extra}: {e}"));
+    assert_eq!(obs.0.len(), 40, "{extra}");
+    obs.0
+}
+
+/// The largest relative difference between two curves.
+fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-12))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn two_cpu_devices_and_grad_accum_follow_the_single_device_curve() {
+    let one = losses("batch_size = 8\n");
+    // The curve must move, or matching it would prove nothing.
+    assert!(one[38] < one[0] - 0.05, "loss did not fall: {one:?}");
+    let two_devices = losses("batch_size = 8\ndevices = [\"cpu\", \"cpu\"]\n");
+    let e = max_rel_diff(&two_devices, &one);
+    assert!(
+        e < 1e-3,
+        "two devices: rel diff {e}\n{two_devices:?}\n{one:?}"
+    );
+    let accum = losses("batch_size = 4\ngrad_accum = 2\n");
+    let e = max_rel_diff(&accum, &one);
+    assert!(e < 1e-3, "grad_accum 2: rel diff {e}\n{accum:?}\n{one:?}");
+    let both = losses("batch_size = 4\ngrad_accum = 2\ndevices = [\"cpu\", \"cpu\"]\n");
+    let e = max_rel_diff(&both, &one);
+    assert!(e < 1e-3, "both: rel diff {e}\n{both:?}\n{one:?}");
+    // A different global batch does not follow it: the comparison can tell.
+    let half = losses("batch_size = 4\n");
+    assert!(max_rel_diff(&half, &one) > 1e-3, "batch 4 matched batch 8");
+}
+
+#[test]
+fn device_settings_that_cannot_work_are_refused_by_key() {
+    for (extra, key, says) in [
+        (
+            "batch_size = 6\ndevices = [\"cpu\", \"cpu\", \"cpu\", \"cpu\"]\n",
+            "train.batch_size",
+            "4 devices",
+        ),
+        (
+            "batch_size = 8\ndevices = [\"cpu\", \"cuda:1\"]\n",
+            "train.devices",
+            "mixes",
+        ),
+        (
+            "batch_size = 8\ndevices = [\"cuda:0\", \"cuda:0\"]\n",
+            "train.devices",
+            "twice",
+        ),
+        (
+            "batch_size = 8\ngrad_accum = 0\n",
+            "train.grad_accum",
+            "at least 1",
+        ),
+        ("batch_size = 8\ndevices = [\"gpu0\"]\n", "gpu0", "cuda:N"),
+    ] {
+        let err = RunConfig::parse(&format!("{BASE}{extra}"), "parallel.toml")
+            .and_then(|c| c.validate().map(|_| c))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(says), "{extra}: {err}");
+    }
+}
