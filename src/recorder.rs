@@ -193,10 +193,31 @@ pub fn data_description(task: &labbook_models::tasks::TaskSection) -> Option<Str
 }
 
 /// GPU `index` as `nvidia-smi` describes it: name, memory, driver and CUDA versions.
+/// The run's devices in words: `cpu (ndarray)`, `2 × cpu (ndarray)`, `cuda:0, cuda:1`.
+pub fn device_summary(devices: &[labbook_models::backend::BackendChoice]) -> String {
+    use labbook_models::backend::{BackendChoice, CPU_BACKEND_NAME};
+    match devices {
+        [BackendChoice::Cpu] => format!("cpu ({CPU_BACKEND_NAME})"),
+        [BackendChoice::Cpu, ..] => format!("{} × cpu ({CPU_BACKEND_NAME})", devices.len()),
+        _ => devices
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `nvidia-smi`'s name, memory and driver of CUDA device `index` as this process numbers it:
+/// under `CUDA_VISIBLE_DEVICES` (a runner's job) device 0 is the first GPU listed there,
+/// while `nvidia-smi` counts every GPU of the machine.
 pub fn gpu_description(index: usize) -> Option<String> {
+    let physical = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').nth(index)?.trim().to_string(),
+        _ => index.to_string(),
+    };
     let query = std::process::Command::new("nvidia-smi")
         .args([
-            &format!("--id={index}"),
+            &format!("--id={physical}"),
             "--query-gpu=name,memory.total,driver_version",
             "--format=csv,noheader",
         ])
@@ -296,19 +317,25 @@ pub fn new_run(
         git_commit: provenance.git_commit.clone(),
         git_diff: provenance.git_diff.clone(),
         seed: Some(cfg.train.seed as i64),
-        backend: Some(cfg.train.backend.to_string()),
-        device: Some(match cfg.train.backend {
-            labbook_models::backend::BackendChoice::Cpu => {
-                format!("cpu ({})", labbook_models::backend::CPU_BACKEND_NAME)
-            }
-            other => other.to_string(),
-        }),
+        backend: Some(cfg.train.device_kind().to_string()),
+        device: Some(device_summary(&cfg.train.device_list())),
         host: provenance.host.clone(),
         steps_total: Some(cfg.train.steps as i64),
         sweep: sweep.map(str::to_string),
         environment: provenance.environment.clone().map(|mut e| {
-            if let labbook_models::backend::BackendChoice::Cuda(i) = cfg.train.backend {
-                e.gpu = gpu_description(i);
+            let gpus: Vec<String> = cfg
+                .train
+                .device_list()
+                .iter()
+                .filter_map(|d| match d {
+                    labbook_models::backend::BackendChoice::Cuda(i) => {
+                        gpu_description(*i).map(|g| format!("{d}: {g}"))
+                    }
+                    labbook_models::backend::BackendChoice::Cpu => None,
+                })
+                .collect();
+            if !gpus.is_empty() {
+                e.gpu = Some(gpus.join("; "));
             }
             e.data = data_description(&cfg.task);
             e

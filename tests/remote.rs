@@ -927,6 +927,7 @@ fn a_request_whose_filing_was_not_confirmed_is_settled_by_sync() {
         experiment: None,
         experiment_issue: None,
         requester: "alice".into(),
+        gpus: None,
     };
     let (title, body) = labbook::remote::request::request_issue(&req);
     let n = w
@@ -1597,4 +1598,91 @@ fn a_comment_flood_does_not_make_renewals_read_every_comment() {
         renewals.iter().all(|l| l.len() == 1),
         "renewals read the old flood: {renewals:?}"
     );
+}
+
+/// `runner --gpus 0,1` (parallel defaults to 2): two 1-GPU jobs run at once with distinct
+/// `CUDA_VISIBLE_DEVICES`; a job asking for 2 GPUs (implied by its config's `devices`)
+/// waits until both are free, then sees both and its devices renumbered from `cuda:0`. The
+/// job is a script that prints what it was given.
+#[test]
+fn gpus_are_handed_out_per_job_and_a_two_gpu_job_waits_for_two() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = world();
+    let script = w.dir.path().join("print-env.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"visible=[$CUDA_VISIBLE_DEVICES]\"\ngrep -E '^(backend|devices)' \"$6\"\n\
+         echo \"start=$(date +%s.%N)\"\nsleep 2\necho \"end=$(date +%s.%N)\"\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = w.request("alice", ALICE_TOKEN, &["--backend", "cuda"]);
+    let b = w.request("alice", ALICE_TOKEN, &["--backend", "cuda:1"]);
+    let c = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "--backend",
+            "cuda",
+            "--set",
+            "train.devices=[\"cuda:2\", \"cuda:3\"]",
+        ],
+    );
+    let runner = w
+        .runner_cmd_config(
+            "gpu-1",
+            &format!("build = [\"true\"]\nbin = \"{}\"\n", script.display()),
+            &["--backend", "cuda", "--gpus", "0,1", "--once"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut runner = Reap(Some(runner));
+    // The two-GPU job's status comment names its GPUs while it runs.
+    wait_for("the 2-GPU job's status", Duration::from_secs(60), || {
+        w.comments(c)
+            .iter()
+            .any(|b| b.contains("on GPUs 0,1 (CUDA_VISIBLE_DEVICES)"))
+    });
+    let mut r = runner.0.take().unwrap();
+    wait_for("the runner to finish", Duration::from_secs(60), || {
+        r.try_wait().unwrap().is_some()
+    });
+    let out = r.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let field = |comment: &str, key: &str| -> String {
+        let at = comment.find(&format!("{key}=")).unwrap_or_else(|| {
+            panic!("no {key}= in {comment}");
+        }) + key.len()
+            + 1;
+        comment[at..].split_whitespace().next().unwrap().to_string()
+    };
+    let time = |comment: &str, key: &str| field(comment, key).parse::<f64>().unwrap();
+    let (ca, cb, cc) = (
+        w.results_comment(a),
+        w.results_comment(b),
+        w.results_comment(c),
+    );
+    let (va, vb) = (field(&ca, "visible"), field(&cb, "visible"));
+    let mut singles = [va.clone(), vb.clone()];
+    singles.sort();
+    assert_eq!(singles, ["[0]", "[1]"], "{ca}\n{cb}");
+    // Concurrent: each started before the other ended.
+    assert!(
+        time(&ca, "start") < time(&cb, "end") && time(&cb, "start") < time(&ca, "end"),
+        "the 1-GPU jobs did not overlap:\n{ca}\n{cb}"
+    );
+    assert_eq!(field(&cc, "visible"), "[0,1]", "{cc}");
+    let both_done = time(&ca, "end").max(time(&cb, "end"));
+    assert!(
+        time(&cc, "start") >= both_done,
+        "the 2-GPU job started before 2 GPUs were free:\n{cc}"
+    );
+    // Renumbered: the job's config names the GPUs as the job sees them.
+    assert!(
+        cc.contains(r#"devices = ["cuda:0", "cuda:1"]"#) && cc.contains(r#"backend = "cuda:0""#),
+        "{cc}"
+    );
+    assert!(cb.contains(r#"backend = "cuda:0""#), "{cb}");
 }

@@ -43,6 +43,10 @@ pub struct Args {
     /// Backend for a remote run (`cpu`, `cuda`, `cuda:N`); default: the config's.
     #[arg(long, requires = "remote", value_name = "BACKEND")]
     backend: Option<String>,
+    /// GPUs a remote CUDA run needs (default: the config's `devices`, or 1); the runner
+    /// hands it that many with `CUDA_VISIBLE_DEVICES`.
+    #[arg(long, requires = "remote", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    gpus: Option<u32>,
 }
 
 /// `labbook run-worker R-n`: trains a queued run in this process (what `--detach` starts).
@@ -226,7 +230,7 @@ fn create(
     // Everything that can be wrong with the request is checked before any row is written.
     let cfg = load_config_with(config_file, &a.sets, &[], warn)?;
     cfg.validate()?;
-    cfg.train.backend.check_available()?;
+    check_devices(&cfg)?;
     check_data(&cfg)?;
     let mut store = env.open()?;
     if let Some(e) = a.experiment {
@@ -244,6 +248,14 @@ fn create(
     Ok((store, run, cfg))
 }
 
+/// Every device of the run is one this binary can drive.
+fn check_devices(cfg: &RunConfig) -> Result<()> {
+    for d in cfg.train.device_list() {
+        d.check_available()?;
+    }
+    Ok(())
+}
+
 /// `labbook run CONFIG --remote`: checks everything, then files the request (see
 /// `labbook::remote::request_run`); nothing is written when it refuses.
 fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
@@ -257,6 +269,18 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
         cfg.set("train.backend", b)?;
     }
     cfg.validate()?;
+    if let Some(n) = a.gpus {
+        let t = &cfg.train;
+        if t.device_kind() == labbook_models::BackendChoice::Cpu {
+            anyhow::bail!("--gpus {n}: this run's backend is cpu; add `--backend cuda`");
+        }
+        if !t.devices.is_empty() && t.devices.len() != n as usize {
+            anyhow::bail!(
+                "--gpus {n}, but the config's train.devices lists {} devices",
+                t.devices.len()
+            );
+        }
+    }
     let token = labbook::github::Token::discover()?;
     let mut store = env.open()?;
     let (run, issue) = labbook::remote::request_run(
@@ -268,6 +292,7 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
             config_path: Some(config_file),
             experiment: a.experiment,
             workdir: std::env::current_dir()?,
+            gpus: a.gpus,
         },
     )?;
     if env.json {
@@ -278,7 +303,8 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
     println!("{run}");
     eprintln!(
         "{run}: queued-remote as request #{issue} in {} (backend {}); `labbook sync` brings the results back",
-        gh.repo, cfg.train.backend
+        gh.repo,
+        cfg.train.device_kind()
     );
     Ok(())
 }
@@ -337,7 +363,7 @@ fn prepare_resume(env: &Env, run: RunId) -> Result<(labbook::Store, RunConfig)> 
     let mut store = env.open()?;
     let r = store.get_run(run)?;
     let cfg = RunConfig::parse(&r.config, &format!("{run} config snapshot"))?;
-    cfg.train.backend.check_available()?;
+    check_devices(&cfg)?;
     let dir = recorder::run_dir(&env.db_path, run);
     if !recorder::has_checkpoint(&dir) {
         anyhow::bail!(
@@ -375,7 +401,7 @@ fn foreground(
             cfg.model.d_model,
             cfg.task.kind,
             cfg.train.steps,
-            cfg.train.backend
+            labbook::recorder::device_summary(&cfg.train.device_list())
         );
     }
     let bar = if env.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -609,7 +635,7 @@ fn sweep(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Resu
     let mut cfgs = Vec::new();
     for combo in grid(&axes) {
         let cfg = load_config_with(config_file, &a.sets, &combo, warn)?;
-        cfg.train.backend.check_available()?;
+        check_devices(&cfg)?;
         check_data(&cfg)?;
         cfgs.push((combo, cfg));
     }

@@ -22,9 +22,14 @@ pub struct Args {
     /// The backend this machine offers: `cuda` takes CUDA and CPU requests, `cpu` only CPU.
     #[arg(long, default_value = "cpu", value_name = "BACKEND")]
     backend: String,
-    /// At most this many runs at once.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    parallel: u32,
+    /// The GPUs this runner hands out, e.g. `0,1,2,3`: each CUDA job gets the number it
+    /// asks for (`run --remote --gpus N`, default 1) as `CUDA_VISIBLE_DEVICES`, its config's
+    /// devices renumbered to match, and waits while they are busy.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    gpus: Vec<usize>,
+    /// At most this many runs at once (default: the number of `--gpus`, else 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: Option<u32>,
     /// How often to look for new requests, e.g. `60s`, `5m`.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     poll: String,
@@ -46,14 +51,25 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
             anyhow::bail!("which repo? pass `--repo owner/name` or set `[github] repo`")
         }
     };
-    let backend = a
+    let backend: labbook_models::BackendChoice = a
         .backend
         .parse()
         .map_err(|e| anyhow::anyhow!("--backend: {e}"))?;
+    if !a.gpus.is_empty() && backend == labbook_models::BackendChoice::Cpu {
+        anyhow::bail!("--gpus hands out GPUs to CUDA jobs; add `--backend cuda`");
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = a.gpus.iter().find(|g| !seen.insert(**g)) {
+        anyhow::bail!("--gpus lists GPU {dup} twice");
+    }
     let opts = RunnerOptions {
         workdir: std::path::absolute(&a.workdir)?,
         backend,
-        parallel: a.parallel as usize,
+        parallel: a
+            .parallel
+            .map(|p| p as usize)
+            .unwrap_or(a.gpus.len().max(1)),
+        gpus: a.gpus.clone(),
         poll: parse_duration(&a.poll).context("--poll")?,
         once: a.once,
         allow: rc.allow.clone(),
@@ -102,10 +118,15 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
     let token = Token::discover()?;
     if !env.json {
         println!(
-            "runner {} on {} (backend {}, {} at a time, allow: {}); workdir {}",
+            "runner {} on {} (backend {}{}, {} at a time, allow: {}); workdir {}",
             opts.name,
             gh.repo,
             opts.backend,
+            if opts.gpus.is_empty() {
+                String::new()
+            } else {
+                format!(", GPUs {:?}", opts.gpus)
+            },
             opts.parallel,
             opts.allow.join(", "),
             opts.workdir.display()

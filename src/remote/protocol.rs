@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use labbook_models::backend::BackendChoice;
 use serde::{Deserialize, Serialize};
 
 /// Label of run-request issues.
@@ -67,6 +68,20 @@ pub struct RunRequest {
     pub experiment: Option<String>,
     pub experiment_issue: Option<u64>,
     pub requester: String,
+    /// GPUs the job needs (`run --remote --gpus N`, or the config's `devices`); absent: 1
+    /// for a CUDA request, none for a CPU one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+}
+
+impl RunRequest {
+    /// The GPUs a runner hands this job: none for a CPU request.
+    pub fn gpus_needed(&self) -> usize {
+        match self.backend.parse::<BackendChoice>() {
+            Ok(BackendChoice::Cuda(_)) => self.gpus.unwrap_or(1).max(1) as usize,
+            _ => 0,
+        }
+    }
 }
 
 /// State of a claim comment.

@@ -1,5 +1,6 @@
 //! The requester's side: `labbook run --remote` files a run-request issue, and
 //! `labbook sync` imports the results of finished requests into the notebook.
+use labbook_models::backend::BackendChoice;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,8 @@ pub struct RemoteRequest<'a> {
     pub experiment: Option<ItemId>,
     /// The git checkout whose HEAD is to be run.
     pub workdir: PathBuf,
+    /// GPUs the job needs (`--gpus`); `None`: the config's CUDA `devices`, or 1.
+    pub gpus: Option<u32>,
 }
 
 /// Stored in the run's `remote` column.
@@ -111,7 +114,10 @@ pub fn request_run(
             &provenance,
             None,
         );
-        new.device = Some(format!("remote {}", req.config.train.backend));
+        new.device = Some(format!(
+            "remote {}",
+            crate::recorder::device_summary(&req.config.train.device_list())
+        ));
         let mut remote = RemoteRef {
             repo: repo.clone(),
             issue: None,
@@ -123,12 +129,17 @@ pub fn request_run(
             id: remote.request.clone(),
             run: run.to_string(),
             commit: commit.clone(),
-            backend: req.config.train.backend.to_string(),
+            backend: req.config.train.device_kind().to_string(),
             config: req.config.to_toml_string(),
             config_path: req.config_path.map(|p| p.display().to_string()),
             experiment: req.experiment.map(|e| e.to_string()),
             experiment_issue,
             requester: store.author().to_string(),
+            gpus: req.gpus.or_else(|| {
+                let t = &req.config.train;
+                (matches!(t.device_kind(), BackendChoice::Cuda(_)) && !t.devices.is_empty())
+                    .then_some(t.devices.len() as u32)
+            }),
         };
         match file_issue(&mut client, &repo, &request).await {
             Ok(Filed::Issue(n)) => {

@@ -67,6 +67,7 @@ pub(super) async fn consider(
     gh: &GithubConfig,
     opts: &RunnerOptions,
     issue: &Issue,
+    free_gpus: Option<usize>,
     report: &mut RunnerReport,
 ) -> Result<Option<Won>> {
     let repo = gh.repo.as_str();
@@ -111,6 +112,19 @@ pub(super) async fn consider(
     }
     if !accepts(opts.backend, &request.backend) {
         return Ok(None);
+    }
+    if let Some(free) = free_gpus {
+        let need = request.gpus_needed();
+        if need > opts.gpus.len() {
+            (opts.events)(&format!(
+                "#{n}: asks for {need} GPUs, this runner hands out {}; left for another",
+                opts.gpus.len()
+            ));
+            return Ok(None);
+        }
+        if need > free {
+            return Ok(None); // waits until enough GPUs are free
+        }
     }
     if winning_claim(comments, listed.now).is_some() {
         return Ok(None); // someone holds it
@@ -199,6 +213,7 @@ pub(super) async fn consider(
             sent,
             claimed_at,
             skew,
+            gpus: Vec::new(),
         })),
         false => {
             claim.state = ClaimState::Withdrawn;

@@ -126,17 +126,18 @@ pub(super) async fn run_job(
         }));
         let kill = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (shared, kill, opts, req) = (
+            let (shared, kill, opts, req, gpus) = (
                 shared.clone(),
                 kill.clone(),
                 opts.clone(),
                 w.request.clone(),
+                w.gpus.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("job #{n}"))
                 .spawn(move || {
                     let work = guarded(
-                        || work(&opts, &req, n, &shared, &kill),
+                        || work(&opts, &req, (n, &gpus), &shared, &kill),
                         |why| Work {
                             results: failed_results(&opts, &req, started, why),
                             log_tail: None,
@@ -208,6 +209,10 @@ pub(super) async fn run_job(
                 let status = tokio::task::spawn_blocking(move || status_line(&probe_of))
                     .await
                     .unwrap_or_else(|_| "training".into());
+                let status = match held_gpus(&w.gpus) {
+                    Some(g) => format!("{g} — {status}"),
+                    None => status,
+                };
                 let budget = lease_ends.saturating_duration_since(Instant::now() + margin);
                 match renew(
                     &mut client,
@@ -410,11 +415,56 @@ pub(super) fn failed_results(
     }
 }
 
-/// The blocking part of a job: fetch, check out, build, train, collect.
+/// "on GPUs 2,3 (CUDA_VISIBLE_DEVICES)" for the status comment of a job holding GPUs.
+pub(super) fn held_gpus(gpus: &[usize]) -> Option<String> {
+    if gpus.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = gpus.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "on GPU{} {} (CUDA_VISIBLE_DEVICES)",
+        if gpus.len() > 1 { "s" } else { "" },
+        list.join(",")
+    ))
+}
+
+/// The request's config for a job that sees only its own `n` GPUs (`CUDA_VISIBLE_DEVICES`
+/// renumbers them from 0): a CUDA `train.backend` becomes `cuda:0` and `train.devices`
+/// `["cuda:0", …, "cuda:{n−1}"]`. Edited as TOML, not parsed as a run config, so keys of a
+/// newer labbook pass through untouched.
+pub(super) fn renumbered(config: &str, n: usize) -> std::result::Result<String, String> {
+    let mut root: toml::Table = config
+        .parse()
+        .map_err(|e| format!("the request's config is not TOML: {e}"))?;
+    let Some(train) = root.get_mut("train").and_then(|t| t.as_table_mut()) else {
+        return Ok(config.to_string());
+    };
+    if train
+        .get("backend")
+        .and_then(|b| b.as_str())
+        .is_some_and(|b| b.starts_with("cuda"))
+    {
+        train.insert("backend".into(), "cuda:0".into());
+    }
+    if let Some(devices) = train.get("devices").and_then(|d| d.as_array()) {
+        if devices.len() != n {
+            return Err(format!(
+                "train.devices lists {} devices, the job was given {n} GPUs",
+                devices.len()
+            ));
+        }
+        let ids = (0..n).map(|i| toml::Value::from(format!("cuda:{i}")));
+        train.insert("devices".into(), toml::Value::Array(ids.collect()));
+    }
+    Ok(root.to_string())
+}
+
+/// The blocking part of a job: fetch, check out, build, train, collect. `gpus` are the
+/// GPUs it holds (machine numbering), empty without `--gpus`.
 pub(super) fn work(
     opts: &RunnerOptions,
     req: &RunRequest,
-    n: u64,
+    (n, gpus): (u64, &[usize]),
     shared: &Mutex<Shared>,
     kill: &AtomicBool,
 ) -> Work {
@@ -479,9 +529,29 @@ pub(super) fn work(
         }
     };
     let config = job.join("config.toml");
-    if let Err(e) = std::fs::write(&config, &req.config) {
+    let config_text = if gpus.is_empty() {
+        req.config.clone()
+    } else {
+        match renumbered(&req.config, gpus.len()) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        }
+    };
+    if let Err(e) = std::fs::write(&config, config_text) {
         return fail(format!("cannot write {}: {e}", config.display()));
     }
+    // With `--gpus`, a job sees only the GPUs it holds (none for a CPU job).
+    let visible: String = gpus
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let visible_env = [("CUDA_VISIBLE_DEVICES", Path::new(&visible))];
+    let job_env: &[(&str, &Path)] = if opts.gpus.is_empty() {
+        &[]
+    } else {
+        &visible_env
+    };
     // The job's own (empty) app config: the checkout's `configs/labbook.toml` must not
     // give the job a [github] or [runner] section.
     let app_config = job.join("labbook.toml");
@@ -508,7 +578,7 @@ pub(super) fn work(
         &wrapped(opts, &cmd),
         &checkout,
         &log,
-        &[],
+        job_env,
         kill,
         (&opts.env, opts.max_log),
     ) {

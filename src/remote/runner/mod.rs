@@ -49,6 +49,10 @@ pub struct RunnerOptions {
     /// The backend this machine offers: `cuda` runners take CUDA and CPU requests, `cpu`
     /// runners only CPU ones.
     pub backend: BackendChoice,
+    /// The GPUs this runner hands out (`--gpus 0,1,2,3`): each CUDA job gets as many as it
+    /// asks for, as `CUDA_VISIBLE_DEVICES`, and waits while they are not free. Empty: no
+    /// placement (jobs see every GPU).
+    pub gpus: Vec<usize>,
     pub parallel: usize,
     pub poll: Duration,
     pub once: bool,
@@ -106,6 +110,8 @@ struct Won {
     claimed_at: Option<String>,
     /// GitHub's clock less this machine's, for the lease text of renewals.
     skew: chrono::TimeDelta,
+    /// The GPUs handed to the job (machine numbering); empty without `--gpus`.
+    gpus: Vec<usize>,
 }
 
 /// A timestamp as GitHub writes them (whole seconds), for `since=`.
@@ -147,6 +153,9 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
         let me: Arc<str> = own_login(&mut client).await?.into();
         let mut report = RunnerReport::default();
         let mut jobs: Vec<(u64, tokio::task::JoinHandle<Result<JobEnd>>)> = Vec::new();
+        // `--gpus` not yet handed to a job, and those each running job holds.
+        let mut free_gpus: Vec<usize> = opts.gpus.clone();
+        let mut held: Vec<(u64, Vec<usize>)> = Vec::new();
         let mut last_poll: Option<Instant> = None;
         let mut refused_seen: HashSet<u64> = HashSet::new();
         // `--once` looks again only when a slot has freed up, not on every tick.
@@ -157,6 +166,10 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
                 if jobs[i].1.is_finished() {
                     slot_freed = true;
                     let (n, h) = jobs.remove(i);
+                    if let Some(at) = held.iter().position(|(j, _)| *j == n) {
+                        free_gpus.extend(held.remove(at).1);
+                        free_gpus.sort_unstable();
+                    }
                     match h.await {
                         Ok(Ok(JobEnd::Ran(status))) => {
                             (opts.events)(&format!("#{n}: {status}; results posted"));
@@ -190,7 +203,9 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
                 slot_freed = false;
                 let busy: HashSet<u64> = jobs.iter().map(|(n, _)| *n).collect();
                 let free = opts.parallel - jobs.len();
-                let won = match poll(&mut client, gh, &opts, &busy, free, &mut report).await {
+                let gpus = (!opts.gpus.is_empty()).then_some(free_gpus.len());
+                let won = match poll(&mut client, gh, &opts, &busy, (free, gpus), &mut report).await
+                {
                     Ok(w) => w,
                     Err(e) if opts.once => return Err(e),
                     Err(e) => {
@@ -206,13 +221,20 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
                 if opts.once && won.is_empty() && jobs.is_empty() {
                     break;
                 }
-                for w in won {
+                for mut w in won {
+                    if !opts.gpus.is_empty() {
+                        // `poll` claimed no more than are free.
+                        let need = w.request.gpus_needed().min(free_gpus.len());
+                        w.gpus = free_gpus.drain(..need).collect();
+                        held.push((w.issue, w.gpus.clone()));
+                    }
                     (opts.events)(&format!(
-                        "#{}: claimed ({} at {}, backend {})",
+                        "#{}: claimed ({} at {}, backend {}{})",
                         w.issue,
                         w.request.run,
                         &w.request.commit[..w.request.commit.len().min(12)],
-                        w.request.backend
+                        w.request.backend,
+                        gpu_note(&w.gpus)
                     ));
                     let job_client = Client::new(gh, token)?;
                     let n = w.issue;
@@ -227,13 +249,27 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
     })
 }
 
-/// Lists open requests and claims up to `free` of them.
+/// `", GPUs 0,1"` for a job holding GPUs, else nothing.
+fn gpu_note(gpus: &[usize]) -> String {
+    if gpus.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = gpus.iter().map(ToString::to_string).collect();
+    format!(
+        ", GPU{} {}",
+        if gpus.len() > 1 { "s" } else { "" },
+        list.join(",")
+    )
+}
+
+/// Lists open requests and claims up to `free` of them, and (with `--gpus`) only those
+/// whose GPUs fit in the free ones: a request asking for more waits for a later poll.
 async fn poll(
     client: &mut Client,
     gh: &GithubConfig,
     opts: &RunnerOptions,
     busy: &HashSet<u64>,
-    free: usize,
+    (free, mut free_gpus): (usize, Option<usize>),
     report: &mut RunnerReport,
 ) -> Result<Vec<Won>> {
     let repo = &gh.repo;
@@ -251,8 +287,13 @@ async fn poll(
         if issue.pull_request.is_some() || busy.contains(&(issue.number as u64)) {
             continue;
         }
-        match consider(client, gh, opts, &issue, report).await {
-            Ok(Some(w)) => won.push(w),
+        match consider(client, gh, opts, &issue, free_gpus, report).await {
+            Ok(Some(w)) => {
+                if let Some(f) = free_gpus.as_mut() {
+                    *f -= w.request.gpus_needed().min(*f);
+                }
+                won.push(w)
+            }
             Ok(None) => {}
             Err(e) => (opts.events)(&format!("#{}: skipped: {e}", issue.number)),
         }
