@@ -669,6 +669,7 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         steps_total: Some(30_000),
         final_metrics: std::collections::BTreeMap::from([("metric/00".into(), 3.3e-5)]),
         points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+        resumed_from: None,
         curves,
     };
     assert!(serde_json::to_string(&full).unwrap().len() > 10 * protocol::MAX_COMMENT);
@@ -1685,4 +1686,62 @@ fn gpus_are_handed_out_per_job_and_a_two_gpu_job_waits_for_two() {
         "{cc}"
     );
     assert!(cb.contains(r#"backend = "cuda:0""#), "{cb}");
+}
+
+/// A request given back by a stopped runner (its job was sent SIGTERM and wrote a final
+/// checkpoint) and claimed again on the same machine continues from that checkpoint rather
+/// than from step 0; the results say so.
+#[test]
+fn a_request_claimed_again_resumes_from_this_machines_checkpoint() {
+    let w = world();
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "--set",
+            "train.steps=1200",
+            "--set",
+            "train.eval_every=1200",
+        ],
+    );
+    let runner = w
+        .runner_cmd("gpu-1", &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runner = Reap(Some(runner));
+    let step_of = |c: &str| -> Option<u64> {
+        let at = c.find("training, step ")? + "training, step ".len();
+        c[at..].split('/').next()?.parse().ok()
+    };
+    wait_for("twenty steps", Duration::from_secs(120), || {
+        w.comments(n)
+            .iter()
+            .any(|c| step_of(c).is_some_and(|s| s >= 20))
+    });
+    let mut runner = runner;
+    let out = terminate(runner.0.take().unwrap());
+    assert!(text(&out).contains("given up"), "{}", text(&out));
+    assert!(w.results(n).is_empty());
+    // The same machine (the same workdir) takes the request again.
+    w.runner_once("gpu-1");
+    let r = w.only_result(n);
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    assert_eq!(r.steps_done, 1200);
+    let from = r.resumed_from.expect("the results say it resumed");
+    assert!((20..1200).contains(&from), "resumed from step {from}");
+    let comment = w.results_comment(n);
+    assert!(
+        comment.contains(&format!("Resumed from step {from}")),
+        "{comment}"
+    );
+    // The loss curve has the steps of both attempts, each once.
+    let loss = &r.curves["loss"];
+    let steps: Vec<i64> = loss.iter().map(|p| p.0).collect();
+    assert_eq!(steps.first(), Some(&1));
+    assert_eq!(steps.last(), Some(&1200));
+    assert!(steps.windows(2).all(|s| s[0] < s[1]), "{steps:?}");
+    w.sync_alice();
+    let run = w.alice_store().get_run(RunId(1)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
 }

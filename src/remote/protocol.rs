@@ -202,6 +202,10 @@ pub struct Results {
     pub curves: BTreeMap<String, Vec<CurvePoint>>,
     /// Points per curve before downsampling.
     pub points: BTreeMap<String, usize>,
+    /// The step this attempt continued from: a checkpoint the runner's machine kept from an
+    /// earlier attempt at the same request (same commit and config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
 }
 
 /// Keeps at most `max` points, evenly spaced by index, always the first and the last.
@@ -304,6 +308,11 @@ fn render_results(r: &Results, log_tail: Option<&str>, dropped: Dropped) -> Stri
             .unwrap_or_else(|| "?".into()),
         human_secs(r.wall_time_s),
     );
+    if let Some(step) = r.resumed_from {
+        s.push_str(&format!(
+            "Resumed from step {step}: this machine's checkpoint of an earlier, interrupted attempt at this request.\n\n"
+        ));
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("Error: {}\n\n", one_line(e, 500)));
     }
@@ -427,6 +436,7 @@ mod tests {
             steps_total: Some(points as i64),
             final_metrics: BTreeMap::from([("loss".into(), 0.5)]),
             points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+            resumed_from: None,
             curves,
         }
     }

@@ -412,6 +412,7 @@ pub(super) fn failed_results(
         final_metrics: Default::default(),
         curves: Default::default(),
         points: Default::default(),
+        resumed_from: None,
     }
 }
 
@@ -459,6 +460,40 @@ pub(super) fn renumbered(config: &str, n: usize) -> std::result::Result<String, 
     Ok(root.to_string())
 }
 
+/// The job directory's record of the request it was made for (commit and config).
+const ATTEMPT: &str = "attempt.json";
+
+/// The run and step to continue from when `job` holds an earlier attempt at `req` (same
+/// commit and config) whose run left a checkpoint; `None` otherwise (the directory is then
+/// started afresh).
+pub(super) fn resumable(job: &Path, req: &RunRequest) -> Option<(crate::model::RunId, u64)> {
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join(ATTEMPT)).ok()?).ok()?;
+    if marker["commit"] != req.commit.as_str() || marker["config"] != req.config.as_str() {
+        return None;
+    }
+    let db = job.join("tracker.db");
+    let conn = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    let latest = crate::store::latest_run_in(&conn).ok()??;
+    // A finished run has nothing to continue (a runner that died before posting its
+    // results): start afresh rather than fail on `--resume`.
+    if latest.status == RunStatus::Succeeded.to_string() {
+        return None;
+    }
+    let run = crate::model::RunId(latest.id);
+    let dir = crate::recorder::run_dir(&db, run);
+    if !crate::recorder::has_checkpoint(&dir) {
+        return None;
+    }
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()?;
+    Some((run, state["step"].as_u64()?))
+}
+
 /// The blocking part of a job: fetch, check out, build, train, collect. `gpus` are the
 /// GPUs it holds (machine numbering), empty without `--gpus`.
 pub(super) fn work(
@@ -477,9 +512,18 @@ pub(super) fn work(
         results: failed_results(opts, req, started, why),
         log_tail: read_tail(&log),
     };
-    let _ = std::fs::remove_dir_all(&job);
+    // An earlier attempt at this request on this machine (a runner stopped or killed, the
+    // request given back and claimed again) left a checkpoint: continue from it.
+    let resume = resumable(&job, req);
+    if resume.is_none() {
+        let _ = std::fs::remove_dir_all(&job);
+    }
     if let Err(e) = std::fs::create_dir_all(&job) {
         return fail(format!("cannot create {}: {e}", job.display()));
+    }
+    let marker = json!({ "commit": req.commit, "config": req.config });
+    if let Err(e) = std::fs::write(job.join(ATTEMPT), marker.to_string()) {
+        return fail(format!("cannot write {}: {e}", job.join(ATTEMPT).display()));
     }
     let bin = {
         let _guard = REPO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -565,15 +609,19 @@ pub(super) fn work(
         s.job_db = Some(db.clone());
     }
     let p = |p: &Path| p.display().to_string();
-    let cmd = vec![
+    let mut cmd = vec![
         p(&bin),
         "--db".into(),
         p(&db),
         "--config".into(),
         p(&job.join("labbook.toml")),
         "run".into(),
-        p(&config),
     ];
+    match &resume {
+        // The run's own config snapshot is what resumes; config.toml is the same request.
+        Some((run, _)) => cmd.extend(["--resume".to_string(), run.to_string()]),
+        None => cmd.push(p(&config)),
+    }
     let code = match run_logged(
         &wrapped(opts, &cmd),
         &checkout,
@@ -591,7 +639,8 @@ pub(super) fn work(
         return fail("stopped".into());
     }
     match collect(opts, req, &db, started, code) {
-        Ok(results) => {
+        Ok(mut results) => {
+            results.resumed_from = resume.map(|(_, step)| step);
             let tail = (results.status != "succeeded")
                 .then(|| read_tail(&log))
                 .flatten();

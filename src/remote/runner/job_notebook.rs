@@ -115,5 +115,6 @@ pub(super) fn collect(
             .collect(),
         curves,
         points,
+        resumed_from: None,
     })
 }

@@ -383,6 +383,7 @@ mod tests {
                 final_metrics: Default::default(),
                 curves: Default::default(),
                 points: Default::default(),
+                resumed_from: None,
             },
             log_tail: None,
         };
