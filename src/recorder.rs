@@ -277,10 +277,23 @@ pub fn create_run_in_sweep(
     sweep: Option<(&str, &[(String, String)])>,
 ) -> Result<RunId> {
     cfg.validate().map_err(|e| Error::Invalid(e.to_string()))?;
-    cfg.train
-        .backend
-        .check_available()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    for d in cfg.train.device_list() {
+        d.check_available()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+    }
+    let run = new_run_in_sweep(cfg, config_path, experiment, provenance, sweep);
+    store.create_run(&run)
+}
+
+/// [`new_run`] for a point of a sweep: named after the config and the point
+/// (`smoke lr=0.001 seed=1`), with the sweep's id.
+pub fn new_run_in_sweep(
+    cfg: &RunConfig,
+    config_path: Option<&Path>,
+    experiment: Option<ItemId>,
+    provenance: &Provenance,
+    sweep: Option<(&str, &[(String, String)])>,
+) -> NewRun {
     let mut run = new_run(
         cfg,
         config_path,
@@ -296,7 +309,7 @@ pub fn create_run_in_sweep(
         let base = run.name.take().unwrap_or_else(|| "sweep".into());
         run.name = Some(format!("{base} {}", point.join(" ")));
     }
-    store.create_run(&run)
+    run
 }
 
 /// The run row for `cfg` (config snapshot, commit, seed, backend, device, host).

@@ -1745,3 +1745,84 @@ fn a_request_claimed_again_resumes_from_this_machines_checkpoint() {
     let run = w.alice_store().get_run(RunId(1)).unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
 }
+
+/// `run --remote --sweep`: one request per point of the grid, each with its point's
+/// config, all in one sweep under the experiment; a grid with a bad point files nothing.
+#[test]
+fn a_remote_sweep_files_one_request_per_point() {
+    let w = world();
+    let out = w.labbook("alice", ALICE_TOKEN, &["add", "experiment", "lr sweep"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "run",
+            "configs/smoke.toml",
+            "--remote",
+            "--sweep",
+            "train.lr=1e-3,-1",
+        ],
+    );
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(
+        w.fake.state().issues.is_empty(),
+        "a bad grid filed requests"
+    );
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "run",
+            "configs/smoke.toml",
+            "--remote",
+            "-e",
+            "E-1",
+            "--sweep",
+            "train.lr=1e-3,3e-4",
+            "--sweep",
+            "train.seed=0,1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let requests: Vec<protocol::RunRequest> = w
+        .fake
+        .state()
+        .issues
+        .iter()
+        .map(|i| protocol::parse_block(protocol::KIND_REQUEST, i.body.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(requests.len(), 4);
+    let mut points: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            let cfg = labbook_models::RunConfig::parse(&r.config, "request").unwrap();
+            assert_eq!(r.experiment.as_deref(), Some("E-1"));
+            (format!("{}", cfg.train.lr), cfg.train.seed.to_string())
+        })
+        .collect();
+    points.sort();
+    assert_eq!(
+        points,
+        [
+            ("0.0003".to_string(), "0".to_string()),
+            ("0.0003".into(), "1".into()),
+            ("0.001".into(), "0".into()),
+            ("0.001".into(), "1".into()),
+        ]
+    );
+    let store = w.alice_store();
+    let runs: Vec<_> = (1..=4).map(|i| store.get_run(RunId(i)).unwrap()).collect();
+    assert!(runs.iter().all(|r| r.status == RunStatus::QueuedRemote));
+    let sweep = runs[0].sweep.clone().expect("a sweep id");
+    assert!(
+        runs.iter()
+            .all(|r| r.sweep.as_deref() == Some(sweep.as_str()))
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.name.as_deref() == Some("smoke lr=3e-4 seed=1")),
+        "{:?}",
+        runs.iter().map(|r| r.name.clone()).collect::<Vec<_>>()
+    );
+}

@@ -37,8 +37,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     parallel: u32,
     /// Run it on the GPU machine: files a run-request issue in `[github] repo` for the
-    /// current (pushed, clean) commit; `labbook sync` brings the results back.
-    #[arg(long, conflicts_with_all = ["detach", "resume", "sweep"])]
+    /// current (pushed, clean) commit (one per point with `--sweep`); `labbook sync` brings
+    /// the results back.
+    #[arg(long, conflicts_with_all = ["detach", "resume"])]
     remote: bool,
     /// Backend for a remote run (`cpu`, `cuda`, `cuda:N`); default: the config's.
     #[arg(long, requires = "remote", value_name = "BACKEND")]
@@ -153,6 +154,10 @@ impl Progress for Bar {
 
 pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
     let mut warn = |w: &str| eprintln!("warning: {w}");
+    if a.remote {
+        let config_file = a.config_file.clone().expect("clap requires CONFIG");
+        return remote(env, &config_file, &a, &mut warn);
+    }
     // Sweeps always run detached.
     if a.detach || !a.sweep.is_empty() {
         let started = start_detached(env, &a, &mut warn)?;
@@ -163,9 +168,6 @@ pub fn cmd_run(env: &Env, a: Args) -> Result<()> {
         return foreground(env, &mut store, run, &cfg, true);
     }
     let config_file = a.config_file.clone().expect("clap requires CONFIG");
-    if a.remote {
-        return remote(env, &config_file, &a);
-    }
     let (mut store, run, cfg) = create(env, &config_file, &a, &mut warn)?;
     foreground(env, &mut store, run, &cfg, false)
 }
@@ -257,55 +259,105 @@ fn check_devices(cfg: &RunConfig) -> Result<()> {
 }
 
 /// `labbook run CONFIG --remote`: checks everything, then files the request (see
-/// `labbook::remote::request_run`); nothing is written when it refuses.
-fn remote(env: &Env, config_file: &std::path::Path, a: &Args) -> Result<()> {
+/// `labbook::remote::request_run`); nothing is written when it refuses. With `--sweep`,
+/// every point is checked first, then one request is filed per point (all in one sweep,
+/// under the same experiment): each point is then a job of its own on the runner, which
+/// can run them side by side on separate GPUs, and a failed point does not hold up the rest.
+fn remote(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Result<()> {
     let gh = env.config.github.clone().ok_or_else(|| {
         anyhow::anyhow!(
             "no [github] section in the config; `run --remote` files requests in `[github] repo = \"owner/name\"` (see docs/remote-runs.md)"
         )
     })?;
-    let mut cfg = load_config(config_file, &a.sets)?;
-    if let Some(b) = &a.backend {
-        cfg.set("train.backend", b)?;
-    }
-    cfg.validate()?;
-    if let Some(n) = a.gpus {
-        let t = &cfg.train;
-        if t.device_kind() == labbook_models::BackendChoice::Cpu {
-            anyhow::bail!("--gpus {n}: this run's backend is cpu; add `--backend cuda`");
+    let axes = parse_sweeps(&a.sweep)?;
+    let points = if axes.is_empty() {
+        vec![Vec::new()]
+    } else {
+        grid(&axes)
+    };
+    let mut cfgs = Vec::new();
+    for point in points {
+        let mut cfg = load_config_with(config_file, &a.sets, &point, warn)?;
+        if let Some(b) = &a.backend {
+            cfg.set("train.backend", b)?;
         }
-        if !t.devices.is_empty() && t.devices.len() != n as usize {
-            anyhow::bail!(
-                "--gpus {n}, but the config's train.devices lists {} devices",
-                t.devices.len()
-            );
-        }
+        cfg.validate()?;
+        check_gpus(&cfg, a.gpus)?;
+        cfgs.push((point, cfg));
     }
     let token = labbook::github::Token::discover()?;
     let mut store = env.open()?;
-    let (run, issue) = labbook::remote::request_run(
-        &mut store,
-        &gh,
-        &token,
-        &labbook::remote::RemoteRequest {
-            config: &cfg,
+    let sweep_id =
+        (!axes.is_empty()).then(|| format!("S{}", chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")));
+    let mut filed = Vec::new();
+    for (point, cfg) in &cfgs {
+        let request = labbook::remote::RemoteRequest {
+            config: cfg,
             config_path: Some(config_file),
             experiment: a.experiment,
             workdir: std::env::current_dir()?,
             gpus: a.gpus,
-        },
-    )?;
+            sweep: sweep_id.as_deref().map(|id| (id, point.as_slice())),
+        };
+        match labbook::remote::request_run(&mut store, &gh, &token, &request) {
+            Ok((run, issue)) => filed.push((run, issue, point.clone())),
+            Err(e) if filed.is_empty() => return Err(e.into()),
+            Err(e) => {
+                let done: Vec<String> = filed
+                    .iter()
+                    .map(|(r, i, _)| format!("{r} (#{i})"))
+                    .collect();
+                anyhow::bail!(
+                    "{e}\n{} of {} requests were filed before this one: {}; the rest were not",
+                    filed.len(),
+                    cfgs.len(),
+                    done.join(", ")
+                );
+            }
+        }
+    }
     if env.json {
-        return super::output::json(
-            &serde_json::json!({ "run": run, "status": "queued-remote", "repo": gh.repo, "issue": issue }),
+        let runs: Vec<serde_json::Value> = filed
+            .iter()
+            .map(|(run, issue, _)| serde_json::json!({ "run": run, "status": "queued-remote", "repo": gh.repo, "issue": issue }))
+            .collect();
+        return super::output::json(&match (sweep_id, runs.as_slice()) {
+            (None, [one]) => one.clone(),
+            (sweep, _) => serde_json::json!({ "sweep": sweep, "runs": runs }),
+        });
+    }
+    for (run, issue, point) in &filed {
+        println!("{run}");
+        let at: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!(
+            "{run}: queued-remote as request #{issue} in {} (backend {}{}); `labbook sync` brings the results back",
+            gh.repo,
+            cfgs[0].1.train.device_kind(),
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", at.join(" "))
+            }
         );
     }
-    println!("{run}");
-    eprintln!(
-        "{run}: queued-remote as request #{issue} in {} (backend {}); `labbook sync` brings the results back",
-        gh.repo,
-        cfg.train.device_kind()
-    );
+    Ok(())
+}
+
+/// `--gpus N` fits the run: a CUDA backend, and as many as the config's `devices`.
+fn check_gpus(cfg: &RunConfig, gpus: Option<u32>) -> Result<()> {
+    let Some(n) = gpus else {
+        return Ok(());
+    };
+    let t = &cfg.train;
+    if t.device_kind() == labbook_models::BackendChoice::Cpu {
+        anyhow::bail!("--gpus {n}: this run's backend is cpu; add `--backend cuda`");
+    }
+    if !t.devices.is_empty() && t.devices.len() != n as usize {
+        anyhow::bail!(
+            "--gpus {n}, but the config's train.devices lists {} devices",
+            t.devices.len()
+        );
+    }
     Ok(())
 }
 

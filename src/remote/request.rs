@@ -30,6 +30,8 @@ pub struct RemoteRequest<'a> {
     pub workdir: PathBuf,
     /// GPUs the job needs (`--gpus`); `None`: the config's CUDA `devices`, or 1.
     pub gpus: Option<u32>,
+    /// The sweep this request is a point of: its id and the point's settings.
+    pub sweep: Option<(&'a str, &'a [(String, String)])>,
 }
 
 /// Stored in the run's `remote` column.
@@ -107,12 +109,12 @@ pub fn request_run(
             host: None,
             environment: None,
         };
-        let mut new = recorder::new_run(
+        let mut new = recorder::new_run_in_sweep(
             req.config,
             req.config_path,
             req.experiment,
             &provenance,
-            None,
+            req.sweep,
         );
         new.device = Some(format!(
             "remote {}",
