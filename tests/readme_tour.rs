@@ -7,7 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Tour commands that need a real GitHub (and a runner with a GPU).
-const NEEDS_GITHUB: [&str; 3] = ["--remote", "labbook runner", "labbook sync"];
+const NEEDS_GITHUB: [&str; 4] = [
+    "--remote",
+    "labbook runner",
+    "labbook sync",
+    "labbook pull-model",
+];
 
 fn tour() -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))

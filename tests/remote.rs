@@ -670,6 +670,8 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         final_metrics: std::collections::BTreeMap::from([("metric/00".into(), 3.3e-5)]),
         points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
         resumed_from: None,
+        weights: None,
+        weights_error: None,
         curves,
     };
     assert!(serde_json::to_string(&full).unwrap().len() > 10 * protocol::MAX_COMMENT);
@@ -1824,5 +1826,83 @@ fn a_remote_sweep_files_one_request_per_point() {
             .any(|r| r.name.as_deref() == Some("smoke lr=3e-4 seed=1")),
         "{:?}",
         runs.iter().map(|r| r.name.clone()).collect::<Vec<_>>()
+    );
+}
+
+/// The runner uploads a finished run's weights and full-resolution curves as one asset of
+/// the `labbook-runs` release; the results link it; `pull-model R-n` downloads it into
+/// `runs/R-1/`, replaces the downsampled curves, and the weights start a new run
+/// (`train.init_from`).
+#[test]
+fn weights_travel_as_a_release_asset_and_pull_model_fetches_them() {
+    let w = world();
+    // Enough steps that the results comment downsamples the curves.
+    let n = w.request(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "--set",
+            "train.steps=1500",
+            "--set",
+            "train.eval_every=1500",
+        ],
+    );
+    let out = w.runner_once("gpu-1");
+    assert!(text(&out).contains("weights uploaded"), "{}", text(&out));
+    let r = w.only_result(n);
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    let asset = r.weights.clone().expect("the results name the asset");
+    assert_eq!(asset.release, "labbook-runs");
+    assert_eq!(asset.name, format!("request-{n}.tar"));
+    {
+        let s = w.fake.state();
+        assert_eq!(s.releases.len(), 1);
+        let a = &s.releases[0].assets[0];
+        assert_eq!((a.id, a.data.len() as u64), (asset.id, asset.size));
+        assert_eq!(
+            a.uploader, "labbook-bot",
+            "uploaded by the runner's account"
+        );
+    }
+    assert!(w.results_comment(n).contains(&asset.url));
+    assert!(
+        r.points["loss"] > r.curves["loss"].len(),
+        "the comment's curve should be downsampled for this test to mean something: {:?}",
+        r.points
+    );
+    w.sync_alice();
+    let downsampled = w.alice_store().metric_series(RunId(1), "loss").unwrap();
+    assert!(downsampled.len() < 1500, "{}", downsampled.len());
+
+    let out = w.labbook("alice", ALICE_TOKEN, &["pull-model", "R-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = w.home("alice").join("runs/R-1/model.safetensors");
+    assert!(model.is_file(), "{}", text(&out));
+    let full = w.alice_store().metric_series(RunId(1), "loss").unwrap();
+    assert_eq!(
+        full.iter().map(|p| p.0).collect::<Vec<_>>(),
+        (1..=1500).collect::<Vec<_>>()
+    );
+    // The downloaded weights load into the same model.
+    let out = w.labbook(
+        "alice",
+        ALICE_TOKEN,
+        &[
+            "run",
+            "configs/smoke.toml",
+            "--set",
+            &format!("train.init_from={}", model.display()),
+            "--set",
+            "train.steps=2",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // A run that was not remote, or has no asset, is refused by name.
+    let out = w.labbook("alice", ALICE_TOKEN, &["pull-model", "R-2"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("R-2 was not run remotely"),
+        "{}",
+        text(&out)
     );
 }

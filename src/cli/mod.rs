@@ -41,6 +41,7 @@ mod link;
 mod list;
 mod output;
 mod plot;
+mod pull_model;
 mod rm;
 pub(crate) mod run;
 mod runner;
@@ -114,6 +115,9 @@ enum Command {
     /// Write a run's weights as safetensors with PyTorch (mambapy) names, for PyTorch or
     /// `train.init_from`.
     ExportModel(export_model::Args),
+    /// Download a remote run's weights and full-resolution curves (the runner's release
+    /// asset) into runs/R-n/.
+    PullModel(pull_model::Args),
     /// Stop running runs gracefully (final checkpoint, then cancelled); cancel queued ones.
     Cancel(cancel::Args),
     /// Compare runs: the config keys that differ, final and best metrics.
@@ -292,6 +296,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Runs(a)) => runs::cmd_runs(&env, a),
         Some(Command::Sample(a)) => sample::cmd_sample(&env, a),
         Some(Command::ExportModel(a)) => export_model::cmd_export_model(&env, a),
+        Some(Command::PullModel(a)) => pull_model::cmd_pull_model(&env, a),
         Some(Command::Cancel(a)) => cancel::cmd_cancel(&env, a),
         Some(Command::Compare(a)) => runs::cmd_compare(&env, a),
         Some(Command::Plot(a)) => plot::cmd_plot(&env, a),

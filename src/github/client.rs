@@ -15,6 +15,9 @@ use super::token::Token;
 use crate::config::GithubConfig;
 use crate::error::{Error, Result};
 
+mod assets;
+pub use assets::AssetRef;
+
 /// One HTTP response, body read in full.
 #[derive(Debug, Clone)]
 pub struct Resp {
@@ -100,6 +103,8 @@ enum Verb {
 
 pub struct Client {
     octo: Octocrab,
+    /// The same API without a default `Accept`, for release-asset bytes.
+    bytes_octo: Octocrab,
     /// GitHub Enterprise serves GraphQL at `/api/graphql`, beside (not under) `/api/v3`.
     graphql_octo: Option<Octocrab>,
     api_url: String,
@@ -123,6 +128,7 @@ impl Client {
         let api_url = cfg.api_url.trim_end_matches('/').to_string();
         let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
         let octo = build_octo(&api_url, token, timeout)?;
+        let bytes_octo = build_octo_accepting(&api_url, token, timeout, None)?;
         let graphql_octo = api_url
             .strip_suffix("/v3")
             .filter(|base| base.ends_with("/api"))
@@ -130,6 +136,7 @@ impl Client {
             .transpose()?;
         Ok(Client {
             octo,
+            bytes_octo,
             graphql_octo,
             api_url,
             write_interval: Duration::from_millis(cfg.write_interval_ms),
@@ -167,21 +174,36 @@ impl Client {
 }
 
 fn build_octo(api_url: &str, token: &Token, timeout: Duration) -> Result<Octocrab> {
-    Octocrab::builder()
+    build_octo_accepting(api_url, token, timeout, Some("application/vnd.github+json"))
+}
+
+/// An octocrab client whose requests carry `accept` unless they set their own (`None`: the
+/// client for release-asset bytes, whose `Accept: application/octet-stream` must be the only
+/// one).
+fn build_octo_accepting(
+    api_url: &str,
+    token: &Token,
+    timeout: Duration,
+    accept: Option<&str>,
+) -> Result<Octocrab> {
+    let upload = assets::upload_base(api_url);
+    let mut builder = Octocrab::builder()
         .base_uri(api_url)
         .map_err(|_| Error::Github(format!("`{api_url}` is not a valid api_url")))?
+        .upload_uri(upload.as_str())
+        .map_err(|_| Error::Github(format!("`{upload}` is not a valid upload URL")))?
         .personal_token(token.expose().to_string())
         .set_connect_timeout(Some(timeout))
         .set_read_timeout(Some(timeout))
         .set_write_timeout(Some(timeout))
         .add_header(
-            http::header::ACCEPT,
-            "application/vnd.github+json".to_string(),
-        )
-        .add_header(
             http::HeaderName::from_static("x-github-api-version"),
             "2022-11-28".to_string(),
-        )
+        );
+    if let Some(accept) = accept {
+        builder = builder.add_header(http::header::ACCEPT, accept.to_string());
+    }
+    builder
         .build()
         .map_err(|e| Error::Github(format!("cannot set up the HTTP client: {e}")))
 }

@@ -7,10 +7,12 @@
 //!   `queued-remote`, file the request issue; later import the results into the notebook.
 //! * [`runner`]: the GPU machine's side: poll, claim, check out, build, run, report.
 //! * [`job_process`]: a job's processes: cleared environment, process group, capped log.
+//! * [`pull`]: `pull-model`: a remote run's weights and full curves from its release asset.
 //!
 //! See `docs/remote-runs.md` for the protocol in prose.
 pub mod job_process;
 pub mod protocol;
+pub mod pull;
 pub mod request;
 pub mod runner;
 

@@ -206,6 +206,13 @@ pub struct Results {
     /// earlier attempt at the same request (same commit and config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
+    /// The weights and full-resolution curves, uploaded as a release asset
+    /// (`labbook pull-model R-n` fetches them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<crate::github::client::AssetRef>,
+    /// Why there is no weights asset although the run has weights (an upload that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_error: Option<String>,
 }
 
 /// Keeps at most `max` points, evenly spaced by index, always the first and the last.
@@ -315,6 +322,21 @@ fn render_results(r: &Results, log_tail: Option<&str>, dropped: Dropped) -> Stri
     }
     if let Some(e) = &r.error {
         s.push_str(&format!("Error: {}\n\n", one_line(e, 500)));
+    }
+    if let Some(w) = &r.weights {
+        s.push_str(&format!(
+            "Weights and full-resolution curves: [{}]({}) ({:.1} MB, release `{}`); `labbook pull-model R-n` fetches them into `runs/R-n/`.\n\n",
+            w.name,
+            w.url,
+            w.size as f64 / 1e6,
+            w.release
+        ));
+    }
+    if let Some(e) = &r.weights_error {
+        s.push_str(&format!(
+            "The weights could not be uploaded ({}); they stay in the runner's `jobs/` folder.\n\n",
+            one_line(e, 300)
+        ));
     }
     if !r.final_metrics.is_empty() {
         s.push_str("| metric | final |\n|---|---|\n");
@@ -437,6 +459,8 @@ mod tests {
             final_metrics: BTreeMap::from([("loss".into(), 0.5)]),
             points: curves.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
             resumed_from: None,
+            weights: None,
+            weights_error: None,
             curves,
         }
     }

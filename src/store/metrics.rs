@@ -3,11 +3,11 @@
 //! whatever its schema (the runner reads one while its job trains).
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::Store;
 use super::runs::MetricPoint;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::RunId;
 
 /// Bytes per packed point: i64 step, f64 value, f64 seconds since the run started.
@@ -81,6 +81,22 @@ impl Store {
     /// [`Store::metric_series`] with each point's wall time (seconds since the run started).
     pub fn metric_points(&self, id: RunId, key: &str) -> Result<Vec<(i64, f64, f64)>> {
         Ok(metric_points_in(&self.conn, id.0, key)?)
+    }
+
+    /// Replaces every metric point of run `id` with `points`, in one transaction (a remote
+    /// run's full-resolution curves over the downsampled ones its results carried).
+    pub fn replace_curves(&mut self, id: RunId, points: &[MetricPoint]) -> Result<()> {
+        self.write(|tx, _| {
+            let known: Option<i64> = tx
+                .query_row("SELECT id FROM runs WHERE id = ?1", [id.0], |r| r.get(0))
+                .optional()?;
+            known.ok_or(Error::RunNotFound(id))?;
+            tx.execute("DELETE FROM metric_chunks WHERE run_id = ?1", [id.0])?;
+            if has_row_metrics(tx) {
+                tx.execute("DELETE FROM metrics WHERE run_id = ?1", [id.0])?;
+            }
+            insert_points(tx, id, points)
+        })
     }
 }
 

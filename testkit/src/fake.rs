@@ -10,7 +10,10 @@
 //! For trust checks it answers `GET /user`, records who last edited an issue's body and
 //! serves it through the one GraphQL query labbook sends, and runs on a clock of its own
 //! (`clock_offset_secs`: its `Date` header and timestamps), like a server whose time
-//! differs from the client's.
+//! differs from the client's. For the runner's weights it has releases: get by tag or id,
+//! create, upload an asset (binary body, on the same host: the tests point the upload URL
+//! here), get an asset as JSON or, with `Accept: application/octet-stream`, its bytes, and
+//! delete one.
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,6 +67,23 @@ pub struct FakeComment {
     pub updated_at: String,
 }
 
+#[derive(Debug, Clone)]
+pub struct FakeRelease {
+    pub id: u64,
+    pub tag: String,
+    pub name: String,
+    pub assets: Vec<FakeAsset>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeAsset {
+    pub id: u64,
+    pub name: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+    pub uploader: String,
+}
+
 /// Everything the fake knows. Tests may read and change it through [`FakeGithub::state`].
 #[derive(Debug)]
 pub struct FakeState {
@@ -95,6 +115,8 @@ pub struct FakeState {
     pub stale_lists: Option<(u64, u32)>,
     /// Seconds the fake's clock is ahead of this machine's (negative: behind).
     pub clock_offset_secs: i64,
+    /// Releases with their assets (`labbook-runs` holds the runner's weights).
+    pub releases: Vec<FakeRelease>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -263,6 +285,7 @@ impl FakeGithub {
             outsiders: BTreeSet::new(),
             stale_lists: None,
             clock_offset_secs: 0,
+            releases: Vec::new(),
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -325,12 +348,16 @@ struct Request {
     target: String,
     headers: BTreeMap<String, String>,
     body: String,
+    /// The body as sent (a release asset's upload is binary).
+    bytes: Vec<u8>,
 }
 
 struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// A binary body (a release asset) with its content type, sent instead of `body`.
+    raw: Option<(Vec<u8>, String)>,
 }
 
 fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
@@ -372,6 +399,7 @@ fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
         target: target.clone(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 
@@ -429,11 +457,13 @@ fn serve(mut conn: TcpStream, state: &Mutex<FakeState>) -> std::io::Result<()> {
             status: 429,
             headers: vec![("retry-after".into(), "1".into())],
             body: json!({"message": "You have exceeded a secondary rate limit."}).to_string(),
+            raw: None,
         },
         Some(code) => Response {
             status: code,
             headers: vec![],
             body: json!({"message": "Server Error"}).to_string(),
+            raw: None,
         },
         None => {
             let mut s = lock();
@@ -466,6 +496,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<FakeState>) -> std::io::Result<()> {
     let reason = match resp.status {
         200 => "OK",
         201 => "Created",
+        204 => "No Content",
         304 => "Not Modified",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -479,6 +510,15 @@ fn serve(mut conn: TcpStream, state: &Mutex<FakeState>) -> std::io::Result<()> {
     let mut out = format!("HTTP/1.1 {} {reason}\r\n", resp.status);
     for (k, v) in &headers {
         out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some((bytes, content_type)) = &resp.raw {
+        out.push_str(&format!(
+            "content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            bytes.len()
+        ));
+        conn.write_all(out.as_bytes())?;
+        conn.write_all(bytes)?;
+        return conn.flush();
     }
     let body = if resp.status == 304 { "" } else { &resp.body };
     out.push_str(&format!(
@@ -494,6 +534,7 @@ fn err(status: u16, message: &str) -> Response {
         status,
         headers: vec![],
         body: json!({ "message": message }).to_string(),
+        raw: None,
     }
 }
 
@@ -585,6 +626,38 @@ fn handle(s: &mut FakeState, req: &Request) -> Response {
                 None => err(404, "Not Found"),
             }
         }
+        ("GET", ["releases", "tags", tag]) => match s.releases.iter().find(|r| r.tag == *tag) {
+            Some(r) => ok(200, release_json(r, &base, &s.repo)),
+            None => err(404, "Not Found"),
+        },
+        ("POST", ["releases"]) => create_release(s, req, &base),
+        ("GET", ["releases", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match s.releases.iter().find(|r| r.id == id) {
+                Some(r) => ok(200, release_json(r, &base, &s.repo)),
+                None => err(404, "Not Found"),
+            }
+        }
+        ("POST", ["releases", id, "assets"]) => upload_asset(s, req, id, &base, &login),
+        ("GET", ["releases", "assets", id]) => get_asset(s, req, id, &base),
+        ("DELETE", ["releases", "assets", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let before: usize = s.releases.iter().map(|r| r.assets.len()).sum();
+            for r in &mut s.releases {
+                r.assets.retain(|a| a.id != id);
+            }
+            let after: usize = s.releases.iter().map(|r| r.assets.len()).sum();
+            if after < before {
+                Response {
+                    status: 204,
+                    headers: vec![],
+                    body: String::new(),
+                    raw: None,
+                }
+            } else {
+                err(404, "Not Found")
+            }
+        }
         ("GET", ["issues", "comments"]) => list_repo_comments(s, req, &base),
         ("GET", ["issues", n]) => match n.parse().ok().and_then(|n| find(s, n)) {
             Some(i) => ok(200, issue_json(&s.issues[i], &base, &s.repo)),
@@ -641,7 +714,130 @@ fn too_long(field: &str) -> Response {
         status: 422,
         headers: vec![],
         body: json!({"message": "Validation Failed", "errors": [{"resource": "Issue", "field": field, "code": "custom", "message": format!("{field} is too long (maximum is 65536 characters)")}]}).to_string(),
+        raw: None,
     }
+}
+
+fn release_json(r: &FakeRelease, base: &str, repo: &str) -> Value {
+    json!({
+        "id": r.id,
+        "node_id": format!("RE_{}", r.id),
+        "tag_name": r.tag,
+        "target_commitish": "main",
+        "name": r.name,
+        "body": null,
+        "draft": false,
+        "prerelease": false,
+        "created_at": "2026-01-01T00:00:00Z",
+        "published_at": "2026-01-01T00:00:00Z",
+        "author": null,
+        "tarball_url": null,
+        "zipball_url": null,
+        "url": format!("{base}/repos/{repo}/releases/{}", r.id),
+        "html_url": format!("{base}/{repo}/releases/tag/{}", r.tag),
+        "assets_url": format!("{base}/repos/{repo}/releases/{}/assets", r.id),
+        "upload_url": format!("{base}/repos/{repo}/releases/{}/assets{{?name,label}}", r.id),
+        "assets": r.assets.iter().map(|a| asset_json(a, base, repo)).collect::<Vec<_>>(),
+    })
+}
+
+/// An asset as GitHub describes it. `uploader` is left out (null): the fake records it in
+/// its state, where tests read it.
+fn asset_json(a: &FakeAsset, base: &str, repo: &str) -> Value {
+    json!({
+        "id": a.id,
+        "node_id": format!("RA_{}", a.id),
+        "name": a.name,
+        "label": null,
+        "size": a.data.len(),
+        "digest": null,
+        "download_count": 0,
+        "content_type": a.content_type,
+        "state": "uploaded",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "url": format!("{base}/repos/{repo}/releases/assets/{}", a.id),
+        "browser_download_url": format!("{base}/{repo}/releases/download/labbook-runs/{}", a.name),
+        "uploader": null,
+    })
+}
+
+fn create_release(s: &mut FakeState, req: &Request, base: &str) -> Response {
+    let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+    let Some(tag) = v["tag_name"].as_str() else {
+        return err(422, "tag_name is required");
+    };
+    if s.releases.iter().any(|r| r.tag == tag) {
+        return err(422, "Validation Failed: tag_name already_exists");
+    }
+    let id = s.next_comment_id;
+    s.next_comment_id += 1;
+    let r = FakeRelease {
+        id,
+        tag: tag.to_string(),
+        name: v["name"].as_str().unwrap_or(tag).to_string(),
+        assets: Vec::new(),
+    };
+    let out = release_json(&r, base, &s.repo);
+    s.releases.push(r);
+    ok(201, out)
+}
+
+fn upload_asset(s: &mut FakeState, req: &Request, id: &str, base: &str, login: &str) -> Response {
+    let id: u64 = id.parse().unwrap_or(0);
+    let Some(name) = req.query.get("name").cloned() else {
+        return err(422, "name is required");
+    };
+    let asset_id = s.next_comment_id;
+    let repo = s.repo.clone();
+    let Some(r) = s.releases.iter_mut().find(|r| r.id == id) else {
+        return err(404, "Not Found");
+    };
+    if r.assets.iter().any(|a| a.name == name) {
+        return err(422, "Validation Failed: name already_exists");
+    }
+    let a = FakeAsset {
+        id: asset_id,
+        name,
+        content_type: req
+            .headers
+            .get("content-type")
+            .cloned()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        data: req.bytes.clone(),
+        uploader: login.to_string(),
+    };
+    let out = asset_json(&a, base, &repo);
+    r.assets.push(a);
+    s.next_comment_id += 1;
+    ok(201, out)
+}
+
+/// The asset's JSON, or its bytes with `Accept: application/octet-stream` (GitHub itself
+/// redirects to a download host; the client follows either).
+fn get_asset(s: &FakeState, req: &Request, id: &str, base: &str) -> Response {
+    let id: u64 = id.parse().unwrap_or(0);
+    let Some(a) = s
+        .releases
+        .iter()
+        .flat_map(|r| &r.assets)
+        .find(|a| a.id == id)
+    else {
+        return err(404, "Not Found");
+    };
+    let binary = req
+        .headers
+        .get("accept")
+        .is_some_and(|v| v.contains("application/octet-stream"));
+    if binary {
+        return Response {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+            raw: Some((a.data.clone(), "application/octet-stream".into())),
+        };
+    }
+    ok(200, asset_json(a, base, &s.repo))
 }
 
 fn find(s: &FakeState, n: u64) -> Option<usize> {
@@ -653,6 +849,7 @@ fn ok(status: u16, v: Value) -> Response {
         status,
         headers: vec![],
         body: v.to_string(),
+        raw: None,
     }
 }
 
@@ -749,6 +946,7 @@ fn paginate(req: &Request, base: &str, all: Vec<Value>) -> Response {
             status: 304,
             headers: vec![("etag".into(), etag)],
             body: String::new(),
+            raw: None,
         };
     }
     headers.push(("etag".into(), etag));
@@ -756,6 +954,7 @@ fn paginate(req: &Request, base: &str, all: Vec<Value>) -> Response {
         status: 200,
         headers,
         body,
+        raw: None,
     }
 }
 
@@ -869,6 +1068,7 @@ fn too_long_or(field: &str, msg: &str) -> Response {
         status: 422,
         headers: vec![],
         body: json!({"message": "Validation Failed", "errors": [{"field": field, "code": "missing_field", "message": msg}]}).to_string(),
+        raw: None,
     }
 }
 

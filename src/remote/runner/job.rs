@@ -71,6 +71,8 @@ pub(super) struct Shared {
 pub(super) struct Work {
     pub(super) results: Results,
     pub(super) log_tail: Option<String>,
+    /// The weights and curves to upload with the results (see [`pack_asset`]).
+    pub(super) asset: Option<PathBuf>,
 }
 
 pub(super) async fn run_job(
@@ -103,6 +105,7 @@ pub(super) async fn run_job(
                 ),
             ),
             log_tail: None,
+            asset: None,
         }
     } else if client
         .get_if_exists(&format!("/repos/{repo}/commits/{}", w.request.commit))
@@ -118,6 +121,7 @@ pub(super) async fn run_job(
                 format!("commit {} is not in {repo}; not run", w.request.commit),
             ),
             log_tail: None,
+            asset: None,
         }
     } else {
         let shared = Arc::new(Mutex::new(Shared {
@@ -141,6 +145,7 @@ pub(super) async fn run_job(
                         |why| Work {
                             results: failed_results(&opts, &req, started, why),
                             log_tail: None,
+                            asset: None,
                         },
                     );
                     lock(&shared).done = Some(work);
@@ -276,6 +281,7 @@ pub(super) async fn run_job(
                 "the job ended without a result".into(),
             ),
             log_tail: None,
+            asset: None,
         });
         if let Some((status, why)) = stopped {
             work.results.status = status.to_string();
@@ -302,6 +308,21 @@ pub(super) async fn run_job(
     }
     if let Some(why) = results_refused(&listed.comments, &w.nonce) {
         return Ok(JobEnd::GivenUp(why));
+    }
+    if let Some(path) = work.asset.take() {
+        match upload_weights(&mut client, &repo, n, &path).await {
+            Ok(asset) => {
+                (opts.events)(&format!(
+                    "#{n}: weights uploaded ({}, {} bytes)",
+                    asset.name, asset.size
+                ));
+                work.results.weights = Some(asset);
+            }
+            Err(e) => {
+                (opts.events)(&format!("#{n}: weights upload failed: {e}"));
+                work.results.weights_error = Some(e.to_string());
+            }
+        }
     }
     // Posted on a closed request too: whoever closed it sees how far the run got.
     let status = work.results.status.clone();
@@ -413,6 +434,8 @@ pub(super) fn failed_results(
         curves: Default::default(),
         points: Default::default(),
         resumed_from: None,
+        weights: None,
+        weights_error: None,
     }
 }
 
@@ -511,6 +534,7 @@ pub(super) fn work(
     let fail = |why: String| Work {
         results: failed_results(opts, req, started, why),
         log_tail: read_tail(&log),
+        asset: None,
     };
     // An earlier attempt at this request on this machine (a runner stopped or killed, the
     // request given back and claimed again) left a checkpoint: continue from it.
@@ -644,13 +668,141 @@ pub(super) fn work(
             let tail = (results.status != "succeeded")
                 .then(|| read_tail(&log))
                 .flatten();
+            set_phase("exporting the weights");
+            let export = |out: &Path| -> std::result::Result<(), String> {
+                let run = run_of(&db).ok_or("the job's notebook has no run")?;
+                let mut argv = cmd[..5].to_vec(); // the binary, --db and --config
+                argv.extend(["export-model".to_string(), run, "--out".to_string(), p(out)]);
+                match run_logged(
+                    &wrapped(opts, &argv),
+                    &checkout,
+                    &log,
+                    job_env,
+                    kill,
+                    (&opts.env, opts.max_log),
+                ) {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!("export-model exited with {code}")),
+                    Err(e) => Err(format!("cannot run export-model: {e}")),
+                }
+            };
+            let (asset, weights_error) = match pack_asset(&job, n, &db, export) {
+                Ok(a) => (a, None),
+                Err(e) => (None, Some(e)),
+            };
+            let mut results = results;
+            results.weights_error = weights_error;
             Work {
                 results,
                 log_tail: tail,
+                asset,
             }
         }
         Err(e) => fail(e),
     }
+}
+
+/// The release every runner uploads its jobs' weights to.
+pub(super) const RUNS_RELEASE: &str = "labbook-runs";
+
+/// Uploads `path` as request `n`'s asset of the [`RUNS_RELEASE`] release (created when
+/// missing), replacing an asset of the same name left by an earlier attempt.
+async fn upload_weights(
+    client: &mut Client,
+    repo: &str,
+    n: u64,
+    path: &Path,
+) -> Result<crate::github::client::AssetRef> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (release, assets) = client
+        .ensure_release(
+            repo,
+            RUNS_RELEASE,
+            "Weights and full-resolution curves of remote runs, one asset per run request (uploaded by `labbook runner`; `labbook pull-model R-n` fetches them).",
+        )
+        .await?;
+    let name = asset_name(n);
+    for (_, id) in assets.iter().filter(|(a, _)| *a == name) {
+        client.delete_asset(repo, *id).await?;
+    }
+    client
+        .upload_asset(repo, (release, RUNS_RELEASE), &name, data)
+        .await
+}
+
+/// The id (`R-n`) of the job notebook's run.
+fn run_of(db: &Path) -> Option<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    let run = crate::store::latest_run_in(&conn).ok()??;
+    Some(crate::model::RunId(run.id).to_string())
+}
+
+/// The name of request `n`'s asset in the `labbook-runs` release.
+pub(super) fn asset_name(n: u64) -> String {
+    format!("request-{n}.tar")
+}
+
+/// Packs the job's results for upload: `request-N.tar` in the job folder, holding
+/// `curves.json` (every metric point of the run, `{"v": 1, "curves": {key: [[step, value
+/// or null, wall seconds], …]}}`) and, when the run left a checkpoint, `model.safetensors`
+/// (written by `export`, the job's own `labbook export-model`). `None` when the job's
+/// notebook has no run.
+pub(super) fn pack_asset(
+    job: &Path,
+    n: u64,
+    db: &Path,
+    export: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> std::result::Result<Option<PathBuf>, String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open the job's notebook: {e}"))?;
+    let Some(run) = crate::store::latest_run_in(&conn).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let mut curves = serde_json::Map::new();
+    for key in crate::store::metric_keys_in(&conn, run.id).map_err(|e| e.to_string())? {
+        let points: Vec<Value> = crate::store::metric_points_in(&conn, run.id, &key)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(s, v, w)| json!([s, v.is_finite().then_some(v), w]))
+            .collect();
+        curves.insert(key, Value::Array(points));
+    }
+    drop(conn);
+    let curves_file = job.join("curves.json");
+    std::fs::write(
+        &curves_file,
+        json!({ "v": 1, "curves": curves }).to_string(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", curves_file.display()))?;
+    let checkpoint = crate::recorder::run_dir(db, crate::model::RunId(run.id));
+    let model = job.join("model.safetensors");
+    let _ = std::fs::remove_file(&model);
+    let with_model = crate::recorder::has_checkpoint(&checkpoint);
+    if with_model {
+        export(&model)?;
+    }
+    let tar_path = job.join(asset_name(n));
+    let file = std::fs::File::create(&tar_path)
+        .map_err(|e| format!("cannot create {}: {e}", tar_path.display()))?;
+    let mut tar = tar::Builder::new(file);
+    let mut add = |path: &Path, name: &str| {
+        tar.append_path_with_name(path, name)
+            .map_err(|e| format!("cannot pack {name}: {e}"))
+    };
+    add(&curves_file, "curves.json")?;
+    if with_model {
+        add(&model, "model.safetensors")?;
+    }
+    tar.finish()
+        .map_err(|e| format!("cannot finish {}: {e}", tar_path.display()))?;
+    Ok(Some(tar_path))
 }
 
 pub(super) fn git(

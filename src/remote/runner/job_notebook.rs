@@ -116,5 +116,7 @@ pub(super) fn collect(
         curves,
         points,
         resumed_from: None,
+        weights: None,
+        weights_error: None,
     })
 }

@@ -384,8 +384,11 @@ mod tests {
                 curves: Default::default(),
                 points: Default::default(),
                 resumed_from: None,
+                weights: None,
+                weights_error: None,
             },
             log_tail: None,
+            asset: None,
         };
         let w = guarded(|| panic!("index out of bounds"), failed);
         assert_eq!(w.results.status, "failed");
