@@ -117,6 +117,70 @@ pub enum TrainError {
     /// Weights to start from (`train.init_from`) or to export.
     #[error(transparent)]
     Weights(#[from] crate::export::ExportError),
+    /// A device ran out of memory (the backend panicked with an out-of-memory error).
+    #[error(
+        "out of memory on {devices} at batch_size {batch_size} x grad_accum {grad_accum}, seq_len {seq_len}: lower train.batch_size (raise train.grad_accum to keep the step's batch) or add devices; the backend said: {detail}"
+    )]
+    OutOfMemory {
+        /// The run's devices (`cuda:0`, `cuda:0, cuda:1`).
+        devices: String,
+        batch_size: usize,
+        grad_accum: usize,
+        seq_len: usize,
+        /// The first line of the backend's message.
+        detail: String,
+    },
+}
+
+/// Whether a panic's message is a device's out-of-memory error (CubeCL's launch error, the
+/// CUDA driver's `CUDA_ERROR_OUT_OF_MEMORY`, an allocator's "out of memory").
+pub fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("out-of-memory") || m.contains("out of memory") || m.contains("out_of_memory")
+}
+
+/// Runs `f`; a panic whose message is an out-of-memory error becomes
+/// [`TrainError::OutOfMemory`] naming the run's devices and batch, any other panic goes on.
+pub fn oom_guard<T>(
+    cfg: &RunConfig,
+    f: impl FnOnce() -> Result<T, TrainError>,
+) -> Result<T, TrainError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            if !is_out_of_memory(&text) {
+                std::panic::resume_unwind(payload);
+            }
+            let devices: Vec<String> = cfg
+                .train
+                .device_list()
+                .iter()
+                .map(|d| match d {
+                    BackendChoice::Cuda(i) => format!("cuda:{i}"),
+                    BackendChoice::Cpu => "cpu".into(),
+                })
+                .collect();
+            Err(TrainError::OutOfMemory {
+                devices: devices.join(", "),
+                batch_size: cfg.train.batch_size,
+                grad_accum: cfg.train.grad_accum,
+                seq_len: cfg.task.seq_len,
+                detail: text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| is_out_of_memory(l))
+                    .unwrap_or("out of memory")
+                    .chars()
+                    .take(200)
+                    .collect(),
+            })
+        }
+    }
 }
 
 /// The CPU training backend.
@@ -133,6 +197,16 @@ pub fn train(
     for d in &devices {
         d.check_available()?;
     }
+    oom_guard(cfg, || dispatch(cfg, opts, obs))
+}
+
+/// [`train`] on the backend of `cfg`'s devices.
+fn dispatch(
+    cfg: &RunConfig,
+    opts: TrainOptions,
+    obs: &mut dyn TrainObserver,
+) -> Result<TrainSummary, TrainError> {
+    let devices = cfg.train.device_list();
     match cfg.train.device_kind() {
         BackendChoice::Cpu => {
             let cpus = vec![Default::default(); devices.len()];
@@ -588,6 +662,41 @@ fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_out_of_memory_panic_names_the_devices_and_the_batch() {
+        let mut cfg = RunConfig::parse(
+            "[model]\nkind = \"mamba\"\nd_model = 8\nn_layers = 1\n\
+             [task]\nkind = \"induction-heads\"\nvocab_size = 8\nseq_len = 2048\n\
+             [train]\nsteps = 1\nbatch_size = 64\nlr = 1e-3\ngrad_accum = 2\n",
+            "oom.toml",
+        )
+        .unwrap();
+        cfg.train.devices = vec![BackendChoice::Cuda(0), BackendChoice::Cuda(1)];
+        let e = oom_guard(&cfg, || -> Result<(), TrainError> {
+            panic!(
+                "called `Result::unwrap()`: An out-of-memory error happened during launch\nCaused by:\n  CUDA_ERROR_OUT_OF_MEMORY"
+            )
+        })
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "out of memory on cuda:0, cuda:1",
+            "batch_size 64 x grad_accum 2",
+            "seq_len 2048",
+            "An out-of-memory error happened during launch",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        // Other panics are not turned into errors.
+        let other = std::panic::catch_unwind(|| {
+            let _ = oom_guard(&cfg, || -> Result<(), TrainError> {
+                panic!("index out of bounds")
+            });
+        });
+        assert!(other.is_err());
+        assert!(!is_out_of_memory("index out of bounds"));
+    }
 
     #[test]
     fn schedule_warms_up_then_decays() {
