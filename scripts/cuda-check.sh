@@ -19,7 +19,8 @@
 # Sizes (env): BENCH_STEPS (10), BENCH_LAYERS (4), BENCH_BATCH (8), BENCH_DMODEL (768),
 # BENCH_SEQ (2048). Default: 4 layers (mamba: MMMM; hybrid: MAMA), batch 8 × 2048 tokens.
 # Not yet run on a GPU by the session that wrote it; see docs/performance.md. (The attention
-# check and the Transformer rows were added on 2026-12-05, also without a GPU.)
+# check and the Transformer rows were added on 2026-12-05, the data-parallel check 2c on
+# 2026-12-05 too, also without a GPU.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,13 +41,14 @@ prepare() {
     fi
     # Test binaries (release: the NdArray reference side is then fast too) and the bench.
     cargo test --release -p labbook-models --features cuda --no-run \
-        --test scan_cubecl --test golden --test attention --message-format=json >"$BUNDLE/build.json"
+        --test scan_cubecl --test golden --test attention --test parallel \
+        --message-format=json >"$BUNDLE/build.json"
     python3 - "$BUNDLE" <<'EOF'
 import json, shutil, sys
 bundle = sys.argv[1]
 for line in open(f"{bundle}/build.json"):
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden", "attention"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden", "attention", "parallel"):
         shutil.copy(m["executable"], f"{bundle}/bin/{m['target']['name']}")
 EOF
     cargo build --release -p labbook-models --features cuda --example bench_cuda
@@ -54,7 +56,7 @@ EOF
     strip "$BUNDLE"/bin/* 2>/dev/null || true
     # The device tool carries at most 64 MiB (repo included): ship the binaries gzipped.
     gzip -9 -f "$BUNDLE"/bin/scan_cubecl "$BUNDLE"/bin/golden "$BUNDLE"/bin/attention \
-        "$BUNDLE"/bin/bench_cuda
+        "$BUNDLE"/bin/parallel "$BUNDLE"/bin/bench_cuda
     # The golden test reads tests/data through the absolute path it was compiled with.
     echo "$ROOT/models" >"$BUNDLE/manifest_dir"
     # mambapy is pure Python (needs torch, which the device image has).
@@ -82,7 +84,7 @@ device() {
     export LD_LIBRARY_PATH="$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
     local bin=/tmp/cuda-check-bin
     mkdir -p "$bin"
-    for f in scan_cubecl golden attention bench_cuda; do
+    for f in scan_cubecl golden attention parallel bench_cuda; do
         gzip -dc "$BUNDLE/bin/$f.gz" >"$bin/$f"
         chmod +x "$bin/$f"
     done
@@ -99,6 +101,10 @@ device() {
     "$bin/golden" --nocapture golden_mamba_cuda || status=1
     echo "== 2b. burn's flash attention (evaluation) vs the composed attention, CUDA"
     "$bin/attention" --nocapture device_attention_on_cuda || status=1
+    echo "== 2c. data parallel over 2 GPUs (burn-collective), or grad_accum on 1, vs one GPU"
+    local gpus
+    gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
+    LABBOOK_GPUS=${gpus:-1} "$bin/parallel" --nocapture data_parallel_on_cuda || status=1
     echo "== 3. labbook training step on CUDA: d_model $DMODEL, $LAYERS layers, seq $SEQ, batch $BATCH, $STEPS steps"
     "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid transformer \
         | tee "$out/labbook.jsonl" || status=1

@@ -120,3 +120,25 @@ fn device_settings_that_cannot_work_are_refused_by_key() {
         assert!(err.contains(key) && err.contains(says), "{extra}: {err}");
     }
 }
+
+/// On CUDA (`scripts/cuda-check.sh`): data parallel over the GPUs the script found
+/// (`LABBOOK_GPUS`, 2 when the machine has them; else the 1-GPU path with `grad_accum`)
+/// follows one GPU's curve. GPU reductions are not bit-reproducible: 1e-3 relative.
+#[cfg(feature = "cuda")]
+#[test]
+fn data_parallel_on_cuda_follows_one_gpu() {
+    let gpus: usize = std::env::var("LABBOOK_GPUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let one = losses("batch_size = 8\nbackend = \"cuda\"\n");
+    let split = if gpus >= 2 {
+        "batch_size = 8\nbackend = \"cuda\"\ndevices = [\"cuda:0\", \"cuda:1\"]\n"
+    } else {
+        "batch_size = 4\ngrad_accum = 2\nbackend = \"cuda\"\n"
+    };
+    let other = losses(split);
+    let e = max_rel_diff(&other, &one);
+    println!("data parallel on CUDA ({gpus} GPU(s)): max rel diff {e:.2e} over 20 steps");
+    assert!(e < 1e-3, "{split}: rel diff {e}\n{other:?}\n{one:?}");
+}
