@@ -71,6 +71,43 @@ pub struct RunnerConfig {
     /// are kept.
     #[serde(default = "default_max_log")]
     pub max_log: String,
+    /// Where the training step runs: `"local"` (default) or `"slurm"` (submitted with
+    /// `sbatch`, see `[runner.slurm]`).
+    #[serde(default)]
+    pub executor: Executor,
+    /// `sbatch` settings for `executor = "slurm"`.
+    #[serde(default)]
+    pub slurm: SlurmConfig,
+}
+
+/// `[runner] executor`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    #[default]
+    Local,
+    Slurm,
+}
+
+/// `[runner.slurm]`: the options of the job script (`#SBATCH` lines).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// `--time` in Slurm's format (`"90"` minutes, `"1-00:00:00"`); default: `max_job_time`.
+    pub time: Option<String>,
+    /// `--gres=gpu:N`; default: the GPUs the request asks for.
+    pub gpus_per_job: Option<u32>,
+    pub cpus_per_gpu: Option<u32>,
+    /// `--mem` (`"64G"`).
+    pub mem: Option<String>,
+    /// More options, one `#SBATCH` line each (`["--constraint=a100", "--exclusive"]`).
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+    /// How often the job's state is read (default `"5s"`).
+    pub poll: Option<String>,
 }
 
 fn default_lease() -> String {
@@ -100,6 +137,8 @@ impl Default for RunnerConfig {
             max_job_time: default_max_job_time(),
             wrap: Vec::new(),
             max_log: default_max_log(),
+            executor: Executor::Local,
+            slurm: SlurmConfig::default(),
         }
     }
 }

@@ -373,6 +373,7 @@ fn results_larger_than_a_comment_round_trip_downsampled() {
         resumed_from: None,
         weights: None,
         weights_error: None,
+        slurm: None,
         curves,
     };
     assert!(serde_json::to_string(&full).unwrap().len() > 10 * protocol::MAX_COMMENT);

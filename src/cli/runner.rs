@@ -36,6 +36,13 @@ pub struct Args {
     /// Run what is there now, then exit.
     #[arg(long)]
     once: bool,
+    /// Where training runs: `local` or `slurm` (default: `[runner] executor`, else local).
+    #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm"])]
+    executor: Option<String>,
+    /// Print the job script the Slurm executor would submit for the next request, and exit
+    /// (claims nothing).
+    #[arg(long, requires = "executor")]
+    dry_run: bool,
 }
 
 pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
@@ -58,6 +65,19 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
     if !a.gpus.is_empty() && backend == labbook_models::BackendChoice::Cpu {
         anyhow::bail!("--gpus hands out GPUs to CUDA jobs; add `--backend cuda`");
     }
+    let executor = match a.executor.as_deref() {
+        Some("slurm") => labbook::config::Executor::Slurm,
+        Some(_) => labbook::config::Executor::Local,
+        None => rc.executor,
+    };
+    if a.dry_run && executor != labbook::config::Executor::Slurm {
+        anyhow::bail!("--dry-run prints a Slurm job script; add `--executor slurm`");
+    }
+    if executor == labbook::config::Executor::Slurm && !a.gpus.is_empty() {
+        anyhow::bail!(
+            "--gpus places jobs on this machine's GPUs; with the Slurm executor, Slurm hands them out (`--gres`, see [runner.slurm])"
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = a.gpus.iter().find(|g| !seen.insert(**g)) {
         anyhow::bail!("--gpus lists GPU {dup} twice");
@@ -70,6 +90,14 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
             .map(|p| p as usize)
             .unwrap_or(a.gpus.len().max(1)),
         gpus: a.gpus.clone(),
+        slurm: match executor {
+            labbook::config::Executor::Local => None,
+            labbook::config::Executor::Slurm => Some(labbook::remote::SlurmOptions {
+                settings: rc.slurm.clone(),
+                poll: parse_duration(rc.slurm.poll.as_deref().unwrap_or("5s"))
+                    .context("[runner.slurm] poll")?,
+            }),
+        },
         poll: parse_duration(&a.poll).context("--poll")?,
         once: a.once,
         allow: rc.allow.clone(),
@@ -116,6 +144,16 @@ pub fn cmd_runner(env: &Env, a: Args) -> Result<()> {
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     let token = Token::discover()?;
+    if a.dry_run {
+        match labbook::remote::runner::dry_run(&gh, &token, opts)? {
+            Some((n, script)) => {
+                eprintln!("# the job script for request #{n} (nothing was claimed or submitted):");
+                print!("{script}");
+            }
+            None => eprintln!("no open request this runner would take"),
+        }
+        return Ok(());
+    }
     if !env.json {
         println!(
             "runner {} on {} (backend {}{}, {} at a time, allow: {}); workdir {}",

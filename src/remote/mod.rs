@@ -17,4 +17,4 @@ pub mod request;
 pub mod runner;
 
 pub use request::{RemoteRequest, SyncRemoteReport, request_run, sync_remote_runs};
-pub use runner::{RunnerOptions, RunnerReport, run_runner};
+pub use runner::{RunnerOptions, RunnerReport, SlurmOptions, run_runner};

@@ -213,6 +213,9 @@ pub struct Results {
     /// Why there is no weights asset although the run has weights (an upload that failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_error: Option<String>,
+    /// The Slurm job that ran the training step (`[runner] executor = "slurm"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::remote::runner::slurm::SlurmJob>,
 }
 
 /// Keeps at most `max` points, evenly spaced by index, always the first and the last.
@@ -315,6 +318,15 @@ fn render_results(r: &Results, log_tail: Option<&str>, dropped: Dropped) -> Stri
             .unwrap_or_else(|| "?".into()),
         human_secs(r.wall_time_s),
     );
+    if let Some(j) = &r.slurm {
+        s.push_str(&format!(
+            "Slurm job {} on `{}`: {} after {}.\n\n",
+            j.job_id,
+            j.node.as_deref().unwrap_or("?"),
+            j.state,
+            j.elapsed.as_deref().unwrap_or("?")
+        ));
+    }
     if let Some(step) = r.resumed_from {
         s.push_str(&format!(
             "Resumed from step {step}: this machine's checkpoint of an earlier, interrupted attempt at this request.\n\n"
@@ -461,6 +473,7 @@ mod tests {
             resumed_from: None,
             weights: None,
             weights_error: None,
+            slurm: None,
             curves,
         }
     }

@@ -65,6 +65,8 @@ pub(super) struct Shared {
     /// Why the async side stopped the job (max_job_time, a closed request): its results
     /// are still posted, with this status and reason.
     pub(super) stopped: Option<(RunStatus, String)>,
+    /// The Slurm job's state in words ("Slurm job 12: RUNNING on node-3"), for the status.
+    pub(super) slurm: Option<String>,
 }
 
 /// The outcome of the blocking part of a job.
@@ -356,6 +358,16 @@ pub(super) fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 /// "training, step 120/1000 — loss 0.4312, accuracy 0.5100", read from the job's notebook.
 pub(super) fn status_line(shared: &Mutex<Shared>) -> String {
+    let slurm = lock(shared).slurm.clone();
+    let status = progress_line(shared);
+    match slurm {
+        Some(j) => format!("{j} — {status}"),
+        None => status,
+    }
+}
+
+/// The phase, or the run's progress while it trains.
+fn progress_line(shared: &Mutex<Shared>) -> String {
     let (phase, db) = {
         let s = lock(shared);
         (s.phase.clone(), s.job_db.clone())
@@ -436,6 +448,7 @@ pub(super) fn failed_results(
         resumed_from: None,
         weights: None,
         weights_error: None,
+        slurm: None,
     }
 }
 
@@ -536,10 +549,19 @@ pub(super) fn work(
         log_tail: read_tail(&log),
         asset: None,
     };
+    // A runner that died while Slurm ran this request's job finds the job again (its id is
+    // in the job folder) and follows it instead of submitting another.
+    let reattach = opts
+        .slurm
+        .as_ref()
+        .and_then(|_| slurm::live_job(opts, &job, req));
     // An earlier attempt at this request on this machine (a runner stopped or killed, the
     // request given back and claimed again) left a checkpoint: continue from it.
-    let resume = resumable(&job, req);
-    if resume.is_none() {
+    let resume = match reattach {
+        Some(_) => None,
+        None => resumable(&job, req),
+    };
+    if resume.is_none() && reattach.is_none() {
         let _ = std::fs::remove_dir_all(&job);
     }
     if let Err(e) = std::fs::create_dir_all(&job) {
@@ -549,7 +571,14 @@ pub(super) fn work(
     if let Err(e) = std::fs::write(job.join(ATTEMPT), marker.to_string()) {
         return fail(format!("cannot write {}: {e}", job.join(ATTEMPT).display()));
     }
-    let bin = {
+    let bin = if reattach.is_some() {
+        // Built by the attempt that submitted the job.
+        match &opts.bin {
+            Some(b) if b.is_absolute() => b.clone(),
+            Some(b) => checkout.join(b),
+            None => job.join("labbook"),
+        }
+    } else {
         let _guard = REPO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         set_phase("fetching the commit");
         if let Err(e) = checkout_commit(opts, &req.commit, &checkout, &log, kill) {
@@ -597,10 +626,15 @@ pub(super) fn work(
         }
     };
     let config = job.join("config.toml");
-    let config_text = if gpus.is_empty() {
+    // The job sees its GPUs from 0: those `--gpus` handed it, or those Slurm allocates.
+    let seen_gpus = match &opts.slurm {
+        Some(_) => req.gpus_needed(),
+        None => gpus.len(),
+    };
+    let config_text = if seen_gpus == 0 {
         req.config.clone()
     } else {
-        match renumbered(&req.config, gpus.len()) {
+        match renumbered(&req.config, seen_gpus) {
             Ok(c) => c,
             Err(e) => return fail(e),
         }
@@ -646,16 +680,54 @@ pub(super) fn work(
         Some((run, _)) => cmd.extend(["--resume".to_string(), run.to_string()]),
         None => cmd.push(p(&config)),
     }
-    let code = match run_logged(
-        &wrapped(opts, &cmd),
-        &checkout,
-        &log,
-        job_env,
-        kill,
-        (&opts.env, opts.max_log),
-    ) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot start `{}`: {e}", p(&bin))),
+    let mut slurm_job: Option<slurm::SlurmJob> = None;
+    let code = match &opts.slurm {
+        None => match run_logged(
+            &wrapped(opts, &cmd),
+            &checkout,
+            &log,
+            job_env,
+            kill,
+            (&opts.env, opts.max_log),
+        ) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot start `{}`: {e}", p(&bin))),
+        },
+        Some(sl) => {
+            let id = match &reattach {
+                Some(j) => j.job_id,
+                None => {
+                    let script = job.join("job.sbatch");
+                    let text =
+                        slurm::job_script(opts, sl, (n, req.gpus_needed()), &cmd, &job, &checkout);
+                    if let Err(e) = std::fs::write(&script, text) {
+                        return fail(format!("cannot write {}: {e}", script.display()));
+                    }
+                    match slurm::submit(opts, &script) {
+                        Ok(id) => {
+                            let _ = slurm::remember(&job, req, id);
+                            id
+                        }
+                        Err(e) => return fail(format!("sbatch refused the job: {e}")),
+                    }
+                }
+            };
+            let j = slurm::follow(opts, sl, id, shared, kill);
+            let code = j
+                .exit_code
+                .unwrap_or(if j.state == "COMPLETED" { 0 } else { -1 });
+            if !db.is_file() && !j.is_live() {
+                let mut w = fail(format!(
+                    "Slurm job {id} ended ({}) but its notebook {} never appeared: is the runner's workdir on a filesystem the compute nodes share?",
+                    j.state,
+                    db.display()
+                ));
+                w.results.slurm = Some(j);
+                return w;
+            }
+            slurm_job = Some(j);
+            code
+        }
     };
     // Stopped for a reason with results (max_job_time, a closed request): what the run
     // recorded until then is collected and posted. Otherwise (given up) nothing is.
@@ -665,6 +737,14 @@ pub(super) fn work(
     match collect(opts, req, &db, started, code) {
         Ok(mut results) => {
             results.resumed_from = resume.map(|(_, step)| step);
+            if let Some(j) = &slurm_job
+                && let Some(why) = j.killed_by_slurm()
+                && results.status != "succeeded"
+            {
+                results.status = RunStatus::Failed.to_string();
+                results.error = Some(why);
+            }
+            results.slurm = slurm_job;
             let tail = (results.status != "succeeded")
                 .then(|| read_tail(&log))
                 .flatten();

@@ -118,5 +118,6 @@ pub(super) fn collect(
         resumed_from: None,
         weights: None,
         weights_error: None,
+        slurm: None,
     })
 }

@@ -53,6 +53,8 @@ pub struct RunnerOptions {
     /// asks for, as `CUDA_VISIBLE_DEVICES`, and waits while they are not free. Empty: no
     /// placement (jobs see every GPU).
     pub gpus: Vec<usize>,
+    /// `Some`: the training step goes to Slurm (`[runner] executor = "slurm"`).
+    pub slurm: Option<SlurmOptions>,
     pub parallel: usize,
     pub poll: Duration,
     pub once: bool,
@@ -132,6 +134,16 @@ pub fn run_runner(gh: &GithubConfig, token: &Token, opts: RunnerOptions) -> Resu
         ));
     }
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
+    // Refused now rather than at the first job: with Slurm, the compute nodes write here too.
+    let probe = opts.workdir.join(".labbook-runner-probe");
+    std::fs::write(&probe, b"probe")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "workdir {} is not writable ({e}); the runner keeps checkouts, builds and job notebooks there",
+                opts.workdir.display()
+            ))
+        })?;
     #[cfg(target_os = "linux")]
     {
         // Jobs run as this user and could otherwise read the token from
@@ -272,13 +284,7 @@ async fn poll(
     (free, mut free_gpus): (usize, Option<usize>),
     report: &mut RunnerReport,
 ) -> Result<Vec<Won>> {
-    let repo = &gh.repo;
-    let issues = client
-        .get_all(
-            &format!("/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"),
-            parse_issues,
-        )
-        .await?;
+    let issues = open_requests(client, &gh.repo).await?;
     let mut won = Vec::new();
     for issue in issues {
         if won.len() >= free {
@@ -301,6 +307,86 @@ async fn poll(
     Ok(won)
 }
 
+/// The open `run-request` issues, oldest first.
+async fn open_requests(client: &mut Client, repo: &str) -> Result<Vec<Issue>> {
+    client
+        .get_all(
+            &format!("/repos/{repo}/issues?state=open&labels={LABEL_REQUEST}&sort=created&direction=asc&per_page=100"),
+            parse_issues,
+        )
+        .await
+}
+
+/// `runner --executor slurm --dry-run`: the job script for the first open request this
+/// runner would take (allowed author, a backend it offers, nobody's live claim), with the
+/// paths a job would use. Reads GitHub only: nothing is claimed or submitted.
+pub fn dry_run(
+    gh: &GithubConfig,
+    token: &Token,
+    opts: RunnerOptions,
+) -> Result<Option<(u64, String)>> {
+    let slurm = opts.slurm.clone().ok_or_else(|| {
+        Error::Invalid("--dry-run shows the Slurm executor's job script; it is not set".into())
+    })?;
+    crate::github::sync::check_repo(&gh.repo)?;
+    let rt = crate::github::client::runtime()?;
+    rt.block_on(async {
+        let mut client = Client::new(gh, token)?;
+        let repo = &gh.repo;
+        let issues = open_requests(&mut client, repo).await?;
+        for issue in issues {
+            let n = issue.number as u64;
+            let Some(req) = issue
+                .body
+                .as_deref()
+                .and_then(|b| parse_block::<RunRequest>(KIND_REQUEST, b))
+            else {
+                continue;
+            };
+            let author = issue.user.as_ref().map_or("", |u| u.login.as_str());
+            if issue.pull_request.is_some()
+                || !allowed(&opts, author)
+                || !accepts(opts.backend, &req.backend)
+            {
+                continue;
+            }
+            let listed = list_comments(&mut client, repo, n, None, &opts.runners).await?;
+            if winning_claim(&listed.comments, listed.now).is_some()
+                || accepted_results(&listed.comments).is_some()
+            {
+                continue;
+            }
+            let job = job_dir(&opts, n);
+            let checkout = opts.workdir.join("checkouts").join(format!("issue-{n}"));
+            let bin = match &opts.bin {
+                Some(b) if b.is_absolute() => b.clone(),
+                Some(b) => checkout.join(b),
+                None => job.join("labbook"),
+            };
+            let p = |p: &Path| p.display().to_string();
+            let argv = vec![
+                p(&bin),
+                "--db".into(),
+                p(&job.join("tracker.db")),
+                "--config".into(),
+                p(&job.join("labbook.toml")),
+                "run".into(),
+                p(&job.join("config.toml")),
+            ];
+            let script = slurm::job_script(
+                &opts,
+                &slurm,
+                (n, req.gpus_needed()),
+                &argv,
+                &job,
+                &checkout,
+            );
+            return Ok(Some((n, script)));
+        }
+        Ok(None)
+    })
+}
+
 fn accepts(runner: BackendChoice, requested: &str) -> bool {
     matches!(
         (runner, requested.parse::<BackendChoice>()),
@@ -315,9 +401,11 @@ fn allowed(opts: &RunnerOptions, login: &str) -> bool {
 mod claim;
 mod job;
 mod job_notebook;
+pub mod slurm;
 use claim::*;
 use job::*;
 use job_notebook::*;
+pub use slurm::SlurmOptions;
 
 #[cfg(test)]
 mod tests {
@@ -386,6 +474,7 @@ mod tests {
                 resumed_from: None,
                 weights: None,
                 weights_error: None,
+                slurm: None,
             },
             log_tail: None,
             asset: None,
