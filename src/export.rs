@@ -45,30 +45,30 @@ pub fn notebook(store: &Store) -> Result<Notebook> {
     })
 }
 
-/// The notebook as one Markdown document, grouped by kind, with links as cross-references.
+/// The notebook as one Markdown document, grouped by kind, with links as cross-references:
+/// [`crate::overview`]'s detailed form (every item in full, experiments with their runs),
+/// then every run.
 pub fn markdown(store: &Store) -> Result<String> {
-    let nb = notebook(store)?;
+    let runs = store.list_runs(&RunFilter::default())?;
     let mut out = String::new();
     let _ = writeln!(out, "# Lab notebook\n");
-    let _ = writeln!(out, "_Exported by labbook on {}._\n", nb.exported_at);
-    for kind in Kind::ALL {
-        let items: Vec<_> = nb.items.iter().filter(|d| d.item.kind == kind).collect();
-        if items.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "## {}\n", kind.plural());
-        for d in items {
-            write_item(&mut out, d);
-        }
+    let _ = writeln!(out, "_Exported by labbook on {}._\n", crate::store::now());
+    let opts = crate::overview::Options {
+        kinds: Kind::ALL.to_vec(),
+        issues: Default::default(),
+        details: true,
+    };
+    for section in crate::overview::sections(store, &opts)? {
+        out.push_str(&section.text);
     }
-    if !nb.runs.is_empty() {
+    if !runs.is_empty() {
         let _ = writeln!(out, "## Runs\n");
         let _ = writeln!(
             out,
             "| Run | Experiment | Status | Backend | Final metrics |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|");
-        for r in &nb.runs {
+        for r in &runs {
             let metrics = r
                 .final_metrics
                 .iter()
@@ -88,51 +88,6 @@ pub fn markdown(store: &Store) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
-}
-
-fn write_item(out: &mut String, d: &ItemDetail) {
-    let i = &d.item;
-    let _ = writeln!(out, "### {} · {}\n", i.id, i.title);
-    let mut meta = vec![format!("**status** {}", i.status)];
-    if !i.tags.is_empty() {
-        meta.push(format!("**tags** {}", i.tags.join(", ")));
-    }
-    for (k, v) in i.fields.entries() {
-        if k != "bibtex" && k != "hypothesis" && k != "conclusion" {
-            meta.push(format!("**{}** {}", k.replace('_', " "), v));
-        }
-    }
-    meta.push(format!("**by** {} · {}", i.author, &i.created_at[..10]));
-    let _ = writeln!(out, "{}\n", meta.join(" · "));
-    if let Some(h) = &i.fields.hypothesis {
-        let _ = writeln!(out, "**Hypothesis.** {h}\n");
-    }
-    if !i.body.trim().is_empty() {
-        let _ = writeln!(out, "{}\n", i.body.trim_end());
-    }
-    if let Some(c) = &i.fields.conclusion {
-        let _ = writeln!(out, "**Conclusion.** {c}\n");
-    }
-    if !d.links.is_empty() {
-        let _ = writeln!(out, "Links:");
-        for l in &d.links {
-            let _ = writeln!(out, "- {} {} — {}", l.label, l.other, l.other_title);
-        }
-        out.push('\n');
-    }
-    if !d.comments.is_empty() {
-        let _ = writeln!(out, "Comments:");
-        for c in &d.comments {
-            let _ = writeln!(
-                out,
-                "- **{}** ({}): {}",
-                c.author,
-                &c.created_at[..10],
-                c.body
-            );
-        }
-        out.push('\n');
-    }
 }
 
 /// Every (non-archived) paper as BibTeX.

@@ -14,6 +14,7 @@ pub mod git;
 pub mod github;
 pub mod lifecycle;
 pub mod model;
+pub mod overview;
 pub mod plot;
 pub mod recorder;
 pub mod remote;

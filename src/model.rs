@@ -311,6 +311,21 @@ pub struct Item {
     pub fields: Fields,
 }
 
+impl Item {
+    /// The page to open for a paper: its URL, else arXiv, else DOI.
+    pub fn paper_url(&self) -> Option<String> {
+        let f = &self.fields;
+        f.url
+            .clone()
+            .or_else(|| {
+                f.arxiv_id
+                    .as_ref()
+                    .map(|a| format!("https://arxiv.org/abs/{a}"))
+            })
+            .or_else(|| f.doi.as_ref().map(|d| format!("https://doi.org/{d}")))
+    }
+}
+
 /// The editable fields beyond title/body/status/tags. Which ones apply depends on the kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

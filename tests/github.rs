@@ -1,13 +1,14 @@
 //! GitHub sync scenarios against the fake GitHub server (real HTTP on 127.0.0.1).
-//! Each ends by checking: no duplicate issues or comments, and no lost edit.
-use std::collections::HashMap;
+//! Each ends by checking: no duplicate issues or comments, and no lost edit. The last ones
+//! cover the "Lab notebook" page issue.
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use labbook::Store;
 use labbook::config::GithubConfig;
 use labbook::github::{Field, Resolution, SyncOptions, SyncReport, Token, sync_with};
 use labbook::model::{ItemId, ItemPatch, Kind, NewItem, Relation};
-use labbook::store::ListFilter;
+use labbook::store::{ListFilter, MetricPoint, NewRun, RunStatus};
 use labbook_testkit::fake::{FakeGithub, Faults};
 
 const TOKEN: &str = "ghp_FAKEsecretTOKEN0123456789";
@@ -25,6 +26,9 @@ fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("tracker.db"), "ada").unwrap();
     let mut cfg = GithubConfig::new(REPO, &fake.url());
+    // These scenarios count the items' issues and requests; the notebook page has its own
+    // (tests/notebook_page.rs).
+    cfg.notebook = false;
     cfg.write_interval_ms = 0;
     cfg.timeout_secs = 5;
     cfg.retries = 6;
@@ -1058,4 +1062,222 @@ fn control_characters_from_github_are_stripped_on_import() {
     assert_eq!(comments.len(), 1);
     assert!(!has_control(&comments[0].body) && !has_control(&comments[0].author));
     assert!(comments[0].body.contains("there\nok"));
+}
+
+// The "Lab notebook" issue (`[github] notebook`): one page however often sync runs, edited
+// in place when something changed and not written at all when nothing did, only the synced
+// kinds on it, items linked to their issues, runs with a sparkline, GitHub edits
+// overwritten, continuation comments past GitHub's size limit.
+
+const PAGE: &str = "<!-- labbook:notebook -->";
+
+/// A world whose syncs keep the notebook page.
+fn page_world() -> World {
+    let mut w = world();
+    w.cfg.notebook = true;
+    w
+}
+
+impl World {
+    /// The page issues' (number, body).
+    fn pages(&self) -> Vec<(u64, String)> {
+        self.fake
+            .state()
+            .issues_with(PAGE)
+            .iter()
+            .map(|i| (i.number, i.body.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    fn page(&self) -> (u64, String) {
+        let pages = self.pages();
+        assert_eq!(pages.len(), 1, "exactly one notebook page");
+        pages[0].clone()
+    }
+
+    /// POSTs and PATCHes the fake has answered so far.
+    fn writes(&self) -> usize {
+        self.fake
+            .state()
+            .log
+            .iter()
+            .filter(|(m, _, _)| m == "POST" || m == "PATCH")
+            .count()
+    }
+
+    fn issue_titled(&self, title: &str) -> u64 {
+        self.fake
+            .state()
+            .issues
+            .iter()
+            .find(|i| i.title == title)
+            .unwrap_or_else(|| panic!("no issue titled {title}"))
+            .number
+    }
+}
+
+#[test]
+fn one_page_updated_in_place_and_untouched_when_nothing_changed() {
+    let mut w = page_world();
+    let t = w.add(Kind::Task, "Write the scan kernel");
+    let e = w.add(Kind::Experiment, "Conv kernel sweep");
+    w.store
+        .update(
+            e,
+            &ItemPatch {
+                fields: vec![("hypothesis".into(), Some("kernel 8 beats 4".into()))],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let report = w.sync().unwrap();
+    let (n, body) = w.page();
+    assert_eq!(report.notebook_page, Some(n));
+    assert!(body.contains("edits made here are overwritten"), "{body}");
+    {
+        let s = w.fake.state();
+        assert_eq!(s.issue(n).title, "Lab notebook");
+        assert_eq!(s.issue(n).labels, vec!["labbook-notebook"]);
+    }
+    // Each item is linked to its own issue.
+    let task_issue = w.issue_titled("Write the scan kernel");
+    assert!(
+        body.contains(&format!("{t} (#{task_issue}) · Write the scan kernel")),
+        "{body}"
+    );
+    assert!(body.contains("**Hypothesis.** kernel 8 beats 4"), "{body}");
+    // The page is not imported as an item.
+    assert!(w.store.list(&Default::default()).unwrap().len() == 2);
+
+    // Nothing changed: no write at all, still one page.
+    let before = w.writes();
+    let report = w.sync().unwrap();
+    assert_eq!(w.writes(), before, "an unchanged sync wrote to GitHub");
+    assert!(!report.page_updated);
+    assert_eq!(w.page().0, n);
+
+    // A change: the same issue is edited.
+    w.store
+        .update(
+            t,
+            &ItemPatch {
+                status: Some("done".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let report = w.sync().unwrap();
+    assert!(report.page_updated);
+    let (n2, body) = w.page();
+    assert_eq!(n2, n, "edited in place");
+    let done = body.find("**done**").expect("a done group");
+    assert!(body[done..].contains("Write the scan kernel"), "{body}");
+
+    // An edit made on GitHub to the page is overwritten by the next sync.
+    w.fake.state().edit_body(n, "vandalised", "mallory");
+    w.sync().unwrap();
+    let (_, body) = w.page();
+    assert!(body.contains("Write the scan kernel"), "{body}");
+}
+
+#[test]
+fn only_synced_kinds_appear_and_runs_have_a_sparkline() {
+    let mut w = page_world();
+    w.cfg.kinds = vec![Kind::Task, Kind::Experiment, Kind::Idea];
+    w.add(Kind::Paper, "A private reading list entry");
+    let idea = w.add(Kind::Idea, "Dilated convs");
+    let e = w.add(Kind::Experiment, "Dilation sweep");
+    w.store.link(idea, e, None).unwrap();
+    let run = w
+        .store
+        .create_run(&NewRun {
+            experiment: Some(e),
+            name: Some("mamba-conv dilation=4".into()),
+            config: String::new(),
+            git_commit: Some("0123456789abcdef".into()),
+            host: Some("gpu-box".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let points: Vec<MetricPoint> = (1..=40)
+        .flat_map(|s| {
+            [
+                MetricPoint {
+                    step: s,
+                    key: "loss".into(),
+                    value: 3.0 / s as f64,
+                    wall_time: 0.0,
+                },
+                MetricPoint {
+                    step: s,
+                    key: "eval/acc@64".into(),
+                    value: s as f64 / 50.0,
+                    wall_time: 0.0,
+                },
+            ]
+        })
+        .collect();
+    w.store.append_metrics(run, &points, Some(40)).unwrap();
+    w.store
+        .finish_run(run, RunStatus::Succeeded, &BTreeMap::new(), None)
+        .unwrap();
+    w.sync().unwrap();
+    let (_, body) = w.page();
+    assert!(!body.contains("private reading list"), "{body}");
+    assert!(!body.contains("## Papers"), "{body}");
+    let exp_issue = w.issue_titled("Dilation sweep");
+    assert!(
+        body.contains(&format!("experiments: {e} (#{exp_issue})")),
+        "the idea lists its experiment: {body}"
+    );
+    let row = body
+        .lines()
+        .find(|l| l.starts_with(&format!("| {run} |")))
+        .unwrap_or_else(|| panic!("no row for {run}: {body}"));
+    assert!(
+        row.contains("mamba-conv dilation=4") && row.contains("`01234567`"),
+        "{row}"
+    );
+    assert!(row.contains("acc@64 0.800"), "best eval accuracy: {row}");
+    // The loss falls: the sparkline starts high and ends low.
+    let spark: String = row.chars().filter(|c| ('▁'..='█').contains(c)).collect();
+    assert!(spark.starts_with('█') && spark.ends_with('▁'), "{row}");
+}
+
+#[test]
+fn a_page_over_githubs_limit_continues_in_comments() {
+    let mut w = page_world();
+    // ~90,000 characters of tasks: more than a page, less than a page and a comment.
+    for i in 0..900 {
+        w.add(Kind::Task, &format!("Task {i:03} {}", "x".repeat(70)));
+    }
+    w.add(Kind::Experiment, "Small experiment");
+    w.sync().unwrap();
+    let (n, body) = w.page();
+    assert!(body.chars().count() <= 65_536, "{}", body.len());
+    assert!(body.contains("Continued in the comments below"), "{body}");
+    let comments: Vec<String> = w
+        .fake
+        .state()
+        .comments_on(n)
+        .iter()
+        .map(|c| c.body.clone())
+        .collect();
+    let parts: Vec<&String> = comments
+        .iter()
+        .filter(|c| c.contains("<!-- labbook:notebook-part"))
+        .collect();
+    assert!(!parts.is_empty(), "no continuation comment");
+    let all: String = std::iter::once(body.clone())
+        .chain(parts.iter().map(|s| s.to_string()))
+        .collect();
+    for i in [0, 450, 899] {
+        assert!(all.contains(&format!("Task {i:03} ")), "task {i} missing");
+    }
+    assert!(all.contains("Small experiment"));
+    // Unchanged: nothing written; still one page and the same comments.
+    let before = w.writes();
+    w.sync().unwrap();
+    assert_eq!(w.writes(), before);
+    assert_eq!(w.fake.state().comments_on(n).len(), comments.len());
 }

@@ -30,9 +30,11 @@ use crate::model::{Item, ItemId, ItemPatch, Kind, NewItem};
 use crate::store::items::{apply_patch, get_item};
 use crate::store::{Ctx, Store, insert_item};
 
+mod page;
 mod pull;
 mod push;
 use crate::store::github::{self as gh_store, CachedPage, conflict_fields, set_state};
+pub use page::PAGE_BUDGET;
 pub(crate) use pull::apply_field;
 
 /// What one sync did.
@@ -60,6 +62,10 @@ pub struct SyncReport {
     pub ignored: Vec<String>,
     /// HTTP requests sent (304s included).
     pub requests: u64,
+    /// The "Lab notebook" issue (`[github] notebook`).
+    pub notebook_page: Option<u64>,
+    /// Whether this sync created or edited the page.
+    pub page_updated: bool,
     /// Human-readable events, one per change (for `--verbose`).
     pub events: Vec<String>,
 }
@@ -233,6 +239,7 @@ impl Syncer<'_> {
         self.create_issues().await?;
         self.push_changes().await?;
         self.push_comments().await?;
+        self.sync_page().await?;
         let repo = self.repo().to_string();
         let used = std::mem::take(&mut self.used_urls);
         self.store.write(|tx, ctx| {

@@ -201,6 +201,10 @@ pub(super) fn pull_issue(
     if issue.pull_request.is_some() {
         return Ok(());
     }
+    // The notebook page is generated from the items, not one of them.
+    if super::page::is_page(issue) {
+        return Ok(());
+    }
     // Run requests (`run --remote`) are a queue for runners, not notebook items.
     if issue
         .labels

@@ -212,7 +212,7 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                     .filter(|(i, _)| i.id == item.id)
                     .and_then(|(_, d)| d.sync.as_ref())
                     .map(|s| format!("https://github.com/{}/issues/{}", s.repo, s.issue));
-                match paper_url(&item).or(issue) {
+                match item.paper_url().or(issue) {
                     Some(url) => {
                         app.info(format!("opening {url}"));
                         return vec![Effect::OpenUrl(url)];
@@ -284,17 +284,4 @@ pub(super) fn click(app: &mut App, col: u16, row: u16) -> Vec<Effect> {
         app.focus = Focus::Detail;
     }
     Vec::new()
-}
-
-/// The page to open for a paper: its URL, else arXiv, else DOI.
-pub fn paper_url(item: &Item) -> Option<String> {
-    let f = &item.fields;
-    f.url
-        .clone()
-        .or_else(|| {
-            f.arxiv_id
-                .as_ref()
-                .map(|a| format!("https://arxiv.org/abs/{a}"))
-        })
-        .or_else(|| f.doi.as_ref().map(|d| format!("https://doi.org/{d}")))
 }
