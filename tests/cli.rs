@@ -1031,6 +1031,33 @@ fn bench_train_prints_a_line_or_json() {
     assert!(err.contains("unknown model `rnn`"), "{err}");
 }
 
+/// `bench store` (like every bench) prints a summary for people and JSON with `--json`.
+#[test]
+fn bench_store_prints_a_summary_or_json() {
+    let nb = Nb::new();
+    let args = [
+        "bench",
+        "store",
+        "--items",
+        "40",
+        "--metrics",
+        "200",
+        "--batch",
+        "50",
+        "--searches",
+        "3",
+    ];
+    let text = nb.ok(&args);
+    assert!(text.starts_with("bench store"), "{text}");
+    assert!(!text.trim_start().starts_with('{'), "{text}");
+    let v = nb.json(&args);
+    assert!(v.is_object(), "{v}");
+    // The summary names every field of the JSON report.
+    for key in v.as_object().unwrap().keys() {
+        assert!(text.contains(key.as_str()), "{key} missing from:\n{text}");
+    }
+}
+
 /// A closed stdout (`labbook … | head -1`) ends the program quietly with success, for
 /// plain text and for `--json`.
 #[test]

@@ -14,7 +14,8 @@ enum What {
     /// Store speed on a fresh temporary notebook: item inserts, metric inserts, search latency.
     Store(StoreArgs),
     /// Training speed of one model shape: forward + backward + AdamW, median ms per step (a
-    /// line of text; JSON with `--json`). The other benches always print JSON.
+    /// line of text; JSON with `--json`). Every bench prints a summary for people, JSON with
+    /// `--json`.
     Train(TrainArgs),
     /// TUI speed: first frame and filter keystroke latency on a large temporary notebook.
     Tui(TuiArgs),
@@ -135,7 +136,10 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
                 searches: args.searches,
             };
             let report = labbook::bench::store(&cfg, |msg| eprintln!("{msg}"))?;
-            super::output::json(&report)
+            if env.json {
+                return super::output::json(&report);
+            }
+            super::output::summary("bench store (ms, items/s, points/s):", &report)
         }
         What::Train(t) => {
             let data = t.data_section()?;
@@ -182,13 +186,16 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
             let report = crate::tui::bench::run(args.items, args.runs, args.streaming, |msg| {
                 eprintln!("{msg}")
             })?;
-            super::output::json(&report)
+            if env.json {
+                return super::output::json(&report);
+            }
+            super::output::summary("bench tui (ms):", &report)
         }
-        What::Logging(args) => bench_logging(&args),
+        What::Logging(args) => bench_logging(env, &args),
     }
 }
 
-fn bench_logging(a: &LoggingArgs) -> Result<()> {
+fn bench_logging(env: &Env, a: &LoggingArgs) -> Result<()> {
     use std::sync::atomic::AtomicBool;
     let mut cfg = super::run::load_config(&a.run_config, &[])?;
     cfg.set("train.steps", &a.steps.to_string())?;
@@ -225,7 +232,7 @@ fn bench_logging(a: &LoggingArgs) -> Result<()> {
         &mut (),
     )?;
     let steps = out.steps.max(1) as f64;
-    super::output::json(&serde_json::json!({
+    let report = serde_json::json!({
         "config": a.run_config.display().to_string(),
         "steps": out.steps,
         "step_ms_noop_observer": noop_s * 1e3 / steps,
@@ -235,5 +242,9 @@ fn bench_logging(a: &LoggingArgs) -> Result<()> {
         "logging_share_of_step_time_pct": out.logging_s / out.wall_time_s * 100.0,
         "metric_points": out.metric_points,
         "flushes": out.flushes,
-    }))
+    });
+    if env.json {
+        return super::output::json(&report);
+    }
+    super::output::summary("bench logging:", &report)
 }
