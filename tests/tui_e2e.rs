@@ -336,3 +336,72 @@ fn live_runs_tab_with_concurrent_workers_launch_and_stop() {
     let store = Store::open(&db, "t").unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
+
+/// `R` on an experiment: the picker lists `configs/**/*.toml` beside the notebook with a
+/// preview, `--set` overrides go in the second field, and enter starts the run in the
+/// background recorded under that experiment; the config it used is listed first next time.
+#[test]
+fn r_on_an_experiment_starts_a_run_from_a_picked_config() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tracker.db");
+    let configs = dir.path().join("configs/ideas");
+    std::fs::create_dir_all(&configs).unwrap();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/smoke.toml");
+    std::fs::copy(&smoke, dir.path().join("configs/smoke.toml")).unwrap();
+    std::fs::copy(&smoke, configs.join("alpha.toml")).unwrap();
+    labbook(&db, &["add", "experiment", "Picker sweep"]);
+    let socket = format!("labbook-e2e-picker-{}", std::process::id());
+    let tmux = Tmux::start(socket, 140, 40, &tui_command(&db));
+    tmux.wait_for(&["Experiments 1"]);
+    tmux.keys(&["4"]);
+    tmux.wait_for(&["Picker sweep"]);
+    tmux.keys(&["R"]);
+    // Both configs, sorted by path, and the first one's text beside them.
+    let s = tmux.wait_for(&[
+        "Start a run under E-1",
+        "configs/ideas/alpha.toml",
+        "configs/smoke.toml",
+    ]);
+    assert!(s.contains("[model]"), "no preview:\n{s}");
+    tmux.type_text("smoke");
+    tmux.keys(&["Tab"]);
+    tmux.type_text("train.steps=20");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["started in the background"]);
+    let start = Instant::now();
+    let run = loop {
+        let store = Store::open(&db, "t").unwrap();
+        let runs = store.list_runs(&Default::default()).unwrap();
+        if let Some(r) = runs.first().filter(|r| r.status.is_finished()) {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run did not finish:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(run.status.as_str(), "succeeded");
+    assert_eq!(
+        run.experiment.map(|e| e.to_string()).as_deref(),
+        Some("E-1")
+    );
+    assert_eq!(run.steps_total, Some(20), "the override was not applied");
+    assert!(
+        run.config_path
+            .as_deref()
+            .is_some_and(|p| p.ends_with("configs/smoke.toml")),
+        "{:?}",
+        run.config_path
+    );
+    // Next time the config that was used comes first, marked recent.
+    tmux.keys(&["R"]);
+    let s = tmux.wait_for(&["Start a run under E-1"]);
+    let smoke_at = s.find("• configs/smoke.toml").expect("smoke marked recent");
+    let alpha_at = s.find("configs/ideas/alpha.toml").expect("alpha listed");
+    assert!(smoke_at < alpha_at, "recent config not first:\n{s}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+}

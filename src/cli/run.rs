@@ -263,7 +263,12 @@ fn check_devices(cfg: &RunConfig) -> Result<()> {
 /// every point is checked first, then one request is filed per point (all in one sweep,
 /// under the same experiment): each point is then a job of its own on the runner, which
 /// can run them side by side on separate GPUs, and a failed point does not hold up the rest.
-fn remote(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Result<()> {
+fn file_remote(
+    env: &Env,
+    config_file: &std::path::Path,
+    a: &Args,
+    warn: Warn,
+) -> Result<FiledRemote> {
     let gh = env.config.github.clone().ok_or_else(|| {
         anyhow::anyhow!(
             "no [github] section in the config; `run --remote` files requests in `[github] repo = \"owner/name\"` (see docs/remote-runs.md)"
@@ -316,10 +321,50 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Res
             }
         }
     }
+    Ok(FiledRemote {
+        repo: gh.repo,
+        sweep: sweep_id,
+        kind: cfgs[0].1.train.device_kind(),
+        runs: filed,
+    })
+}
+
+/// A sweep point's settings, `(key, value)`.
+type Point = Vec<(String, String)>;
+
+/// What `run --remote` filed.
+pub struct FiledRemote {
+    pub repo: String,
+    pub sweep: Option<String>,
+    pub kind: labbook_models::BackendChoice,
+    /// (run, request issue, sweep point).
+    pub runs: Vec<(RunId, u64, Point)>,
+}
+
+/// `labbook run ARGS... --remote` without printing: the TUI's run picker. The same clap
+/// `Args` parse `args`, so it accepts and refuses what the command line does.
+pub fn remote_from(env: &Env, args: &[String], warn: Warn) -> Result<Vec<(RunId, u64)>> {
+    let argv = std::iter::once("run")
+        .chain(args.iter().map(String::as_str))
+        .chain(["--remote"]);
+    let line = RunLine::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!(super::usage_error_line(&e.to_string())))?;
+    let config_file = line.args.config_file.clone().expect("clap requires CONFIG");
+    let filed = file_remote(env, &config_file, &line.args, warn)?;
+    Ok(filed.runs.into_iter().map(|(r, i, _)| (r, i)).collect())
+}
+
+fn remote(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Result<()> {
+    let FiledRemote {
+        repo,
+        sweep: sweep_id,
+        kind,
+        runs: filed,
+    } = file_remote(env, config_file, a, warn)?;
     if env.json {
         let runs: Vec<serde_json::Value> = filed
             .iter()
-            .map(|(run, issue, _)| serde_json::json!({ "run": run, "status": "queued-remote", "repo": gh.repo, "issue": issue }))
+            .map(|(run, issue, _)| serde_json::json!({ "run": run, "status": "queued-remote", "repo": repo, "issue": issue }))
             .collect();
         return super::output::json(&match (sweep_id, runs.as_slice()) {
             (None, [one]) => one.clone(),
@@ -331,8 +376,8 @@ fn remote(env: &Env, config_file: &std::path::Path, a: &Args, warn: Warn) -> Res
         let at: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
         eprintln!(
             "{run}: queued-remote as request #{issue} in {} (backend {}{}); `labbook sync` brings the results back",
-            gh.repo,
-            cfgs[0].1.train.device_kind(),
+            repo,
+            kind,
             if at.is_empty() {
                 String::new()
             } else {

@@ -55,6 +55,10 @@ pub enum Action {
     OpenUrl,
     /// Sync with GitHub in the background.
     Sync,
+    /// Start a run from a config file (picker); on an experiment, recorded under it.
+    RunPicker,
+    /// Tab in the run picker: the next part (configs, overrides, local/remote).
+    SwitchField,
     CopyKey,
     // Text entry (in filters, prompts, forms, pickers)
     Char(char),
@@ -99,6 +103,12 @@ pub enum Effect {
     LaunchRun(Vec<String>),
     /// `labbook sync` as a job; a `Reply::Synced` or `Reply::Failed` comes back.
     Sync,
+    /// Read `configs/**/*.toml` (and which ones recent runs used) as a job; a
+    /// `Reply::Configs` comes back.
+    ListConfigs,
+    /// `labbook run ARGS... --remote` as a job (files the request on GitHub); a
+    /// `Reply::RemoteFiled` or `Reply::Failed` comes back.
+    LaunchRemote(Vec<String>),
     Quit,
 }
 

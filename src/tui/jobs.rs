@@ -42,6 +42,91 @@ pub fn launch_run(env: &Arc<Env>, args: Vec<String>, tx: &Sender<Reply>) -> Opti
     })
 }
 
+/// `labbook run ARGS... --remote`, in this process: files the request(s) on GitHub. What
+/// `run --remote` would refuse (an unpushed commit, a dirty tree) comes back as the reason.
+pub fn launch_remote(
+    env: &Arc<Env>,
+    args: Vec<String>,
+    tx: &Sender<Reply>,
+) -> Option<JoinHandle<()>> {
+    spawn("labbook-remote", "run --remote", env, tx, move |env| {
+        let mut warn = |w: &str| tracing::warn!("run --remote: {w}");
+        match run::remote_from(env, &args, &mut warn) {
+            Ok(filed) => Reply::RemoteFiled(filed),
+            Err(e) => Reply::Failed(first_line(&error_text(&e))),
+        }
+    })
+}
+
+/// The run picker's configs: `configs/**/*.toml` beside the notebook, the ones its recent
+/// runs used first (most recent first), then the rest by path.
+pub fn list_configs(env: &Arc<Env>, tx: &Sender<Reply>) {
+    spawn("labbook-configs", "configs", env, tx, |env| {
+        let root = env
+            .db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("configs")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|x| x == "toml")
+                    && path.file_name().is_some_and(|n| n != "labbook.toml")
+                {
+                    files.push(path);
+                }
+            }
+        }
+        let recent: Vec<String> = env
+            .open()
+            .ok()
+            .and_then(|store| store.list_runs(&Default::default()).ok())
+            .map(|mut runs| {
+                runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+                runs.into_iter().filter_map(|r| r.config_path).collect()
+            })
+            .unwrap_or_default();
+        let mut configs: Vec<(Option<usize>, crate::tui::state::ConfigFile)> = files
+            .into_iter()
+            .map(|abs| {
+                let path = abs
+                    .strip_prefix(&root)
+                    .unwrap_or(&abs)
+                    .display()
+                    .to_string();
+                let rank = recent
+                    .iter()
+                    .position(|r| std::path::Path::new(r).ends_with(&path) || abs.ends_with(r));
+                let text = std::fs::read_to_string(&abs).unwrap_or_default();
+                (
+                    rank,
+                    crate::tui::state::ConfigFile {
+                        path,
+                        abs,
+                        text,
+                        recent: rank.is_some(),
+                    },
+                )
+            })
+            .collect();
+        configs.sort_by(|a, b| match (a.0, b.0) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.1.path.cmp(&b.1.path),
+        });
+        Reply::Configs(configs.into_iter().map(|(_, c)| c).collect())
+    });
+}
+
 /// Runs `job` on a new thread named `name` and sends its reply. A panic becomes a failed
 /// reply rather than the end of the TUI: the job ran in a child process before.
 fn spawn(

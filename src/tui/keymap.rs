@@ -104,6 +104,12 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
         &["S"],
     ),
     (
+        "run",
+        "Runs",
+        "start a run: pick a config (on an experiment: recorded under it)",
+        &["R"],
+    ),
+    (
         "open",
         "Papers",
         "open the paper's URL / arXiv page, else the item's GitHub issue",
@@ -126,6 +132,7 @@ pub const TEXT_KEYS: &[(&str, &str)] = &[
     ("backspace", "delete a character"),
     ("ctrl-u", "clear the field"),
     ("ctrl-r", "link picker: next relation"),
+    ("tab", "run picker: configs / overrides / local or remote"),
 ];
 
 fn action_for(name: &str) -> Action {
@@ -169,6 +176,7 @@ fn action_for(name: &str) -> Action {
         "smooth" => Action::CycleSmoothing,
         "open" => Action::OpenUrl,
         "sync" => Action::Sync,
+        "run" => Action::RunPicker,
         "copy_key" => Action::CopyKey,
         other => unreachable!("unknown command {other}"),
     }

@@ -137,6 +137,11 @@ pub fn run(env: &Env) -> Result<()> {
                             launches.extend(jobs::launch_run(&job_env, args, &job_tx));
                         }
                         Effect::Sync => jobs::sync(&job_env, &job_tx),
+                        Effect::ListConfigs => jobs::list_configs(&job_env, &job_tx),
+                        Effect::LaunchRemote(args) => {
+                            launches.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+                            launches.extend(jobs::launch_remote(&job_env, args, &job_tx));
+                        }
                         Effect::OpenUrl(url) => {
                             let opener = if cfg!(target_os = "macos") {
                                 "open"

@@ -413,3 +413,81 @@ fn job_replies_become_status_messages() {
     );
     assert!(app.message.as_ref().unwrap().is_error);
 }
+
+#[test]
+fn r_picks_a_config_and_starts_a_run_under_the_experiment() {
+    use super::state::ConfigFile;
+    use super::worker::Reply;
+    let mut app = loaded_app(160, 48);
+    // Not from the Tasks tab: an error says where.
+    assert!(run(&mut app, vec![Action::RunPicker]).is_empty());
+    assert!(app.message.as_ref().unwrap().is_error);
+    run(&mut app, vec![Action::Tab(Tab::Experiments)]);
+    let Some(Sel::Item(exp)) = app.selected() else {
+        panic!("an experiment is selected")
+    };
+    let fx = run(&mut app, vec![Action::RunPicker]);
+    assert!(matches!(fx[..], [Effect::ListConfigs]), "{fx:?}");
+    let cfg = |path: &str, recent| ConfigFile {
+        path: path.into(),
+        abs: std::path::PathBuf::from("/nb").join(path),
+        text: format!("# {path}\n[model]\n"),
+        recent,
+    };
+    let configs = vec![
+        cfg("configs/smoke.toml", true),
+        cfg("configs/ideas/alpha.toml", false),
+        cfg("configs/ideas/beta.toml", false),
+    ];
+    run(&mut app, vec![Action::Worker(Reply::Configs(configs))]);
+    let Mode::RunPicker(p) = &app.mode else {
+        panic!("{:?}", app.mode)
+    };
+    assert_eq!(p.matches, [0, 1, 2], "all, recent first");
+    // Typing filters fuzzily; ↓ moves; tab goes to the overrides, then to local/remote.
+    let mut a = typed("ideas");
+    a.push(Action::NextField);
+    a.push(Action::SwitchField);
+    a.extend(typed("train.lr=1e-3 --set train.steps=5"));
+    a.push(Action::SwitchField);
+    a.push(Action::Submit);
+    let fx = run(&mut app, a);
+    let want: Vec<String> = [
+        "/nb/configs/ideas/beta.toml",
+        "--set",
+        "train.lr=1e-3",
+        "--set",
+        "train.steps=5",
+        "-e",
+        &exp.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    assert!(
+        matches!(&fx[..], [Effect::LaunchRun(args)] if *args == want),
+        "{fx:?}"
+    );
+    assert!(matches!(app.mode, Mode::Normal));
+    // Remote: the same arguments, filed as a request instead.
+    run(&mut app, vec![Action::RunPicker]);
+    run(
+        &mut app,
+        vec![Action::Worker(Reply::Configs(vec![cfg(
+            "configs/smoke.toml",
+            true,
+        )]))],
+    );
+    let fx = run(
+        &mut app,
+        vec![
+            Action::SwitchField,
+            Action::SwitchField,
+            Action::Char(' '),
+            Action::Submit,
+        ],
+    );
+    assert!(
+        matches!(&fx[..], [Effect::LaunchRemote(args)] if args[0] == "/nb/configs/smoke.toml"),
+        "{fx:?}"
+    );
+}

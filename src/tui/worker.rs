@@ -81,6 +81,10 @@ pub enum Reply {
     Synced(std::sync::Arc<crate::cli::sync::Synced>),
     /// A run started training in the background (a job: see `tui::jobs`).
     RunStarted(labbook::model::RunId),
+    /// Remote run requests filed: (run, issue) (a job: see `tui::jobs`).
+    RemoteFiled(Vec<(labbook::model::RunId, u64)>),
+    /// The run picker's config files (a job: see `tui::jobs`).
+    Configs(Vec<super::state::ConfigFile>),
     /// A sweep's runs were queued and its supervisor started (a job: see `tui::jobs`).
     SweepStarted {
         sweep: String,

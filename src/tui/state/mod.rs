@@ -18,9 +18,11 @@ use super::worker::{Data, Detail, Reply, Request};
 
 mod modes;
 mod normal;
+mod run_picker;
 mod selection;
 use modes::*;
 use normal::*;
+pub use run_picker::{ConfigFile, PickerField, RunPickerState};
 
 /// What a list row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,7 @@ pub enum Mode {
     Picker(PickerState),
     Form(FormState),
     Prompt(PromptState),
+    RunPicker(RunPickerState),
     Confirm(ConfirmKind, Box<Mode>),
 }
 
@@ -297,6 +300,9 @@ impl App {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Action::Submit,
                 _ => Action::Cancel,
             }),
+            Mode::RunPicker(_) if matches!(e.code, KeyCode::Tab | KeyCode::BackTab) => {
+                Some(Action::SwitchField)
+            }
             _ => text_action(e),
         }
     }
@@ -346,6 +352,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Mode::Picker(p) => picker(app, p, action),
         Mode::Form(f) => form(app, f, action),
         Mode::Prompt(p) => prompt(app, p, action),
+        Mode::RunPicker(p) => run_picker::run_picker(app, p, action),
         Mode::Confirm(what, prev) => confirm(app, what, *prev, action),
     }
 }
@@ -398,6 +405,22 @@ fn on_reply(app: &mut App, reply: Reply) -> Vec<Effect> {
         }
         Reply::Synced(synced) => app.info(synced.status_line()),
         Reply::RunStarted(run) => app.info(format!("{run} started in the background (d stops it)")),
+        Reply::RemoteFiled(filed) => {
+            let what: Vec<String> = filed
+                .iter()
+                .map(|(run, issue)| format!("{run} as request #{issue}"))
+                .collect();
+            app.info(format!(
+                "queued remote: {}; sync brings the results back",
+                what.join(", ")
+            ));
+        }
+        Reply::Configs(list) => {
+            if let Mode::RunPicker(p) = &mut app.mode {
+                p.configs = Some(list);
+                p.refilter();
+            }
+        }
         Reply::SweepStarted { sweep, runs } => {
             let runs = runs.iter().map(|r| r.to_string()).collect::<Vec<_>>();
             app.info(format!(

@@ -110,6 +110,18 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
                 })
             }
         },
+        Action::RunPicker => {
+            let experiment = match (app.tab, app.selected()) {
+                (Tab::Runs, _) => None,
+                (Tab::Experiments, Some(Sel::Item(id))) => Some(id),
+                _ => {
+                    app.error("R starts a run from the Experiments tab (under the selected experiment) or the Runs tab");
+                    return Vec::new();
+                }
+            };
+            app.mode = Mode::RunPicker(RunPickerState::new(experiment));
+            return vec![Effect::ListConfigs];
+        }
         Action::EditFields => {
             if let Some(item) = needs_item(app) {
                 app.mode = Mode::Form(FormState::edit(&item));

@@ -7,6 +7,7 @@ pub mod layout;
 pub mod list;
 pub mod picker;
 pub mod popup;
+pub mod run_picker;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -29,6 +30,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Picker(p) => picker::render_link(frame, app, p),
         Mode::Form(f) => form::render(frame, app, f),
         Mode::Prompt(p) => popup::render_prompt(frame, app, p),
+        Mode::RunPicker(p) => run_picker::render(frame, app, p),
         Mode::Confirm(what, prev) => {
             if let Mode::Form(f) = prev.as_ref() {
                 form::render(frame, app, f);
