@@ -403,5 +403,34 @@ fn r_on_an_experiment_starts_a_run_from_a_picked_config() {
     let alpha_at = s.find("configs/ideas/alpha.toml").expect("alpha listed");
     assert!(smoke_at < alpha_at, "recent config not first:\n{s}");
     tmux.keys(&["Escape"]);
+    // `r` on the run starts it again with its config snapshot, under the same experiment.
+    tmux.keys(&["5"]);
+    tmux.wait_for(&["R-1", "succeeded"]);
+    tmux.keys(&["r"]);
+    tmux.wait_for(&["R-2 started in the background"]);
+    let start = Instant::now();
+    let again = loop {
+        let store = Store::open(&db, "t").unwrap();
+        let runs = store.list_runs(&Default::default()).unwrap();
+        if let Some(r) = runs
+            .iter()
+            .find(|r| r.id.to_string() == "R-2" && r.status.is_finished())
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "R-2 did not finish:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(again.status.as_str(), "succeeded");
+    assert_eq!(
+        again.experiment.map(|e| e.to_string()).as_deref(),
+        Some("E-1")
+    );
+    assert_eq!(again.steps_total, Some(20), "not the snapshot's steps");
+    assert_eq!(again.name.as_deref(), Some("smoke"));
     tmux.keys(&["q"]);
 }

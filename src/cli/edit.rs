@@ -55,6 +55,28 @@ pub fn cmd_edit(env: &Env, a: Args) -> Result<()> {
 
 /// Opens the item's text view in `$VISUAL`/`$EDITOR`. If the result does not parse,
 /// the edited file is kept and its path is in the error, so no typing is lost.
+/// Opens `path` in `$VISUAL`/`$EDITOR` (the TUI's `c` on a run: an edited copy of its
+/// config). The file is kept whatever happens; an editor that fails is an error.
+pub(crate) fn edit_file(path: &std::path::Path) -> std::result::Result<(), String> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".to_string());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("labbook-edit")
+        .arg(path)
+        .status()
+        .map_err(|e| format!("cannot start editor `{editor}`: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "editor `{editor}` exited with {status}; not started (the copy is {})",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn edit_in_editor(item: &labbook::model::Item) -> Result<ItemPatch> {
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))

@@ -57,6 +57,8 @@ pub enum Action {
     Sync,
     /// Start a run from a config file (picker); on an experiment, recorded under it.
     RunPicker,
+    /// Runs tab: start the selected run again with its config snapshot (elsewhere: reload).
+    Rerun,
     /// Tab in the run picker: the next part (configs, overrides, local/remote).
     SwitchField,
     CopyKey,
@@ -106,6 +108,16 @@ pub enum Effect {
     /// Read `configs/**/*.toml` (and which ones recent runs used) as a job; a
     /// `Reply::Configs` comes back.
     ListConfigs,
+    /// Write `config` (a run's snapshot) to `runs/R-n/<dir>/<name>.toml`, optionally let
+    /// the user edit it in `$EDITOR`, then start a run from it (like `LaunchRun`), under
+    /// `experiment`.
+    RunFromSnapshot {
+        run: labbook::model::RunId,
+        name: String,
+        config: String,
+        experiment: Option<ItemId>,
+        edit: bool,
+    },
     /// `labbook run ARGS... --remote` as a job (files the request on GitHub); a
     /// `Reply::RemoteFiled` or `Reply::Failed` comes back.
     LaunchRemote(Vec<String>),

@@ -17,7 +17,13 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
         &["q", "ctrl-c"],
     ),
     ("help", "App", "this help", &["?", "f1"]),
-    ("reload", "App", "reload from disk", &["r", "ctrl-r"]),
+    ("reload", "App", "reload from disk", &["ctrl-r"]),
+    (
+        "rerun",
+        "Runs",
+        "re-run the run with its config (elsewhere: reload)",
+        &["r"],
+    ),
     ("next_tab", "Move", "next tab", &["tab", "]"]),
     ("prev_tab", "Move", "previous tab", &["backtab", "["]),
     ("tab_1", "Move", "Tasks tab", &["1"]),
@@ -85,7 +91,12 @@ pub const COMMANDS: &[(&str, &str, &str, &[&str])] = &[
         &["x", "space"],
     ),
     ("tag", "Edit", "tag (+add -remove)", &["t"]),
-    ("comment", "Edit", "comment", &["c"]),
+    (
+        "comment",
+        "Edit",
+        "comment · a run: edit a copy of its config, then run it",
+        &["c"],
+    ),
     ("link", "Edit", "link to any item (fuzzy picker)", &["L"]),
     (
         "archive",
@@ -177,6 +188,7 @@ fn action_for(name: &str) -> Action {
         "open" => Action::OpenUrl,
         "sync" => Action::Sync,
         "run" => Action::RunPicker,
+        "rerun" => Action::Rerun,
         "copy_key" => Action::CopyKey,
         other => unreachable!("unknown command {other}"),
     }

@@ -138,6 +138,41 @@ pub fn run(env: &Env) -> Result<()> {
                         }
                         Effect::Sync => jobs::sync(&job_env, &job_tx),
                         Effect::ListConfigs => jobs::list_configs(&job_env, &job_tx),
+                        Effect::RunFromSnapshot {
+                            run,
+                            name,
+                            config,
+                            experiment,
+                            edit,
+                        } => {
+                            let sub = if edit { "edited" } else { "rerun" };
+                            let dir = labbook::recorder::run_dir(&job_env.db_path, run).join(sub);
+                            let path = dir.join(format!("{name}.toml"));
+                            let written = std::fs::create_dir_all(&dir)
+                                .and_then(|_| std::fs::write(&path, &config));
+                            let mut ready = written
+                                .map_err(|e| format!("cannot write {}: {e}", path.display()));
+                            if ready.is_ok() && edit {
+                                tui.suspend()?;
+                                ready = crate::cli::edit::edit_file(&path);
+                                tui.resume()?;
+                            }
+                            match ready {
+                                Ok(()) => {
+                                    let mut args = vec![path.display().to_string()];
+                                    if let Some(e) = experiment {
+                                        args.extend(["-e".to_string(), e.to_string()]);
+                                    }
+                                    launches
+                                        .retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+                                    launches.extend(jobs::launch_run(&job_env, args, &job_tx));
+                                }
+                                Err(e) => queue.extend(state::update(
+                                    &mut app,
+                                    Action::Worker(Reply::Failed(e)),
+                                )),
+                            }
+                        }
                         Effect::LaunchRemote(args) => {
                             launches.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
                             launches.extend(jobs::launch_remote(&job_env, args, &job_tx));

@@ -491,3 +491,35 @@ fn r_picks_a_config_and_starts_a_run_under_the_experiment() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn r_and_c_on_a_run_start_it_again_from_its_snapshot() {
+    use labbook::model::RunId;
+    let mut app = loaded_app(160, 48);
+    // Elsewhere `r` still reloads.
+    let fx = run(&mut app, vec![Action::Rerun]);
+    assert!(matches!(sent(&fx)[..], [Request::LoadAll]), "{fx:?}");
+    run(&mut app, vec![Action::Tab(Tab::Runs)]);
+    let Some(Sel::Run(id)) = app.selected() else {
+        panic!("a run is selected")
+    };
+    let snapshot = app.runs.iter().find(|r| r.id == id).unwrap().config.clone();
+    for (action, edit) in [(Action::Rerun, false), (Action::Comment, true)] {
+        let fx = run(&mut app, vec![action]);
+        match &fx[..] {
+            [
+                Effect::RunFromSnapshot {
+                    run: r,
+                    config,
+                    edit: e,
+                    ..
+                },
+            ] => {
+                assert_eq!((*r, e), (id, &edit));
+                assert_eq!(config, &snapshot);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(id, RunId(1));
+}

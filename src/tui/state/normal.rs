@@ -22,6 +22,9 @@ pub(super) fn normal(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Quit => return vec![Effect::Quit],
         Action::Help => app.mode = Mode::Help(0),
         Action::Reload => return vec![Effect::Send(Request::LoadAll)],
+        Action::Rerun if app.tab != Tab::Runs => return vec![Effect::Send(Request::LoadAll)],
+        Action::Rerun => return run_from_snapshot(app, false),
+        Action::Comment if app.tab == Tab::Runs => return run_from_snapshot(app, true),
         Action::NextTab => return app.switch_tab(app.tab.next()),
         Action::PrevTab => return app.switch_tab(app.tab.prev()),
         Action::Tab(tab) => return app.switch_tab(tab),
@@ -296,4 +299,38 @@ pub(super) fn click(app: &mut App, col: u16, row: u16) -> Vec<Effect> {
         app.focus = Focus::Detail;
     }
     Vec::new()
+}
+
+/// `r` / `c` on the Runs tab: the selected run's config snapshot, as it is or edited, as a
+/// new run under the same experiment.
+fn run_from_snapshot(app: &mut App, edit: bool) -> Vec<Effect> {
+    let Some(Sel::Run(id)) = app.selected() else {
+        app.error("select a run first");
+        return Vec::new();
+    };
+    let Some(run) = app.runs.iter().find(|r| r.id == id).cloned() else {
+        return Vec::new();
+    };
+    if run.config.trim().is_empty() {
+        app.error(format!("{id} has no config snapshot to run again"));
+        return Vec::new();
+    }
+    let name = run
+        .config_path
+        .as_deref()
+        .and_then(|p| std::path::Path::new(p).file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    app.info(if edit {
+        format!("editing a copy of {id}'s config…")
+    } else {
+        format!("starting {id} again…")
+    });
+    vec![Effect::RunFromSnapshot {
+        run: id,
+        name,
+        config: run.config,
+        experiment: run.experiment,
+        edit,
+    }]
 }
