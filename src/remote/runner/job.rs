@@ -550,11 +550,12 @@ pub(super) fn work(
         asset: None,
     };
     // A runner that died while Slurm ran this request's job finds the job again (its id is
-    // in the job folder) and follows it instead of submitting another.
+    // in the job folder) and follows it, or collects what it left if it ended meanwhile,
+    // instead of submitting another.
     let reattach = opts
         .slurm
         .as_ref()
-        .and_then(|_| slurm::live_job(opts, &job, req));
+        .and_then(|_| slurm::known_job(opts, &job, req));
     // An earlier attempt at this request on this machine (a runner stopped or killed, the
     // request given back and claimed again) left a checkpoint: continue from it.
     let resume = match reattach {

@@ -294,15 +294,18 @@ pub fn remember(job: &Path, req: &RunRequest, id: u64) -> std::io::Result<()> {
     std::fs::write(job.join(MARKER), v.to_string())
 }
 
-/// The job this directory's attempt at `req` submitted, while Slurm still runs it: a
-/// restarted runner re-attaches to it instead of submitting another.
-pub fn live_job(opts: &RunnerOptions, job: &Path, req: &RunRequest) -> Option<SlurmJob> {
+/// The job this directory's attempt at `req` submitted, while Slurm runs it or after it
+/// completed: a restarted runner re-attaches to it (following it, or collecting what it
+/// left) instead of submitting another.
+pub fn known_job(opts: &RunnerOptions, job: &Path, req: &RunRequest) -> Option<SlurmJob> {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(job.join(MARKER)).ok()?).ok()?;
     if v["commit"] != req.commit.as_str() || v["config"] != req.config.as_str() {
         return None;
     }
-    query(opts, v["job_id"].as_u64()?).filter(SlurmJob::is_live)
+    // A job that ended any other way (cancelled when the runner stopped, failed) is run
+    // again instead, from its checkpoint when it left one.
+    query(opts, v["job_id"].as_u64()?).filter(|j| j.is_live() || j.state == "COMPLETED")
 }
 
 /// How long a cancelled job has to leave Slurm's queue before the runner stops waiting.
