@@ -398,10 +398,12 @@ fn allowed(opts: &RunnerOptions, login: &str) -> bool {
     opts.allow.iter().any(|a| a.eq_ignore_ascii_case(login))
 }
 
+mod artifacts;
 mod claim;
 mod job;
 mod job_notebook;
 pub mod slurm;
+use artifacts::*;
 use claim::*;
 use job::*;
 use job_notebook::*;
