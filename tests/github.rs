@@ -1138,6 +1138,11 @@ fn one_page_updated_in_place_and_untouched_when_nothing_changed() {
         let s = w.fake.state();
         assert_eq!(s.issue(n).title, "Lab notebook");
         assert_eq!(s.issue(n).labels, vec!["labbook-notebook"]);
+        assert!(
+            s.pinned.contains(&n),
+            "the page is pinned: {:?}",
+            report.events
+        );
     }
     // Each item is linked to its own issue.
     let task_issue = w.issue_titled("Write the scan kernel");

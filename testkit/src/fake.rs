@@ -8,7 +8,7 @@
 //! For remote runs it also knows which commits are pushed (`GET /commits/{sha}`), filters
 //! issues by label, edits comments, and accepts extra tokens, each acting as its own user.
 //! For trust checks it answers `GET /user`, records who last edited an issue's body and
-//! serves it through the one GraphQL query labbook sends, and runs on a clock of its own
+//! serves it through the GraphQL query labbook sends (and `pinIssue`), and runs on a clock of its own
 //! (`clock_offset_secs`: its `Date` header and timestamps), like a server whose time
 //! differs from the client's. For the runner's weights it has releases: get by tag or id,
 //! create, upload an asset (binary body, on the same host: the tests point the upload URL
@@ -117,6 +117,8 @@ pub struct FakeState {
     pub clock_offset_secs: i64,
     /// Releases with their assets (`labbook-runs` holds the runner's weights).
     pub releases: Vec<FakeRelease>,
+    /// Issues pinned with GraphQL's `pinIssue`.
+    pub pinned: BTreeSet<u64>,
     next_comment_id: u64,
     rng: u64,
 }
@@ -286,6 +288,7 @@ impl FakeGithub {
             stale_lists: None,
             clock_offset_secs: 0,
             releases: Vec::new(),
+            pinned: BTreeSet::new(),
             next_comment_id: 1000,
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
@@ -856,6 +859,7 @@ fn ok(status: u16, v: Value) -> Response {
 fn issue_json(i: &FakeIssue, base: &str, repo: &str) -> Value {
     let mut v = json!({
         "id": i.number * 10 + 7,
+        "node_id": format!("I_{}", i.number),
         "number": i.number,
         "title": i.title,
         "body": i.body,
@@ -1073,9 +1077,26 @@ fn too_long_or(field: &str, msg: &str) -> Response {
 }
 
 /// The one GraphQL query labbook sends: an issue's author and last body edit.
-fn graphql(s: &FakeState, req: &Request) -> Response {
+fn graphql(s: &mut FakeState, req: &Request) -> Response {
     let v: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
     let query = v["query"].as_str().unwrap_or("");
+    if query.contains("pinIssue") {
+        let n = v["variables"]["id"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("I_"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| find(s, *n).is_some());
+        return match n {
+            Some(n) => {
+                s.pinned.insert(n);
+                ok(200, json!({"data": {"pinIssue": {"issue": {"number": n}}}}))
+            }
+            None => ok(
+                200,
+                json!({"data": null, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}]}),
+            ),
+        };
+    }
     if !query.contains("lastEditedAt") {
         return ok(
             200,
