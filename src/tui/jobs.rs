@@ -31,15 +31,52 @@ pub fn launch_run(env: &Arc<Env>, args: Vec<String>, tx: &Sender<Reply>) -> Opti
     spawn("labbook-launch", "run", env, tx, move |env| {
         // A warning printed here would land on the TUI's screen; the log keeps it.
         let mut warn = |w: &str| tracing::warn!("run: {w}");
-        match run::start_detached_from(env, &args, &mut warn) {
-            Ok(run::Detached::Run { run, .. }) => Reply::RunStarted(run),
-            Ok(run::Detached::Sweep { sweep, runs, .. }) => Reply::SweepStarted {
-                sweep,
-                runs: runs.into_iter().map(|(r, _)| r).collect(),
-            },
-            Err(e) => Reply::Failed(first_line(&error_text(&e))),
-        }
+        started(run::start_detached_from(env, &args, &mut warn))
     })
+}
+
+/// Writes a run's config snapshot to `path` (its folder created).
+pub fn write_config(path: &std::path::Path, config: &str) -> Result<(), String> {
+    path.parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, config))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A run from a copy of another run's config (`r`, `c` on the Runs tab): `path`, written
+/// first from the given text when there is one, then started like [`launch_run`], under
+/// `experiment`.
+pub fn launch_config_copy(
+    env: &Arc<Env>,
+    (path, text): (std::path::PathBuf, Option<String>),
+    experiment: Option<labbook::model::ItemId>,
+    tx: &Sender<Reply>,
+) -> Option<JoinHandle<()>> {
+    spawn("labbook-launch", "run", env, tx, move |env| {
+        if let Some(text) = text
+            && let Err(e) = write_config(&path, &text)
+        {
+            return Reply::Failed(e);
+        }
+        let mut args = vec![path.display().to_string()];
+        if let Some(e) = experiment {
+            args.extend(["-e".to_string(), e.to_string()]);
+        }
+        let mut warn = |w: &str| tracing::warn!("run: {w}");
+        started(run::start_detached_from(env, &args, &mut warn))
+    })
+}
+
+/// What a start of detached runs tells the TUI.
+fn started(result: anyhow::Result<run::Detached>) -> Reply {
+    match result {
+        Ok(run::Detached::Run { run, .. }) => Reply::RunStarted(run),
+        Ok(run::Detached::Sweep { sweep, runs, .. }) => Reply::SweepStarted {
+            sweep,
+            runs: runs.into_iter().map(|(r, _)| r).collect(),
+        },
+        Err(e) => Reply::Failed(first_line(&error_text(&e))),
+    }
 }
 
 /// `labbook run ARGS... --remote`, in this process: files the request(s) on GitHub. What

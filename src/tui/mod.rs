@@ -146,32 +146,34 @@ pub fn run(env: &Env) -> Result<()> {
                             edit,
                         } => {
                             let sub = if edit { "edited" } else { "rerun" };
-                            let dir = labbook::recorder::run_dir(&job_env.db_path, run).join(sub);
-                            let path = dir.join(format!("{name}.toml"));
-                            let written = std::fs::create_dir_all(&dir)
-                                .and_then(|_| std::fs::write(&path, &config));
-                            let mut ready = written
-                                .map_err(|e| format!("cannot write {}: {e}", path.display()));
-                            if ready.is_ok() && edit {
+                            let path = labbook::recorder::run_dir(&job_env.db_path, run)
+                                .join(sub)
+                                .join(format!("{name}.toml"));
+                            // The editor needs the terminal; a plain re-run writes its
+                            // copy on the job's thread.
+                            let to_write = if edit {
                                 tui.suspend()?;
-                                ready = crate::cli::edit::edit_file(&path);
+                                let edited = jobs::write_config(&path, &config)
+                                    .and_then(|()| crate::cli::edit::edit_file(&path));
                                 tui.resume()?;
-                            }
-                            match ready {
-                                Ok(()) => {
-                                    let mut args = vec![path.display().to_string()];
-                                    if let Some(e) = experiment {
-                                        args.extend(["-e".to_string(), e.to_string()]);
-                                    }
-                                    launches
-                                        .retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
-                                    launches.extend(jobs::launch_run(&job_env, args, &job_tx));
+                                if let Err(e) = edited {
+                                    queue.extend(state::update(
+                                        &mut app,
+                                        Action::Worker(Reply::Failed(e)),
+                                    ));
+                                    continue;
                                 }
-                                Err(e) => queue.extend(state::update(
-                                    &mut app,
-                                    Action::Worker(Reply::Failed(e)),
-                                )),
-                            }
+                                None
+                            } else {
+                                Some(config)
+                            };
+                            launches.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+                            launches.extend(jobs::launch_config_copy(
+                                &job_env,
+                                (path, to_write),
+                                experiment,
+                                &job_tx,
+                            ));
                         }
                         Effect::LaunchRemote(args) => {
                             launches.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
