@@ -152,11 +152,10 @@ where
         }
         None => (Task::InductionHeads { vocab: 16 }, 16),
     };
-    B::seed(device, 0);
     let mut lm: Lm<B> = LmConfig::new(vocab, d_model, pattern.clone())
         .with_n_heads(n_heads)
         .with_positional(positional)
-        .init(device);
+        .init_seeded(0, device);
     let n_params = lm.num_params();
     // As in training: decay for the parameters the reference rule leaves in, then AdamW.
     let defaults = crate::config::TrainSection::defaults_for_bench();

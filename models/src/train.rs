@@ -416,10 +416,9 @@ where
     // The data first: a bad file is refused before any weights exist, and text runs take
     // their vocabulary from it.
     let task = Task::open(&cfg.task, &cfg.eval_lens())?;
-    B::seed(device, t.seed);
     let mut lm = cfg.lm_config();
     lm.vocab_size = task.vocab_size(lm.vocab_size);
-    let mut model: Lm<B> = lm.init(device);
+    let mut model: Lm<B> = lm.init_seeded(t.seed, device);
     if let Some(path) = t
         .init_from
         .as_deref()

@@ -37,7 +37,7 @@ fn first_and_last_loss(name: &str, settings: &[(&str, &str)]) -> (f64, f64, f64)
         ("task.n_memorize", "4"),
         ("task.eval_seq_lens", "[16]"),
         ("task.eval_samples", "4"),
-        ("train.steps", "120"),
+        ("train.steps", "240"),
         ("train.warmup_steps", "10"),
         ("train.lr", "3e-3"),
         ("train.batch_size", "8"),
@@ -73,6 +73,7 @@ fn first_and_last_loss(name: &str, settings: &[(&str, &str)]) -> (f64, f64, f64)
 fn check_settings(name: &str, cases: &[&[(&str, &str)]]) {
     for settings in cases {
         let (first, last, uniform) = first_and_last_loss(name, settings);
+        println!("{name} {settings:?}: loss {first:.3} → {last:.3}, uniform {uniform:.3}");
         assert!(
             last < uniform - 0.05 && last < first,
             "{name} {settings:?}: loss {first:.3} → {last:.3} did not fall below {uniform:.3}"

@@ -14,7 +14,6 @@ type B = Autodiff<Flex>;
 
 fn overfit(pattern: &str) -> (f64, f64) {
     let device = Default::default();
-    <B as burn::tensor::backend::Backend>::seed(&device, 0);
     let task = Task::SelectiveCopying {
         vocab: 8,
         n_memorize: 3,
@@ -28,7 +27,7 @@ fn overfit(pattern: &str) -> (f64, f64) {
         .with_d_state(4)
         .with_n_heads(2)
         .with_positional(Positional::Rope)
-        .init(&device);
+        .init_seeded(0, &device);
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init::<B, Lm<B>>();
     let mut first = None;
     let mut last = f64::NAN;
@@ -53,6 +52,52 @@ fn mamba_overfits_one_batch() {
 fn hybrid_overfits_one_batch() {
     let (first, last) = overfit("MA");
     assert!(last < 0.05, "loss after 150 steps: {last} (from {first})");
+}
+
+/// The loss of a model seeded with `seed` on one fixed batch: equal weights, equal loss.
+fn loss_at_init(seed: u64) -> f32 {
+    let device = Default::default();
+    let task = Task::InductionHeads { vocab: 16 };
+    let batch = task.sample(&mut Rng::new(0, 0), 2, 16, false);
+    let shape = [batch.batch, batch.len];
+    let x = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.inputs, shape), &device);
+    let y = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.targets, shape), &device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(batch.weights, shape), &device);
+    let model: Lm<B> = LmConfig::new(16, 64, "MAMA".to_string())
+        .with_n_heads(4)
+        .init_seeded(seed, &device);
+    model.loss(x, y, w).0.into_scalar().elem::<f32>()
+}
+
+/// Burn's CPU backends draw from one process-wide generator: runs initialised side by side
+/// (as tests in one binary are) must still each get their own seed's weights.
+#[test]
+fn models_seeded_side_by_side_get_their_seeds_weights() {
+    let alone = [loss_at_init(0), loss_at_init(1)];
+    assert_ne!(alone[0], alone[1], "different seeds, different weights");
+    let together: Vec<(u64, f32)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..8)
+                        .map(|_| (t % 2, loss_at_init(t % 2)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (seed, loss) in together {
+        assert_eq!(
+            loss.to_bits(),
+            alone[seed as usize].to_bits(),
+            "seed {seed}: {loss} side by side, {} alone",
+            alone[seed as usize]
+        );
+    }
 }
 
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! Language-model wrapper: embedding → blocks (Mamba / attention, from a layer pattern) →
 //! final RMSNorm → LM head.
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
@@ -107,8 +107,23 @@ impl LmConfig {
             .with_mlp_ratio(self.mlp_ratio)
     }
 
-    /// Initialises the model. Panics on a pattern letter other than `M`/`A` (validated earlier
-    /// by the run config).
+    /// Initialises the model from `seed`, the same weights whatever else runs in the process.
+    ///
+    /// Burn's CPU backends draw from one process-wide generator, so two runs seeding and
+    /// initialising at once (tests in one binary, runs started side by side) would interleave
+    /// their draws and neither would get its seed's weights; the lock makes seed + init one step.
+    pub fn init_seeded<B: Backend>(&self, seed: u64, device: &B::Device) -> Lm<B> {
+        static SEED_AND_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SEED_AND_INIT.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, seed);
+        let model = self.init(device);
+        // Burn initialises parameters lazily, on first use: draw them all now, under the lock.
+        model.visit(&mut DrawParams);
+        model
+    }
+
+    /// Initialises the model from the backend's generator as it stands. Panics on a pattern
+    /// letter other than `M`/`A`/`C` (validated earlier by the run config).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Lm<B> {
         let blocks = self
             .pattern
@@ -131,6 +146,15 @@ impl LmConfig {
                 .init(device),
             absolute_positions: self.positional == Positional::Absolute,
         }
+    }
+}
+
+/// Materialises every lazily initialised parameter, in the module's declaration order.
+struct DrawParams;
+
+impl<B: Backend> ModuleVisitor<B> for DrawParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        param.val();
     }
 }
 
