@@ -9,9 +9,10 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::backend::BackendChoice;
-use crate::fused::ScanBackend;
+use crate::fused::{ScanBackend, StepPool};
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
+use crate::parallel::GraphsHeld;
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::Task;
 use crate::train::{CpuTrainBackend, TrainError, scalar, tensors};
@@ -175,6 +176,7 @@ where
     };
     let mut batches = Prefetcher::start(task, spec, 0, (warmup + steps - 1) as u64);
     let mut waited_timed = Duration::ZERO;
+    let pool = StepPool::new();
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let waited = batches.waited();
@@ -182,17 +184,23 @@ where
         if i >= warmup {
             waited_timed += batches.waited() - waited;
         }
-        let (x, y, w) = tensors::<B>(&b, device);
-        let (loss, _) = lm.loss(x, y, w);
-        let grads = GradientsParams::from_grads(loss.backward(), &lm);
-        lm = decay_selected(
-            lm,
-            1.0 - 1e-3 * defaults.weight_decay,
-            &defaults.no_weight_decay,
-        );
-        lm = optim.step(1e-3, lm, grads);
-        // Force the step to finish before stopping the clock.
-        let _ = scalar(lm.head.weight.val().sum());
+        // As in training (`parallel::Replicas::step`): the step runs on a thread of the run's
+        // own pool, the graph lock taken outside it.
+        let _graphs = GraphsHeld::take();
+        lm = pool.run(|| {
+            let (x, y, w) = tensors::<B>(&b, device);
+            let (loss, _) = lm.loss(x, y, w);
+            let grads = GradientsParams::from_grads(loss.backward(), &lm);
+            let lm = decay_selected(
+                lm,
+                1.0 - 1e-3 * defaults.weight_decay,
+                &defaults.no_weight_decay,
+            );
+            let lm = optim.step(1e-3, lm, grads);
+            // Force the step to finish before stopping the clock.
+            let _ = scalar(lm.head.weight.val().sum());
+            lm
+        });
         if i >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }

@@ -38,6 +38,7 @@ mod gemm;
 mod host;
 mod linear;
 mod loss;
+mod pool;
 mod rows;
 mod scores;
 pub(crate) use attention::rope_tables;
@@ -50,6 +51,7 @@ use gelu::HostGelu;
 use host::{GatedScan, HostInputs};
 use linear::HostLinear;
 use loss::HostHeadLoss;
+pub use pool::StepPool;
 use rows::{HostEmbedding, HostRmsNorm};
 pub use scores::{
     AttnBias, AttnSoftmax, BIAS_BUCKETS, EXACT_BUCKETS, MAX_DISTANCE, Variant, alibi_slope, bucket,

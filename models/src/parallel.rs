@@ -8,8 +8,8 @@
 //! ([`GradientsParams::all_reduce`]) and then each takes the same optimiser step, so they
 //! stay identical without sending weights around (data parallel as in PyTorch's DDP).
 //! Replica 0 runs on the caller's thread and is the one evaluated and checkpointed.
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Mutex, MutexGuard};
 
 use burn::collective::{
     CollectiveConfig, PeerId, ReduceOperation, finish_collective, register, reset_collective,
@@ -17,10 +17,11 @@ use burn::collective::{
 use burn::module::Module;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::config::{RunConfig, TrainSection};
-use crate::fused::{BlockState, ScanBackend};
+use crate::fused::{BlockState, ScanBackend, StepPool};
 use crate::model::Lm;
 use crate::optim::{HostAdamW, decay_selected};
 use crate::tasks::Batch;
@@ -69,17 +70,29 @@ pub(crate) fn split(batch: &Batch, grad_accum: usize, replicas: usize) -> Vec<Ve
 /// concurrent, and on a GPU the queued kernels still overlap.
 static GRAPHS: Mutex<()> = Mutex::new(());
 
+/// Proof that this thread holds [`GRAPHS`].
+pub(crate) struct GraphsHeld(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl GraphsHeld {
+    /// Waits for the other threads' forward and backward passes to finish.
+    pub(crate) fn take() -> Self {
+        GraphsHeld(GRAPHS.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// The summed gradients of `parts` on `model`, each part's loss weighted by its share of
 /// `total_weight` (the whole step's scored positions, over every replica). A single part that
 /// is the whole step is not reweighted, so one device without accumulation computes exactly
-/// what it always has.
-fn share_grads<B>(
+/// what it always has. Returns the gradients and each part's loss, correct count and weight,
+/// unread (see [`share_of`]).
+fn backward_parts<B>(
     model: &Lm<B>,
     parts: &[Batch],
     total_weight: f64,
     states: &[BlockState],
     device: &B::Device,
-) -> (GradientsParams, Share)
+    _graphs: &GraphsHeld,
+) -> (GradientsParams, Vec<PartValues<B>>)
 where
     B: AutodiffBackend + ScanBackend,
     B::InnerBackend: ScanBackend,
@@ -88,36 +101,40 @@ where
     let mut acc = GradientsAccumulator::<Lm<B>>::new();
     let mut single = None;
     let mut values = Vec::with_capacity(parts.len());
-    {
-        let _graphs = GRAPHS.lock().unwrap_or_else(|e| e.into_inner());
-        for part in parts {
-            let (x, y, w) = tensors::<B>(part, device);
-            let (loss, correct) = model.loss_from(x, y, w, states);
-            let weight = part.weight();
-            values.push((loss.clone().detach(), correct, weight));
-            let loss = if whole {
-                loss
-            } else {
-                loss.mul_scalar(weight / total_weight.max(1.0))
-            };
-            let grads = GradientsParams::from_grads(loss.backward(), model);
-            if parts.len() == 1 {
-                single = Some(grads);
-            } else {
-                acc.accumulate(model, grads);
-            }
+    for part in parts {
+        let (x, y, w) = tensors::<B>(part, device);
+        let (loss, correct) = model.loss_from(x, y, w, states);
+        let weight = part.weight();
+        values.push((loss.clone().detach(), correct, weight));
+        let loss = if whole {
+            loss
+        } else {
+            loss.mul_scalar(weight / total_weight.max(1.0))
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        if parts.len() == 1 {
+            single = Some(grads);
+        } else {
+            acc.accumulate(model, grads);
         }
     }
-    // Read after the lock: on a GPU each read waits for the device.
-    let share = values
+    (single.unwrap_or_else(|| acc.grads()), values)
+}
+
+/// One part's loss, correct predictions and scored weight, as tensors not yet read.
+type PartValues<B> = (Tensor<B, 1>, Tensor<B, 1>, f64);
+
+/// The parts' summed loss and correct count. Read after [`GRAPHS`] is released where that is
+/// possible: on a GPU each read waits for the device.
+fn share_of<B: Backend>(values: Vec<PartValues<B>>) -> Share {
+    values
         .into_iter()
         .fold(Share::default(), |s, (loss, correct, weight)| {
             s.add(Share {
                 loss_sum: scalar(loss) * weight,
                 correct: scalar(correct),
             })
-        });
-    (single.unwrap_or_else(|| acc.grads()), share)
+        })
 }
 
 /// Sums the replicas' gradients (when there are peers), clips them, decays and steps.
@@ -168,6 +185,8 @@ pub(crate) struct Replicas {
     /// Unregisters replica 0 (when there are peers).
     finish: Option<Box<dyn FnOnce()>>,
     train: TrainSection,
+    /// Runs a lone replica's steps (not used with peers).
+    pool: StepPool,
 }
 
 impl Replicas {
@@ -192,6 +211,7 @@ impl Replicas {
                 shares,
                 finish: None,
                 train: cfg.train.clone(),
+                pool: StepPool::new(),
             };
         }
         reset_collective::<B::InnerBackend>();
@@ -217,6 +237,7 @@ impl Replicas {
                 let _ = finish_collective::<B::InnerBackend>(PeerId::from(0));
             })),
             train: cfg.train.clone(),
+            pool: StepPool::inline(),
         }
     }
 
@@ -246,9 +267,32 @@ impl Replicas {
             })
             .expect("a replica thread stopped");
         }
-        let (grads, mut share) = share_grads(&model, &mine, total_weight, states, device);
         let peer = (!self.jobs.is_empty()).then(|| PeerId::from(0));
-        let (model, grad_norm) = apply(model, optim, grads, peer, lr, &self.train);
+        let train = &self.train;
+        let (model, grad_norm, mut share) = match peer {
+            // Alone, the step runs on a thread of the run's own pool (fewer wake-ups per
+            // parallel region; see `StepPool`).
+            None => {
+                let graphs = GraphsHeld::take();
+                self.pool.run(|| {
+                    let (grads, values) =
+                        backward_parts(&model, &mine, total_weight, states, device, &graphs);
+                    let (model, grad_norm) = apply(model, optim, grads, peer, lr, train);
+                    (model, grad_norm, share_of(values))
+                })
+            }
+            // Not with replicas: a pool thread blocked in the all-reduce could leave a
+            // one-thread pool with no thread for the other replicas' work.
+            Some(_) => {
+                let (grads, values) = {
+                    let graphs = GraphsHeld::take();
+                    backward_parts(&model, &mine, total_weight, states, device, &graphs)
+                };
+                let share = share_of(values);
+                let (model, grad_norm) = apply(model, optim, grads, peer, lr, train);
+                (model, grad_norm, share)
+            }
+        };
         for _ in &self.jobs {
             share = share.add(self.shares.recv().expect("a replica thread stopped"));
         }
@@ -285,7 +329,11 @@ fn replica_loop<B>(
     register::<B::InnerBackend>(peer, device.clone(), config)
         .unwrap_or_else(|e| panic!("burn-collective registration failed: {e:?}"));
     while let Ok(job) = jobs.recv() {
-        let (grads, share) = share_grads(&model, &job.parts, job.total_weight, &[], &device);
+        let (grads, values) = {
+            let graphs = GraphsHeld::take();
+            backward_parts(&model, &job.parts, job.total_weight, &[], &device, &graphs)
+        };
+        let share = share_of(values);
         model = apply(model, &mut optim, grads, Some(peer), job.lr, &cfg.train).0;
         if shares.send(share).is_err() {
             break;
