@@ -100,6 +100,55 @@ fn models_seeded_side_by_side_get_their_seeds_weights() {
     }
 }
 
+/// A run beside another thread's own autodiff loop (tests do this; so could a program) must
+/// finish: a training step that ran on rayon's global pool once stole the other thread's
+/// work while waiting and then waited for burn's autodiff lock held beneath it, forever. A
+/// race, so not certain to show: with the step on the global pool this test hung in 1 of 2
+/// tries (and the whole binary in 2 of 2).
+#[test]
+fn training_beside_another_autodiff_loop_finishes() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cfg = smoke();
+        // Large enough that both sides' ops split into several parallel tasks.
+        cfg.set_all(&[
+            ("model.d_model", "32"),
+            ("task.seq_len", "64"),
+            ("train.batch_size", "8"),
+            ("train.steps", "300"),
+            ("train.eval_every", "0"),
+        ])
+        .unwrap();
+        let running = AtomicBool::new(true);
+        let (summary, loops) = std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                let summary = train_plain(&cfg).0;
+                running.store(false, Ordering::Relaxed);
+                summary
+            });
+            let other = s.spawn(|| {
+                let mut loops = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    loops.push(overfit("MA"));
+                }
+                loops
+            });
+            (run.join().unwrap(), other.join().unwrap())
+        });
+        done.send((summary.steps, loops)).unwrap();
+    });
+    let (steps, loops) = finished
+        .recv_timeout(std::time::Duration::from_secs(150))
+        .expect("training beside another autodiff loop did not finish in 150 s");
+    assert_eq!(steps, 300);
+    for (first, last) in loops {
+        assert!(
+            last < first,
+            "the other loop still learned: {first} → {last}"
+        );
+    }
+}
+
 #[derive(Default)]
 struct Recorder {
     steps: Vec<(u64, Vec<(String, f64)>)>,
