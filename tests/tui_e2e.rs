@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use labbook::Store;
 use labbook::model::{ItemId, Kind, Relation};
+use labbook::store::Run;
 
 struct Tmux {
     socket: String,
@@ -126,6 +127,27 @@ fn empty_config(db: &Path) -> PathBuf {
     let path = db.with_extension("toml");
     std::fs::write(&path, "").unwrap();
     path
+}
+
+/// Run `id` of the notebook at `db` once it has finished (within 120 s, else the screen is shown).
+fn finished_run(db: &Path, tmux: &Tmux, id: &str) -> Run {
+    let start = Instant::now();
+    loop {
+        let store = Store::open(db, "t").unwrap();
+        let runs = store.list_runs(&Default::default()).unwrap();
+        if let Some(r) = runs
+            .into_iter()
+            .find(|r| r.id.to_string() == id && r.status.is_finished())
+        {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{id} did not finish:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn tui_command(db: &Path) -> String {
@@ -369,20 +391,7 @@ fn r_on_an_experiment_starts_a_run_from_a_picked_config() {
     tmux.type_text("train.steps=20");
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["started in the background"]);
-    let start = Instant::now();
-    let run = loop {
-        let store = Store::open(&db, "t").unwrap();
-        let runs = store.list_runs(&Default::default()).unwrap();
-        if let Some(r) = runs.first().filter(|r| r.status.is_finished()) {
-            break r.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the run did not finish:\n{}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let run = finished_run(&db, &tmux, "R-1");
     assert_eq!(run.status.as_str(), "succeeded");
     assert_eq!(
         run.experiment.map(|e| e.to_string()).as_deref(),
@@ -408,23 +417,7 @@ fn r_on_an_experiment_starts_a_run_from_a_picked_config() {
     tmux.wait_for(&["R-1", "succeeded"]);
     tmux.keys(&["r"]);
     tmux.wait_for(&["R-2 started in the background"]);
-    let start = Instant::now();
-    let again = loop {
-        let store = Store::open(&db, "t").unwrap();
-        let runs = store.list_runs(&Default::default()).unwrap();
-        if let Some(r) = runs
-            .iter()
-            .find(|r| r.id.to_string() == "R-2" && r.status.is_finished())
-        {
-            break r.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "R-2 did not finish:\n{}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let again = finished_run(&db, &tmux, "R-2");
     assert_eq!(again.status.as_str(), "succeeded");
     assert_eq!(
         again.experiment.map(|e| e.to_string()).as_deref(),
