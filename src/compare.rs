@@ -38,6 +38,33 @@ fn flatten_into(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String
     }
 }
 
+/// A JSON value's leaves under dotted keys (`outer.inner`), in the objects' order; an empty
+/// object has none.
+pub fn dotted_leaves(v: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
+    fn walk<'a>(
+        prefix: &str,
+        v: &'a serde_json::Value,
+        out: &mut Vec<(String, &'a serde_json::Value)>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            leaf => out.push((prefix.to_string(), leaf)),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
 /// The keys whose value is not the same in every config (a key missing somewhere differs).
 pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
     let all: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
@@ -387,6 +414,27 @@ pub fn fmt_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_leaves_names_nested_values_in_order() {
+        let v = serde_json::json!({"train": {"lr": 0.001, "steps": 20}, "name": "a", "empty": {}});
+        let leaves: Vec<(String, String)> = dotted_leaves(&v)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let keys: Vec<&str> = leaves.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys.len(), 3, "{leaves:?}");
+        for (key, value) in [
+            ("train.lr", "0.001"),
+            ("train.steps", "20"),
+            ("name", "\"a\""),
+        ] {
+            assert!(
+                leaves.contains(&(key.to_string(), value.to_string())),
+                "{key}: {leaves:?}"
+            );
+        }
+    }
 
     #[test]
     fn only_differing_keys_are_kept() {

@@ -33,33 +33,23 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 /// A report as aligned `key  value` lines for people (nested objects as `outer.inner`,
 /// numbers to 4 significant decimals); `--json` prints the same report as JSON.
 pub fn summary<T: Serialize + ?Sized>(title: &str, value: &T) -> Result<()> {
-    fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, out);
-                }
-            }
-            serde_json::Value::Number(n) => {
-                let text = match (n.as_i64(), n.as_f64()) {
+    let value = serde_json::to_value(value)?;
+    let rows: Vec<(String, String)> = labbook::compare::dotted_leaves(&value)
+        .into_iter()
+        .map(|(key, leaf)| {
+            let text = match leaf {
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
                     (Some(i), _) => i.to_string(),
                     (None, Some(f)) if f.abs() >= 100.0 => format!("{f:.1}"),
                     (None, Some(f)) => format!("{f:.4}"),
                     _ => n.to_string(),
-                };
-                out.push((prefix.to_string(), text));
-            }
-            serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
-            other => out.push((prefix.to_string(), other.to_string())),
-        }
-    }
-    let mut rows = Vec::new();
-    flatten("", &serde_json::to_value(value)?, &mut rows);
+                },
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect();
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     print_clean(format_args!("{title}\n"));
     for (k, v) in rows {

@@ -134,25 +134,10 @@ fn flatten_config(text: &str) -> BTreeMap<String, String> {
             .and_then(|t| serde_json::to_value(t).ok())
     });
     let mut out = BTreeMap::new();
-    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
     if let Some(v) = value {
-        walk("", &v, &mut out);
+        for (key, leaf) in crate::compare::dotted_leaves(&v) {
+            out.insert(key, leaf.to_string());
+        }
     } else if !text.trim().is_empty() {
         out.insert("config".into(), text.trim().to_string());
     }
