@@ -403,11 +403,13 @@ mod claim;
 mod job;
 mod job_notebook;
 pub mod slurm;
+mod work;
 use artifacts::*;
 use claim::*;
 use job::*;
 use job_notebook::*;
 pub use slurm::SlurmOptions;
+use work::*;
 
 #[cfg(test)]
 mod tests {

@@ -168,7 +168,7 @@ pub fn job_script(
         "# {} (on a filesystem the nodes share).",
         job.display()
     ));
-    let cmd: Vec<String> = super::job::wrapped(opts, argv)
+    let cmd: Vec<String> = super::work::wrapped(opts, argv)
         .iter()
         .map(|a| shell_quote(a))
         .collect();
