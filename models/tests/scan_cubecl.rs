@@ -7,7 +7,7 @@
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Tensor, TensorData, bf16, f16};
 use labbook_models::fused::{ScanBackend, selective_scan, selective_scan_reference};
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -92,6 +92,25 @@ impl Case {
     }
 }
 
+impl Case {
+    /// The same case with every input rounded to `dtype` (bf16 or f16), still held as f32.
+    fn rounded(&self, dtype: DType) -> Case {
+        let round = |v: &Vec<f32>| -> Vec<f32> {
+            v.iter()
+                .map(|&x| match dtype {
+                    DType::BF16 => bf16::from_f32(x).to_f32(),
+                    DType::F16 => f16::from_f32(x).to_f32(),
+                    other => panic!("not a half type: {other:?}"),
+                })
+                .collect()
+        };
+        Case {
+            dims: self.dims,
+            data: self.data.each_ref().map(round),
+        }
+    }
+}
+
 /// `y` and the six gradients of `sum(y ⊙ r)` (or of `sum(y)` when `plain_sum`) on `B`, through
 /// `selective_scan` (`reference = false`) or `selective_scan_reference`.
 fn run<B: AutodiffBackend + ScanBackend>(
@@ -99,8 +118,20 @@ fn run<B: AutodiffBackend + ScanBackend>(
     reference: bool,
     plain_sum: bool,
 ) -> [Vec<f32>; 7] {
+    run_as::<B>(case, reference, plain_sum, DType::F32)
+}
+
+/// [`run`] with the inputs cast to `dtype` on `B` first (the outputs come back as f32).
+fn run_as<B: AutodiffBackend + ScanBackend>(
+    case: &Case,
+    reference: bool,
+    plain_sum: bool,
+    dtype: DType,
+) -> [Vec<f32>; 7] {
     let dev = Default::default();
     let (u, delta, a, b, c, d, r) = case.on::<B>(&dev);
+    let [u, delta, b, c, r] = [u, delta, b, c, r].map(|t| t.cast(dtype));
+    let (a, d) = (a.cast(dtype), d.cast(dtype));
     let [u, delta, b, c] = [u, delta, b, c].map(|t| t.require_grad());
     let (a, d) = (a.require_grad(), d.require_grad());
     let scan = if reference {
@@ -156,6 +187,28 @@ fn check<B: AutodiffBackend + ScanBackend>(shapes: &[[usize; 4]], plain_sum: boo
     }
 }
 
+/// The kernel on half inputs (`[train] precision`) against the f32 reference on the same
+/// inputs rounded to that type: the kernel keeps its state and sums in f32, so what remains is
+/// the rounding of each output to the half type (2⁻⁸ relative for bf16, 2⁻¹¹ for f16), with a
+/// little headroom: `tol`.
+fn check_half<B: AutodiffBackend + ScanBackend>(shapes: &[[usize; 4]], dtype: DType, tol: f64) {
+    let dev = Default::default();
+    assert!(
+        B::supports_dtype(&dev, dtype),
+        "this device has no {dtype:?}"
+    );
+    for (i, &shape) in shapes.iter().enumerate() {
+        let case = Case::new(2000 + i as u64, shape);
+        let kernel = run_as::<B>(&case, false, false, dtype);
+        let reference = run::<Autodiff<NdArray>>(&case.rounded(dtype), true, false);
+        for j in 0..7 {
+            let e = rel_err(&kernel[j], &reference[j]);
+            eprintln!("{dtype:?} {shape:?} {}: rel err {e:.2e}", NAMES[j]);
+            assert!(e <= tol, "{dtype:?} {shape:?}: {} rel err {e}", NAMES[j]);
+        }
+    }
+}
+
 /// Shapes `[Bt, L, D, N]`: channels around the plane (8 / 32) and cube (64) sizes, lengths
 /// around the checkpoint interval (16), and one model-sized row (d_model 768 → d_inner 1536).
 const SHAPES: [[usize; 4]; 7] = [
@@ -187,6 +240,11 @@ mod cuda {
     }
 
     #[test]
+    fn kernel_bf16_inputs_accumulate_in_f32_cuda() {
+        check_half::<B>(&SHAPES[1..], DType::BF16, 4e-3);
+    }
+
+    #[test]
     fn kernel_broadcast_output_grad_cuda() {
         // `sum(y)` hands the backward a broadcast (stride-0) dL/dy.
         check::<B>(&SHAPES[1..4], true);
@@ -206,6 +264,11 @@ mod wgpu {
     #[test]
     fn kernel_matches_reference_long_wgpu() {
         check::<B>(&LONG, false);
+    }
+
+    #[test]
+    fn kernel_f16_inputs_accumulate_in_f32_wgpu() {
+        check_half::<B>(&SHAPES[1..], DType::F16, 5e-4);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! CubeCL kernels and their launchers; the layout is described in the parent module.
 use super::{CHUNK, FALLBACK_GROUP, Geometry};
 use crate::fused::ScanBackend;
-use burn::tensor::{Tensor as BurnTensor, TensorPrimitive, backend::Backend, ops::FloatTensor};
+use burn::tensor::{
+    DType, FloatDType, Tensor as BurnTensor, TensorPrimitive, backend::Backend, ops::FloatTensor,
+};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
     kernel::into_contiguous,
@@ -11,9 +13,11 @@ use burn_cubecl::{
 use cubecl::features::Plane;
 use cubecl::prelude::*;
 
-/// Forward scan: one unit per (batch item, channel), the state in a local array.
+/// Forward scan: one unit per (batch item, channel), the state in a local array. Inputs and
+/// `y` are `F` (the tensors' dtype: f32, or bf16/f16 under `[train] precision`); the state and
+/// every sum are `A` (f32), so a half-precision run loses nothing in the recurrence.
 #[cube(launch)]
-fn scan_forward_kernel<F: Float>(
+fn scan_forward_kernel<F: Float, A: Float>(
     u: &Tensor<F>,     // [Bt, L, D]
     delta: &Tensor<F>, // [Bt, L, D]
     a: &Tensor<F>,     // [D, N]
@@ -22,7 +26,7 @@ fn scan_forward_kernel<F: Float>(
     d: &Tensor<F>,     // [D]
     y: &mut Tensor<F>, // [Bt, L, D]
     #[comptime] n: usize,
-    #[define(F)] _dtype: StorageType,
+    #[define(F, A)] _dtypes: [StorageType; 2],
 ) {
     let len = u.shape(1);
     let ch = u.shape(2);
@@ -32,36 +36,38 @@ fn scan_forward_kernel<F: Float>(
         terminate!();
     }
 
-    let mut h = Array::<F>::new(n);
-    let mut av = Array::<F>::new(n);
+    let mut h = Array::<A>::new(n);
+    let mut av = Array::<A>::new(n);
     #[unroll]
     for s in 0..n {
-        h[s] = F::new(0.0);
-        av[s] = a[k * a.stride(0) + s * a.stride(1)];
+        h[s] = A::new(0.0);
+        av[s] = A::cast_from(a[k * a.stride(0) + s * a.stride(1)]);
     }
-    let dk = d[k * d.stride(0)];
+    let dk = A::cast_from(d[k * d.stride(0)]);
 
     for t in 0..len {
-        let dt = delta[bi * delta.stride(0) + t * delta.stride(1) + k * delta.stride(2)];
-        let x = u[bi * u.stride(0) + t * u.stride(1) + k * u.stride(2)];
+        let dt =
+            A::cast_from(delta[bi * delta.stride(0) + t * delta.stride(1) + k * delta.stride(2)]);
+        let x = A::cast_from(u[bi * u.stride(0) + t * u.stride(1) + k * u.stride(2)]);
         let brow = bi * b.stride(0) + t * b.stride(1);
         let crow = bi * c.stride(0) + t * c.stride(1);
         let dtx = dt * x;
-        let mut acc = F::new(0.0);
+        let mut acc = A::new(0.0);
         #[unroll]
         for s in 0..n {
-            let hs = (dt * av[s]).exp() * h[s] + dtx * b[brow + s * b.stride(2)];
+            let hs = (dt * av[s]).exp() * h[s] + dtx * A::cast_from(b[brow + s * b.stride(2)]);
             h[s] = hs;
-            acc += c[crow + s * c.stride(2)] * hs;
+            acc += A::cast_from(c[crow + s * c.stride(2)]) * hs;
         }
-        y[bi * y.stride(0) + t * y.stride(1) + k * y.stride(2)] = acc + dk * x;
+        y[bi * y.stride(0) + t * y.stride(1) + k * y.stride(2)] = F::cast_from(acc + dk * x);
     }
 }
 
-/// Backward scan: pass 1 stores checkpoints, pass 2 walks the chunks in reverse.
+/// Backward scan: pass 1 stores checkpoints, pass 2 walks the chunks in reverse. `F` and `A`
+/// as in the forward: the checkpoints, the carry and the partial sums are `A`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn scan_backward_kernel<F: Float>(
+fn scan_backward_kernel<F: Float, A: Float>(
     u: &Tensor<F>,           // [Bt, L, D]
     delta: &Tensor<F>,       // [Bt, L, D]
     a: &Tensor<F>,           // [D, N]
@@ -69,20 +75,20 @@ fn scan_backward_kernel<F: Float>(
     c: &Tensor<F>,           // [Bt, L, N]
     d: &Tensor<F>,           // [D]
     grad: &Tensor<F>,        // [Bt, L, D], dL/dy
-    ckpt: &mut Tensor<F>,    // [chunks, N, Bt, D_pad], contiguous scratch
+    ckpt: &mut Tensor<A>,    // [chunks, N, Bt, D_pad], contiguous scratch
     du: &mut Tensor<F>,      // [Bt, L, D]
     ddelta: &mut Tensor<F>,  // [Bt, L, D]
-    da_part: &mut Tensor<F>, // [Bt, D, N]
-    db_part: &mut Tensor<F>, // [Bt, L, G, N]
-    dc_part: &mut Tensor<F>, // [Bt, L, G, N]
-    dd_part: &mut Tensor<F>, // [Bt, D]
+    da_part: &mut Tensor<A>, // [Bt, D, N]
+    db_part: &mut Tensor<A>, // [Bt, L, G, N]
+    dc_part: &mut Tensor<A>, // [Bt, L, G, N]
+    dd_part: &mut Tensor<A>, // [Bt, D]
     #[comptime] n: usize,
     #[comptime] chunk: usize,
     #[comptime] states_len: usize, // (chunk + 1) * n
     #[comptime] planes: bool,      // hardware plane sums, else shared-memory groups
     #[comptime] group: usize,      // group width without planes (divides the cube width)
     #[comptime] cube_dim: usize,   // units per cube (shared-memory size without planes)
-    #[define(F)] _dtype: StorageType,
+    #[define(F, A)] _dtypes: [StorageType; 2],
 ) {
     let batch = u.shape(0);
     let len = u.shape(1);
@@ -97,7 +103,7 @@ fn scan_backward_kernel<F: Float>(
     if valid {
         kc = k;
     }
-    let mask = if valid { F::new(1.0) } else { F::new(0.0) };
+    let mask = if valid { A::new(1.0) } else { A::new(0.0) };
     // Partial column `g` of this unit's plane (or group) and its lane in it.
     let unit = UNIT_POS_X as usize;
     let g = if planes {
@@ -116,16 +122,16 @@ fn scan_backward_kernel<F: Float>(
         group.runtime()
     };
     // Only used without planes: one slot per unit for dB, then one per unit for dC.
-    let mut sums = SharedMemory::<F>::new(2 * cube_dim);
+    let mut sums = SharedMemory::<A>::new(2 * cube_dim);
 
-    let mut av = Array::<F>::new(n);
-    let mut h = Array::<F>::new(n);
+    let mut av = Array::<A>::new(n);
+    let mut h = Array::<A>::new(n);
     #[unroll]
     for s in 0..n {
-        av[s] = a[kc * a.stride(0) + s * a.stride(1)];
-        h[s] = F::new(0.0);
+        av[s] = A::cast_from(a[kc * a.stride(0) + s * a.stride(1)]);
+        h[s] = A::new(0.0);
     }
-    let dk = d[kc * d.stride(0)];
+    let dk = A::cast_from(d[kc * d.stride(0)]);
 
     // Pass 1: forward recurrence, checkpointing the state before steps 0, CHUNK, 2·CHUNK, …
     for t in 0..len {
@@ -136,27 +142,29 @@ fn scan_backward_kernel<F: Float>(
                 ckpt[((ci * n + s) * batch + bi) * dpad + k] = h[s];
             }
         }
-        let dt = delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)] * mask;
-        let x = u[bi * u.stride(0) + t * u.stride(1) + kc * u.stride(2)] * mask;
+        let dt =
+            A::cast_from(delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)])
+                * mask;
+        let x = A::cast_from(u[bi * u.stride(0) + t * u.stride(1) + kc * u.stride(2)]) * mask;
         let brow = bi * b.stride(0) + t * b.stride(1);
         let dtx = dt * x;
         #[unroll]
         for s in 0..n {
-            h[s] = (dt * av[s]).exp() * h[s] + dtx * b[brow + s * b.stride(2)];
+            h[s] = (dt * av[s]).exp() * h[s] + dtx * A::cast_from(b[brow + s * b.stride(2)]);
         }
     }
 
     // Pass 2: reverse over chunks.
-    let mut carry = Array::<F>::new(n); // dL/dh_t coming from step t + 1
-    let mut dav = Array::<F>::new(n);
+    let mut carry = Array::<A>::new(n); // dL/dh_t coming from step t + 1
+    let mut dav = Array::<A>::new(n);
     #[unroll]
     for s in 0..n {
-        carry[s] = F::new(0.0);
-        dav[s] = F::new(0.0);
+        carry[s] = A::new(0.0);
+        dav[s] = A::new(0.0);
     }
-    let mut dd = F::new(0.0);
+    let mut dd = A::new(0.0);
     // states[i·N + s]: the state before step t0 + i (i = 0 is the checkpoint).
-    let mut states = Array::<F>::new(states_len);
+    let mut states = Array::<A>::new(states_len);
     let chunks = len.div_ceil(chunk);
     for rc in 0..chunks {
         let ci = chunks - 1 - rc;
@@ -171,15 +179,16 @@ fn scan_backward_kernel<F: Float>(
         }
         for t in t0..t1 {
             let i = t - t0;
-            let dt =
-                delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)] * mask;
-            let x = u[bi * u.stride(0) + t * u.stride(1) + kc * u.stride(2)] * mask;
+            let dt = A::cast_from(
+                delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)],
+            ) * mask;
+            let x = A::cast_from(u[bi * u.stride(0) + t * u.stride(1) + kc * u.stride(2)]) * mask;
             let brow = bi * b.stride(0) + t * b.stride(1);
             let dtx = dt * x;
             #[unroll]
             for s in 0..n {
-                states[(i + 1) * n + s] =
-                    (dt * av[s]).exp() * states[i * n + s] + dtx * b[brow + s * b.stride(2)];
+                states[(i + 1) * n + s] = (dt * av[s]).exp() * states[i * n + s]
+                    + dtx * A::cast_from(b[brow + s * b.stride(2)]);
             }
         }
         let steps = t1 - t0;
@@ -187,23 +196,26 @@ fn scan_backward_kernel<F: Float>(
             let i = steps - 1 - ri;
             let t = t0 + i;
             let iu = bi * u.stride(0) + t * u.stride(1) + kc * u.stride(2);
-            let dt =
-                delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)] * mask;
-            let x = u[iu] * mask;
-            let dy = grad[bi * grad.stride(0) + t * grad.stride(1) + kc * grad.stride(2)] * mask;
+            let dt = A::cast_from(
+                delta[bi * delta.stride(0) + t * delta.stride(1) + kc * delta.stride(2)],
+            ) * mask;
+            let x = A::cast_from(u[iu]) * mask;
+            let dy =
+                A::cast_from(grad[bi * grad.stride(0) + t * grad.stride(1) + kc * grad.stride(2)])
+                    * mask;
             let brow = bi * b.stride(0) + t * b.stride(1);
             let crow = bi * c.stride(0) + t * c.stride(1);
             let prow = bi * db_part.stride(0) + t * db_part.stride(1) + g * db_part.stride(2);
             let qrow = bi * dc_part.stride(0) + t * dc_part.stride(1) + g * dc_part.stride(2);
             dd += dy * x;
             let mut dx = dy * dk;
-            let mut ddt = F::new(0.0);
+            let mut ddt = A::new(0.0);
             #[unroll]
             for s in 0..n {
                 let hs = states[(i + 1) * n + s];
                 let prev = states[i * n + s];
-                let bs = b[brow + s * b.stride(2)];
-                let cs = c[crow + s * c.stride(2)];
+                let bs = A::cast_from(b[brow + s * b.stride(2)]);
+                let cs = A::cast_from(c[crow + s * c.stride(2)]);
                 let gs = carry[s] + dy * cs; // dL/dh_t
                 let decay = (dt * av[s]).exp();
                 ddt += gs * (av[s] * decay * prev + bs * x);
@@ -212,8 +224,8 @@ fn scan_backward_kernel<F: Float>(
                 carry[s] = gs * decay;
                 let db_unit = gs * dt * x;
                 let dc_unit = dy * hs;
-                let mut db_sum = F::new(0.0);
-                let mut dc_sum = F::new(0.0);
+                let mut db_sum = A::new(0.0);
+                let mut dc_sum = A::new(0.0);
                 if planes {
                     db_sum = plane_sum(db_unit);
                     dc_sum = plane_sum(dc_unit);
@@ -235,8 +247,9 @@ fn scan_backward_kernel<F: Float>(
                 }
             }
             if valid {
-                du[bi * du.stride(0) + t * du.stride(1) + k * du.stride(2)] = dx;
-                ddelta[bi * ddelta.stride(0) + t * ddelta.stride(1) + k * ddelta.stride(2)] = ddt;
+                du[bi * du.stride(0) + t * du.stride(1) + k * du.stride(2)] = F::cast_from(dx);
+                ddelta[bi * ddelta.stride(0) + t * ddelta.stride(1) + k * ddelta.stride(2)] =
+                    F::cast_from(ddt);
             }
         }
     }
@@ -285,6 +298,7 @@ pub(crate) fn forward<R: CubeRuntime>(
     let [bt, l, ch, n] = dims(&u, &a);
     let client = u.client.clone();
     let dtype = u.dtype;
+    let acc = accumulator(dtype);
     let y = empty_device_dtype::<R>(client.clone(), u.device.clone(), [bt, l, ch].into(), dtype);
     if bt * l * ch == 0 {
         return y;
@@ -302,7 +316,7 @@ pub(crate) fn forward<R: CubeRuntime>(
         d.into_tensor_arg(),
         y.clone().into_tensor_arg(),
         n,
-        dtype.into(),
+        [dtype.into(), acc.into()],
     );
     y
 }
@@ -329,12 +343,13 @@ where
     let client = u.client.clone();
     let device = u.device.clone();
     let dtype = u.dtype;
+    let acc = accumulator(dtype);
     let (geo, planes) = geometry(&client, l, ch);
     let empty = |shape: Vec<usize>| {
         empty_device_dtype::<R>(client.clone(), device.clone(), shape.into(), dtype)
     };
     let zeros =
-        |shape: Vec<usize>| zeros_client::<R>(client.clone(), device.clone(), shape.into(), dtype);
+        |shape: Vec<usize>| zeros_client::<R>(client.clone(), device.clone(), shape.into(), acc);
     let du = empty(vec![bt, l, ch]);
     let ddelta = empty(vec![bt, l, ch]);
     // Partials are zero-filled: a device whose plane is wider than `plane_size_min` leaves
@@ -348,7 +363,7 @@ where
             client.clone(),
             device.clone(),
             [geo.chunks, n, bt, geo.padded_channels()].into(),
-            dtype,
+            acc,
         );
         scan_backward_kernel::launch::<R>(
             &client,
@@ -374,30 +389,40 @@ where
             planes,
             FALLBACK_GROUP,
             geo.cube_dim_x,
-            dtype.into(),
+            [dtype.into(), acc.into()],
         );
     }
-    // Reduce the partials with Burn's own kernels.
+    // Reduce the partials with Burn's own kernels, in `acc`, then return to the inputs' dtype.
     type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
     [
         du,
         ddelta,
-        sum_dim::<Cb<R, F, I, BT>, 3, 2>(da_part, 0, [ch, n]),
-        sum_dim::<Cb<R, F, I, BT>, 4, 3>(db_part, 2, [bt, l, n]),
-        sum_dim::<Cb<R, F, I, BT>, 4, 3>(dc_part, 2, [bt, l, n]),
-        sum_dim::<Cb<R, F, I, BT>, 2, 1>(dd_part, 0, [ch]),
+        sum_dim::<Cb<R, F, I, BT>, 3, 2>(da_part, 0, [ch, n], dtype),
+        sum_dim::<Cb<R, F, I, BT>, 4, 3>(db_part, 2, [bt, l, n], dtype),
+        sum_dim::<Cb<R, F, I, BT>, 4, 3>(dc_part, 2, [bt, l, n], dtype),
+        sum_dim::<Cb<R, F, I, BT>, 2, 1>(dd_part, 0, [ch], dtype),
     ]
 }
 
-/// `t.sum_dim(dim)` reshaped to `shape`.
+/// The kernels' state and sums: f32, whatever the inputs (f64 stays f64).
+fn accumulator(dtype: DType) -> DType {
+    match dtype {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
+    }
+}
+
+/// `t.sum_dim(dim)` reshaped to `shape`, as `dtype`.
 fn sum_dim<B: Backend, const D: usize, const D2: usize>(
     t: FloatTensor<B>,
     dim: usize,
     shape: [usize; D2],
+    dtype: DType,
 ) -> FloatTensor<B> {
     BurnTensor::<B, D>::from_primitive(TensorPrimitive::Float(t))
         .sum_dim(dim)
         .reshape(shape)
+        .cast(FloatDType::from(dtype))
         .into_primitive()
         .tensor()
 }
