@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CUDA checks for the engine: the CubeCL selective-scan kernel against the host reference (output
-# and all six gradients), the golden Mamba file, burn's flash attention (evaluation path) against
-# the composed attention, then training-step tokens/s for Mamba, hybrid and Transformer at
-# d_model 768, seq_len 2048 next to mambapy 1.2.0 / PyTorch (SDPA) on CUDA on the same GPU.
+# and all six gradients; f32, and bf16 inputs), the golden Mamba file, burn's flash attention
+# (evaluation path) against the composed attention, data parallel, bf16/f16 runs against f32 loss
+# curves, then training-step tokens/s for Mamba, hybrid and Transformer at d_model 768, seq_len
+# 2048, in f32 and bf16, next to mambapy 1.2.0 / PyTorch (SDPA, autocast for bf16) on the same GPU.
 #
 #   scripts/cuda-check.sh            on a machine with cargo AND an NVIDIA GPU: build, then run all
 #   scripts/cuda-check.sh prepare    on a machine with cargo (no GPU needed, must be x86-64 Linux):
@@ -20,7 +21,8 @@
 # BENCH_SEQ (2048). Default: 4 layers (mamba: MMMM; hybrid: MAMA), batch 8 × 2048 tokens.
 # Not yet run on a GPU by the session that wrote it; see docs/performance.md. (The attention
 # check and the Transformer rows were added on 2026-12-05, the data-parallel check 2c on
-# 2026-12-05 too, also without a GPU.)
+# 2026-12-05 too, also without a GPU; the precision check 2d and the bf16 rows on 2026-12-05,
+# their f16 path run through wgpu on lavapipe.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -41,14 +43,14 @@ prepare() {
     fi
     # Test binaries (release: the NdArray reference side is then fast too) and the bench.
     cargo test --release -p labbook-models --features cuda --no-run \
-        --test scan_cubecl --test golden --test attention --test parallel \
+        --test scan_cubecl --test golden --test attention --test parallel --test precision \
         --message-format=json >"$BUNDLE/build.json"
     python3 - "$BUNDLE" <<'EOF'
 import json, shutil, sys
 bundle = sys.argv[1]
 for line in open(f"{bundle}/build.json"):
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden", "attention", "parallel"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("scan_cubecl", "golden", "attention", "parallel", "precision"):
         shutil.copy(m["executable"], f"{bundle}/bin/{m['target']['name']}")
 EOF
     cargo build --release -p labbook-models --features cuda --example bench_cuda
@@ -56,7 +58,7 @@ EOF
     strip "$BUNDLE"/bin/* 2>/dev/null || true
     # The device tool carries at most 64 MiB (repo included): ship the binaries gzipped.
     gzip -9 -f "$BUNDLE"/bin/scan_cubecl "$BUNDLE"/bin/golden "$BUNDLE"/bin/attention \
-        "$BUNDLE"/bin/parallel "$BUNDLE"/bin/bench_cuda
+        "$BUNDLE"/bin/parallel "$BUNDLE"/bin/precision "$BUNDLE"/bin/bench_cuda
     # The golden test reads tests/data through the absolute path it was compiled with.
     echo "$ROOT/models" >"$BUNDLE/manifest_dir"
     # mambapy is pure Python (needs torch, which the device image has).
@@ -84,7 +86,7 @@ device() {
     export LD_LIBRARY_PATH="$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
     local bin=/tmp/cuda-check-bin
     mkdir -p "$bin"
-    for f in scan_cubecl golden attention parallel bench_cuda; do
+    for f in scan_cubecl golden attention parallel precision bench_cuda; do
         gzip -dc "$BUNDLE/bin/$f.gz" >"$bin/$f"
         chmod +x "$bin/$f"
     done
@@ -105,8 +107,12 @@ device() {
     local gpus
     gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
     LABBOOK_GPUS=${gpus:-1} "$bin/parallel" --nocapture data_parallel_on_cuda || status=1
+    echo "== 2d. [train] precision: bf16 and f16 runs vs the f32 loss and grad-norm curves, CUDA"
+    "$bin/precision" --nocapture --test-threads 1 cuda || status=1
+    local models="mamba mamba@bf16 hybrid hybrid@bf16 transformer transformer@bf16"
     echo "== 3. labbook training step on CUDA: d_model $DMODEL, $LAYERS layers, seq $SEQ, batch $BATCH, $STEPS steps"
-    "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid transformer \
+    # shellcheck disable=SC2086
+    "$bin/bench_cuda" "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" $models \
         | tee "$out/labbook.jsonl" || status=1
     echo "== 4. mambapy 1.2.0 on PyTorch CUDA, same shapes"
     (
@@ -114,8 +120,9 @@ device() {
             python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
                 --target /tmp/mambapy-site "$BUNDLE"/whl/mambapy-*.whl
         fi
+        # shellcheck disable=SC2086
         PYTHONPATH=/tmp/mambapy-site PYTHONUNBUFFERED=1 python3 scripts/mambapy_bench.py \
-            "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" mamba hybrid transformer
+            "$STEPS" "$DMODEL" "$LAYERS" "$SEQ" "$BATCH" $models
     ) | tee "$out/mambapy.jsonl" || status=1
     echo "== 5. table"
     python3 - "$out" <<'EOF' | tee "$out/table.md"
@@ -127,11 +134,12 @@ for name in ("labbook.jsonl", "mambapy.jsonl"):
         rows += [json.loads(l) for l in open(f"{out}/{name}") if l.startswith("{")]
     except FileNotFoundError:
         pass
-print("| model | pattern | engine | d_model | layers | seq_len | batch | ms/step (median) | tokens/s |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for r in sorted(rows, key=lambda r: (r["model"], r["backend"])):
-    print(f"| {r['model']} | {r['pattern']} | {r['backend']} | {r['d_model']} | {r['layers']} | "
-          f"{r['seq_len']} | {r['batch']} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:.0f} |")
+print("| model | pattern | engine | precision | d_model | layers | seq_len | batch | ms/step (median) | tokens/s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in sorted(rows, key=lambda r: (r["model"], r["backend"], r.get("precision", "f32"))):
+    print(f"| {r['model']} | {r['pattern']} | {r['backend']} | {r.get('precision', 'f32')} | "
+          f"{r['d_model']} | {r['layers']} | {r['seq_len']} | {r['batch']} | "
+          f"{r['ms_per_step']:.1f} | {r['tokens_per_s']:.0f} |")
 EOF
     return $status
 }

@@ -13,7 +13,11 @@ Attention is `F.scaled_dot_product_attention(..., is_causal=True)` (PyTorch's fu
 what labbook's fused CPU attention is compared with) or, with `--attention plain`, the
 explicit `softmax(QKᵀ/√dh + mask)·V` that labbook's composed reference path computes.
 
-Usage: python3 scripts/mambapy_bench.py STEPS D_MODEL LAYERS SEQ_LEN BATCH [model...]
+A model may be written `mamba@bf16` (or `@f16`): the forward and loss then run under
+`torch.autocast` in that type with f32 weights and AdamW state, PyTorch's mixed precision, as
+labbook's `[train] precision` does (f16 also scales the loss with `torch.amp.GradScaler`).
+
+Usage: python3 scripts/mambapy_bench.py STEPS D_MODEL LAYERS SEQ_LEN BATCH [model[@bf16]...]
            [--device cuda|cpu] [--attention sdpa|plain]
            (default cuda, sdpa; scripts/bench-vs-pytorch.sh uses cpu)
 Prints one JSON line per model, with the fields of labbook's BenchResult.
@@ -120,9 +124,11 @@ class HybridLM(nn.Module):
 
 
 def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch: int,
-          device: str) -> dict:
+          device: str, precision: str = "f32") -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
+    half = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "f16")
 
     def sync() -> None:
         if cuda:
@@ -141,11 +147,13 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
         tokens = torch.randint(0, VOCAB, (batch, seq_len + 1), device=dev)
         sync()
         t0 = time.perf_counter()
-        logits = lm(tokens[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
+        with torch.autocast(dev.type, dtype=half or torch.bfloat16, enabled=half is not None):
+            logits = lm(tokens[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sync()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
@@ -153,9 +161,10 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
     return {
         "model": model,
         "pattern": pat,
-        "backend": f"mambapy 1.2.0 / torch {torch.__version__} {dev.type} (pscan, f32, "
+        "backend": f"mambapy 1.2.0 / torch {torch.__version__} {dev.type} (pscan, "
         f"{ATTENTION} attention)"
         + ("" if cuda else f", {torch.get_num_threads()} threads"),
+        "precision": precision,
         "d_model": d_model,
         "layers": layers,
         "seq_len": seq_len,
@@ -181,10 +190,12 @@ def main() -> None:
     global ATTENTION
     ATTENTION = a.attention
     torch.backends.cuda.matmul.allow_tf32 = False  # labbook runs plain f32 matmuls
-    for model in a.models:
+    for spec in a.models:
+        model, _, precision = spec.partition("@")
         if a.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        result = bench(model, a.steps, a.d_model, a.layers, a.seq_len, a.batch, a.device)
+        result = bench(model, a.steps, a.d_model, a.layers, a.seq_len, a.batch, a.device,
+                       precision or "f32")
         print(json.dumps(result), flush=True)
 
 

@@ -2,8 +2,9 @@
 //!
 //! `cargo run --release -p labbook-models --features cuda --example bench_cuda --
 //!  [steps] [d_model] [layers] [seq_len] [batch] [model...]`
-//! with models `mamba`, `transformer`, `hybrid` (default: mamba hybrid); prints one JSON line
-//! per model (`BenchResult`). Without `--features cuda` it reports that CUDA is not compiled in.
+//! with models `mamba`, `transformer`, `hybrid` (default: mamba hybrid), each optionally with
+//! `@bf16` or `@f16` (`[train] precision`; default f32); prints one JSON line per model
+//! (`BenchResult`). Without `--features cuda` it reports that CUDA is not compiled in.
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: usize| -> usize {
@@ -18,19 +19,22 @@ fn main() {
         models = vec!["mamba", "hybrid"];
     }
     let mut failed = false;
-    for model in models {
+    for spec in models {
+        let (model, precision) = spec.split_once('@').unwrap_or((spec, "f32"));
+        let precision = precision.parse().unwrap_or_else(|e| panic!("{spec}: {e}"));
         let shape = labbook_models::BenchShape {
             d_model,
             layers,
             seq_len,
             batch,
             steps,
+            precision,
             ..labbook_models::BenchShape::new(model)
         };
         match labbook_models::bench_train(&shape, labbook_models::BackendChoice::Cuda(0)) {
             Ok(r) => println!("{}", serde_json::to_string(&r).unwrap()),
             Err(e) => {
-                eprintln!("cuda {model}: {e}");
+                eprintln!("cuda {spec}: {e}");
                 failed = true;
             }
         }

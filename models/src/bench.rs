@@ -13,9 +13,10 @@ use crate::fused::{ScanBackend, StepPool};
 use crate::model::{Lm, LmConfig, Positional, pattern_attn_every};
 use crate::optim::{AdamWParams, HostAdamW, decay_selected};
 use crate::parallel::GraphsHeld;
+use crate::precision::{LossScale, Precision, grads_to_master, working_copy};
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::Task;
-use crate::train::{CpuTrainBackend, TrainError, scalar, tensors};
+use crate::train::{CpuTrainBackend, TrainError, check_precision, scalar, tensors};
 
 /// Throughput of forward + backward + AdamW for one model shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -26,6 +27,8 @@ pub struct BenchResult {
     pub pattern: String,
     /// Backend name (e.g. `cpu (flex)`).
     pub backend: String,
+    /// Compute precision (`f32`, or `bf16` / `f16` with f32 master weights).
+    pub precision: Precision,
     /// Width.
     pub d_model: usize,
     /// Layers.
@@ -64,6 +67,8 @@ pub struct BenchShape {
     /// Batches from these files (a `text` or `tokens` `[task]`) instead of generated
     /// induction-heads sequences; the vocabulary is the data's.
     pub data: Option<crate::tasks::TaskSection>,
+    /// `[train] precision` of the step (half types on CUDA only).
+    pub precision: Precision,
 }
 
 impl BenchShape {
@@ -78,6 +83,7 @@ impl BenchShape {
             batch: 8,
             steps: 20,
             data: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -124,11 +130,13 @@ where
         batch,
         steps,
         ref data,
+        precision,
     } = shape;
     let bad = |m: String| Err(TrainError::InvalidArgument(m));
     if d_model == 0 || layers == 0 || seq_len < 2 || batch == 0 || steps == 0 {
         return bad("bench: d_model, layers, batch and steps must be ≥ 1 and seq_len ≥ 2".into());
     }
+    check_precision::<B>(precision, device)?;
     crate::alloc::keep_freed_memory();
     let (pattern, positional) = match model.as_str() {
         "mamba" => ("M".repeat(layers), Positional::None),
@@ -177,6 +185,8 @@ where
     let mut batches = Prefetcher::start(task, spec, 0, (warmup + steps - 1) as u64);
     let mut waited_timed = Duration::ZERO;
     let pool = StepPool::new();
+    // f16's scale is kept at its first value: the bench times steps, it does not train long.
+    let scale = LossScale::new(precision).factor();
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let waited = batches.waited();
@@ -189,8 +199,16 @@ where
         let _graphs = GraphsHeld::take();
         lm = pool.run(|| {
             let (x, y, w) = tensors::<B>(&b, device);
-            let (loss, _) = lm.loss(x, y, w);
-            let grads = GradientsParams::from_grads(loss.backward(), &lm);
+            // As in training: half-precision passes on a copy, f32 gradients for the master.
+            let work = working_copy(&lm, precision);
+            let (loss, _) = work.loss(x, y, w);
+            let loss = if scale == 1.0 {
+                loss
+            } else {
+                loss.mul_scalar(scale)
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &work);
+            let grads = grads_to_master(&lm, grads, precision, scale);
             let lm = decay_selected(
                 lm,
                 1.0 - 1e-3 * defaults.weight_decay,
@@ -215,6 +233,7 @@ where
         model: model.to_string(),
         pattern,
         backend: backend_name.to_string(),
+        precision,
         d_model,
         layers,
         seq_len,

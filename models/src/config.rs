@@ -192,11 +192,15 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A check made outside any file (a bench flag, a backend's ability) has no origin.
+        let located = !self.origin.is_empty() || self.line.is_some();
         write!(f, "{}", self.origin)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
-        f.write_str(": ")?;
+        if located {
+            f.write_str(": ")?;
+        }
         if let Some(key) = &self.key {
             write!(f, "`{key}`: ")?;
         }

@@ -19,7 +19,7 @@
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::{
-    Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
+    FloatDType, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
     backend::{AutodiffBackend, Backend},
     ops::{FloatTensor, IntTensor},
 };
@@ -376,7 +376,7 @@ pub fn causal_conv_reference_dilated<B: Backend>(
     let [batch, len, di] = x.dims();
     let k = w.dims()[1];
     let reach = (k - 1) * dilation;
-    let pad = Tensor::<B, 3>::zeros([batch, reach, di], &x.device());
+    let pad = Tensor::<B, 3>::zeros([batch, reach, di], &x.device()).cast(x.dtype());
     let xp = Tensor::cat(vec![pad, x], 1); // [batch, L + (k − 1)·dilation, channels]
     let mut out = bias.reshape([1, 1, di]); // [1, 1, channels]
     for j in 0..k {
@@ -645,7 +645,8 @@ pub fn head_loss<B: ScanBackend>(
         );
     }
     if !B::HOST_KERNELS {
-        let logits = x.matmul(weight.unsqueeze::<3>()); // [batch, L, vocab]
+        // The loss in f32 whatever the activations' dtype (bf16 under `precision`).
+        let logits = x.matmul(weight.unsqueeze::<3>()).cast(FloatDType::F32); // [batch, L, vocab]
         return crate::math::masked_loss(logits, targets, weights);
     }
     let [loss, correct] = B::head_loss_host(

@@ -16,6 +16,7 @@ pub mod math;
 pub mod model;
 pub mod optim;
 mod parallel;
+pub mod precision;
 pub mod prefetch;
 #[cfg(any(test, feature = "cuda", feature = "wgpu"))]
 mod scan_cubecl;

@@ -24,6 +24,7 @@ use crate::config::{RunConfig, TrainSection};
 use crate::fused::{BlockState, ScanBackend, StepPool};
 use crate::model::Lm;
 use crate::optim::{HostAdamW, decay_selected};
+use crate::precision::{LossScale, grads_to_master, working_copy};
 use crate::tasks::Batch;
 use crate::train::{clip_grad_norm, scalar, tensors};
 
@@ -84,12 +85,12 @@ impl GraphsHeld {
 /// `total_weight` (the whole step's scored positions, over every replica). A single part that
 /// is the whole step is not reweighted, so one device without accumulation computes exactly
 /// what it always has. Returns the gradients and each part's loss, correct count and weight,
-/// unread (see [`share_of`]).
+/// unread (see [`share_of`]). Under `[train] precision` the passes run on a half-precision
+/// copy of `model`, the loss multiplied by `loss_scale`, and the gradients come back as
+/// `model`'s, in f32 and unscaled.
 fn backward_parts<B>(
     model: &Lm<B>,
-    parts: &[Batch],
-    total_weight: f64,
-    states: &[BlockState],
+    share: &StepShare,
     device: &B::Device,
     _graphs: &GraphsHeld,
 ) -> (GradientsParams, Vec<PartValues<B>>)
@@ -97,13 +98,21 @@ where
     B: AutodiffBackend + ScanBackend,
     B::InnerBackend: ScanBackend,
 {
+    let &StepShare {
+        parts,
+        total_weight,
+        states,
+        train,
+        loss_scale,
+    } = share;
     let whole = parts.len() == 1 && parts[0].weight() == total_weight;
     let mut acc = GradientsAccumulator::<Lm<B>>::new();
     let mut single = None;
     let mut values = Vec::with_capacity(parts.len());
+    let work = working_copy(model, train.precision);
     for part in parts {
         let (x, y, w) = tensors::<B>(part, device);
-        let (loss, correct) = model.loss_from(x, y, w, states);
+        let (loss, correct) = work.loss_from(x, y, w, states);
         let weight = part.weight();
         values.push((loss.clone().detach(), correct, weight));
         let loss = if whole {
@@ -111,7 +120,13 @@ where
         } else {
             loss.mul_scalar(weight / total_weight.max(1.0))
         };
-        let grads = GradientsParams::from_grads(loss.backward(), model);
+        let loss = if loss_scale == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(loss_scale)
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &work);
+        let grads = grads_to_master(model, grads, train.precision, loss_scale);
         if parts.len() == 1 {
             single = Some(grads);
         } else {
@@ -119,6 +134,19 @@ where
         }
     }
     (single.unwrap_or_else(|| acc.grads()), values)
+}
+
+/// A replica's share of one step, as [`backward_parts`] takes it.
+struct StepShare<'a> {
+    /// The replica's micro-step parts.
+    parts: &'a [Batch],
+    /// The whole step's scored positions, over every replica.
+    total_weight: f64,
+    /// The scans' initial states (empty: zeros).
+    states: &'a [BlockState],
+    train: &'a TrainSection,
+    /// What the loss is multiplied by before the backward (f16; else 1).
+    loss_scale: f64,
 }
 
 /// One part's loss, correct predictions and scored weight, as tensors not yet read.
@@ -138,7 +166,8 @@ fn share_of<B: Backend>(values: Vec<PartValues<B>>) -> Share {
 }
 
 /// Sums the replicas' gradients (when there are peers), clips them, decays and steps.
-/// Returns the model and the gradient norm before clipping.
+/// Returns the model and the gradient norm before clipping. An f16 step whose gradients
+/// overflowed is skipped (see [`LossScale`]).
 fn apply<B>(
     model: Lm<B>,
     optim: &mut Optim<B>,
@@ -146,6 +175,7 @@ fn apply<B>(
     peer: Option<PeerId>,
     lr: f64,
     t: &TrainSection,
+    loss_scale: &Mutex<LossScale>,
 ) -> (Lm<B>, f64)
 where
     B: AutodiffBackend + ScanBackend,
@@ -157,6 +187,13 @@ where
             .unwrap_or_else(|e| panic!("all-reduce of the gradients failed: {e:?}"));
     }
     let grad_norm = clip_grad_norm(&model, &mut grads, t.grad_clip);
+    let take = loss_scale
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .update(grad_norm.is_finite());
+    if !take {
+        return (model, grad_norm);
+    }
     let model = decay_selected(model, 1.0 - lr * t.weight_decay, &t.no_weight_decay);
     (optim.step(lr, model, grads), grad_norm)
 }
@@ -187,6 +224,8 @@ pub(crate) struct Replicas {
     train: TrainSection,
     /// Runs a lone replica's steps (not used with peers).
     pool: StepPool,
+    /// Replica 0's f16 loss scale (each replica keeps its own; they stay equal).
+    loss_scale: Mutex<LossScale>,
 }
 
 impl Replicas {
@@ -212,6 +251,7 @@ impl Replicas {
                 finish: None,
                 train: cfg.train.clone(),
                 pool: StepPool::new(),
+                loss_scale: Mutex::new(LossScale::new(cfg.train.precision)),
             };
         }
         reset_collective::<B::InnerBackend>();
@@ -238,6 +278,7 @@ impl Replicas {
             })),
             train: cfg.train.clone(),
             pool: StepPool::inline(),
+            loss_scale: Mutex::new(LossScale::new(cfg.train.precision)),
         }
     }
 
@@ -269,15 +310,23 @@ impl Replicas {
         }
         let peer = (!self.jobs.is_empty()).then(|| PeerId::from(0));
         let train = &self.train;
+        let loss_scale = &self.loss_scale;
+        let step_share = StepShare {
+            parts: &mine,
+            total_weight,
+            states,
+            train,
+            loss_scale: self.loss_scale(),
+        };
         let (model, grad_norm, mut share) = match peer {
             // Alone, the step runs on a thread of the run's own pool (fewer wake-ups per
             // parallel region; see `StepPool`).
             None => {
                 let graphs = GraphsHeld::take();
                 self.pool.run(|| {
-                    let (grads, values) =
-                        backward_parts(&model, &mine, total_weight, states, device, &graphs);
-                    let (model, grad_norm) = apply(model, optim, grads, peer, lr, train);
+                    let (grads, values) = backward_parts(&model, &step_share, device, &graphs);
+                    let (model, grad_norm) =
+                        apply(model, optim, grads, peer, lr, train, loss_scale);
                     (model, grad_norm, share_of(values))
                 })
             }
@@ -286,10 +335,10 @@ impl Replicas {
             Some(_) => {
                 let (grads, values) = {
                     let graphs = GraphsHeld::take();
-                    backward_parts(&model, &mine, total_weight, states, device, &graphs)
+                    backward_parts(&model, &step_share, device, &graphs)
                 };
                 let share = share_of(values);
-                let (model, grad_norm) = apply(model, optim, grads, peer, lr, train);
+                let (model, grad_norm) = apply(model, optim, grads, peer, lr, train, loss_scale);
                 (model, grad_norm, share)
             }
         };
@@ -298,6 +347,12 @@ impl Replicas {
         }
         let loss = share.loss_sum / total_weight.max(1.0);
         (model, loss, share.correct, grad_norm)
+    }
+
+    /// The f16 loss scale the next step will use (1 for f32 and bf16).
+    pub(crate) fn loss_scale(&self) -> f64 {
+        let scale = self.loss_scale.lock().unwrap_or_else(|e| e.into_inner());
+        scale.factor()
     }
 }
 
@@ -328,13 +383,25 @@ fn replica_loop<B>(
 {
     register::<B::InnerBackend>(peer, device.clone(), config)
         .unwrap_or_else(|e| panic!("burn-collective registration failed: {e:?}"));
+    let loss_scale = Mutex::new(LossScale::new(cfg.train.precision));
     while let Ok(job) = jobs.recv() {
+        let step_share = StepShare {
+            parts: &job.parts,
+            total_weight: job.total_weight,
+            states: &[],
+            train: &cfg.train,
+            loss_scale: loss_scale
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .factor(),
+        };
         let (grads, values) = {
             let graphs = GraphsHeld::take();
-            backward_parts(&model, &job.parts, job.total_weight, &[], &device, &graphs)
+            backward_parts(&model, &step_share, &device, &graphs)
         };
         let share = share_of(values);
-        model = apply(model, &mut optim, grads, Some(peer), job.lr, &cfg.train).0;
+        let t = &cfg.train;
+        model = apply(model, &mut optim, grads, Some(peer), job.lr, t, &loss_scale).0;
         if shares.send(share).is_err() {
             break;
         }

@@ -21,6 +21,7 @@ pub use crate::math::masked_loss;
 use crate::model::Lm;
 use crate::optim::{AdamWParams, HostAdamW};
 use crate::parallel::{self, Replicas};
+use crate::precision::Precision;
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::{Batch, Rng, Task};
 
@@ -454,6 +455,7 @@ where
             .ok_or_else(|| ckpt_err(dir, "state.json has no step"))?;
     }
     let char_lm = cfg.task.kind == TaskKind::CharLm;
+    check_precision::<B>(t.precision, device)?;
     if t.state_init != StateInit::Zeros && !model.mamba_blocks().all(|b| b.supports_state()) {
         return Err(ConfigError::key(
             "train.state_init",
@@ -530,6 +532,9 @@ where
             if char_lm {
                 last_step.push(("bits_per_char".to_string(), loss_v / std::f64::consts::LN_2));
             }
+            if t.precision == Precision::F16 {
+                last_step.push(("loss_scale".to_string(), replicas.loss_scale()));
+            }
             obs.on_step(step, t.steps, &last_step);
             if (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps {
                 last_eval = evaluate(&model.valid(), cfg, &task, device);
@@ -573,6 +578,33 @@ where
         checkpoint,
         data_wait_s: batches.waited().as_secs_f64(),
     })
+}
+
+/// Refuses a half `precision` on a backend that cannot run it: the fused CPU kernels are
+/// f32-only, and a GPU may lack the type (bf16 needs compute capability 8.0, an A100).
+pub(crate) fn check_precision<B: ScanBackend>(
+    precision: Precision,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    if !precision.is_half() {
+        return Ok(());
+    }
+    let name = precision.name();
+    if B::HOST_KERNELS {
+        return Err(ConfigError::key(
+            "train.precision",
+            format!("\"{name}\" runs on CUDA only (the CPU kernels compute in f32)"),
+        )
+        .into());
+    }
+    if !B::supports_dtype(device, precision.dtype().into()) {
+        return Err(ConfigError::key(
+            "train.precision",
+            format!("this device ({device:?}) has no {name} arithmetic; use \"f32\""),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The Mamba layers' initial states for each training step, as `[train] state_init` asks.

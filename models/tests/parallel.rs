@@ -5,6 +5,9 @@ use std::sync::atomic::AtomicBool;
 
 use labbook_models::{RunConfig, TrainObserver, TrainOptions, train};
 
+mod common;
+use common::{TINY_HYBRID_RUN as BASE, max_rel_diff};
+
 /// Each step's loss and gradient norm (Adam's update hardly changes when every gradient is
 /// scaled alike, so the norm is what shows a gradient summed or weighted wrongly).
 #[derive(Default)]
@@ -20,30 +23,6 @@ impl TrainObserver for Losses {
     fn on_eval(&mut self, _step: u64, _metrics: &[(String, f64)]) {}
 }
 
-const BASE: &str = r#"
-[model]
-kind = "hybrid"
-pattern = "MA"
-d_model = 16
-n_layers = 2
-d_state = 4
-n_heads = 2
-positional = "rope"
-
-[task]
-kind = "induction-heads"
-vocab_size = 16
-seq_len = 32
-eval_seq_lens = [32]
-eval_samples = 8
-
-[train]
-steps = 20
-lr = 3e-3
-warmup_steps = 2
-seed = 3
-"#;
-
 fn losses(extra: &str) -> Vec<f64> {
     let cfg = RunConfig::parse(&format!("{BASE}{extra}"), "parallel.toml").unwrap();
     let cancel = AtomicBool::new(false);
@@ -56,14 +35,6 @@ fn losses(extra: &str) -> Vec<f64> {
     train(&cfg, opts, &mut obs).unwrap_or_else(|e| panic!("{extra}: {e}"));
     assert_eq!(obs.0.len(), 40, "{extra}");
     obs.0
-}
-
-/// The largest relative difference between two curves.
-fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-12))
-        .fold(0.0, f64::max)
 }
 
 #[test]

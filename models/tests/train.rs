@@ -314,6 +314,14 @@ fn bench_train_reports_throughput() {
         ..shape
     };
     assert!(labbook_models::bench_train(&rnn, cpu).is_err());
+    let half = labbook_models::BenchShape {
+        precision: labbook_models::precision::Precision::Bf16,
+        ..labbook_models::BenchShape::new("hybrid")
+    };
+    let err = labbook_models::bench_train(&half, cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train.precision"), "{err}");
 }
 
 /// Per-step training losses of the smoke config (a hybrid: one Mamba layer, one attention

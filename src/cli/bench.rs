@@ -53,6 +53,9 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     backend: labbook_models::backend::BackendChoice,
+    /// f32, or bf16 / f16 (mixed precision with f32 master weights; CUDA only).
+    #[arg(long, default_value = "f32")]
+    precision: labbook_models::precision::Precision,
     /// Train on batches from this token file (with --dtype and --vocab) or text file,
     /// drawn by the data thread as in a run, instead of generated sequences.
     #[arg(long, value_name = "PATH")]
@@ -151,6 +154,7 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
                 batch: t.batch,
                 steps: t.steps,
                 data,
+                precision: t.precision,
             };
             let r = labbook_models::bench::bench_train(&shape, t.backend)?;
             if env.json {
@@ -165,8 +169,8 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
                 String::new()
             };
             println!(
-                "{} ({}), d_model {}, layers {}, seq_len {}, batch {}, {}: median {:.1} ms/step \
-                 (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters{data}",
+                "{} ({}), d_model {}, layers {}, seq_len {}, batch {}, {} {}: median {:.1} \
+                 ms/step (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters{data}",
                 r.model,
                 r.pattern,
                 r.d_model,
@@ -174,6 +178,7 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
                 r.seq_len,
                 r.batch,
                 r.backend,
+                r.precision,
                 r.ms_per_step,
                 r.ms_per_step_min,
                 r.tokens_per_s,

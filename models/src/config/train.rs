@@ -1,5 +1,6 @@
 //! `[train]`: the optimiser, the steps and batch, the devices, the scan's initial state.
 use super::*;
+pub use crate::precision::Precision;
 
 /// `[train]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,10 @@ pub struct TrainSection {
     /// gradients summed with burn-collective's all-reduce. Empty: the one `backend`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<BackendChoice>,
+    /// `f32` (default), or `bf16` / `f16`: mixed precision on CUDA, with f32 master weights
+    /// and optimizer state (see `crate::precision`). The CPU backends train in f32 only.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     /// Peak learning rate.
     pub lr: f64,
     /// Linear warm-up steps before cosine decay.
@@ -94,6 +99,10 @@ fn default_state_noise() -> f64 {
     1.0
 }
 
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
+}
+
 fn default_grad_accum() -> usize {
     1
 }
@@ -130,6 +139,7 @@ impl TrainSection {
             seed: 0,
             grad_accum: 1,
             devices: Vec::new(),
+            precision: Precision::F32,
             init_from: None,
             backend: default_backend(),
             state_init: StateInit::Zeros,

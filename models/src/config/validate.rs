@@ -291,6 +291,16 @@ impl RunConfig {
                 ),
             ));
         }
+        if r.precision.is_half() && matches!(r.device_kind(), BackendChoice::Cpu) {
+            return Err(ConfigError::key(
+                "train.precision",
+                format!(
+                    "\"{}\" runs on CUDA only (the CPU kernels compute in f32); use \"f32\" \
+                     with backend = \"cpu\"",
+                    r.precision.name()
+                ),
+            ));
+        }
         if r.state_init != StateInit::Zeros && (devices.len() > 1 || r.grad_accum > 1) {
             return Err(ConfigError::key(
                 "train.state_init",

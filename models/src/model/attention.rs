@@ -212,6 +212,7 @@ impl<B: ScanBackend> AttentionBlock<B> {
         let (mut q, mut k, v) = (split(0), split(1), split(2));
         if self.rope {
             let (cos, sin) = rope_tables::<B>(len, dh, &device); // [1, 1, L, dh/2] each
+            let (cos, sin) = (cos.cast(q.dtype()), sin.cast(q.dtype()));
             q = apply_rope(q, cos.clone(), sin.clone());
             k = apply_rope(k, cos, sin);
         }
@@ -225,32 +226,33 @@ impl<B: ScanBackend> AttentionBlock<B> {
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let device = x.device();
         let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
+        // Constants built here follow the activations' dtype (bf16 under `precision`).
+        let dtype = q.dtype();
+        let mask = || causal_mask::<B>(len, &device).cast(dtype);
         let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [batch, H, L, L]
         if let Some(bias) = self.score_bias(len, &device) {
-            scores = scores + bias; // [batch, H, L, L]
+            scores = scores + bias.cast(dtype); // [batch, H, L, L]
         }
         // ln n_i, n_i = i + 1 positions attended by row i.
         let ln_n = || {
             let v: Vec<f32> = (0..len).map(|i| ((i + 1) as f32).ln()).collect();
-            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, len, 1]), &device)
+            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, len, 1]), &device).cast(dtype)
         };
         if let Some(s) = &self.ssmax_scale {
             scores = scores * (s.val().reshape([1, h, 1, 1]) * ln_n()); // [batch, H, L, L]
         }
         let attn = match self.softmax {
-            AttnSoftmax::Softmax | AttnSoftmax::Ssmax => {
-                softmax(scores + causal_mask::<B>(len, &device), 3)
-            }
+            AttnSoftmax::Softmax | AttnSoftmax::Ssmax => softmax(scores + mask(), 3),
             AttnSoftmax::Softmax1 => {
                 // exp(z) / (1 + Σ exp(z)), shifted by m = max(0, max_j z) for range.
-                let z = scores + causal_mask::<B>(len, &device);
+                let z = scores + mask();
                 let m = z.clone().max_dim(3).clamp_min(0.0); // [batch, H, L, 1]
                 let e = (z - m.clone()).exp();
                 let total = e.clone().sum_dim(3) + m.neg().exp(); // [batch, H, L, 1]
                 e / total
             }
             AttnSoftmax::Sigmoid => {
-                let below = causal_mask::<B>(len, &device).greater_elem(-1.0).float(); // 1 where j ≤ i
+                let below = mask().greater_elem(-1.0).float().cast(dtype); // 1 where j ≤ i
                 sigmoid(scores - ln_n()) * below
             }
         }; // [batch, H, L, L]

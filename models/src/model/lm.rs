@@ -250,7 +250,8 @@ impl<B: ScanBackend> Lm<B> {
         let mut x = embedding(&self.embedding, tokens); // [batch, L, d_model]
         if self.absolute_positions {
             let (d, device) = (x.dims()[2], x.device());
-            x = x + sinusoidal_positions::<B>(len, d, &device); // [batch, L, d_model]
+            let table = sinusoidal_positions::<B>(len, d, &device).cast(x.dtype()); // [1, L, d]
+            x = x + table; // [batch, L, d_model]
         }
         let mut states = states.iter();
         for block in &self.blocks {

@@ -37,3 +37,37 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A two-layer hybrid (`MA`, RoPE) on induction heads for 20 steps, without `batch_size`
+/// (each test adds its own): the run the curve-following tests compare.
+pub const TINY_HYBRID_RUN: &str = r#"
+[model]
+kind = "hybrid"
+pattern = "MA"
+d_model = 16
+n_layers = 2
+d_state = 4
+n_heads = 2
+positional = "rope"
+
+[task]
+kind = "induction-heads"
+vocab_size = 16
+seq_len = 32
+eval_seq_lens = [32]
+eval_samples = 8
+
+[train]
+steps = 20
+lr = 3e-3
+warmup_steps = 2
+seed = 3
+"#;
+
+/// The largest relative difference between two curves, point by point.
+pub fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1e-12))
+        .fold(0.0, f64::max)
+}
