@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CUDA checks for the engine: the CubeCL selective-scan kernel against the host reference (output
-# and all six gradients; f32, and bf16 inputs), the golden Mamba file, burn's flash attention
-# (evaluation path) against the composed attention, data parallel, bf16/f16 runs against f32 loss
+# and all six gradients; f32, and bf16 inputs), the golden Mamba file, the CubeCL attention kernels
+# (forward and backward) against plain attention, data parallel, bf16/f16 runs against f32 loss
 # curves, then training-step tokens/s for Mamba, hybrid and Transformer at d_model 768, seq_len
 # 2048, in f32 and bf16, next to mambapy 1.2.0 / PyTorch (SDPA, autocast for bf16) on the same GPU.
 #
@@ -101,7 +101,7 @@ device() {
     "$bin/scan_cubecl" --nocapture --test-threads 1 cuda || status=1
     echo "== 2. golden Mamba file on Autodiff<Cuda>"
     "$bin/golden" --nocapture golden_mamba_cuda || status=1
-    echo "== 2b. burn's flash attention (evaluation) vs the composed attention, CUDA"
+    echo "== 2b. CubeCL attention kernels (o, dq, dk, dv; evaluation path) vs plain attention, CUDA"
     "$bin/attention" --nocapture device_attention_on_cuda || status=1
     echo "== 2c. data parallel over 2 GPUs (burn-collective), or grad_accum on 1, vs one GPU"
     local gpus

@@ -32,6 +32,7 @@ mod autodiff;
 mod block;
 mod bridge;
 mod conv;
+mod device_attention;
 mod fill;
 mod gelu;
 mod gemm;
@@ -47,6 +48,8 @@ use block::{BlockDims, HostBlock, slot};
 use bridge::*;
 pub(crate) use bridge::{download, host_values};
 use conv::ConvSilu;
+pub use device_attention::device_attention;
+pub(crate) use device_attention::{backward_reference, forward_reference};
 use gelu::HostGelu;
 use host::{GatedScan, HostInputs};
 use linear::HostLinear;
@@ -99,6 +102,40 @@ pub trait ScanBackend: Backend {
         let g = inputs.backward(&grad);
         let dims = [inputs.batch, inputs.len, inputs.channels];
         upload_grads::<Self>(g, dims, inputs.state, &device)
+    }
+
+    /// Causal softmax attention of `q`, `k`, `v` `[batch, H, L, dh]` → `o` (see
+    /// [`device_attention`]). `Autodiff` records its backward node here.
+    fn device_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::device_attention_forward(q, k, v).0
+    }
+
+    /// `(o, lse)` of [`ScanBackend::device_attention`], `lse` `[batch, H, L]` the rows'
+    /// log-sum-exp. Default: tensor ops (holding the `[L, L]` scores); CubeCL backends run a
+    /// kernel (`crate::attention_cubecl`).
+    fn device_attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        forward_reference::<Self>(q, k, v)
+    }
+
+    /// `[dq, dk, dv]` of `sum(o ⊙ dout)` for [`ScanBackend::device_attention_forward`]'s
+    /// outputs.
+    fn device_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        backward_reference::<Self>(q, k, v, o, lse, dout)
     }
 
     /// Host kernel of [`gated_scan`]; called only when `HOST_KERNELS`.

@@ -4,6 +4,8 @@
 //! The app calls [`config::RunConfig::parse`] / [`config::RunConfig::set`], then
 //! [`train::train`] with a [`train::TrainObserver`], or [`bench::bench_train`].
 pub mod alloc;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod attention_cubecl;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;

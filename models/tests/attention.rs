@@ -335,24 +335,154 @@ fn the_device_path_matches_the_composed_block() {
     }
 }
 
-/// On CUDA, evaluation (no autodiff) runs burn's flash-attention kernel: against the composed
-/// reference at a length where the kernel tiles. Run by `scripts/cuda-check.sh` (step 3).
-#[cfg(feature = "cuda")]
+/// Causal softmax attention written out with tensor ops: what `device_attention` must equal.
+fn plain_attention<B: burn::tensor::backend::Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [_, _, len, dh] = q.dims();
+    let device = q.device();
+    // `tril_mask` is true outside the lower triangle: the keys after each query.
+    let above = Tensor::<B, 2, burn::tensor::Bool>::tril_mask([len, len], 0, &device);
+    let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt();
+    let scores = scores.mask_fill(above.unsqueeze::<4>(), -1e30);
+    burn::tensor::activation::softmax(scores, 3).matmul(v)
+}
+
+/// Host values of `q`, `k`, `v` and a weighting `r` `[batch, H, L, dh]`, drawn on NdArray.
+fn qkvr(seed: u64, shape: [usize; 4]) -> [Vec<f32>; 4] {
+    let device = Default::default();
+    <NdArray as burn::tensor::backend::Backend>::seed(&device, seed);
+    std::array::from_fn(|_| {
+        Tensor::<NdArray, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap()
+    })
+}
+
+/// `o`, `dq`, `dk`, `dv` of `sum(o ⊙ r)` on `B`, through `device_attention` or, when
+/// `reference`, [`plain_attention`]; the inputs cast to `dtype` first.
+fn attention_grads<B: AutodiffBackend + ScanBackend>(
+    data: &[Vec<f32>; 4],
+    shape: [usize; 4],
+    reference: bool,
+    dtype: burn::tensor::DType,
+) -> [Vec<f64>; 4] {
+    let device = Default::default();
+    let t = |v: &Vec<f32>| {
+        Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(v.clone(), shape), &device)
+            .cast(dtype)
+    };
+    let [q, k, v, r] = [t(&data[0]), t(&data[1]), t(&data[2]), t(&data[3])];
+    let [q, k, v] = [q, k, v].map(|x| x.require_grad());
+    let o = if reference {
+        plain_attention(q.clone(), k.clone(), v.clone())
+    } else {
+        labbook_models::fused::device_attention(q.clone(), k.clone(), v.clone())
+    };
+    let grads = (o.clone() * r).sum().backward();
+    let g = |x: &Tensor<B, 4>| common::host(x.grad(&grads).expect("a gradient"));
+    [common::host(o), g(&q), g(&k), g(&v)]
+}
+
+/// Shapes `[batch, H, L, dh]`: one row, lengths around the kernels' 64-row cubes, head sizes
+/// 8 to 64, several heads.
+const DEVICE_SHAPES: [[usize; 4]; 6] = [
+    [1, 1, 1, 8],
+    [2, 3, 7, 16],
+    [1, 2, 64, 8],
+    [2, 1, 65, 32],
+    [1, 2, 130, 16],
+    [1, 1, 200, 64],
+];
+
+/// `device_attention` on `B` against [`plain_attention`] on NdArray: output and the three
+/// gradients, within `tol`, for inputs in `dtype` (the reference gets the same values).
+fn check_device_attention<B: AutodiffBackend + ScanBackend>(
+    shapes: &[[usize; 4]],
+    dtype: burn::tensor::DType,
+    tol: f64,
+) {
+    type R = Autodiff<NdArray>;
+    for (n, &shape) in shapes.iter().enumerate() {
+        let mut data = qkvr(300 + n as u64, shape);
+        if dtype != burn::tensor::DType::F32 {
+            // The reference sees the values the half tensors hold.
+            for v in data.iter_mut() {
+                *v = v
+                    .iter()
+                    .map(|&x| burn::tensor::f16::from_f32(x).to_f32())
+                    .collect();
+            }
+        }
+        let got = attention_grads::<B>(&data, shape, false, dtype);
+        let want = attention_grads::<R>(&data, shape, true, burn::tensor::DType::F32);
+        for (name, (g, w)) in ["o", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+            // Floored at 1: a zero reference (dq at L = 1) compares by absolute error.
+            let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let diff: Vec<f64> = g.iter().zip(w).map(|(a, b)| a - b).collect();
+            let e = norm(&diff) / norm(w).max(1.0);
+            eprintln!("{dtype:?} {shape:?} {name}: rel err {e:.2e}");
+            assert!(e < tol, "{dtype:?} {shape:?}: {name} rel err {e}");
+        }
+    }
+}
+
+/// The default (tensor-op) forward and backward `device_attention` records under `Autodiff`,
+/// the reference the CubeCL kernels are held to, against autodiff through plain attention.
 #[test]
-fn device_attention_on_cuda_matches_the_composed_block() {
+fn device_attention_node_matches_autodiff_of_plain_attention() {
     let _serial = common::serial();
-    type B = burn::backend::Cuda;
+    check_device_attention::<Autodiff<NdArray>>(&DEVICE_SHAPES, burn::tensor::DType::F32, 1e-4);
+}
+
+/// The CubeCL kernels (CUDA and, without an NVIDIA GPU, wgpu on lavapipe) and the evaluation
+/// path of the block, at a length where the kernels span many cubes.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn check_device_kernels<B>()
+where
+    B: AutodiffBackend + ScanBackend,
+    B::InnerBackend: ScanBackend,
+{
+    let _serial = common::serial();
+    check_device_attention::<B>(&DEVICE_SHAPES, burn::tensor::DType::F32, 1e-4);
     let device = Default::default();
     for (len, rope) in [(1024, true), (77, false)] {
-        let block: AttentionBlock<B> = AttentionConfig::new(64)
+        let block: AttentionBlock<B::InnerBackend> = AttentionConfig::new(64)
             .with_n_heads(4)
             .with_rope(rope)
             .init(&device);
-        let x = Tensor::<B, 3>::random([2, len, 64], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::random([2, len, 64], Distribution::Normal(0.0, 1.0), &device);
         let e = rel_err(
             block.attention_device(x.clone()),
             block.attention_composed(x),
         );
-        assert!(e < 1e-3, "L {len} rope {rope}: rel err {e}");
+        assert!(e < 1e-4, "evaluation, L {len} rope {rope}: rel err {e}");
     }
+}
+
+/// On CUDA (`scripts/cuda-check.sh`, step 2b): the kernels, f32 and bf16 inputs.
+#[cfg(feature = "cuda")]
+#[test]
+fn device_attention_on_cuda_matches_the_composed_block() {
+    check_device_kernels::<Autodiff<burn::backend::Cuda>>();
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn device_attention_on_wgpu_matches_the_composed_block() {
+    check_device_kernels::<Autodiff<burn::backend::Wgpu>>();
+}
+
+/// f16 inputs (the `[train] precision` path): the kernels keep scores and sums in f32, so only
+/// the rounding of each output to f16 (2⁻¹¹) remains, against the reference on the same
+/// rounded inputs.
+#[cfg(feature = "wgpu")]
+#[test]
+fn device_attention_f16_inputs_accumulate_in_f32_wgpu() {
+    let _serial = common::serial();
+    type B = Autodiff<burn::backend::Wgpu>;
+    check_device_attention::<B>(&DEVICE_SHAPES, burn::tensor::DType::F16, 1e-3);
 }

@@ -48,6 +48,28 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackwardOp {
 }
 
 #[derive(Debug)]
+struct DeviceAttentionBackwardOp;
+
+/// `[q, k, v, o, lse]`.
+type DeviceAttentionState<B> = [FloatTensor<B>; 5];
+
+impl<B: ScanBackend> Backward<B, 3> for DeviceAttentionBackwardOp {
+    type State = DeviceAttentionState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dout = grads.consume::<B>(&ops.node);
+        let [q, k, v, o, lse] = ops.state;
+        let outs = B::device_attention_backward(q, k, v, o, lse, dout);
+        register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), outs, grads);
+    }
+}
+
+#[derive(Debug)]
 struct GatedScanBackwardOp;
 
 /// The backward of a fused host op (`D`-dimensional output): `dL/dout` comes to the host,
@@ -471,6 +493,28 @@ impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
             |(x, w, bias)| conv_on_host::<B>(x, w, bias, silu, dilation),
             |(x, w, bias)| B::conv_silu_host(x, w, bias, silu, dilation),
         )
+    }
+
+    fn device_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+        match DeviceAttentionBackwardOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (qp, kp, vp) = (q.primitive, k.primitive, v.primitive);
+                let (o, lse) = B::device_attention_forward(qp.clone(), kp.clone(), vp.clone());
+                prep.finish([qp, kp, vp, o.clone(), lse], o)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::device_attention(q.primitive, k.primitive, v.primitive))
+            }
+        }
     }
 
     fn selective_scan(

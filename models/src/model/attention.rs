@@ -159,8 +159,8 @@ impl<B: ScanBackend> AttentionBlock<B> {
 
     /// Causal multi-head self-attention: `[batch, L, d] → [batch, L, d]`. On host backends
     /// the core (RoPE, scores, softmax, values) is one fused op
-    /// ([`crate::fused::causal_attention`]); elsewhere, and as the tests' reference, the
-    /// composed tensor ops of [`Self::attention_composed`].
+    /// ([`crate::fused::causal_attention`]); elsewhere [`Self::attention_device`] (kernels on
+    /// CUDA). The composed tensor ops of [`Self::attention_composed`] are the tests' reference.
     pub fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if !B::HOST_KERNELS {
             return self.attention_device(x);
@@ -177,23 +177,18 @@ impl<B: ScanBackend> AttentionBlock<B> {
         linear(&self.out, o) // [batch, L, d]
     }
 
-    /// [`Self::attention`] on device backends: burn's attention op, causal. On CubeCL
-    /// backends without autodiff (evaluation) it is a flash-attention kernel that never holds
-    /// the `[L, L]` scores; under autodiff burn 0.21 composes it from tensor ops (as
-    /// [`Self::attention_composed`]), there being no fused backward.
+    /// [`Self::attention`] on device backends: [`crate::fused::device_attention`], causal
+    /// softmax attention with its own backward. On CubeCL backends (CUDA) both directions are
+    /// kernels that never hold the `[L, L]` scores (`crate::attention_cubecl`), in training
+    /// and in evaluation; elsewhere it is composed of tensor ops.
     pub fn attention_device(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if self.variant() != Variant::PLAIN {
-            // burn's op is softmax attention: the variants run as tensor ops.
+            // The kernels are softmax attention: the variants run as tensor ops.
             return self.attention_composed(x);
         }
         let [batch, len, d] = x.dims();
         let (q, k, v) = self.heads(x); // [batch, H, L, dh] each
-        let options = burn::tensor::ops::AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let o = burn::tensor::module::attention(q, k, v, None, None, options); // [batch, H, L, dh]
+        let o = crate::fused::device_attention(q, k, v); // [batch, H, L, dh]
         self.out.forward(o.swap_dims(1, 2).reshape([batch, len, d])) // [batch, L, d]
     }
 

@@ -428,7 +428,8 @@ fn sum_dim<B: Backend, const D: usize, const D2: usize>(
 }
 
 /// Every CubeCL backend without fusion (`burn::backend::Cuda` and `burn::backend::Wgpu` as
-/// this workspace configures them) runs the scan with the kernels above.
+/// this workspace configures them) runs the scan with the kernels above, and the attention
+/// with those of `crate::attention_cubecl`.
 impl<R, F, I, BT> ScanBackend for CubeBackend<R, F, I, BT>
 where
     R: CubeRuntime,
@@ -457,5 +458,24 @@ where
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 6] {
         backward::<R, F, I, BT>(u, delta, a, b, c, d, grad)
+    }
+
+    fn device_attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        crate::attention_cubecl::forward(q, k, v)
+    }
+
+    fn device_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        crate::attention_cubecl::backward::<R, F, I, BT>(q, k, v, o, lse, dout)
     }
 }
