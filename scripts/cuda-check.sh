@@ -84,6 +84,13 @@ device() {
     fi
     local cuda=${CUDA_PATH:-/usr/local/cuda}
     export LD_LIBRARY_PATH="$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
+    # Across GPUs (step 2c) cubecl-cuda moves tensors and all-reduces with NCCL, which cudarc
+    # loads at run time: use PyTorch's copy (the nvidia-nccl wheel) when the system has none.
+    local nccl
+    nccl=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0] + "/lib")' 2>/dev/null || true)
+    if [ -n "$nccl" ] && [ -d "$nccl" ]; then
+        export LD_LIBRARY_PATH="$nccl:$LD_LIBRARY_PATH"
+    fi
     local bin=/tmp/cuda-check-bin
     mkdir -p "$bin"
     for f in scan_cubecl golden attention parallel precision bench_cuda; do

@@ -476,6 +476,16 @@ fn device_attention_on_wgpu_matches_the_composed_block() {
     check_device_kernels::<Autodiff<burn::backend::Wgpu>>();
 }
 
+/// L = 4,096, where the online softmax runs over thousands of keys per row: the kernels against
+/// plain attention (which holds the 4,096² scores) on NdArray.
+#[cfg(feature = "wgpu")]
+#[test]
+fn device_attention_long_sequence_wgpu() {
+    let _serial = common::serial();
+    type B = Autodiff<burn::backend::Wgpu>;
+    check_device_attention::<B>(&[[1, 1, 4096, 16]], burn::tensor::DType::F32, 1e-4);
+}
+
 /// f16 inputs (the `[train] precision` path): the kernels keep scores and sums in f32, so only
 /// the rounding of each output to f16 (2⁻¹¹) remains, against the reference on the same
 /// rounded inputs.
