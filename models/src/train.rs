@@ -581,7 +581,7 @@ where
 }
 
 /// Refuses a half `precision` on a backend that cannot run it: the fused CPU kernels are
-/// f32-only, and a GPU may lack the type (bf16 needs compute capability 8.0, an A100).
+/// f32-only, and a device may report no arithmetic for the type (burn's `supports_dtype`).
 pub(crate) fn check_precision<B: ScanBackend>(
     precision: Precision,
     device: &B::Device,
