@@ -128,7 +128,8 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     half = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[precision]
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "f16")
+    # Only f16 scales its loss (torch.amp.GradScaler needs torch 2.3; f32 and bf16 do without).
+    scaler = torch.amp.GradScaler(dev.type) if precision == "f16" else None
 
     def sync() -> None:
         if cuda:
@@ -151,9 +152,13 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
             logits = lm(tokens[:, :-1])
             loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         sync()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)

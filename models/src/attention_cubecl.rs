@@ -257,6 +257,11 @@ fn accumulator(dtype: DType) -> DType {
 fn grid<R: CubeRuntime>(q: &CubeTensor<R>) -> ([usize; 4], CubeCount, CubeDim) {
     let s = q.meta.shape();
     let dims = [s[0], s[1], s[2], s[3]];
+    assert!(
+        dims[0] * dims[1] <= 65_535,
+        "attention kernels: batch × heads = {} exceeds the 65,535 cubes a grid's y can hold",
+        dims[0] * dims[1]
+    );
     let count = CubeCount::Static(
         dims[2].div_ceil(ROWS_PER_CUBE) as u32,
         (dims[0] * dims[1]) as u32,
@@ -276,6 +281,7 @@ pub(crate) fn forward<R: CubeRuntime>(
     let client = q.client.clone();
     let device = q.device.clone();
     let dtype = q.dtype;
+    crate::scan_cubecl::same_dtype(dtype, &[&k, &v]);
     let acc = accumulator(dtype);
     let o = empty_device_dtype::<R>(client.clone(), device.clone(), dims.into(), dtype);
     let lse = empty_device_dtype::<R>(client.clone(), device, [batch, heads, len].into(), acc);
@@ -320,6 +326,7 @@ where
     let client = q.client.clone();
     let device = q.device.clone();
     let dtype = q.dtype;
+    crate::scan_cubecl::same_dtype(dtype, &[&k, &v, &o, &dout]);
     let acc = accumulator(dtype);
     let lse = into_contiguous(lse);
     let empty = || empty_device_dtype::<R>(client.clone(), device.clone(), dims.into(), dtype);

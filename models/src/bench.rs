@@ -16,7 +16,7 @@ use crate::parallel::GraphsHeld;
 use crate::precision::{LossScale, Precision, grads_to_master, working_copy};
 use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::Task;
-use crate::train::{CpuTrainBackend, TrainError, check_precision, scalar, tensors};
+use crate::train::{CpuTrainBackend, TrainError, check_precision, clip_grad_norm, scalar, tensors};
 
 /// Throughput of forward + backward + AdamW for one model shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -185,8 +185,8 @@ where
     let mut batches = Prefetcher::start(task, spec, 0, (warmup + steps - 1) as u64);
     let mut waited_timed = Duration::ZERO;
     let pool = StepPool::new();
-    // f16's scale is kept at its first value: the bench times steps, it does not train long.
-    let scale = LossScale::new(precision).factor();
+    // f16 scales its loss as training does, overflow check (a gradient-norm read) included.
+    let mut loss_scale = LossScale::new(precision);
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let waited = batches.waited();
@@ -199,6 +199,7 @@ where
         let _graphs = GraphsHeld::take();
         lm = pool.run(|| {
             let (x, y, w) = tensors::<B>(&b, device);
+            let scale = loss_scale.factor();
             // As in training: half-precision passes on a copy, f32 gradients for the master.
             let work = working_copy(&lm, precision);
             let (loss, _) = work.loss(x, y, w);
@@ -208,7 +209,13 @@ where
                 loss.mul_scalar(scale)
             };
             let grads = GradientsParams::from_grads(loss.backward(), &work);
-            let grads = grads_to_master(&lm, grads, precision, scale);
+            let mut grads = grads_to_master(&lm, grads, precision, scale);
+            if precision == Precision::F16 {
+                let norm = clip_grad_norm(&lm, &mut grads, 0.0);
+                if !loss_scale.update(norm.is_finite()) {
+                    return lm;
+                }
+            }
             let lm = decay_selected(
                 lm,
                 1.0 - 1e-3 * defaults.weight_decay,

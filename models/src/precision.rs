@@ -74,12 +74,35 @@ impl std::fmt::Display for Precision {
 
 /// Casts every float parameter to a dtype, keeping its id, as a fresh leaf of the graph: the
 /// copy's gradients carry the master parameters' ids, and nothing flows back into the master.
-struct CastParams(FloatDType);
+/// The Mamba mixers' `A_log` and `D` stay f32: the scan reads them as f32 (they feed only
+/// the decay `exp(Δ·A)` and the skip, where bf16's 8 bits would cost the most).
+struct CastParams {
+    dtype: FloatDType,
+    /// `(field, container type)` of the modules entered, innermost last.
+    path: Vec<(String, String)>,
+}
+
+/// Parameters kept f32 in the working copy: `(field, container type)`.
+const KEPT_F32: [(&str, &str); 2] = [("a_log", "Struct:Mamba"), ("d", "Struct:Mamba")];
 
 impl<B: AutodiffBackend> ModuleMapper<B> for CastParams {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let tensor = Tensor::from_inner(tensor.inner().cast(self.0)).require_grad();
+        let keep = self
+            .path
+            .last()
+            .is_some_and(|(f, c)| KEPT_F32.contains(&(f.as_str(), c.as_str())));
+        let dtype = if keep { FloatDType::F32 } else { self.dtype };
+        let tensor = Tensor::from_inner(tensor.inner().cast(dtype)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
     }
 }
@@ -91,7 +114,10 @@ pub(crate) fn working_copy<B: AutodiffBackend, M: AutodiffModule<B>>(
     precision: Precision,
 ) -> M {
     if precision.is_half() {
-        master.clone().map(&mut CastParams(precision.dtype()))
+        master.clone().map(&mut CastParams {
+            dtype: precision.dtype(),
+            path: Vec::new(),
+        })
     } else {
         master.clone()
     }
@@ -259,5 +285,27 @@ mod tests {
         let diff = (g - want).abs().max().into_scalar();
         assert!(diff <= bound, "gradient off by {diff} (bound {bound})");
         assert_eq!(master.num_params(), work.num_params());
+    }
+
+    /// In a model's copy the Mamba mixers' `A_log` and `D` stay f32 (the scan reads them so);
+    /// everything else, projections, norms and embedding included, is the half type.
+    #[test]
+    fn working_copy_keeps_a_log_and_d_in_f32() {
+        let device = Default::default();
+        let master: crate::model::Lm<B> =
+            crate::model::LmConfig::new(16, 8, "MA".to_string()).init_seeded(0, &device);
+        let work = working_copy(&master, Precision::Bf16);
+        let mixer = &work.mamba_blocks().next().expect("a Mamba block").mixer;
+        assert_eq!(mixer.a_log.val().dtype(), DType::F32);
+        assert_eq!(mixer.d.val().dtype(), DType::F32);
+        assert_eq!(mixer.in_proj.weight.val().dtype(), DType::BF16);
+        assert_eq!(work.embedding.weight.val().dtype(), DType::BF16);
+        let mut halves = 0;
+        let mut count = |dtype: DType| halves += usize::from(dtype == DType::BF16);
+        for block in work.mamba_blocks() {
+            count(block.norm.gamma.val().dtype());
+            count(block.mixer.out_proj.weight.val().dtype());
+        }
+        assert_eq!(halves, 2);
     }
 }

@@ -408,14 +408,15 @@ fn check_device_attention<B: AutodiffBackend + ScanBackend>(
     type R = Autodiff<NdArray>;
     for (n, &shape) in shapes.iter().enumerate() {
         let mut data = qkvr(300 + n as u64, shape);
-        if dtype != burn::tensor::DType::F32 {
-            // The reference sees the values the half tensors hold.
-            for v in data.iter_mut() {
-                *v = v
-                    .iter()
-                    .map(|&x| burn::tensor::f16::from_f32(x).to_f32())
-                    .collect();
-            }
+        // The reference sees the values the half tensors hold.
+        let round: fn(f32) -> f32 = match dtype {
+            burn::tensor::DType::F32 => |x| x,
+            burn::tensor::DType::F16 => |x| burn::tensor::f16::from_f32(x).to_f32(),
+            burn::tensor::DType::BF16 => |x| burn::tensor::bf16::from_f32(x).to_f32(),
+            other => panic!("no rounding for {other:?}"),
+        };
+        for v in data.iter_mut() {
+            *v = v.iter().map(|&x| round(x)).collect();
         }
         let got = attention_grads::<B>(&data, shape, false, dtype);
         let want = attention_grads::<R>(&data, shape, true, burn::tensor::DType::F32);
@@ -463,11 +464,14 @@ where
     }
 }
 
-/// On CUDA (`scripts/cuda-check.sh`, step 2b): the kernels, f32 and bf16 inputs.
+/// On CUDA (`scripts/cuda-check.sh`, step 2b): the kernels, f32 and bf16 inputs (bf16 keeps
+/// 8 significant bits: eight times f16's bound).
 #[cfg(feature = "cuda")]
 #[test]
 fn device_attention_on_cuda_matches_the_composed_block() {
-    check_device_kernels::<Autodiff<burn::backend::Cuda>>();
+    type B = Autodiff<burn::backend::Cuda>;
+    check_device_kernels::<B>();
+    check_device_attention::<B>(&DEVICE_SHAPES, burn::tensor::DType::BF16, 8e-3);
 }
 
 #[cfg(feature = "wgpu")]

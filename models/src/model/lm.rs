@@ -232,7 +232,11 @@ impl<B: ScanBackend> Lm<B> {
         let x = self.features(tokens, states); // [batch, L, d_model]
         match self.head.bias {
             None => head_loss(x, self.head.weight.val(), targets, weights),
-            Some(_) => masked_loss(self.head.forward(x), targets, weights),
+            // The loss in f32 whatever the activations' dtype, as `head_loss` takes it.
+            Some(_) => {
+                let logits = self.head.forward(x).cast(burn::tensor::FloatDType::F32);
+                masked_loss(logits, targets, weights)
+            }
         }
     }
 

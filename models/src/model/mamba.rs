@@ -223,10 +223,9 @@ impl<B: Backend> Mamba<B> {
             (Some(w), Some(b)) => (w.val(), b.val()),
             _ => {
                 let device = self.a_log.device();
-                let dtype = self.a_log.val().dtype(); // bf16 in a `precision` working copy
                 (
-                    Tensor::<B, 2>::ones([self.d_inner, 1], &device).cast(dtype),
-                    Tensor::<B, 1>::zeros([self.d_inner], &device).cast(dtype),
+                    Tensor::ones([self.d_inner, 1], &device),
+                    Tensor::zeros([self.d_inner], &device),
                 )
             }
         }

@@ -6,7 +6,7 @@ use burn::tensor::{
 };
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
-    kernel::into_contiguous,
+    kernel::{cast, into_contiguous},
     ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype, zeros_client},
     tensor::CubeTensor,
 };
@@ -20,10 +20,10 @@ use cubecl::prelude::*;
 fn scan_forward_kernel<F: Float, A: Float>(
     u: &Tensor<F>,     // [Bt, L, D]
     delta: &Tensor<F>, // [Bt, L, D]
-    a: &Tensor<F>,     // [D, N]
+    a: &Tensor<A>,     // [D, N], f32: `A_log` stays f32 under `[train] precision`
     b: &Tensor<F>,     // [Bt, L, N]
     c: &Tensor<F>,     // [Bt, L, N]
-    d: &Tensor<F>,     // [D]
+    d: &Tensor<A>,     // [D], f32 as `a`
     y: &mut Tensor<F>, // [Bt, L, D]
     #[comptime] n: usize,
     #[define(F, A)] _dtypes: [StorageType; 2],
@@ -41,9 +41,9 @@ fn scan_forward_kernel<F: Float, A: Float>(
     #[unroll]
     for s in 0..n {
         h[s] = A::new(0.0);
-        av[s] = A::cast_from(a[k * a.stride(0) + s * a.stride(1)]);
+        av[s] = a[k * a.stride(0) + s * a.stride(1)];
     }
-    let dk = A::cast_from(d[k * d.stride(0)]);
+    let dk = d[k * d.stride(0)];
 
     for t in 0..len {
         let dt =
@@ -70,10 +70,10 @@ fn scan_forward_kernel<F: Float, A: Float>(
 fn scan_backward_kernel<F: Float, A: Float>(
     u: &Tensor<F>,           // [Bt, L, D]
     delta: &Tensor<F>,       // [Bt, L, D]
-    a: &Tensor<F>,           // [D, N]
+    a: &Tensor<A>,           // [D, N], f32 (see the forward)
     b: &Tensor<F>,           // [Bt, L, N]
     c: &Tensor<F>,           // [Bt, L, N]
-    d: &Tensor<F>,           // [D]
+    d: &Tensor<A>,           // [D], f32
     grad: &Tensor<F>,        // [Bt, L, D], dL/dy
     ckpt: &mut Tensor<A>,    // [chunks, N, Bt, D_pad], contiguous scratch
     du: &mut Tensor<F>,      // [Bt, L, D]
@@ -128,10 +128,10 @@ fn scan_backward_kernel<F: Float, A: Float>(
     let mut h = Array::<A>::new(n);
     #[unroll]
     for s in 0..n {
-        av[s] = A::cast_from(a[kc * a.stride(0) + s * a.stride(1)]);
+        av[s] = a[kc * a.stride(0) + s * a.stride(1)];
         h[s] = A::new(0.0);
     }
-    let dk = A::cast_from(d[kc * d.stride(0)]);
+    let dk = d[kc * d.stride(0)];
 
     // Pass 1: forward recurrence, checkpointing the state before steps 0, CHUNK, 2·CHUNK, …
     for t in 0..len {
@@ -298,7 +298,9 @@ pub(crate) fn forward<R: CubeRuntime>(
     let [bt, l, ch, n] = dims(&u, &a);
     let client = u.client.clone();
     let dtype = u.dtype;
+    same_dtype(dtype, &[&delta, &b, &c]);
     let acc = accumulator(dtype);
+    let (a, d) = (cast(a, acc), cast(d, acc));
     let y = empty_device_dtype::<R>(client.clone(), u.device.clone(), [bt, l, ch].into(), dtype);
     if bt * l * ch == 0 {
         return y;
@@ -343,7 +345,11 @@ where
     let client = u.client.clone();
     let device = u.device.clone();
     let dtype = u.dtype;
+    same_dtype(dtype, &[&delta, &b, &c, &grad]);
     let acc = accumulator(dtype);
+    // dA and dD go back in the dtype `a` and `d` came in (f32 under `precision`).
+    let (a_dtype, d_dtype) = (a.dtype, d.dtype);
+    let (a, d) = (cast(a, acc), cast(d, acc));
     let (geo, planes) = geometry(&client, l, ch);
     let empty = |shape: Vec<usize>| {
         empty_device_dtype::<R>(client.clone(), device.clone(), shape.into(), dtype)
@@ -397,11 +403,19 @@ where
     [
         du,
         ddelta,
-        sum_dim::<Cb<R, F, I, BT>, 3, 2>(da_part, 0, [ch, n], dtype),
+        sum_dim::<Cb<R, F, I, BT>, 3, 2>(da_part, 0, [ch, n], a_dtype),
         sum_dim::<Cb<R, F, I, BT>, 4, 3>(db_part, 2, [bt, l, n], dtype),
         sum_dim::<Cb<R, F, I, BT>, 4, 3>(dc_part, 2, [bt, l, n], dtype),
-        sum_dim::<Cb<R, F, I, BT>, 2, 1>(dd_part, 0, [ch], dtype),
+        sum_dim::<Cb<R, F, I, BT>, 2, 1>(dd_part, 0, [ch], d_dtype),
     ]
+}
+
+/// The kernels read every input but `a` and `d` in one dtype: a mismatch would be read as
+/// the wrong type, silently.
+pub(crate) fn same_dtype<R: CubeRuntime>(dtype: DType, others: &[&CubeTensor<R>]) {
+    for t in others {
+        assert_eq!(t.dtype, dtype, "CubeCL kernel inputs of mixed dtypes");
+    }
 }
 
 /// The kernels' state and sums: f32, whatever the inputs (f64 stays f64).

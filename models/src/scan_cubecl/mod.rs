@@ -23,6 +23,8 @@
 //!   partials. No atomics, so the result is deterministic.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod kernel;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub(crate) use kernel::same_dtype;
 #[cfg(test)]
 mod mirror;
 
