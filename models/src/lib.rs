@@ -28,4 +28,6 @@ pub mod train;
 pub use backend::{BackendChoice, BackendError};
 pub use bench::{BenchResult, BenchShape, bench_train};
 pub use config::{ConfigError, RunConfig};
+#[doc(hidden)]
+pub use parallel::fail_replica_at;
 pub use train::{NoopObserver, TrainError, TrainObserver, TrainOptions, TrainSummary, train};

@@ -8,8 +8,9 @@
 //! ([`GradientsParams::all_reduce`]) and then each takes the same optimiser step, so they
 //! stay identical without sending weights around (data parallel as in PyTorch's DDP).
 //! Replica 0 runs on the caller's thread and is the one evaluated and checkpointed.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::collective::{
     CollectiveConfig, PeerId, ReduceOperation, finish_collective, register, reset_collective,
@@ -166,8 +167,9 @@ fn share_of<B: Backend>(values: Vec<PartValues<B>>) -> Share {
 }
 
 /// Sums the replicas' gradients (when there are peers), clips them, decays and steps.
-/// Returns the model and the gradient norm before clipping. An f16 step whose gradients
-/// overflowed is skipped (see [`LossScale`]).
+/// Returns the model and the gradient norm before clipping, or why the all-reduce failed (a
+/// replica died: see [`Failure`]). An f16 step whose gradients overflowed is skipped (see
+/// [`LossScale`]).
 fn apply<B>(
     model: Lm<B>,
     optim: &mut Optim<B>,
@@ -176,7 +178,7 @@ fn apply<B>(
     lr: f64,
     t: &TrainSection,
     loss_scale: &Mutex<LossScale>,
-) -> (Lm<B>, f64)
+) -> Result<(Lm<B>, f64), String>
 where
     B: AutodiffBackend + ScanBackend,
     B::InnerBackend: ScanBackend,
@@ -184,7 +186,7 @@ where
     if let Some(peer) = peer {
         grads = grads
             .all_reduce::<B::InnerBackend>(peer, ReduceOperation::Sum)
-            .unwrap_or_else(|e| panic!("all-reduce of the gradients failed: {e:?}"));
+            .map_err(|e| format!("all-reduce of the gradients failed: {e:?}"))?;
     }
     let grad_norm = clip_grad_norm(&model, &mut grads, t.grad_clip);
     let take = loss_scale
@@ -192,10 +194,67 @@ where
         .unwrap_or_else(|e| e.into_inner())
         .update(grad_norm.is_finite());
     if !take {
-        return (model, grad_norm);
+        return Ok((model, grad_norm));
     }
     let model = decay_selected(model, 1.0 - lr * t.weight_decay, &t.no_weight_decay);
-    (optim.step(lr, model, grads), grad_norm)
+    Ok((optim.step(lr, model, grads), grad_norm))
+}
+
+/// The first failure among a run's replica threads, as `replica N on DEVICE: message`.
+///
+/// A replica that panics (a GPU out of memory) would leave the others waiting forever for its
+/// share of the next all-reduce: it records why here and resets burn-collective, which fails
+/// their pending all-reduce, and replica 0 then panics with this message (so an out-of-memory
+/// error still reads as one).
+#[derive(Clone, Default)]
+struct Failure(Arc<Mutex<Option<String>>>);
+
+impl Failure {
+    /// Keeps the first failure only.
+    fn record(&self, what: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(what);
+    }
+
+    /// Panics with the recorded failure, else with `fallback`.
+    fn raise(&self, fallback: &str) -> ! {
+        let recorded = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        panic!("{}", recorded.unwrap_or_else(|| fallback.to_string()))
+    }
+}
+
+/// A panic's message.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Tests only: `(replica << 32) | step`; that replica panics with an out-of-memory message at
+/// that step (1 = the first) of the next multi-device run. 0, the default, never.
+static FAIL_REPLICA: AtomicU64 = AtomicU64::new(0);
+
+/// Tests only: makes replica `index` of the next multi-device run panic, as a GPU out of
+/// memory would, at its `step`-th step (from 1).
+#[doc(hidden)]
+pub fn fail_replica_at(index: usize, step: u64) {
+    FAIL_REPLICA.store(((index as u64) << 32) | step, Ordering::Relaxed);
+}
+
+/// The test failure of [`fail_replica_at`], when it is this replica's and step's (it fires once).
+fn injected_failure(index: usize, step: u64) {
+    let want = ((index as u64) << 32) | step;
+    if step > 0
+        && FAIL_REPLICA
+            .compare_exchange(want, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        panic!("test: CUDA_ERROR_OUT_OF_MEMORY: out of memory on replica {index}");
+    }
 }
 
 /// One step's work for a replica thread.
@@ -218,7 +277,8 @@ pub(crate) fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 /// threads (spawned into `scope`) and are driven through channels.
 pub(crate) struct Replicas {
     jobs: Vec<Sender<Job>>,
-    shares: Receiver<Share>,
+    /// Each other replica's share of a step; `None` when it failed (see [`Failure`]).
+    shares: Receiver<Option<Share>>,
     /// Unregisters replica 0 (when there are peers).
     finish: Option<Box<dyn FnOnce()>>,
     train: TrainSection,
@@ -226,6 +286,10 @@ pub(crate) struct Replicas {
     pool: StepPool,
     /// Replica 0's f16 loss scale (each replica keeps its own; they stay equal).
     loss_scale: Mutex<LossScale>,
+    /// Why a replica thread stopped, if one did.
+    failure: Failure,
+    /// Steps taken (for [`fail_replica_at`]).
+    taken: AtomicU64,
 }
 
 impl Replicas {
@@ -252,20 +316,24 @@ impl Replicas {
                 train: cfg.train.clone(),
                 pool: StepPool::new(),
                 loss_scale: Mutex::new(LossScale::new(cfg.train.precision)),
+                failure: Failure::default(),
+                taken: AtomicU64::new(0),
             };
         }
         reset_collective::<B::InnerBackend>();
         let config = CollectiveConfig::default().with_num_devices(devices.len());
         let mut jobs = Vec::new();
+        let failure = Failure::default();
         for (i, device) in devices.iter().enumerate().skip(1) {
             let (tx, rx) = channel::<Job>();
             jobs.push(tx);
             let replica = model.clone().fork(device);
             let optim = optim.clone();
             let (device, config, share_tx) = (device.clone(), config.clone(), share_tx.clone());
-            let peer = PeerId::from(i);
+            let failure = failure.clone();
             scope.spawn(move || {
-                replica_loop(peer, replica, optim, device, config, cfg, rx, share_tx)
+                let channels = (rx, share_tx);
+                replica_loop(i, replica, optim, device, config, cfg, channels, failure)
             });
         }
         register::<B::InnerBackend>(PeerId::from(0), devices[0].clone(), config)
@@ -279,6 +347,8 @@ impl Replicas {
             train: cfg.train.clone(),
             pool: StepPool::inline(),
             loss_scale: Mutex::new(LossScale::new(cfg.train.precision)),
+            failure,
+            taken: AtomicU64::new(0),
         }
     }
 
@@ -306,11 +376,14 @@ impl Replicas {
                 total_weight,
                 lr,
             })
-            .expect("a replica thread stopped");
+            .unwrap_or_else(|_| self.failure.raise("a replica thread stopped"));
         }
         let peer = (!self.jobs.is_empty()).then(|| PeerId::from(0));
+        if peer.is_some() {
+            injected_failure(0, self.taken.fetch_add(1, Ordering::Relaxed) + 1);
+        }
         let train = &self.train;
-        let loss_scale = &self.loss_scale;
+        let (loss_scale, failure) = (&self.loss_scale, &self.failure);
         let step_share = StepShare {
             parts: &mine,
             total_weight,
@@ -326,7 +399,8 @@ impl Replicas {
                 self.pool.run(|| {
                     let (grads, values) = backward_parts(&model, &step_share, device, &graphs);
                     let (model, grad_norm) =
-                        apply(model, optim, grads, peer, lr, train, loss_scale);
+                        apply(model, optim, grads, peer, lr, train, loss_scale)
+                            .unwrap_or_else(|e| failure.raise(&e));
                     (model, grad_norm, share_of(values))
                 })
             }
@@ -338,12 +412,16 @@ impl Replicas {
                     backward_parts(&model, &step_share, device, &graphs)
                 };
                 let share = share_of(values);
-                let (model, grad_norm) = apply(model, optim, grads, peer, lr, train, loss_scale);
+                let (model, grad_norm) = apply(model, optim, grads, peer, lr, train, loss_scale)
+                    .unwrap_or_else(|e| self.failure.raise(&e));
                 (model, grad_norm, share)
             }
         };
         for _ in &self.jobs {
-            share = share.add(self.shares.recv().expect("a replica thread stopped"));
+            match self.shares.recv() {
+                Ok(Some(theirs)) => share = share.add(theirs),
+                Ok(None) | Err(_) => self.failure.raise("a replica thread stopped"),
+            }
         }
         let loss = share.loss_sum / total_weight.max(1.0);
         (model, loss, share.correct, grad_norm)
@@ -358,7 +436,9 @@ impl Replicas {
 
 impl Drop for Replicas {
     fn drop(&mut self) {
-        // Closing the channels ends the replica threads, which unregister themselves.
+        // Closing the channels ends the replica threads, which unregister themselves. When
+        // replica 0 unwinds, unregistering it also lets an all-reduce the others wait in
+        // finish (`tests/replica_failure.rs`).
         self.jobs.clear();
         if let Some(finish) = self.finish.take() {
             finish();
@@ -366,45 +446,66 @@ impl Drop for Replicas {
     }
 }
 
-/// A replica thread: takes steps until its channel closes.
+/// A replica thread: takes steps until its channel closes, or until one fails (then it
+/// records why in `failure` and fails the others' all-reduce).
 #[allow(clippy::too_many_arguments)]
 fn replica_loop<B>(
-    peer: PeerId,
+    index: usize,
     mut model: Lm<B>,
     mut optim: Optim<B>,
     device: B::Device,
     config: CollectiveConfig,
     cfg: &RunConfig,
-    jobs: Receiver<Job>,
-    shares: Sender<Share>,
+    (jobs, shares): (Receiver<Job>, Sender<Option<Share>>),
+    failure: Failure,
 ) where
     B: AutodiffBackend + ScanBackend,
     B::InnerBackend: ScanBackend,
 {
+    let peer = PeerId::from(index);
     register::<B::InnerBackend>(peer, device.clone(), config)
         .unwrap_or_else(|e| panic!("burn-collective registration failed: {e:?}"));
     let loss_scale = Mutex::new(LossScale::new(cfg.train.precision));
+    let mut taken = 0u64;
     while let Ok(job) = jobs.recv() {
-        let step_share = StepShare {
-            parts: &job.parts,
-            total_weight: job.total_weight,
-            states: &[],
-            train: &cfg.train,
-            loss_scale: loss_scale
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .factor(),
+        taken += 1;
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            injected_failure(index, taken);
+            let step_share = StepShare {
+                parts: &job.parts,
+                total_weight: job.total_weight,
+                states: &[],
+                train: &cfg.train,
+                loss_scale: loss_scale
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .factor(),
+            };
+            let (grads, values) = {
+                let graphs = GraphsHeld::take();
+                backward_parts(&model, &step_share, &device, &graphs)
+            };
+            let share = share_of(values);
+            let t = &cfg.train;
+            apply(model, &mut optim, grads, Some(peer), job.lr, t, &loss_scale)
+                .map(|(model, _)| (model, share))
+        }));
+        let failed = match step {
+            Ok(Ok((next, share))) => {
+                model = next;
+                if shares.send(Some(share)).is_err() {
+                    break;
+                }
+                continue;
+            }
+            Ok(Err(all_reduce)) => all_reduce,
+            Err(payload) => panic_text(&*payload),
         };
-        let (grads, values) = {
-            let graphs = GraphsHeld::take();
-            backward_parts(&model, &step_share, &device, &graphs)
-        };
-        let share = share_of(values);
-        let t = &cfg.train;
-        model = apply(model, &mut optim, grads, Some(peer), job.lr, t, &loss_scale).0;
-        if shares.send(share).is_err() {
-            break;
-        }
+        failure.record(format!("replica {index} on {device:?}: {failed}"));
+        reset_collective::<B::InnerBackend>();
+        // Replica 0 may be waiting for this step's share rather than in the all-reduce.
+        let _ = shares.send(None);
+        return;
     }
     let _ = finish_collective::<B::InnerBackend>(peer);
 }
