@@ -137,7 +137,10 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
 
     torch.manual_seed(0)
     pat = pattern(model, layers)
-    n_heads = 4 if d_model % 4 == 0 and (d_model // 4) % 2 == 0 else 1
+    # As labbook's `bench_heads`: 4 heads up to d_model 256, then heads of 64.
+    n_heads = max(4, d_model // 64)
+    if d_model % n_heads or (d_model // n_heads) % 2:
+        n_heads = 1
     cfg = MambaConfig(d_model=d_model, n_layers=layers, d_state=16, expand_factor=2, d_conv=4,
                       pscan=True, use_cuda=False)
     lm = LM(cfg) if model == "mamba" else HybridLM(cfg, pat, n_heads)

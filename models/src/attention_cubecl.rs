@@ -24,6 +24,17 @@ use cubecl::prelude::*;
 /// Rows (units) per cube.
 pub(crate) const ROWS_PER_CUBE: usize = 64;
 
+/// The widest head the kernels take. A unit keeps three or four rows of `dh` f32 values in
+/// registers; wider heads would spill them to local memory on every key, so those run the
+/// tensor-op path instead (`ScanBackend::device_attention_forward`'s default) until a tiled
+/// kernel exists.
+pub(crate) const MAX_HEAD_DIM: usize = 64;
+
+/// Whether `q` `[batch, H, L, dh]` goes to the kernels.
+pub(crate) fn takes<R: CubeRuntime>(q: &CubeTensor<R>) -> bool {
+    q.meta.shape()[3] <= MAX_HEAD_DIM
+}
+
 /// Forward: per query row `i`, the online softmax over keys `0..=i`.
 #[cube(launch)]
 fn attention_forward_kernel<F: Float, A: Float>(

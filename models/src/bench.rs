@@ -18,6 +18,18 @@ use crate::prefetch::{BatchSpec, Prefetcher};
 use crate::tasks::Task;
 use crate::train::{CpuTrainBackend, TrainError, check_precision, clip_grad_norm, scalar, tensors};
 
+/// Attention heads of a bench model: 4 up to d_model 256 (heads of 16 to 64), then heads of
+/// 64 (12 at d_model 768, as GPT-2 small and the Mamba paper's Transformer++ baselines); 1
+/// where those do not divide into even head sizes. `scripts/mambapy_bench.py` uses the same.
+pub fn bench_heads(d_model: usize) -> usize {
+    let heads = 4.max(d_model / 64);
+    if d_model.is_multiple_of(heads) && (d_model / heads).is_multiple_of(2) {
+        heads
+    } else {
+        1
+    }
+}
+
 /// Throughput of forward + backward + AdamW for one model shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BenchResult {
@@ -148,11 +160,7 @@ where
             ));
         }
     };
-    let n_heads = if d_model.is_multiple_of(4) && (d_model / 4).is_multiple_of(2) {
-        4
-    } else {
-        1
-    };
+    let n_heads = bench_heads(d_model);
     let (task, vocab) = match data {
         Some(section) => {
             let task = Task::open(section, &[seq_len])?;

@@ -388,14 +388,15 @@ fn attention_grads<B: AutodiffBackend + ScanBackend>(
 }
 
 /// Shapes `[batch, H, L, dh]`: one row, lengths around the kernels' 64-row cubes, head sizes
-/// 8 to 64, several heads.
-const DEVICE_SHAPES: [[usize; 4]; 6] = [
+/// 8 to 64, several heads; and a head of 96, past the kernels' widest (the tensor-op path).
+const DEVICE_SHAPES: [[usize; 4]; 7] = [
     [1, 1, 1, 8],
     [2, 3, 7, 16],
     [1, 2, 64, 8],
     [2, 1, 65, 32],
     [1, 2, 130, 16],
     [1, 1, 200, 64],
+    [1, 2, 33, 96],
 ];
 
 /// `device_attention` on `B` against [`plain_attention`] on NdArray: output and the three

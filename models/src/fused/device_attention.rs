@@ -6,7 +6,9 @@
 //! Shapes: `q`, `k`, `v`, `o`, `dout` `[batch, H, L, dh]`; `lse` `[batch, H, L]`, the
 //! log-sum-exp of each query row's scaled scores, which is all the backward needs to rebuild
 //! the softmax.
-use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor};
+use burn::tensor::{
+    DType, Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor,
+};
 
 use super::ScanBackend;
 
@@ -34,19 +36,30 @@ fn masked_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
     scores + mask.cast(dtype)
 }
 
-/// `(o, lse)` from tensor ops.
+/// The dtype the scores and sums are computed in: f32 for half inputs, as the kernels do.
+fn widened(dtype: DType) -> DType {
+    match dtype {
+        DType::F16 | DType::BF16 => DType::F32,
+        other => other,
+    }
+}
+
+/// `(o, lse)` from tensor ops (half inputs computed in f32; `o` returned in their dtype).
 pub(crate) fn forward_reference<B: Backend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
     v: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let (q, k, v) = (wrap::<B, 4>(q), wrap::<B, 4>(k), wrap::<B, 4>(v));
+    let dtype = q.dtype();
+    let wide = widened(dtype);
+    let (q, k, v) = (q.cast(wide), k.cast(wide), v.cast(wide));
     let [batch, heads, len, _] = q.dims();
     let scores = masked_scores(q, k); // [batch, H, L, L]
     let max = scores.clone().max_dim(3); // [batch, H, L, 1]
     let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max; // [batch, H, L, 1]
     let p = (scores - lse.clone()).exp(); // [batch, H, L, L]
-    let o = p.matmul(v); // [batch, H, L, dh]
+    let o = p.matmul(v).cast(dtype); // [batch, H, L, dh]
     (prim(o), prim(lse.reshape([batch, heads, len])))
 }
 
@@ -61,8 +74,11 @@ pub(crate) fn backward_reference<B: Backend>(
 ) -> [FloatTensor<B>; 3] {
     let (q, k, v) = (wrap::<B, 4>(q), wrap::<B, 4>(k), wrap::<B, 4>(v));
     let (o, dout) = (wrap::<B, 4>(o), wrap::<B, 4>(dout));
+    let dtype = q.dtype();
+    let wide = widened(dtype);
+    let [q, k, v, o, dout] = [q, k, v, o, dout].map(|t| t.cast(wide));
     let [batch, heads, len, dh] = q.dims();
-    let lse = wrap::<B, 3>(lse).reshape([batch, heads, len, 1]);
+    let lse = wrap::<B, 3>(lse).reshape([batch, heads, len, 1]).cast(wide);
     let scale = 1.0 / (dh as f64).sqrt();
     let p = (masked_scores(q.clone(), k.clone()) - lse).exp(); // [batch, H, L, L]
     let dv = p.clone().swap_dims(2, 3).matmul(dout.clone()); // [batch, H, L, dh]
@@ -71,7 +87,7 @@ pub(crate) fn backward_reference<B: Backend>(
     let ds = p * (dp - rows); // [batch, H, L, L]
     let dq = ds.clone().matmul(k) * scale; // [batch, H, L, dh]
     let dk = ds.swap_dims(2, 3).matmul(q) * scale; // [batch, H, L, dh]
-    [prim(dq), prim(dk), prim(dv)]
+    [dq, dk, dv].map(|g| prim(g.cast(dtype)))
 }
 
 /// Causal softmax attention `softmax(q·kᵀ/√dh + mask)·v` of `q`, `k`, `v` `[batch, H, L, dh]`

@@ -479,6 +479,9 @@ where
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !crate::attention_cubecl::takes(&q) {
+            return crate::fused::forward_reference::<Self>(q, k, v);
+        }
         crate::attention_cubecl::forward(q, k, v)
     }
 
@@ -490,6 +493,9 @@ where
         lse: FloatTensor<Self>,
         dout: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
+        if !crate::attention_cubecl::takes(&q) {
+            return crate::fused::backward_reference::<Self>(q, k, v, o, lse, dout);
+        }
         crate::attention_cubecl::backward::<R, F, I, BT>(q, k, v, o, lse, dout)
     }
 }
