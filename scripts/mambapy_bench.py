@@ -137,10 +137,10 @@ def bench(model: str, steps: int, d_model: int, layers: int, seq_len: int, batch
 
     torch.manual_seed(0)
     pat = pattern(model, layers)
-    # As labbook's `bench_heads`: 4 heads up to d_model 256, then heads of 64.
-    n_heads = max(4, d_model // 64)
-    if d_model % n_heads or (d_model // n_heads) % 2:
-        n_heads = 1
+    # As labbook's `bench_heads`: the fewest heads, from 4 and from heads of at most 64, that
+    # divide d_model into even sizes; else 1.
+    n_heads = next((h for h in range(max(4, -(-d_model // 64)), d_model // 2 + 1)
+                    if d_model % h == 0 and (d_model // h) % 2 == 0), 1)
     cfg = MambaConfig(d_model=d_model, n_layers=layers, d_state=16, expand_factor=2, d_conv=4,
                       pscan=True, use_cuda=False)
     lm = LM(cfg) if model == "mamba" else HybridLM(cfg, pat, n_heads)

@@ -19,15 +19,13 @@ use crate::tasks::Task;
 use crate::train::{CpuTrainBackend, TrainError, check_precision, clip_grad_norm, scalar, tensors};
 
 /// Attention heads of a bench model: 4 up to d_model 256 (heads of 16 to 64), then heads of
-/// 64 (12 at d_model 768, as GPT-2 small and the Mamba paper's Transformer++ baselines); 1
-/// where those do not divide into even head sizes. `scripts/mambapy_bench.py` uses the same.
+/// at most 64 (12 of 64 at d_model 768, as GPT-2 small); always an even head size, and 1
+/// head where none divides. `scripts/mambapy_bench.py` uses the same rule.
 pub fn bench_heads(d_model: usize) -> usize {
-    let heads = 4.max(d_model / 64);
-    if d_model.is_multiple_of(heads) && (d_model / heads).is_multiple_of(2) {
-        heads
-    } else {
-        1
-    }
+    // The fewest heads, from 4 and from heads of at most 64, that divide into even sizes.
+    (4.max(d_model.div_ceil(64))..=d_model / 2)
+        .find(|&h| d_model.is_multiple_of(h) && (d_model / h).is_multiple_of(2))
+        .unwrap_or(1)
 }
 
 /// Throughput of forward + backward + AdamW for one model shape.
@@ -63,6 +61,9 @@ pub struct BenchResult {
     pub n_params: usize,
     /// Share of the timed steps' time spent waiting for the data thread's batches.
     pub data_wait_share: f64,
+    /// f16 steps whose gradients overflowed (skipped, as in training, and left out of the
+    /// median); 0 otherwise.
+    pub skipped_steps: usize,
 }
 
 /// What [`bench_train`] measures: a model kind at a size, for a number of timed steps.
@@ -184,6 +185,7 @@ where
     });
     let warmup = 2;
     let mut times = Vec::with_capacity(steps);
+    let mut skipped_steps = 0;
     let spec = BatchSpec {
         seed: 0,
         batch,
@@ -205,6 +207,7 @@ where
         // As in training (`parallel::Replicas::step`): the step runs on a thread of the run's
         // own pool, the graph lock taken outside it.
         let _graphs = GraphsHeld::take();
+        let mut skipped = false;
         lm = pool.run(|| {
             let (x, y, w) = tensors::<B>(&b, device);
             let scale = loss_scale.factor();
@@ -221,6 +224,7 @@ where
             if precision == Precision::F16 {
                 let norm = clip_grad_norm(&lm, &mut grads, 0.0);
                 if !loss_scale.update(norm.is_finite()) {
+                    skipped = true;
                     return lm;
                 }
             }
@@ -234,9 +238,17 @@ where
             let _ = scalar(lm.head.weight.val().sum());
             lm
         });
-        if i >= warmup {
+        // A skipped f16 step (its gradients overflowed) did no optimiser work: not timed.
+        if i >= warmup && skipped {
+            skipped_steps += 1;
+        } else if i >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
+    }
+    if times.is_empty() {
+        return bad(format!(
+            "bench: every timed f16 step overflowed ({skipped_steps}); time more steps"
+        ));
     }
     times.sort_by(f64::total_cmp);
     let median = if times.len() % 2 == 1 {
@@ -259,6 +271,7 @@ where
         ms_per_step_min: times[0],
         tokens_per_s: (batch * seq_len) as f64 / (median / 1e3),
         n_params,
+        skipped_steps,
         data_wait_share: waited_timed.as_secs_f64() * 1e3 / times.iter().sum::<f64>().max(1e-9),
     })
 }

@@ -253,6 +253,11 @@ fn injected_failure(index: usize, step: u64) {
             .compare_exchange(want, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
+        if index == 0 {
+            // Replica 0 fails after its backward: let the others reach the all-reduce first,
+            // the case a reset must end.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         panic!("test: CUDA_ERROR_OUT_OF_MEMORY: out of memory on replica {index}");
     }
 }
@@ -281,6 +286,8 @@ pub(crate) struct Replicas {
     shares: Receiver<Option<Share>>,
     /// Unregisters replica 0 (when there are peers).
     finish: Option<Box<dyn FnOnce()>>,
+    /// Fails a pending all-reduce (when there are peers): see [`Drop`].
+    reset: Option<Box<dyn Fn()>>,
     train: TrainSection,
     /// Runs a lone replica's steps (not used with peers).
     pool: StepPool,
@@ -313,6 +320,7 @@ impl Replicas {
                 jobs: Vec::new(),
                 shares,
                 finish: None,
+                reset: None,
                 train: cfg.train.clone(),
                 pool: StepPool::new(),
                 loss_scale: Mutex::new(LossScale::new(cfg.train.precision)),
@@ -341,6 +349,7 @@ impl Replicas {
         Replicas {
             jobs,
             shares,
+            reset: Some(Box::new(reset_collective::<B::InnerBackend>)),
             finish: Some(Box::new(|| {
                 let _ = finish_collective::<B::InnerBackend>(PeerId::from(0));
             })),
@@ -379,9 +388,6 @@ impl Replicas {
             .unwrap_or_else(|_| self.failure.raise("a replica thread stopped"));
         }
         let peer = (!self.jobs.is_empty()).then(|| PeerId::from(0));
-        if peer.is_some() {
-            injected_failure(0, self.taken.fetch_add(1, Ordering::Relaxed) + 1);
-        }
         let train = &self.train;
         let (loss_scale, failure) = (&self.loss_scale, &self.failure);
         let step_share = StepShare {
@@ -411,6 +417,8 @@ impl Replicas {
                     let graphs = GraphsHeld::take();
                     backward_parts(&model, &step_share, device, &graphs)
                 };
+                // After its backward, when the others may already wait in the all-reduce.
+                injected_failure(0, self.taken.fetch_add(1, Ordering::Relaxed) + 1);
                 let share = share_of(values);
                 let (model, grad_norm) = apply(model, optim, grads, peer, lr, train, loss_scale)
                     .unwrap_or_else(|e| self.failure.raise(&e));
@@ -436,9 +444,15 @@ impl Replicas {
 
 impl Drop for Replicas {
     fn drop(&mut self) {
-        // Closing the channels ends the replica threads, which unregister themselves. When
-        // replica 0 unwinds, unregistering it also lets an all-reduce the others wait in
-        // finish (`tests/replica_failure.rs`).
+        // Replica 0 is unwinding (its GPU ran out of memory): the others may already wait in
+        // the all-reduce for its share, which unregistering it would not end. Resetting fails
+        // that all-reduce; they record it and stop, and the scope can join them.
+        if std::thread::panicking()
+            && let Some(reset) = &self.reset
+        {
+            reset();
+        }
+        // Closing the channels ends the replica threads, which unregister themselves.
         self.jobs.clear();
         if let Some(finish) = self.finish.take() {
             finish();

@@ -168,9 +168,13 @@ pub fn cmd_bench(env: &Env, a: Args) -> Result<()> {
             } else {
                 String::new()
             };
+            let skipped = match r.skipped_steps {
+                0 => String::new(),
+                n => format!(", {n} f16 steps skipped (overflow)"),
+            };
             println!(
                 "{} ({}), d_model {}, layers {}, seq_len {}, batch {}, {} {}: median {:.1} \
-                 ms/step (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters{data}",
+                 ms/step (fastest {:.1}), {:.0} tokens/s over {} steps, {} parameters{data}{skipped}",
                 r.model,
                 r.pattern,
                 r.d_model,
