@@ -14,12 +14,14 @@
 //!
 //! `F` is the tensors' dtype (f32, or bf16/f16 under `[train] precision`); scores, the softmax
 //! and every sum are `A` = f32.
-use burn::tensor::{DType, Tensor as BurnTensor, TensorPrimitive};
+use burn::tensor::{Tensor as BurnTensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
     ops::numeric::empty_device_dtype, tensor::CubeTensor,
 };
 use cubecl::prelude::*;
+
+use crate::precision::accumulation_dtype;
 
 /// Rows (units) per cube.
 pub(crate) const ROWS_PER_CUBE: usize = 64;
@@ -255,14 +257,6 @@ fn attention_dkv_kernel<F: Float, A: Float>(
     }
 }
 
-/// The sums and the softmax: f32 (f64 stays f64).
-fn accumulator(dtype: DType) -> DType {
-    match dtype {
-        DType::F64 => DType::F64,
-        _ => DType::F32,
-    }
-}
-
 /// `[batch, H, L, dh]` and the launch grid: cubes of [`ROWS_PER_CUBE`] rows along x, one
 /// (batch item, head) per y.
 fn grid<R: CubeRuntime>(q: &CubeTensor<R>) -> ([usize; 4], CubeCount, CubeDim) {
@@ -293,7 +287,7 @@ pub(crate) fn forward<R: CubeRuntime>(
     let device = q.device.clone();
     let dtype = q.dtype;
     crate::scan_cubecl::same_dtype(dtype, &[&k, &v]);
-    let acc = accumulator(dtype);
+    let acc = accumulation_dtype(dtype);
     let o = empty_device_dtype::<R>(client.clone(), device.clone(), dims.into(), dtype);
     let lse = empty_device_dtype::<R>(client.clone(), device, [batch, heads, len].into(), acc);
     if batch * heads * len * dh == 0 {
@@ -338,7 +332,7 @@ where
     let device = q.device.clone();
     let dtype = q.dtype;
     crate::scan_cubecl::same_dtype(dtype, &[&k, &v, &o, &dout]);
-    let acc = accumulator(dtype);
+    let acc = accumulation_dtype(dtype);
     let lse = into_contiguous(lse);
     let empty = || empty_device_dtype::<R>(client.clone(), device.clone(), dims.into(), dtype);
     let (dq, dk, dv) = (empty(), empty(), empty());

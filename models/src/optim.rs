@@ -83,7 +83,7 @@ pub fn decay_selected<B: AutodiffBackend, M: AutodiffModule<B>>(
     module.map(&mut Decay {
         keep,
         no_decay,
-        path: Vec::new(),
+        path: ParamPath::default(),
     })
 }
 
@@ -101,24 +101,39 @@ pub fn excluded_from_decay(path: &[(String, String)], no_decay: &[String]) -> bo
     })
 }
 
+/// Where a `ModuleMapper` is: `(field, container type)` of the modules entered, innermost
+/// last, as burn's `enter_module` / `exit_module` give them (the last entry of a parameter's
+/// path is its own field and its struct).
+#[derive(Default)]
+pub(crate) struct ParamPath(pub(crate) Vec<(String, String)>);
+
+impl ParamPath {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
+        self.0.push((name.to_string(), container_type.to_string()));
+    }
+
+    pub(crate) fn exit(&mut self) {
+        self.0.pop();
+    }
+}
+
 struct Decay<'a> {
     keep: f64,
     no_decay: &'a [String],
-    path: Vec<(String, String)>,
+    path: ParamPath,
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Decay<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if excluded_from_decay(&self.path, self.no_decay) {
+        if excluded_from_decay(&self.path.0, self.no_decay) {
             return param;
         }
         let keep = self.keep;

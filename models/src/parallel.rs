@@ -116,15 +116,18 @@ where
         let (loss, correct) = work.loss_from(x, y, w, states);
         let weight = part.weight();
         values.push((loss.clone().detach(), correct, weight));
-        let loss = if whole {
-            loss
+        // The part's share of the step, times f16's loss scale: one multiply (none for a
+        // lone f32 part, which computes exactly what one device always has).
+        let share = if whole {
+            1.0
         } else {
-            loss.mul_scalar(weight / total_weight.max(1.0))
+            weight / total_weight.max(1.0)
         };
-        let loss = if loss_scale == 1.0 {
+        let factor = share * loss_scale;
+        let loss = if factor == 1.0 {
             loss
         } else {
-            loss.mul_scalar(loss_scale)
+            loss.mul_scalar(factor)
         };
         let grads = GradientsParams::from_grads(loss.backward(), &work);
         let grads = grads_to_master(model, grads, train.precision, loss_scale);

@@ -12,8 +12,10 @@
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::optim::ParamPath;
 
 /// `[train] precision`: the float type of the forward and backward passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,14 +74,22 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// The dtype sums and recurrences are kept in for tensors of `dtype`: f32 for the half types
+/// (and f32), f64 for f64. The CubeCL kernels and the tensor-op attention share it.
+pub(crate) fn accumulation_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
+    }
+}
+
 /// Casts every float parameter to a dtype, keeping its id, as a fresh leaf of the graph: the
 /// copy's gradients carry the master parameters' ids, and nothing flows back into the master.
 /// The Mamba mixers' `A_log` and `D` stay f32: the scan reads them as f32 (they feed only
 /// the decay `exp(Δ·A)` and the skip, where bf16's 8 bits would cost the most).
 struct CastParams {
     dtype: FloatDType,
-    /// `(field, container type)` of the modules entered, innermost last.
-    path: Vec<(String, String)>,
+    path: ParamPath,
 }
 
 /// Parameters kept f32 in the working copy: `(field, container type)`.
@@ -87,18 +97,18 @@ const KEPT_F32: [(&str, &str); 2] = [("a_log", "Struct:Mamba"), ("d", "Struct:Ma
 
 impl<B: AutodiffBackend> ModuleMapper<B> for CastParams {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let keep = self
             .path
+            .0
             .last()
             .is_some_and(|(f, c)| KEPT_F32.contains(&(f.as_str(), c.as_str())));
         let dtype = if keep { FloatDType::F32 } else { self.dtype };
@@ -116,7 +126,7 @@ pub(crate) fn working_copy<B: AutodiffBackend, M: AutodiffModule<B>>(
     if precision.is_half() {
         master.clone().map(&mut CastParams {
             dtype: precision.dtype(),
-            path: Vec::new(),
+            path: ParamPath::default(),
         })
     } else {
         master.clone()

@@ -6,11 +6,10 @@
 //! Shapes: `q`, `k`, `v`, `o`, `dout` `[batch, H, L, dh]`; `lse` `[batch, H, L]`, the
 //! log-sum-exp of each query row's scaled scores, which is all the backward needs to rebuild
 //! the softmax.
-use burn::tensor::{
-    DType, Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor,
-};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend, ops::FloatTensor};
 
 use super::ScanBackend;
+use crate::precision::accumulation_dtype;
 
 fn wrap<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
@@ -36,14 +35,6 @@ fn masked_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
     scores + mask.cast(dtype)
 }
 
-/// The dtype the scores and sums are computed in: f32 for half inputs, as the kernels do.
-fn widened(dtype: DType) -> DType {
-    match dtype {
-        DType::F16 | DType::BF16 => DType::F32,
-        other => other,
-    }
-}
-
 /// `(o, lse)` from tensor ops (half inputs computed in f32; `o` returned in their dtype).
 pub(crate) fn forward_reference<B: Backend>(
     q: FloatTensor<B>,
@@ -52,7 +43,7 @@ pub(crate) fn forward_reference<B: Backend>(
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let (q, k, v) = (wrap::<B, 4>(q), wrap::<B, 4>(k), wrap::<B, 4>(v));
     let dtype = q.dtype();
-    let wide = widened(dtype);
+    let wide = accumulation_dtype(dtype);
     let (q, k, v) = (q.cast(wide), k.cast(wide), v.cast(wide));
     let [batch, heads, len, _] = q.dims();
     let scores = masked_scores(q, k); // [batch, H, L, L]
@@ -75,7 +66,7 @@ pub(crate) fn backward_reference<B: Backend>(
     let (q, k, v) = (wrap::<B, 4>(q), wrap::<B, 4>(k), wrap::<B, 4>(v));
     let (o, dout) = (wrap::<B, 4>(o), wrap::<B, 4>(dout));
     let dtype = q.dtype();
-    let wide = widened(dtype);
+    let wide = accumulation_dtype(dtype);
     let [q, k, v, o, dout] = [q, k, v, o, dout].map(|t| t.cast(wide));
     let [batch, heads, len, dh] = q.dims();
     let lse = wrap::<B, 3>(lse).reshape([batch, heads, len, 1]).cast(wide);

@@ -1,6 +1,7 @@
 //! CubeCL kernels and their launchers; the layout is described in the parent module.
 use super::{CHUNK, FALLBACK_GROUP, Geometry};
 use crate::fused::ScanBackend;
+use crate::precision::accumulation_dtype;
 use burn::tensor::{
     DType, FloatDType, Tensor as BurnTensor, TensorPrimitive, backend::Backend, ops::FloatTensor,
 };
@@ -299,7 +300,7 @@ pub(crate) fn forward<R: CubeRuntime>(
     let client = u.client.clone();
     let dtype = u.dtype;
     same_dtype(dtype, &[&delta, &b, &c]);
-    let acc = accumulator(dtype);
+    let acc = accumulation_dtype(dtype);
     let (a, d) = (cast(a, acc), cast(d, acc));
     let y = empty_device_dtype::<R>(client.clone(), u.device.clone(), [bt, l, ch].into(), dtype);
     if bt * l * ch == 0 {
@@ -346,7 +347,7 @@ where
     let device = u.device.clone();
     let dtype = u.dtype;
     same_dtype(dtype, &[&delta, &b, &c, &grad]);
-    let acc = accumulator(dtype);
+    let acc = accumulation_dtype(dtype);
     // dA and dD go back in the dtype `a` and `d` came in (f32 under `precision`).
     let (a_dtype, d_dtype) = (a.dtype, d.dtype);
     let (a, d) = (cast(a, acc), cast(d, acc));
@@ -415,14 +416,6 @@ where
 pub(crate) fn same_dtype<R: CubeRuntime>(dtype: DType, others: &[&CubeTensor<R>]) {
     for t in others {
         assert_eq!(t.dtype, dtype, "CubeCL kernel inputs of mixed dtypes");
-    }
-}
-
-/// The kernels' state and sums: f32, whatever the inputs (f64 stays f64).
-fn accumulator(dtype: DType) -> DType {
-    match dtype {
-        DType::F64 => DType::F64,
-        _ => DType::F32,
     }
 }
 
